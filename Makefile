@@ -1,0 +1,28 @@
+# The two commands: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test typecheck bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	mkdir -p data
+	$(VENV)/bin/radicale --config config/radicale.conf
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+typecheck: $(STAMP)
+	$(PY) -m mypy radicale_plugin bridge
+
+bench: $(STAMP)
+	$(PY) bench/merge_vs_vobject.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

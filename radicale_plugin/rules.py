@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Target rules: which of an owner's contacts receive the owner's card.
+
+A rule is a short string:
+
+``all``
+    every contact of the owner that resolves to a user of this server;
+``group:NAME``
+    contacts in the group or category NAME, whichever encoding the owner's
+    client wrote: vCard 4 ``KIND:group`` + ``MEMBER``, Apple
+    ``X-ADDRESSBOOKSERVER-KIND:group`` + ``X-ADDRESSBOOKSERVER-MEMBER``, or
+    ``CATEGORIES`` on the contact;
+``user:NAME``
+    the server user NAME, named directly (the bridge writes these).
+
+Evaluation is pure: cards in, a :class:`Selection` out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from radicale_plugin.errors import BadRequest
+from radicale_plugin.matching import card_keys, email_key, phone_key
+from radicale_plugin.vcard import Card, split_list, unescape
+
+RULE_KINDS = ("all", "group", "user")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed target rule."""
+
+    kind: str
+    arg: str = ""
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "all" else "%s:%s" % (self.kind, self.arg)
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse ``all``, ``group:NAME`` or ``user:NAME``; :class:`BadRequest` otherwise."""
+    if not isinstance(text, str):
+        raise BadRequest("a target rule must be a string such as 'all', 'group:Family' or 'user:bob'")
+    kind, sep, arg = text.strip().partition(":")
+    kind = kind.lower()
+    if kind == "all" and not sep:
+        return Rule("all")
+    if kind in ("group", "user") and arg.strip():
+        return Rule(kind, arg.strip())
+    raise BadRequest("unknown target rule %r: use 'all', 'group:NAME' or 'user:NAME'" % text)
+
+
+def is_group(card: Card) -> bool:
+    kind = (card.first_value("KIND") or card.first_value("X-ADDRESSBOOKSERVER-KIND") or "")
+    return kind.strip().lower() == "group"
+
+
+def contact_name(card: Card) -> str:
+    return unescape(card.first_value("FN") or card.first_value("UID") or "?")
+
+
+@dataclass
+class Contact:
+    """One of the owner's contacts with its matching keys."""
+
+    uid: str
+    name: str
+    keys: set[str]
+    categories: set[str]
+
+
+@dataclass
+class Selection:
+    """What a set of rules selects: users with reasons, and contacts left out."""
+
+    targets: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, user: str, reason: str) -> None:
+        reasons = self.targets.setdefault(user, [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+
+class Book:
+    """The owner's contacts and groups, read once for evaluating many rules."""
+
+    def __init__(self, cards: Iterable[Card], region: str) -> None:
+        self.contacts: list[Contact] = []
+        self._groups: list[tuple[str, list[str]]] = []
+        self._region = region
+        for card in cards:
+            if is_group(card):
+                members = [ln.value for ln in card.lines
+                           if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
+                self._groups.append((contact_name(card).casefold(), members))
+            else:
+                cats = set()
+                for line in card.get("CATEGORIES"):
+                    cats.update(c.casefold() for c in split_list(line.value) if c)
+                self.contacts.append(Contact(
+                    card.first_value("UID") or "", contact_name(card),
+                    card_keys(card, region), cats))
+
+    def group_members(self, name: str) -> list[Contact]:
+        """Contacts in group ``name``: group cards (both encodings) and categories."""
+        wanted = name.casefold()
+        uids: set[str] = set()
+        keys: set[str] = set()
+        for group_name, members in self._groups:
+            if group_name != wanted:
+                continue
+            for member in members:
+                m = member.strip()
+                low = m.lower()
+                if low.startswith("urn:uuid:"):
+                    uids.add(m[9:])
+                elif low.startswith("mailto:"):
+                    keys.add(email_key(m) or "")
+                elif low.startswith("tel:"):
+                    keys.add(phone_key(m, self._region) or "")
+                else:
+                    uids.add(m)
+        return [c for c in self.contacts
+                if wanted in c.categories or c.uid in uids or c.keys & keys]
+
+
+def evaluate(rules: Iterable[Rule], book: Book, owners_of: dict[str, set[str]],
+             owner: str, known_users: set[str] | None = None) -> Selection:
+    """Resolve ``rules`` over ``book`` to users.
+
+    ``owners_of`` maps a matching key to the users whose me card carries it.
+    A contact matching two users is skipped and reported, never guessed.
+    """
+    selection = Selection()
+    for rule in rules:
+        if rule.kind == "user":
+            if known_users is not None and rule.arg not in known_users:
+                selection.skipped.append({"contact": rule.arg, "rule": str(rule),
+                                          "reason": "no such user on this server"})
+            elif rule.arg != owner:
+                selection.add(rule.arg, str(rule))
+            continue
+        contacts = book.contacts if rule.kind == "all" else book.group_members(rule.arg)
+        for contact in contacts:
+            users: set[str] = set()
+            for key in contact.keys:
+                users |= owners_of.get(key, set())
+            users.discard(owner)
+            if len(users) == 1:
+                selection.add(users.pop(), "%s (contact %s)" % (rule, contact.name))
+            elif len(users) > 1:
+                selection.skipped.append({
+                    "contact": contact.name, "rule": str(rule),
+                    "reason": "matches several users (%s); skipped" % ", ".join(sorted(users))})
+    return selection

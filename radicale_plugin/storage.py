@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The storage plugin: Radicale's multifilesystem storage, watching me cards.
+
+``[storage] type = radicale_plugin.storage``.  Every path that can change a
+me card is covered: PUT of a card (``upload``), PUT of a whole book
+(``create_collection``), MOVE (``move``), DELETE (``delete``) and PROPPATCH
+of Apple's me-card property on the address-book home (``set_meta``).  The
+hooks only record the change; the fan-out worker is woken when the request
+releases the write lock.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping, Optional
+
+import radicale.item as radicale_item
+from radicale import config, types
+from radicale.storage import multifilesystem
+
+from radicale_plugin.service import ME_CARD_PROPERTY, SharingService
+from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
+
+
+class Collection(multifilesystem.Collection):
+    """A collection whose writes keep the sharing index up to date."""
+
+    _storage: "Storage"
+
+    def upload(self, href: str, item: radicale_item.Item
+               ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
+        uploaded, old = super().upload(href, item)
+        self._storage.sharing.on_item_written(self, href, uploaded.serialize(), uploaded.uid)
+        return uploaded, old
+
+    def delete(self, href: Optional[str] = None) -> None:
+        super().delete(href)
+        self._storage.sharing.on_item_deleted(self.path, href)
+
+    def set_meta(self, props: Mapping[str, str]) -> None:
+        if self.path and "/" not in self.path:  # the address-book home
+            new, old = props.get(ME_CARD_PROPERTY), self.get_meta(ME_CARD_PROPERTY)
+            if new != old:
+                stored = self._storage.sharing.on_me_card_property(self, new)
+                props = {k: v for k, v in props.items() if k != ME_CARD_PROPERTY}
+                if stored is not None:
+                    props[ME_CARD_PROPERTY] = stored
+        super().set_meta(props)
+
+
+class Storage(multifilesystem.Storage):
+    """Radicale's file storage with me cards, sharing and the fan-out."""
+
+    _collection_class = Collection
+
+    def __init__(self, configuration: config.Configuration) -> None:
+        configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
+        super().__init__(configuration)
+        # Radicale builds several Storage objects per process: they share one service
+        self.sharing = SharingService.for_storage(self, Settings.from_configuration(configuration))
+        self.sharing.worker.start()
+
+    @types.contextmanager
+    def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
+        with super().acquire_lock(mode, user, *args, **kwargs):
+            yield
+        if mode == "w":
+            self.sharing.wake()
+
+    def create_collection(self, href: str,
+                          items: Optional[Iterable[radicale_item.Item]] = None,
+                          props: Optional[Mapping[str, str]] = None):
+        result = super().create_collection(href, items, props)
+        self.sharing.on_collection_replaced(result[0])
+        return result
+
+    def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
+        assert item.collection is not None and item.href is not None
+        from_path, from_href = item.collection.path, item.href
+        super().move(item, to_collection, to_href)
+        self.sharing.on_item_moved(from_path, from_href, to_collection, to_href,
+                                   item.serialize())

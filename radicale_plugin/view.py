@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shared view of a me card: the shared fields, in a version-neutral form.
+
+An :class:`Entry` is one shared value (a number, an address, the photo)
+with its parameters, kept so that it can be compared with the same value in
+a copy written in the other vCard version and written into either version.
+The view is what travels from an owner to recipients; nothing outside the
+owner's shared fields is ever in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from radicale_plugin.errors import BadRequest
+from radicale_plugin.matching import line_key
+from radicale_plugin.vcard import Card, Line
+
+DEFAULT_SHARED_FIELDS: tuple[str, ...] = ("FN", "N", "TEL", "EMAIL")
+
+#: Fields an owner may share.  Structural properties (UID, VERSION, KIND,
+#: MEMBER, CATEGORIES...) describe the owner's own book, not the person.
+SHAREABLE_FIELDS: frozenset[str] = frozenset((
+    "FN", "N", "NICKNAME", "PHOTO", "BDAY", "ANNIVERSARY", "GENDER", "ADR",
+    "TEL", "EMAIL", "IMPP", "LANG", "TZ", "GEO", "TITLE", "ROLE", "LOGO",
+    "ORG", "NOTE", "URL", "KEY", "SOUND", "X-SOCIALPROFILE"))
+
+#: Fields with at most one value on a card: the recipient may have replaced
+#: it ("Mom"), in which case the recipient's value wins.
+SINGLE_VALUED: frozenset[str] = frozenset((
+    "FN", "N", "NICKNAME", "PHOTO", "BDAY", "ANNIVERSARY", "GENDER", "TZ",
+    "GEO", "TITLE", "ROLE", "LOGO", "ORG", "NOTE", "SOUND"))
+
+BINARY_FIELDS: frozenset[str] = frozenset(("PHOTO", "LOGO", "KEY", "SOUND"))
+
+# Parameters that only make sense inside the owner's own card.
+_DROPPED_PARAMS = frozenset(("PID", "ALTID", "ENCODING", "VALUE", "MEDIATYPE", "CHARSET"))
+
+_MEDIA = {"JPEG": "image/jpeg", "JPG": "image/jpeg", "PNG": "image/png",
+          "GIF": "image/gif", "BMP": "image/bmp", "WEBP": "image/webp",
+          "HEIC": "image/heic"}
+
+
+def check_fields(fields: Iterable[str]) -> list[str]:
+    """Upper-cased field names, or :class:`BadRequest` naming the unknown ones."""
+    wanted = [f.strip().upper() for f in fields]
+    unknown = [f for f in wanted if f not in SHAREABLE_FIELDS and not (
+        f.startswith("X-") and not f.startswith("X-ADDRESSBOOKSERVER-"))]
+    if unknown:
+        raise BadRequest("unknown or unshareable field(s): %s; shareable are %s"
+                         % (", ".join(unknown), ", ".join(sorted(SHAREABLE_FIELDS))))
+    if not wanted:
+        raise BadRequest("the list of shared fields is empty; share at least FN")
+    return list(dict.fromkeys(wanted))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One shared value in version-neutral form.
+
+    ``value`` is the vCard-escaped text; for binary fields a ``data:`` URI or
+    a URL; for TEL the number without ``tel:``.  ``types`` are lower-case
+    TYPE values (``pref`` stands for PREF=1 too).
+    """
+
+    name: str
+    value: str
+    types: tuple[str, ...] = ()
+    params: tuple[tuple[str, str], ...] = ()  # other parameters, as written
+
+    def compare_key(self, region: str) -> str:
+        """What makes two values "the same value" for merging."""
+        key = line_key(self.name, self.value, region)
+        if key:
+            return key
+        if self.name in BINARY_FIELDS:
+            return re.sub(r"\s+", "", self.value)
+        return self.value.strip()
+
+    def to_json(self) -> list:
+        return [self.name, self.value, list(self.types), [list(p) for p in self.params]]
+
+    @classmethod
+    def from_json(cls, data: list) -> "Entry":
+        return cls(data[0], data[1], tuple(data[2]), tuple(tuple(p) for p in data[3]))
+
+
+def entry_from_line(line: Line, version: str) -> Entry:
+    """Read one content line of a card of ``version`` into an :class:`Entry`."""
+    types = [t.lower() for t in line.param("TYPE")]
+    # vCard 2.1 writes bare parameters: TEL;CELL;PREF:...
+    types += [k.lower() for k, v in line.params if v == "" and k]
+    other = []
+    for k, v in line.params:
+        ku = k.upper()
+        if ku == "PREF":
+            types.append("pref")
+        elif ku not in _DROPPED_PARAMS and ku != "TYPE" and v != "":
+            other.append((ku, v))
+    value = line.value
+    if line.name == "TEL" and value.lower().startswith("tel:"):
+        value = value[4:]
+    elif line.name in BINARY_FIELDS:
+        value = _binary_value(line, version)
+        types = [t for t in types if t.upper() not in _MEDIA]
+    return Entry(line.name, value, tuple(sorted(set(types))), tuple(other))
+
+
+def _binary_value(line: Line, version: str) -> str:
+    encoding = {e.upper() for e in line.param("ENCODING")}
+    if encoding & {"B", "BASE64"}:
+        kinds = [t.upper() for t in line.param("TYPE")] + [k.upper() for k, v in line.params if not v]
+        media = next((_MEDIA[t] for t in kinds if t in _MEDIA), "application/octet-stream")
+        return "data:%s;base64,%s" % (media, re.sub(r"\s+", "", line.value))
+    return line.value.strip()
+
+
+def render(entry: Entry, version: str, group: str = "") -> Line:
+    """Write ``entry`` as a content line for a card of ``version``."""
+    params: list[tuple[str, str]] = []
+    types = list(entry.types)
+    if version.startswith("4") and "pref" in types:
+        types.remove("pref")
+        params.append(("PREF", "1"))
+    value = entry.value
+    if entry.name in BINARY_FIELDS and value.startswith("data:"):
+        if not version.startswith("4"):
+            media, _, data = value[5:].partition(",")
+            subtype = media.split(";")[0].split("/")[-1].upper() or "JPEG"
+            params = [("ENCODING", "b"), ("TYPE", subtype)]
+            value = data
+    elif entry.name in BINARY_FIELDS and not version.startswith("4"):
+        params.append(("VALUE", "uri"))
+    if types:
+        params.insert(0, ("TYPE", ",".join(
+            t.upper() if not version.startswith("4") else t for t in types)))
+    params.extend(entry.params)
+    return Line(name=entry.name, value=value, params=params, group=group)
+
+
+@dataclass(frozen=True)
+class View:
+    """The shared view of one me card."""
+
+    entries: tuple[Entry, ...]
+
+    def fields(self) -> set[str]:
+        return {e.name for e in self.entries}
+
+    def of(self, name: str) -> list[Entry]:
+        return [e for e in self.entries if e.name == name]
+
+    def keys(self, region: str) -> set[str]:
+        """The matching keys (numbers and e-mails) of the view."""
+        return {k for e in self.entries if (k := line_key(e.name, e.value, region))}
+
+    def fingerprint(self) -> str:
+        """Equal for views that would write the same values into a copy."""
+        data = sorted(json.dumps(e.to_json()) for e in self.entries)
+        return hashlib.sha256("\n".join(data).encode()).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps([e.to_json() for e in self.entries])
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "View | None":
+        if not text:
+            return None
+        return cls(tuple(Entry.from_json(d) for d in json.loads(text)))
+
+
+def shared_view(card: Card, shared_fields: Iterable[str]) -> View:
+    """The part of the owner's ``card`` that is shared."""
+    wanted = set(shared_fields)
+    version = card.version
+    return View(tuple(entry_from_line(line, version)
+                      for line in card.lines if line.name in wanted))
