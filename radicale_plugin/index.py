@@ -141,6 +141,10 @@ class SharingIndex(abc.ABC):
         """Every delivery of an owner's card, for the API."""
 
     @abc.abstractmethod
+    def queued(self, owner: str) -> int:
+        """How many changes of the owner wait to be planned."""
+
+    @abc.abstractmethod
     def has_work(self) -> bool:
         """Whether jobs or pending deliveries exist."""
 

@@ -172,6 +172,7 @@ class SharingService:
             "user": user,
             "me_card": "/%s/%s" % (owner.book, owner.href) if owner.href else None,
             "shared_fields": owner.shared_fields,
+            "seq": owner.seq,
             "targets": owner.rules,
             "policies": self.index.policies(user),
             "default_policy": self.settings.default_policy,
@@ -263,7 +264,10 @@ class SharingService:
                 "state": d.state if d else "not-sent",
                 "copy": "/%s/%s" % (d.book, d.href) if d and d.href else None,
                 "updated": d.updated if d else None,
+                "seq": d.wanted_seq if d else None,
+                "delivered_seq": d.delivered_seq if d else None,
                 "error": d.error if d and d.error else None,
             })
-        return {"targets": self.index.owner(user).rules, "recipients": recipients,
-                "skipped": skipped}
+        owner = self.index.owner(user)
+        return {"targets": owner.rules, "recipients": recipients, "skipped": skipped,
+                "seq": owner.seq, "queued": self.index.queued(user)}

@@ -205,15 +205,19 @@ class SQLiteIndex(index.SharingIndex):
                 self._db.execute(
                     "INSERT INTO deliveries (owner, recipient, state, wanted_seq, reasons, "
                     "updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, recipient) DO "
-                    "UPDATE SET state = excluded.state, wanted_seq = excluded.wanted_seq, "
+                    # a copy that already holds this change is not written again
+                    "UPDATE SET state = CASE WHEN deliveries.state = ? AND "
+                    "deliveries.delivered_seq >= excluded.wanted_seq THEN deliveries.state "
+                    "ELSE excluded.state END, wanted_seq = excluded.wanted_seq, "
                     "reasons = excluded.reasons, error = NULL, updated = excluded.updated",
-                    (owner, recipient, index.PENDING, seq, json.dumps(reasons), now))
+                    (owner, recipient, index.PENDING, seq, json.dumps(reasons), now,
+                     index.DELIVERED))
             # targets removed since the last plan: stop, keep their copies
             placeholders = ",".join("?" * len(targets))
             self._db.execute(
-                "UPDATE deliveries SET state = ?, updated = ? WHERE owner = ? AND state = ?"
+                "UPDATE deliveries SET state = ?, updated = ? WHERE owner = ? AND state != ?"
                 + (" AND recipient NOT IN (%s)" % placeholders if targets else ""),
-                (index.STOPPED, now, owner, index.PENDING, *targets))
+                (index.STOPPED, now, owner, index.STOPPED, *targets))
             self._db.execute("UPDATE owners SET skipped = ? WHERE user = ?",
                              (json.dumps(skipped), owner))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -248,6 +252,11 @@ class SQLiteIndex(index.SharingIndex):
             rows = self._db.execute("SELECT * FROM deliveries WHERE owner = ? ORDER BY recipient",
                                     (owner,)).fetchall()
             return [self._delivery(r) for r in rows]
+
+    def queued(self, owner: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE owner = ?",
+                                    (owner,)).fetchone()[0]
 
     def has_work(self) -> bool:
         with self._lock:

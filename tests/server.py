@@ -21,7 +21,7 @@ CARD = "{urn:ietf:params:xml:ns:carddav}"
 
 
 def fixture(name: str) -> str:
-    return (FIXTURES / name).read_text()
+    return (FIXTURES / name).read_bytes().decode("utf-8")
 
 
 def free_port() -> int:
@@ -40,7 +40,8 @@ class RadicaleServer:
         self.url = "http://127.0.0.1:%d" % self.port
         self.log = root / "radicale.log"
         (root / "users").write_text("".join("%s:%s\n" % kv for kv in users.items()))
-        options = {"mecard_poll_interval": "2", **storage}
+        options = {"mecard_poll_interval": "2", "predefined_collections":
+                   '{"contacts": {"tag": "VADDRESSBOOK"}}', **storage}
         extra = "".join("%s = %s\n" % kv for kv in options.items())
         (root / "config").write_text(f"""
 [server]
@@ -168,6 +169,15 @@ class Client:
         r = self.api(method, call, data)
         assert r.status_code == 200, (r.status_code, r.text)
         return r.json()
+
+
+def settled(owner: Client, timeout: float = 60) -> dict:
+    """Wait until the owner's queued changes are planned and delivered; return the report."""
+    def done() -> dict | None:
+        report = owner.api_ok("GET", "/targets")
+        busy = report["queued"] or any(r["state"] == "pending" for r in report["recipients"])
+        return None if busy else report
+    return wait_until(done, timeout, "the fan-out of %s's card" % owner.user)
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End to end: a real Radicale with the plugin, spoken to over CardDAV and the API."""
+from __future__ import annotations
+
+import pytest
+
+from tests.server import Client, RadicaleServer, fixture, settled
+
+ME_CARDS = {"alice": "alice-me.vcf", "bob": "bob-me.vcf", "carol": "carol-me.vcf"}
+
+
+def person(server: RadicaleServer, user: str, me_card: str | None = None) -> Client:
+    """A user who logged in once (home and 'contacts' book exist) and designated a me card."""
+    client = server.client(user)
+    client.login()
+    if me_card:
+        assert client.put("%s.vcf" % user, fixture(me_card)).status_code == 201
+        client.api_ok("POST", "/me-card", {"path": client.book() + "%s.vcf" % user})
+    return client
+
+
+@pytest.fixture
+def trio(server):
+    """Alice (owner) with contacts for Bob and Carol; Bob already has a card for Alice."""
+    alice, bob, carol = (person(server, u, ME_CARDS[u]) for u in ("alice", "bob", "carol"))
+    assert bob.put("ally.vcf", fixture("bob-contact-alice.vcf")).status_code == 201
+    assert alice.put("c-bob.vcf", fixture("alice-contact-bob.vcf")).status_code == 201
+    assert alice.put("c-carol.vcf", fixture("alice-contact-carol.vcf")).status_code == 201
+    return alice, bob, carol
+
+
+def test_owner_put_reaches_the_recipient_as_exactly_one_changed_card(trio):
+    alice, bob, carol = trio
+    alice.api_ok("POST", "/targets", {"targets": ["all"]})
+    settled(alice)
+    token, _ = bob.sync()
+    etag, ctag = bob.get("ally.vcf").headers["ETag"], bob.ctag()
+
+    assert alice.put("alice.vcf", fixture("alice-me-new-number.vcf")).status_code in (201, 204)
+    report = settled(alice)
+
+    _, changed = bob.sync(token)
+    assert changed == ["ally.vcf"]
+    assert bob.get("ally.vcf").headers["ETag"] != etag
+    assert bob.ctag() != ctag
+    copy = bob.card("ally.vcf")
+    assert "+1 202 555 0199" in copy and "0101" not in copy
+    states = {r["user"]: (r["state"], r["copy"]) for r in report["recipients"]}
+    assert states["bob"] == ("delivered", "/bob/contacts/ally.vcf")
+    assert states["carol"][0] == "delivered"
+
+
+def test_recipient_keeps_own_nickname_note_and_extra_number(trio):
+    alice, bob, _ = trio
+    alice.api_ok("POST", "/targets", {"targets": ["user:bob"]})
+    alice.put("alice.vcf", fixture("alice-me-new-number.vcf"))
+    settled(alice)
+    copy = bob.card("ally.vcf")
+    for kept in ("NICKNAME:Sis", "NOTE:met at the climbing gym", "+1 202 555 0777",
+                 "FN:Ally", "CATEGORIES:Friends"):
+        assert kept in copy
+    assert "private note" not in copy and "Main St" not in copy  # not shared
+
+
+def test_new_copy_is_created_when_the_recipient_has_none(trio):
+    alice, _, carol = trio
+    alice.api_ok("POST", "/targets", {"targets": ["user:carol"]})
+    report = settled(alice)
+    href = report["recipients"][0]["copy"].rsplit("/", 1)[1]
+    copy = carol.card(href)
+    assert "FN:Alice Archer" in copy and "alice@example.org" in copy
+    assert "VERSION:3.0" in copy
+
+
+def test_same_put_twice_does_not_move_the_recipient_sync_token(trio):
+    alice, bob, _ = trio
+    alice.api_ok("POST", "/targets", {"targets": ["user:bob"]})
+    alice.put("alice.vcf", fixture("alice-me-new-number.vcf"))
+    settled(alice)
+    token, _ = bob.sync()
+    etag = bob.get("ally.vcf").headers["ETag"]
+    alice.put("alice.vcf", fixture("alice-me-new-number.vcf"))
+    # a change of an unshared field is not a change for recipients either
+    alice.put("alice.vcf", fixture("alice-me-new-number.vcf").replace("private note", "other"))
+    settled(alice)
+    assert bob.sync(token) == (token, [])
+    assert bob.get("ally.vcf").headers["ETag"] == etag
+
+
+def test_blocked_owner_changes_nothing(trio):
+    alice, bob, _ = trio
+    bob.api_ok("POST", "/policies", {"owner": "alice", "policy": "block"})
+    alice.api_ok("POST", "/targets", {"targets": ["all"]})
+    before = bob.card("ally.vcf")
+    token, _ = bob.sync()
+    alice.put("alice.vcf", fixture("alice-me-new-number.vcf"))
+    report = settled(alice)
+    assert {r["user"]: r["state"] for r in report["recipients"]}["bob"] == "blocked"
+    assert bob.card("ally.vcf") == before
+    assert bob.sync(token)[1] == []
+    # unblocking delivers the pending change
+    bob.api_ok("POST", "/policies", {"owner": "alice", "policy": "auto"})
+    settled(alice)
+    assert "+1 202 555 0199" in bob.card("ally.vcf")
+
+
+def test_default_policy_block_writes_nowhere_until_the_recipient_allows(tmp_path):
+    from tests.conftest import USERS
+    server = RadicaleServer(tmp_path, USERS, mecard_default_policy="block").start()
+    try:
+        alice = person(server, "alice", "alice-me.vcf")
+        carol = person(server, "carol", "carol-me.vcf")
+        alice.api_ok("POST", "/targets", {"targets": ["user:carol"]})
+        settled(alice)
+        assert carol.hrefs() == ["carol.vcf"]
+        carol.api_ok("POST", "/policies", {"owner": "*", "policy": "auto"})
+        settled(alice)
+        assert len(carol.hrefs()) == 2
+    finally:
+        server.stop()
+
+
+def test_groups_in_every_encoding_and_all_select_the_right_recipients(server):
+    alice = person(server, "alice", "alice-me.vcf")
+    for user in ("bob", "carol", "dave", "erin"):
+        person(server, user)
+    for user, tel in (("dave", "202 555 0104"), ("erin", "202 555 0105")):
+        client = server.client(user)
+        client.put("me.vcf", "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:%s\r\nFN:%s\r\nTEL:%s\r\n"
+                   "END:VCARD\r\n" % (user, user, tel))
+        client.api_ok("POST", "/me-card", {"path": client.book() + "me.vcf"})
+    for user in ("bob", "carol"):
+        client = server.client(user)
+        client.put("me.vcf", fixture(ME_CARDS[user]))
+        client.api_ok("POST", "/me-card", {"path": client.book() + "me.vcf"})
+    contacts = {
+        # vCard 4 group card + MEMBER
+        "c-bob.vcf": "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c-bob\r\nFN:Bob\r\nTEL:2025550102\r\nEND:VCARD\r\n",
+        "g-family.vcf": "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:g-family\r\nKIND:group\r\nFN:Family\r\n"
+                        "MEMBER:urn:uuid:c-bob\r\nEND:VCARD\r\n",
+        # Apple group card
+        "c-carol.vcf": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c-carol\r\nFN:Carol\r\nEMAIL:carol@example.org\r\nEND:VCARD\r\n",
+        "g-work.vcf": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:g-work\r\nX-ADDRESSBOOKSERVER-KIND:group\r\n"
+                      "FN:Work\r\nN:Work;;;;\r\nX-ADDRESSBOOKSERVER-MEMBER:urn:uuid:c-carol\r\nEND:VCARD\r\n",
+        # CATEGORIES
+        "c-dave.vcf": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c-dave\r\nFN:Dave\r\nTEL:+1 202 555 0104\r\n"
+                      "CATEGORIES:Climbing\r\nEND:VCARD\r\n",
+        # ambiguous: Erin's number and Bob's
+        "c-both.vcf": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c-both\r\nFN:Home line\r\nTEL:202 555 0105\r\n"
+                      "TEL:202 555 0102\r\nEND:VCARD\r\n",
+    }
+    for href, text in contacts.items():
+        assert alice.put(href, text).status_code == 201, href
+
+    def chosen(*rules: str) -> tuple[list[str], list[str]]:
+        alice.api_ok("POST", "/targets", {"targets": list(rules)})
+        report = alice.api_ok("GET", "/targets")
+        return (sorted(r["user"] for r in report["recipients"] if r["target"]),
+                [s["contact"] for s in report["skipped"]])
+
+    assert chosen("group:Family") == (["bob"], [])
+    assert chosen("group:Work") == (["carol"], [])
+    assert chosen("group:climbing") == (["dave"], [])
+    assert chosen("all") == (["bob", "carol", "dave"], ["Home line"])
+    assert chosen("group:Family", "user:erin") == (["bob", "erin"], [])
+    report = settled(alice)
+    states = {r["user"]: r["state"] for r in report["recipients"]}
+    assert states["bob"] == states["erin"] == "delivered"
+    assert states["carol"] == states["dave"] == "stopped"  # removed targets keep their copy
