@@ -97,7 +97,7 @@ class Book:
                            if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
                 self._groups.append((contact_name(card).casefold(), members))
             else:
-                cats = set()
+                cats: set[str] = set()
                 for line in card.get("CATEGORIES"):
                     cats.update(c.casefold() for c in split_list(line.value) if c)
                 self.contacts.append(Contact(
