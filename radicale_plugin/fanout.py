@@ -98,16 +98,22 @@ class FanoutWorker:
         """Plan a few queued changes and deliver up to ``batch_size`` copies, under one lock."""
         service = self._service
         with service.storage.acquire_lock("w"):
-            for job_id, user, seq in service.index.pending_jobs(_JOBS_PER_BATCH):
-                self._plan(job_id, user, seq)
+            for job_id, user, seq, only in service.index.pending_jobs(_JOBS_PER_BATCH):
+                self._plan(job_id, user, seq, only)
             for delivery in service.index.pending_deliveries(service.settings.batch_size):
                 self._deliver(delivery)
 
-    def _plan(self, job_id: int, user: str, seq: int) -> None:
+    def _plan(self, job_id: int, user: str, seq: int, only: list[str] | None) -> None:
         service = self._service
         owner = service.index.owner(user)
         if owner.view is None:
             service.index.plan(job_id, user, seq, {}, [])
+            return
+        if only is not None:
+            # "update some": the owner named these recipients for this change
+            service.index.plan(job_id, user, seq, {r: ["chosen for this update"] for r in only},
+                               [], restricted=True)
+            logger.info("Update of %r's me card goes to %d chosen recipient(s)", user, len(only))
             return
         targets, skipped = service.select(user)
         for item in skipped:

@@ -120,13 +120,21 @@ class SharingIndex(abc.ABC):
 
     # -- outbox --------------------------------------------------------
     @abc.abstractmethod
-    def pending_jobs(self, limit: int) -> list[tuple[int, str, int]]:
-        """Owner changes still to plan: (job id, owner, seq), oldest first."""
+    def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
+        """Send the owner's change ``seq`` only to ``recipients`` ("update some")."""
+
+    @abc.abstractmethod
+    def pending_jobs(self, limit: int) -> list[tuple[int, str, int, list[str] | None]]:
+        """Owner changes still to plan: (job id, owner, seq, only these recipients or None)."""
 
     @abc.abstractmethod
     def plan(self, job_id: int, owner: str, seq: int,
-             targets: dict[str, list[str]], skipped: list[dict[str, str]]) -> None:
-        """Turn a job into pending deliveries, one per target, and drop the job."""
+             targets: dict[str, list[str]], skipped: list[dict[str, str]],
+             restricted: bool = False) -> None:
+        """Turn a job into pending deliveries, one per target, and drop the job.
+
+        With ``restricted`` the targets are a chosen few: other deliveries are left as they are.
+        """
 
     @abc.abstractmethod
     def pending_deliveries(self, limit: int) -> list[Delivery]:

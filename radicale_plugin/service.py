@@ -249,6 +249,43 @@ class SharingService:
         selection = evaluate(rules, book, owners_of, user, known)
         return selection.targets, selection.skipped
 
+    def resolve(self, keys: list[str]) -> dict[str, list[str]]:
+        """Which users' me cards carry each key (the bridge shows this before applying)."""
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise BadRequest("'keys' must be a list of strings such as \"tel:+12025550101\"")
+        if len(keys) > 100000:
+            raise BadRequest("at most 100000 keys per call")
+        return {k: sorted(v) for k, v in self.index.users_by_keys(keys).items()}
+
+    def update_me_card(self, user: str, text: str, only: list[str] | None) -> dict[str, Any]:
+        """Write new content into the me card and send it (to ``only``, or to all targets)."""
+        if not isinstance(text, str):
+            raise BadRequest("'card' must be the vCard text of the me card")
+        if only is not None and (not isinstance(only, list)
+                                 or not all(isinstance(u, str) for u in only)):
+            raise BadRequest("'only' must be a list of user names")
+        card = parse_card(text)
+        with self.storage.acquire_lock("w", user):
+            owner = self.index.owner(user)
+            if not owner.book or not owner.href:
+                raise NotFound("you have no me card yet: designate one first")
+            if card.first_value("UID") != owner.uid:
+                raise BadRequest("the card's UID must stay %r (the me card's)" % owner.uid)
+            for name in only or []:
+                if not store.user_exists(self.storage, name):
+                    raise NotFound("no user %r on this server" % name)
+            collection = store.book(self.storage, owner.book)
+            if collection is None:
+                raise NotFound("your me card's book /%s/ is gone" % owner.book)
+            store.write_card(collection, owner.href, text)
+            after = self.index.owner(user)
+            if after.seq == owner.seq:
+                # unchanged view: send it anyway to whoever lacks it (after an "update some")
+                self.index.requeue(user)
+            if only is not None:
+                self.index.restrict(user, after.seq, only)
+        return {"seq": after.seq, "changed": after.seq != owner.seq}
+
     def targets_report(self, user: str) -> dict[str, Any]:
         """Resolved targets with each one's delivery state."""
         with self.storage.acquire_lock("r", user):

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS policies (
     PRIMARY KEY (recipient, owner));
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
-    seq INTEGER NOT NULL, created TEXT NOT NULL);
+    seq INTEGER NOT NULL, created TEXT NOT NULL, only_recipients TEXT);
 CREATE TABLE IF NOT EXISTS deliveries (
     owner TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
     wanted_seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
@@ -192,13 +192,21 @@ class SQLiteIndex(index.SharingIndex):
                              (index.PENDING, _now()) + args)
 
     # -- outbox --------------------------------------------------------
-    def pending_jobs(self, limit: int) -> list[tuple[int, str, int]]:
+    def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET only_recipients = ? WHERE owner = ? AND seq = ?",
+                             (json.dumps(recipients), user, seq))
+
+    def pending_jobs(self, limit: int) -> list[tuple[int, str, int, list[str] | None]]:
         with self._lock:
-            return [(r[0], r[1], r[2]) for r in self._db.execute(
-                "SELECT id, owner, seq FROM jobs ORDER BY id LIMIT ?", (limit,))]
+            return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] else None)
+                    for r in self._db.execute(
+                        "SELECT id, owner, seq, only_recipients FROM jobs ORDER BY id LIMIT ?",
+                        (limit,))]
 
     def plan(self, job_id: int, owner: str, seq: int,
-             targets: dict[str, list[str]], skipped: list[dict[str, str]]) -> None:
+             targets: dict[str, list[str]], skipped: list[dict[str, str]],
+             restricted: bool = False) -> None:
         now = _now()
         with self._tx():
             for recipient, reasons in targets.items():
@@ -212,14 +220,15 @@ class SQLiteIndex(index.SharingIndex):
                     "reasons = excluded.reasons, error = NULL, updated = excluded.updated",
                     (owner, recipient, index.PENDING, seq, json.dumps(reasons), now,
                      index.DELIVERED))
-            # targets removed since the last plan: stop, keep their copies
-            placeholders = ",".join("?" * len(targets))
-            self._db.execute(
-                "UPDATE deliveries SET state = ?, updated = ? WHERE owner = ? AND state != ?"
-                + (" AND recipient NOT IN (%s)" % placeholders if targets else ""),
-                (index.STOPPED, now, owner, index.STOPPED, *targets))
-            self._db.execute("UPDATE owners SET skipped = ? WHERE user = ?",
-                             (json.dumps(skipped), owner))
+            if not restricted:
+                # targets removed since the last plan: stop, keep their copies
+                placeholders = ",".join("?" * len(targets))
+                self._db.execute(
+                    "UPDATE deliveries SET state = ?, updated = ? WHERE owner = ? AND state != ?"
+                    + (" AND recipient NOT IN (%s)" % placeholders if targets else ""),
+                    (index.STOPPED, now, owner, index.STOPPED, *targets))
+                self._db.execute("UPDATE owners SET skipped = ? WHERE user = ?",
+                                 (json.dumps(skipped), owner))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def _delivery(self, row: sqlite3.Row) -> Delivery:

@@ -13,6 +13,8 @@ Radicale's built-in web interface, which keeps working.
     POST /targets        {"targets": [...]} replaces; {"add": [...], "remove": [...]} edits
     GET  /policies       my policy towards each owner
     POST /policies       {"owner": "alice", "policy": "auto" | "block" | null}
+    POST /resolve        {"keys": ["tel:+12025550101", "mailto:bob@example.org"]}
+    POST /me-card/content  {"card": "BEGIN:VCARD...", "only": ["bob"]} (only: optional)
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class Web(internal.Web):
             "/shared-fields": lambda u: self._post_fields(u, body()),
             "/targets": lambda u: self._post_targets(u, body()),
             "/policies": lambda u: self._post_policy(u, body()),
+            "/resolve": lambda u: self._sharing.resolve(body().get("keys")),  # type: ignore[arg-type]
+            "/me-card/content": lambda u: self._post_content(u, body()),
         }
         return self._dispatch(routes, path, user)
 
@@ -107,6 +111,10 @@ class Web(internal.Web):
             raise BadRequest("'path' must be a string or null")
         self._sharing.set_me_card(user, path)
         return self._sharing.settings_of(user)
+
+    def _post_content(self, user: str, data: dict) -> Any:
+        return self._sharing.update_me_card(user, data.get("card"),  # type: ignore[arg-type]
+                                            data.get("only"))
 
     def _post_fields(self, user: str, data: dict) -> Any:
         self._sharing.set_shared_fields(user, data.get("fields"))  # type: ignore[arg-type]
