@@ -23,6 +23,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/merge_vs_vobject.py
+	$(PY) bench/bridge_selection.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

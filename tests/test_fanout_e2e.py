@@ -166,4 +166,6 @@ def test_groups_in_every_encoding_and_all_select_the_right_recipients(server):
     report = settled(alice)
     states = {r["user"]: r["state"] for r in report["recipients"]}
     assert states["bob"] == states["erin"] == "delivered"
-    assert states["carol"] == states["dave"] == "stopped"  # removed targets keep their copy
+    # no longer targets: stopped if an earlier plan reached them (rules are read when a
+    # change goes out, so quick successive edits may never have planned them)
+    assert states.get("carol") in (None, "stopped") and states.get("dave") in (None, "stopped")
