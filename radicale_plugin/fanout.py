@@ -127,9 +127,11 @@ class FanoutWorker:
         owner = service.index.owner(delivery.owner)
         try:
             self._deliver_to(delivery, owner)
-        except (SharingError, ValueError, OSError) as e:
+        except Exception as e:
+            # one recipient's failure must neither stop the others nor be retried forever
             logger.warning("Copy of %r's card for %r not written: %s",
-                           delivery.owner, delivery.recipient, e)
+                           delivery.owner, delivery.recipient, e,
+                           exc_info=not isinstance(e, SharingError))
             delivery.state, delivery.error = index.FAILED, str(e)
         service.index.finish(delivery)
 

@@ -111,7 +111,6 @@ class SharingService:
                 self._forget_me_card(user)
                 return
             self.index.set_me_card(user, to_collection.path, to_href, owner.uid)
-            owner = self.index.owner(user)
         target = self.index.owner(store.user_of(to_collection.path))
         if target.book == to_collection.path and target.href == to_href:
             self._refresh_view(target, text)

@@ -58,14 +58,17 @@ password = "bob-pw"
     assert "NICKNAME:Sis" in local_copy
 
 
+def me_card_patch(path: str) -> str:
+    return ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
+            'xmlns:CS="http://calendarserver.org/ns/"><D:set><D:prop>'
+            '<CS:me-card>%s</CS:me-card></D:prop></D:set></D:propertyupdate>' % path)
+
+
 def test_apple_me_card_property_designates_the_me_card(server):
     alice = person(server, "alice")
     alice.put("mine.vcf", fixture("alice-me.vcf"))
     dav = caldav.DAVClient(url=server.url, username="alice", password="alice-pw")
-    body = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
-            'xmlns:CS="http://calendarserver.org/ns/"><D:set><D:prop>'
-            '<CS:me-card>/alice/contacts/mine.vcf</CS:me-card></D:prop></D:set>'
-            '</D:propertyupdate>')
+    body = me_card_patch("/alice/contacts/mine.vcf")
     assert dav.proppatch(server.url + "/alice/", body).status == 207
     assert alice.api_ok("GET", "/me")["me_card"] == "/alice/contacts/mine.vcf"
     found = dav.propfind(server.url + "/alice/",
@@ -85,9 +88,5 @@ def test_me_card_property_outside_my_books_is_refused(server):
     alice = person(server, "alice", "alice-me.vcf")
     person(server, "bob", "bob-me.vcf")
     dav = caldav.DAVClient(url=server.url, username="alice", password="alice-pw")
-    body = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
-            'xmlns:CS="http://calendarserver.org/ns/"><D:set><D:prop>'
-            '<CS:me-card>/bob/contacts/bob.vcf</CS:me-card></D:prop></D:set>'
-            '</D:propertyupdate>')
-    assert dav.proppatch(server.url + "/alice/", body).status == 400
+    assert dav.proppatch(server.url + "/alice/", me_card_patch("/bob/contacts/bob.vcf")).status == 400
     assert alice.api_ok("GET", "/me")["me_card"] == "/alice/contacts/alice.vcf"
