@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from tqdm import tqdm
+
 from bridge.errors import BridgeError
 
 CALL, SMS = "call", "sms"
@@ -153,8 +155,9 @@ def read_logs(paths: Iterable[Path | str]) -> Log:
         except UnicodeDecodeError as e:
             raise BridgeError("%s is not a text file: expected SMS Backup & Restore XML or "
                               "CSV" % path) from e
-        if text.lstrip().startswith("<"):
-            log.events.extend(_xml_events(path, log))
-        else:
-            log.events.extend(_csv_events(path, text, log))
+        events = _xml_events(path, log) if text.lstrip().startswith("<") else \
+            _csv_events(path, text, log)
+        # shown only in a terminal (disable=None)
+        log.events.extend(tqdm(events, desc=path.name, unit=" entries", disable=None,
+                               leave=False))
     return log

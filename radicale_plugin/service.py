@@ -16,6 +16,7 @@ import os
 import threading
 from typing import Any, ClassVar
 
+import radicale.item as radicale_item
 from radicale import storage
 from radicale.log import logger
 
@@ -63,16 +64,16 @@ class SharingService:
 
     # -- hooks, called under the request's write lock -----------------------
     def on_item_written(self, collection: storage.BaseCollection, href: str,
-                        text: str, uid: str) -> None:
+                        item: radicale_item.Item) -> None:
         user = store.user_of(collection.path)
         owner = self.index.owner(user)
         if owner.book != collection.path:
-            return
+            return  # most writes: not into the book holding a me card
         if owner.href != href:
-            if not owner.uid or uid != owner.uid:
+            if not owner.uid or item.uid != owner.uid:
                 return
-            self.index.set_me_card(user, owner.book, href, uid)
-        self._refresh_view(owner, text)
+            self.index.set_me_card(user, owner.book, href, item.uid)
+        self._refresh_view(owner, item.serialize())
 
     def on_item_deleted(self, collection_path: str, href: str | None) -> None:
         user = store.user_of(collection_path)
@@ -225,6 +226,10 @@ class SharingService:
                     raise NotFound("no user %r on this server" % owner)
         self.index.set_policy(user, owner, policy)
         self.wake()
+
+    def policies_of(self, user: str) -> dict[str, Any]:
+        return {"policies": self.index.policies(user),
+                "default_policy": self.settings.default_policy}
 
     def policy(self, recipient: str, owner: str) -> str:
         policies = self.index.policies(recipient)

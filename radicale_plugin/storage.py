@@ -29,7 +29,7 @@ class Collection(multifilesystem.Collection):
     def upload(self, href: str, item: radicale_item.Item
                ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
         uploaded, old = super().upload(href, item)
-        self._storage.sharing.on_item_written(self, href, uploaded.serialize(), uploaded.uid)
+        self._storage.sharing.on_item_written(self, href, uploaded)
         return uploaded, old
 
     def delete(self, href: Optional[str] = None) -> None:

@@ -76,11 +76,13 @@ def split_card_path(user: str, value: str) -> tuple[str, str]:
 def write_card(collection: storage.BaseCollection, href: str, text: str) -> str:
     """Store ``text`` at ``href`` after checking that Radicale can read it; return the ETag."""
     try:
-        radicale_item.check_and_sanitize_items([vobject.readOne(text)], 0,
-                                               tag="VADDRESSBOOK")
-        item = radicale_item.Item(collection_path=collection.path, text=text)
+        parsed = vobject.readOne(text)
+        radicale_item.check_and_sanitize_items([parsed], 0, tag="VADDRESSBOOK")
+        # one parse serves both the check and Radicale's item cache (we hold the lock)
+        item = radicale_item.Item(collection_path=collection.path, vobject_item=parsed,
+                                  text=text)
         item.prepare()
     except Exception as e:
-        raise BadCard("the merged copy does not parse (%s); nothing written" % e) from e
+        raise BadCard("the card does not parse (%s); nothing written" % e) from e
     uploaded, _ = collection.upload(href, item)
     return uploaded.etag

@@ -59,8 +59,7 @@ class Web(internal.Web):
         routes: dict[str, Callable[[str], Any]] = {
             "/me": self._sharing.settings_of,
             "/targets": self._sharing.targets_report,
-            "/policies": lambda u: {"policies": self._sharing.index.policies(u),
-                                    "default_policy": self._sharing.settings.default_policy},
+            "/policies": self._sharing.policies_of,
         }
         return self._dispatch(routes, path, user)
 
@@ -143,5 +142,4 @@ class Web(internal.Web):
         if "policy" not in data:
             raise BadRequest("give the policy: \"auto\", \"block\" or null to remove it")
         self._sharing.set_policy(user, owner, data["policy"])
-        return {"policies": self._sharing.index.policies(user),
-                "default_policy": self._sharing.settings.default_policy}
+        return self._sharing.policies_of(user)
