@@ -303,7 +303,7 @@ def cmd_status(args: argparse.Namespace, server: Server, region: str, out) -> in
     report = server.api_get("/targets")
     print("targets: %s" % (", ".join(report["targets"]) or "(none)"), file=out)
     for r in report["recipients"]:
-        print("%-20s %-16s %s" % (r["user"], r["state"], r["error"] or ""), file=out)
+        print("%-20s %-16s %s" % (r["user"], r["state"], r["reason"] or ""), file=out)
     for s in report["skipped"]:
         print("%-20s %-16s %s" % (s["contact"], "skipped", s["reason"]), file=out)
     if report["queued"]:

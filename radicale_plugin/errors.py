@@ -5,7 +5,11 @@
      ├── BadCard            a vCard that cannot be read
      ├── BadRequest         an unknown field, rule, policy or malformed JSON
      ├── NotFound  (404)    a user, book or card that does not exist
-     └── Forbidden (403)    somebody else's data
+     ├── Forbidden (403)    somebody else's data, or a request from another web site
+     ├── Conflict  (409)    a request the current state does not allow
+     ├── TooLarge  (413)    a body, card or photo above the configured limit
+     ├── BadMediaType (415) a change not sent as application/json
+     └── TooMany   (429)    slow down; ``retry_after`` seconds
 """
 
 from __future__ import annotations
@@ -39,3 +43,31 @@ class Forbidden(SharingError):
     """An attempt to act on another user's data."""
 
     status = 403
+
+
+class Conflict(SharingError):
+    """A request the current state does not allow (e.g. designating a copy)."""
+
+    status = 409
+
+
+class TooLarge(SharingError):
+    """A body, card, property count or photo above the configured limit."""
+
+    status = 413
+
+
+class BadMediaType(SharingError):
+    """A state-changing request that is not ``application/json``."""
+
+    status = 415
+
+
+class TooMany(SharingError):
+    """Too many requests of one kind; try again after ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))

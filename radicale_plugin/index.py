@@ -1,50 +1,157 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The sharing index and the fan-out outbox, behind one small interface.
+"""The sharing index and the fan-out outbox: the contract every backend implements.
 
-Everything the fan-out needs to survive a restart lives here: who has which
-me card, each owner's shared fields and target rules, each recipient's
-policies, the keys (numbers, e-mails) that resolve contacts to users, the
-outbox of owner changes still to plan, and one *delivery* per (owner,
-recipient) that remembers where the copy is and what was last written to it.
+Everything the sharing code must remember lives behind :class:`SharingIndex`,
+split into one store per concern:
 
-The embedded implementation is :mod:`radicale_plugin.sqlite_index`; a
-PostgreSQL one (claiming work with ``SKIP LOCKED``) implements the same class.
+``owners``    me cards, shared fields, target rules, views, privacy, notices;
+``keys``      the numbers and e-mails people claim and verify, and the codes;
+``cards``     the card-key index: which card in which book carries which key;
+``links``     which card in a recipient's book holds which owner's copy;
+``consent``   the recipients' policies and the offers waiting for them;
+``outbox``    owner changes still to plan, and one delivery per (owner, recipient);
+``history``   every change the sharing code made to a recipient's card.
+
+Every method is atomic.  :meth:`SharingIndex.transaction` groups several
+calls into one transaction (it nests); never take Radicale's storage lock
+inside it.  The embedded backend is :mod:`radicale_plugin.sqlite`; a
+PostgreSQL one implements the same classes and passes the same contract
+tests (``tests/test_index_contract.py``).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from radicale_plugin.view import DEFAULT_SHARED_FIELDS, View
 
-POLICIES = ("auto", "block")
+POLICIES = ("auto", "ask", "block")
+DISCOVERABILITY = ("everyone", "contacts", "nobody")
 
-#: Delivery states, as the API reports them.
-PENDING = "pending"          # waiting for the fan-out worker
-DELIVERED = "delivered"      # the copy holds the owner's current view
-BLOCKED = "blocked"          # the recipient's policy forbids writing
-FAILED = "failed"            # the copy could not be written; see error
-NO_BOOK = "no-address-book"  # the recipient has no address book to hold a copy
-COPY_DELETED = "copy-deleted"  # the recipient deleted the copy; not re-created
-STOPPED = "stopped"          # the owner removed the me card or the target
+#: Delivery states as stored (the API maps them to what owners see).
+PENDING = "pending"            # waiting for the fan-out worker
+DELIVERED = "delivered"        # the copy holds the view of ``delivered_seq``
+OFFERED = "offered"            # an offer waits for the recipient (see the offer's state)
+BLOCKED = "blocked"            # the recipient's policy forbids it
+FAILED = "failed"              # could not be done; ``error`` says why
+STOPPED = "stopped"            # no longer a target (or no me card); the copy is left
+WITHDRAWING = "withdrawing"    # the owner's values are to be removed from the copy
+WITHDRAWN = "withdrawn"        # they were; the link has ended
+
+#: Offer states.
+OFFER_PENDING = "pending"
+OFFER_POSTPONED = "postponed"
+OFFER_REFUSED = "refused"
+
+#: How a link was made.
+LINK_CREATED = "created"       # the server created the card
+LINK_ACCEPTED = "accepted"     # the recipient accepted an offer naming the card
+LINK_VERIFIED = "verified"     # every matching key on the card is verified for the owner
+LINK_MIGRATED = "migrated"     # found by the matching of schema version 1
 
 
 @dataclass
 class Owner:
-    """An owner's me card and sharing settings."""
+    """A user's me card and sharing settings."""
 
     user: str
-    book: str | None = None   # collection path, e.g. "alice/contacts"
+    book: str | None = None       # collection path, e.g. "alice/contacts"
     href: str | None = None
     uid: str | None = None
     shared_fields: list[str] = field(default_factory=lambda: list(DEFAULT_SHARED_FIELDS))
+    withdrawn_fields: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    view: View | None = None
-    prev_view: View | None = None
+    card_view: View | None = None  # the shared fields of the me card as written
+    view: View | None = None       # what recipients get (no key verified for someone else)
     seq: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    discoverability: str | None = None  # None: the server's default
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A number or e-mail a user claims (on their me card) or verified."""
+
+    user: str
+    key: str
+    on_card: bool
+    verified: str | None = None   # when it was verified for this user
+    lost: str | None = None       # when another user verified it (it moved to them)
+
+    @property
+    def state(self) -> str:
+        if self.lost:
+            return "moved"
+        return "verified" if self.verified else "unverified"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A verification code waiting to be confirmed (only its hash is kept)."""
+
+    user: str
+    key: str
+    digest: str
+    expires: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class IndexedCard:
+    """One card of one book, as the card-key index knows it."""
+
+    book: str
+    href: str
+    uid: str
+    is_group: bool
+    keys: frozenset[str]
+
+    @property
+    def user(self) -> str:
+        return self.book.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Link:
+    """The card in ``recipient``'s book that holds ``owner``'s copy."""
+
+    owner: str
+    recipient: str
+    book: str
+    href: str
+    made_by: str
+    made: str = ""
+
+
+@dataclass
+class Offer:
+    """An owner's change waiting for the recipient's answer."""
+
+    owner: str
+    recipient: str
+    seq: int
+    state: str = OFFER_PENDING
+    book: str | None = None        # the recipient's card it would change; None: a new contact
+    href: str | None = None
+    created: str = ""
+    first_offered: str = ""
+    until: str | None = None       # postponed until (ISO time)
+    refused_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """An owner's change waiting to be planned."""
+
+    id: int
+    owner: str
+    seq: int
+    only: list[str] | None = None   # "update some": these recipients only
+    withdraw: bool = False          # recipients no longer targeted are withdrawn
 
 
 @dataclass
@@ -56,24 +163,47 @@ class Delivery:
     state: str
     wanted_seq: int
     delivered_seq: int = 0
-    book: str | None = None
-    href: str | None = None
     delivered_view: View | None = None
+    intent_view: View | None = None   # recorded before a write, cleared after it
+    written_values: set[tuple[str, str]] = field(default_factory=set)  # ever written there
     reasons: list[str] = field(default_factory=list)
     error: str = ""
     updated: str = ""
+    due: float = 0.0                  # not before this time (seconds since 1970)
 
 
-class SharingIndex(abc.ABC):
-    """Storage of sharing state; every method is one atomic transaction."""
+@dataclass(frozen=True)
+class Change:
+    """One value of a recipient's card, before and after (content lines; None: absent)."""
 
-    # -- owners --------------------------------------------------------
+    field: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change the sharing code made to a recipient's card."""
+
+    owner: str
+    recipient: str
+    book: str
+    href: str
+    action: str                  # "create", "update" or "withdraw"
+    changes: tuple[Change, ...]
+    time: str = ""
+    id: int = 0
+
+
+class OwnerStore(abc.ABC):
+    """Owners: me cards, shared fields, target rules and the views sent out."""
+
     @abc.abstractmethod
-    def owner(self, user: str) -> Owner:
+    def get(self, user: str) -> Owner:
         """The owner record (defaults when the user never configured sharing)."""
 
     @abc.abstractmethod
-    def owners_with_me_card(self) -> list[Owner]:
+    def with_me_card(self) -> list[Owner]:
         """Every owner that has a me card."""
 
     @abc.abstractmethod
@@ -82,79 +212,329 @@ class SharingIndex(abc.ABC):
         """Set or (with ``None``) clear where the user's me card is."""
 
     @abc.abstractmethod
-    def set_shared_fields(self, user: str, fields: list[str]) -> None:
-        """Replace the owner's shared fields."""
+    def set_shared_fields(self, user: str, fields: list[str], withdrawn: list[str]) -> None:
+        """Replace the shared fields and the fields whose values are being withdrawn."""
 
     @abc.abstractmethod
     def set_rules(self, user: str, rules: list[str]) -> None:
         """Replace the owner's target rules."""
 
     @abc.abstractmethod
-    def record_view(self, user: str, view: View | None, keys: set[str]) -> bool:
-        """Store a new shared view and queue it; False (and nothing written) if unchanged.
+    def set_discoverability(self, user: str, value: str) -> None:
+        """Who may learn that the user's keys belong to a user here."""
 
-        ``view`` None means the me card is gone: pending work of the owner
-        stops and the owner's keys no longer resolve contacts.
+    @abc.abstractmethod
+    def record_view(self, user: str, card_view: View | None, view: View | None,
+                    values: Iterable[tuple[str, str]]) -> bool:
+        """Store the me card's views; queue the change if ``view`` changed.
+
+        ``values`` are the (field, compare key) pairs of ``view``: they are
+        remembered for good, as values that are provably the owner's.
+        Returns False (and queues nothing) when ``view`` is unchanged.
+        ``view`` None means the me card is gone: queued work stops.
         """
 
     @abc.abstractmethod
-    def requeue(self, user: str) -> None:
-        """Queue the owner's current view again (targets changed)."""
+    def past_values(self, user: str) -> set[tuple[str, str]]:
+        """Every (field, compare key) the owner's view ever had."""
 
     @abc.abstractmethod
-    def users_by_keys(self, keys: Iterable[str]) -> dict[str, set[str]]:
-        """For each key, the users whose current me card carries it."""
+    def add_notice(self, user: str, text: str) -> None:
+        """Tell the owner something at their next look (e.g. a key moved away)."""
 
     @abc.abstractmethod
-    def owner_keys(self, user: str) -> set[str]:
-        """Every key the owner's view ever had (to find copies with old values)."""
+    def clear_notices(self, user: str) -> None:
+        """Forget the owner's notices."""
 
-    # -- policies ------------------------------------------------------
+
+class KeyStore(abc.ABC):
+    """Claimed and verified keys, and verification codes."""
+
+    @abc.abstractmethod
+    def of_user(self, user: str) -> list[Key]:
+        """The user's keys: on the me card, or verified earlier."""
+
+    @abc.abstractmethod
+    def set_claims(self, user: str, keys: Iterable[str]) -> None:
+        """The keys now on the user's me card (the others stay only if verified)."""
+
+    @abc.abstractmethod
+    def holders(self, keys: Iterable[str]) -> dict[str, str]:
+        """For each key verified for somebody, that user."""
+
+    @abc.abstractmethod
+    def claimed(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` that are on somebody's me card (verified or not)."""
+
+    @abc.abstractmethod
+    def verified(self, user: str) -> set[str]:
+        """Keys verified for the user (on the card now or earlier) and not moved away."""
+
+    @abc.abstractmethod
+    def verify(self, user: str, key: str) -> str | None:
+        """Mark ``key`` verified for ``user``; return the previous holder it moved from."""
+
+    @abc.abstractmethod
+    def unverify(self, user: str, key: str) -> None:
+        """End the user's verification of ``key`` (an admin's decision)."""
+
+    @abc.abstractmethod
+    def put_code(self, code: Code) -> None:
+        """Store a new code for (user, key), replacing an older one."""
+
+    @abc.abstractmethod
+    def code(self, user: str, key: str) -> Code | None:
+        """The code waiting for (user, key)."""
+
+    @abc.abstractmethod
+    def count_attempt(self, user: str, key: str) -> None:
+        """One more wrong attempt at the code of (user, key)."""
+
+    @abc.abstractmethod
+    def drop_code(self, user: str, key: str) -> None:
+        """Forget the code of (user, key)."""
+
+    @abc.abstractmethod
+    def record_send(self, user: str, key: str, when: float) -> None:
+        """Remember that a code was sent (for throttling)."""
+
+    @abc.abstractmethod
+    def sends_since(self, since: float, user: str | None = None,
+                    key: str | None = None) -> int:
+        """How many codes were sent since ``since``, by ``user`` and/or to ``key``."""
+
+
+class CardIndex(abc.ABC):
+    """The card-key index: normal-form keys → cards, for every card in every book."""
+
+    @abc.abstractmethod
+    def put(self, card: IndexedCard) -> None:
+        """Add or replace one card."""
+
+    @abc.abstractmethod
+    def remove(self, book: str, href: str) -> None:
+        """Forget one card."""
+
+    @abc.abstractmethod
+    def remove_under(self, path: str) -> None:
+        """Forget every card of a book, or of every book of a user (``path`` = user)."""
+
+    @abc.abstractmethod
+    def replace_book(self, book: str, cards: Iterable[IndexedCard], mtime: int) -> None:
+        """The book's cards, all at once (after a whole-book write or a rescan)."""
+
+    @abc.abstractmethod
+    def card(self, book: str, href: str) -> IndexedCard | None:
+        """One indexed card."""
+
+    @abc.abstractmethod
+    def cards_with_keys(self, user: str, keys: Iterable[str]) -> list[IndexedCard]:
+        """Cards in ``user``'s books carrying at least one of ``keys``."""
+
+    @abc.abstractmethod
+    def keys_of_books(self, user: str) -> set[str]:
+        """Every key found on any card of the user's books."""
+
+    @abc.abstractmethod
+    def book_mtimes(self) -> dict[str, int]:
+        """The folder modification time each book had when last indexed."""
+
+    @abc.abstractmethod
+    def set_book_mtime(self, book: str, mtime: int) -> None:
+        """Remember the folder modification time the book has now."""
+
+    @abc.abstractmethod
+    def is_built(self) -> bool:
+        """Whether the index was built from the collections once."""
+
+    @abc.abstractmethod
+    def set_built(self) -> None:
+        """Mark the index as built."""
+
+
+class LinkStore(abc.ABC):
+    """Links: the card in a recipient's book holding an owner's copy (one owner per card)."""
+
+    @abc.abstractmethod
+    def get(self, owner: str, recipient: str) -> Link | None:
+        """The link of an owner's copy in a recipient's books."""
+
+    @abc.abstractmethod
+    def at(self, book: str, href: str) -> Link | None:
+        """The link of a card, if it holds somebody's copy."""
+
+    @abc.abstractmethod
+    def put(self, link: Link) -> None:
+        """Make a link (replacing the pair's earlier one); the card must not be linked already."""
+
+    @abc.abstractmethod
+    def remove(self, owner: str, recipient: str) -> None:
+        """End a link."""
+
+    @abc.abstractmethod
+    def under(self, path: str) -> list[Link]:
+        """The links of cards at ``path`` (a card ``book/href``, a book, or a user)."""
+
+    @abc.abstractmethod
+    def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
+        """A linked card was moved: the link follows it."""
+
+
+class ConsentStore(abc.ABC):
+    """Recipients' policies and the offers waiting for them."""
+
     @abc.abstractmethod
     def policies(self, recipient: str) -> dict[str, str]:
         """The recipient's policy per owner (``*``: the recipient's own default)."""
 
     @abc.abstractmethod
     def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:
-        """Set (or with None remove) a policy; unblocking re-queues the delivery."""
+        """Set (or with None remove) a policy."""
 
-    # -- outbox --------------------------------------------------------
+    @abc.abstractmethod
+    def offer(self, owner: str, recipient: str) -> Offer | None:
+        """The offer of an owner to a recipient."""
+
+    @abc.abstractmethod
+    def offers_for(self, recipient: str) -> list[Offer]:
+        """Every offer made to a recipient (pending, postponed, refused)."""
+
+    @abc.abstractmethod
+    def offers_from(self, owner: str) -> list[Offer]:
+        """Every offer an owner made."""
+
+    @abc.abstractmethod
+    def put_offer(self, offer: Offer) -> None:
+        """Make or replace the offer of (owner, recipient); ``first_offered`` is kept."""
+
+    @abc.abstractmethod
+    def drop_offer(self, owner: str, recipient: str) -> None:
+        """Forget an offer."""
+
+    @abc.abstractmethod
+    def new_offers_since(self, owner: str, since: str) -> int:
+        """Offers an owner made to recipients who had none, since ``since`` (ISO time)."""
+
+
+class Outbox(abc.ABC):
+    """Owner changes still to plan, and one delivery per (owner, recipient)."""
+
+    @abc.abstractmethod
+    def requeue(self, user: str, withdraw: bool = False) -> None:
+        """Queue the owner's current view again (targets or keys changed).
+
+        With ``withdraw``, recipients the next plan no longer targets are
+        withdrawn instead of stopped.
+        """
+
     @abc.abstractmethod
     def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
         """Send the owner's change ``seq`` only to ``recipients`` ("update some")."""
 
     @abc.abstractmethod
-    def pending_jobs(self, limit: int) -> list[tuple[int, str, int, list[str] | None]]:
-        """Owner changes still to plan: (job id, owner, seq, only these recipients or None)."""
+    def pending_jobs(self, limit: int) -> list[Job]:
+        """Owner changes still to plan, oldest first."""
 
     @abc.abstractmethod
-    def plan(self, job_id: int, owner: str, seq: int,
-             targets: dict[str, list[str]], skipped: list[dict[str, str]],
-             restricted: bool = False) -> None:
+    def plan(self, job: Job, targets: dict[str, list[str]],
+             skipped: list[dict[str, str]]) -> None:
         """Turn a job into pending deliveries, one per target, and drop the job.
 
-        With ``restricted`` the targets are a chosen few: other deliveries are left as they are.
+        For a job with ``only`` the targets are a chosen few: other
+        deliveries are left as they are.  Otherwise deliveries of users no
+        longer targeted stop (their copies stay; withdrawn with
+        ``job.withdraw``) and their offers are dropped.  A copy that already
+        holds the job's change is not made pending again.
         """
 
     @abc.abstractmethod
-    def pending_deliveries(self, limit: int) -> list[Delivery]:
-        """Deliveries waiting for the worker, oldest first."""
+    def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
+        """Deliveries waiting for the worker (pending or withdrawing) and due by ``now``."""
+
+    @abc.abstractmethod
+    def delivery(self, owner: str, recipient: str) -> Delivery | None:
+        """One delivery."""
+
+    @abc.abstractmethod
+    def set_intent(self, owner: str, recipient: str, view: View | None,
+                   values: Iterable[tuple[str, str]] = ()) -> None:
+        """Record the view about to be written into the copy, before writing it.
+
+        ``values`` (field, compare key) join the delivery's ``written_values``
+        for good.  ``view`` None clears the intent once the write is recorded.
+        """
 
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:
-        """Store the outcome of one delivery (state, copy location, view written)."""
+        """Store the outcome of one delivery (state, error, view written, due).
+
+        Nothing is stored if the delivery was planned again meanwhile (its
+        ``wanted_seq`` changed): the newer plan wins.
+        """
+
+    @abc.abstractmethod
+    def ensure(self, owner: str, recipient: str, seq: int) -> Delivery:
+        """The delivery of (owner, recipient), created pending if there is none."""
+
+    @abc.abstractmethod
+    def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
+        """Make a recipient's deliveries in ``states`` (from one owner, or all) pending."""
+
+    @abc.abstractmethod
+    def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
+        """Mark stopped deliveries to be withdrawn (``None``: all); return their recipients."""
 
     @abc.abstractmethod
     def deliveries(self, owner: str) -> list[Delivery]:
-        """Every delivery of an owner's card, for the API."""
+        """Every delivery of an owner's card."""
 
     @abc.abstractmethod
     def queued(self, owner: str) -> int:
         """How many changes of the owner wait to be planned."""
 
     @abc.abstractmethod
-    def has_work(self) -> bool:
-        """Whether jobs or pending deliveries exist."""
+    def has_work(self, now: float) -> bool:
+        """Whether jobs, or deliveries due by ``now``, exist."""
+
+    @abc.abstractmethod
+    def next_due(self) -> float | None:
+        """When the earliest waiting delivery is due (None: nothing waits)."""
+
+
+class HistoryLog(abc.ABC):
+    """Every change the sharing code made to a recipient's card."""
+
+    @abc.abstractmethod
+    def record(self, entry: HistoryEntry) -> None:
+        """Append one entry."""
+
+    @abc.abstractmethod
+    def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
+        """The newest changes made to a recipient's cards, newest first."""
+
+    @abc.abstractmethod
+    def of_owner(self, owner: str, limit: int = 100) -> list[HistoryEntry]:
+        """The newest changes made with an owner's card, newest first."""
+
+
+class SharingIndex(abc.ABC):
+    """All sharing state of one server, one store per concern."""
+
+    #: The schema version this code writes.
+    SCHEMA_VERSION = 2
+
+    owners: OwnerStore
+    keys: KeyStore
+    cards: CardIndex
+    links: LinkStore
+    consent: ConsentStore
+    outbox: Outbox
+    history: HistoryLog
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Group calls into one transaction; nested uses join the outer one."""
 
     def close(self) -> None:
         """Release resources."""
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 import phonenumbers
 
@@ -73,9 +73,15 @@ def card_keys(card: Card, region: str) -> set[str]:
     return keys
 
 
-def resolve(keys: Iterable[str], owners_of: dict[str, set[str]]) -> set[str]:
-    """The users whose me-card keys meet ``keys`` (``owners_of``: key → users)."""
-    users: set[str] = set()
-    for key in keys:
-        users |= owners_of.get(key, set())
-    return users
+def resolve_contact(linked: str | None, keys: Iterable[str], holders: Mapping[str, str],
+                    visible: Callable[[str], bool]) -> set[str]:
+    """The users a contact of the owner's book stands for.
+
+    A contact card that holds a user's copy (it is *linked* to them) stands
+    for that user.  Otherwise: the users its keys are *verified* for, as far
+    as the owner may discover them.  Unverified claims never count, so
+    claiming somebody's number neither reaches their friends nor silences them.
+    """
+    if linked is not None:
+        return {linked}
+    return {holders[k] for k in keys if k in holders and visible(holders[k])}

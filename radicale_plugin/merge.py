@@ -2,20 +2,26 @@
 """Merge an owner's new shared view into the recipient's copy.
 
 The rule: replace exactly the owner's old values with the new ones and leave
-everything else alone.  A value the recipient added (an extra number, a
-note, a photo) is not in the old view, so it stays; a single-valued field the
-recipient changed ("Mom" instead of "Robert Smith") no longer equals the old
-value, so it stays too.  Untouched lines are kept byte for byte, the copy
-keeps its UID and its vCard version.
+everything else alone.  What counts as the owner's old value is what is
+*provably* the owner's (see :class:`Previous`): a value the server wrote into
+this copy, or a value the owner's view had before (numbers and e-mails only
+if they were verified for the owner).  A value the recipient added (an extra
+number, a note, a photo) is none of these, so it stays; a single-valued
+field the recipient changed ("Mom" instead of "Robert Smith") stays too.
 
-Merging is idempotent: merging the same (old, new) into its own result
-changes nothing, which is what makes a fan-out re-run after a crash safe.
+Only the fields the owner shares, or withdraws, are touched: a field the
+owner merely stopped sharing keeps its values in copies.  Untouched lines are
+kept byte for byte, the copy keeps its UID and its vCard version.
+
+Merging is idempotent: merging the same view into its own result changes
+nothing, which is what makes a fan-out re-run after a crash safe.
 """
 
 from __future__ import annotations
 
 import datetime
 import uuid
+from dataclasses import dataclass, field
 
 from radicale_plugin.vcard import Card, Line
 from radicale_plugin.view import SINGLE_VALUED, Entry, View, entry_from_line, render
@@ -26,27 +32,42 @@ _REQUIRED = ("FN", "N")
 PRODID = "-//radicale-mecard//copy//EN"
 
 
-def merge(copy: Card, old: View | None, new: View, region: str) -> Card:
-    """Return ``copy`` with ``old`` values replaced by ``new`` (a new Card)."""
+@dataclass(frozen=True)
+class Previous:
+    """What in a copy is provably the owner's, and may be replaced or removed.
+
+    ``written``: the entries of views the server wrote (or was about to
+    write) into this copy, used to follow the owner's parameter changes.
+    ``values``: (field, compare key) pairs that are the owner's: everything
+    the server ever wrote into this copy, and the owner's earlier values.
+    """
+
+    written: tuple[Entry, ...] = ()
+    values: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+    def owned(self, region: str) -> set[tuple[str, str]]:
+        return set(self.values) | {(e.name, e.compare_key(region)) for e in self.written}
+
+    def as_written(self, region: str) -> dict[tuple[str, str], Entry]:
+        return {(e.name, e.compare_key(region)): e for e in self.written}
+
+
+def merge(copy: Card, new: View, previous: Previous, region: str) -> Card:
+    """Return ``copy`` with the owner's old values replaced by ``new`` (a new Card)."""
     version = copy.version
     lines = list(copy.lines)
-    old_entries = old.entries if old else ()
-    names = list(dict.fromkeys([e.name for e in new.entries] + [e.name for e in old_entries]))
-    for name in names:
-        olds = [e for e in old_entries if e.name == name]
-        news = new.of(name)
+    owned = previous.owned(region)
+    written = previous.as_written(region)
+    for name in new.touched():
+        news = new.of(name) if name in new.fields else []
         if name in SINGLE_VALUED:
-            lines = _merge_single(lines, name, olds, news, version, region)
+            lines = _merge_single(lines, name, news, owned, written, version, region)
         else:
-            lines = _merge_multi(lines, name, olds, news, version, region)
+            lines = _merge_multi(lines, name, news, owned, written, version, region)
     result = Card(lines, copy.newline)
     if [ln.serialize() for ln in lines] != [ln.serialize() for ln in copy.lines]:
         _touch_rev(result)
     return result
-
-
-def _key(line: Line, version: str, region: str) -> str:
-    return entry_from_line(line, version).compare_key(region)
 
 
 def _insert_at(lines: list[Line], name: str) -> int:
@@ -57,9 +78,18 @@ def _insert_at(lines: list[Line], name: str) -> int:
     return len(lines)
 
 
-def _merge_single(lines: list[Line], name: str, olds: list[Entry], news: list[Entry],
+def _follow(line: Line, entry: Entry, new: Entry, written: dict[tuple[str, str], Entry],
+            key: str, version: str) -> Line:
+    """The same value: follow the owner's parameter changes if the line is as we wrote it."""
+    was = written.get((new.name, key))
+    if was is not None and was != new and entry == was:
+        return render(new, version, line.group)
+    return line
+
+
+def _merge_single(lines: list[Line], name: str, news: list[Entry],
+                  owned: set[tuple[str, str]], written: dict[tuple[str, str], Entry],
                   version: str, region: str) -> list[Line]:
-    old = olds[0] if olds else None
     new = news[0] if news else None
     present = [i for i, ln in enumerate(lines) if ln.name == name]
     if not present:
@@ -67,13 +97,12 @@ def _merge_single(lines: list[Line], name: str, olds: list[Entry], news: list[En
             lines.insert(_insert_at(lines, name), render(new, version))
         return lines
     i = present[0]
-    current = _key(lines[i], version, region)
+    entry = entry_from_line(lines[i], version)
+    current = entry.compare_key(region)
     if new is not None and current == new.compare_key(region):
-        # same value; follow the owner's parameter changes only
-        if old is not None and old != new and entry_from_line(lines[i], version) == old:
-            lines[i] = render(new, version, lines[i].group)
+        lines[i] = _follow(lines[i], entry, new, written, current, version)
         return lines
-    if old is None or current != old.compare_key(region):
+    if (name, current) not in owned:
         return lines  # the recipient's own value wins
     if new is not None:
         lines[i] = render(new, version, lines[i].group)
@@ -82,9 +111,9 @@ def _merge_single(lines: list[Line], name: str, olds: list[Entry], news: list[En
     return lines
 
 
-def _merge_multi(lines: list[Line], name: str, olds: list[Entry], news: list[Entry],
+def _merge_multi(lines: list[Line], name: str, news: list[Entry],
+                 owned: set[tuple[str, str]], written: dict[tuple[str, str], Entry],
                  version: str, region: str) -> list[Line]:
-    old_by_key = {e.compare_key(region): e for e in olds}
     new_by_key = {e.compare_key(region): e for e in news}
     seen: set[str] = set()
     out: list[Line] = []
@@ -93,16 +122,14 @@ def _merge_multi(lines: list[Line], name: str, olds: list[Entry], news: list[Ent
         if line.name != name:
             out.append(line)
             continue
-        key = _key(line, version, region)
+        entry = entry_from_line(line, version)
+        key = entry.compare_key(region)
         if key in new_by_key:
-            old, new = old_by_key.get(key), new_by_key[key]
-            if key not in seen:
+            if key not in seen:  # a second line with the same value is dropped
                 seen.add(key)
-                if old is not None and old != new and entry_from_line(line, version) == old:
-                    line = render(new, version, line.group)
-                out.append(line)
+                out.append(_follow(line, entry, new_by_key[key], written, key, version))
             anchor = len(out)
-        elif key in old_by_key:
+        elif (name, key) in owned:
             anchor = len(out)  # dropped: the owner no longer has this value
         else:
             out.append(line)  # the recipient's own value

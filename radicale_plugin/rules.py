@@ -19,7 +19,7 @@ Evaluation is pure: cards in, a :class:`Selection` out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 from radicale_plugin.errors import BadRequest
 from radicale_plugin.matching import card_keys, email_key, phone_key
@@ -69,6 +69,7 @@ class Contact:
     name: str
     keys: set[str]
     categories: set[str]
+    ref: tuple[str, str] | None = None  # (book, href) of the card, when known
 
 
 @dataclass
@@ -87,11 +88,12 @@ class Selection:
 class Book:
     """The owner's contacts and groups, read once for evaluating many rules."""
 
-    def __init__(self, cards: Iterable[Card], region: str) -> None:
+    def __init__(self, cards: Iterable[Card], region: str,
+                 refs: Sequence[tuple[str, str] | None] = ()) -> None:
         self.contacts: list[Contact] = []
         self._groups: list[tuple[str, list[str]]] = []
         self._region = region
-        for card in cards:
+        for n, card in enumerate(cards):
             if is_group(card):
                 members = [ln.value for ln in card.lines
                            if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
@@ -102,7 +104,7 @@ class Book:
                     cats.update(c.casefold() for c in split_list(line.value) if c)
                 self.contacts.append(Contact(
                     card.first_value("UID") or "", contact_name(card),
-                    card_keys(card, region), cats))
+                    card_keys(card, region), cats, refs[n] if n < len(refs) else None))
 
     def group_members(self, name: str) -> list[Contact]:
         """Contacts in group ``name``: group cards (both encodings) and categories."""
@@ -127,12 +129,13 @@ class Book:
                 if wanted in c.categories or c.uid in uids or c.keys & keys]
 
 
-def evaluate(rules: Iterable[Rule], book: Book, owners_of: dict[str, set[str]],
+def evaluate(rules: Iterable[Rule], book: Book, resolve: Callable[[Contact], set[str]],
              owner: str, known_users: set[str] | None = None) -> Selection:
     """Resolve ``rules`` over ``book`` to users.
 
-    ``owners_of`` maps a matching key to the users whose me card carries it.
-    A contact matching two users is skipped and reported, never guessed.
+    ``resolve`` gives the users a contact may stand for (see
+    :func:`radicale_plugin.matching.resolve_contact`).  A contact standing
+    for two users is skipped and reported, never guessed.
     """
     selection = Selection()
     for rule in rules:
@@ -145,10 +148,7 @@ def evaluate(rules: Iterable[Rule], book: Book, owners_of: dict[str, set[str]],
             continue
         contacts = book.contacts if rule.kind == "all" else book.group_members(rule.arg)
         for contact in contacts:
-            users: set[str] = set()
-            for key in contact.keys:
-                users |= owners_of.get(key, set())
-            users.discard(owner)
+            users = resolve(contact) - {owner}
             if len(users) == 1:
                 selection.add(users.pop(), "%s (contact %s)" % (rule, contact.name))
             elif len(users) > 1:

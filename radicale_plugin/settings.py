@@ -3,23 +3,30 @@
 
 Radicale lets a storage plugin add options to its section with a
 ``PLUGIN_CONFIG_SCHEMA`` (see ``radicale.config.Configuration.copy``).
+Validators are small functions raising ``ValueError``; Radicale reports the
+option and section.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 
 import phonenumbers
 from radicale import config
 
-from radicale_plugin.index import POLICIES
+from radicale_plugin.consent import Preauthorization
+from radicale_plugin.index import DISCOVERABILITY, POLICIES
+from radicale_plugin.limits import Limits
 
 
-def _policy(value: str) -> str:
-    if value not in POLICIES:
-        raise ValueError("must be one of %s, not %r" % (", ".join(POLICIES), value))
-    return value
+def _choice(*choices: str):
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError("must be one of %s, not %r" % (", ".join(choices), value))
+        return value
+    return check
 
 
 def _region(value: str) -> str:
@@ -43,6 +50,17 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _preauthorization(value: str) -> str:
+    Preauthorization.parse(value)
+    return value
+
+
+def _command(value: str) -> str:
+    if value.strip():
+        shlex.split(value)
+    return value
+
+
 PLUGIN_CONFIG_SCHEMA = {"storage": {
     "mecard_database": {
         "value": "",
@@ -50,10 +68,20 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
                 "(default: .mecard.sqlite in filesystem_folder)",
         "type": str},
     "mecard_default_policy": {
-        "value": "auto",
-        "help": "what a recipient's book accepts from an owner the recipient set "
-                "no policy for: auto (apply updates) or block",
-        "type": _policy},
+        "value": "ask",
+        "help": "what a recipient accepts from an owner when neither of them set a policy: "
+                "auto (apply updates), ask (make an offer) or block",
+        "type": _choice(*POLICIES)},
+    "mecard_preauthorize": {
+        "value": "",
+        "help": "users between whom updates are applied without asking, unless a recipient "
+                "set a policy: * (everyone) or group:NAME, ... (Radicale's [group] backend)",
+        "type": _preauthorization},
+    "mecard_default_discoverability": {
+        "value": "contacts",
+        "help": "who may learn that a user's number or e-mail belongs to a user here, "
+                "until the user chooses: everyone, contacts or nobody",
+        "type": _choice(*DISCOVERABILITY)},
     "mecard_default_region": {
         "value": "US",
         "help": "region for phone numbers written without a country code",
@@ -70,6 +98,62 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "value": "30",
         "help": "seconds between checks for queued work nobody woke the worker for",
         "type": _seconds},
+    "mecard_smtp_host": {
+        "value": "",
+        "help": "SMTP server that sends e-mail verification codes (empty: no e-mail "
+                "verification)",
+        "type": str},
+    "mecard_smtp_port": {"value": "25", "help": "SMTP port", "type": _positive_int},
+    "mecard_smtp_security": {
+        "value": "none", "help": "none, starttls or tls", "type": _choice("none", "starttls", "tls")},
+    "mecard_smtp_username": {"value": "", "help": "SMTP login (empty: none)", "type": str},
+    "mecard_smtp_password": {"value": "", "help": "SMTP password", "type": str},
+    "mecard_smtp_from": {
+        "value": "radicale-mecard@localhost", "help": "sender of verification e-mails",
+        "type": str},
+    "mecard_sms_command": {
+        "value": "",
+        "help": "program that sends a text message, called as PROGRAM NUMBER TEXT without a "
+                "shell (empty: no phone verification except by the admin command)",
+        "type": _command},
+    "mecard_server_name": {
+        "value": "radicale-mecard",
+        "help": "how verification messages name this server", "type": str},
+    "mecard_code_lifetime": {
+        "value": "900", "help": "seconds a verification code stays valid", "type": _seconds},
+    "mecard_code_attempts": {
+        "value": "5", "help": "wrong codes accepted before a code is void",
+        "type": _positive_int},
+    "mecard_codes_per_user": {
+        "value": "10", "help": "verification codes one user may ask for per hour",
+        "type": _positive_int},
+    "mecard_codes_per_key": {
+        "value": "3", "help": "verification codes sent to one number or e-mail per hour",
+        "type": _positive_int},
+    "mecard_resolve_max_keys": {
+        "value": "10000", "help": "numbers and e-mails one /resolve call may ask about",
+        "type": _positive_int},
+    "mecard_resolve_per_hour": {
+        "value": "20000",
+        "help": "numbers and e-mails one user may resolve per hour (also the burst)",
+        "type": _positive_int},
+    "mecard_offers_per_day": {
+        "value": "100", "help": "new offers one owner may make per day",
+        "type": _positive_int},
+    "mecard_max_body": {
+        "value": "1048576", "help": "largest API request body, in bytes",
+        "type": _positive_int},
+    "mecard_max_properties": {
+        "value": "500", "help": "most properties a me card may have",
+        "type": _positive_int},
+    "mecard_max_photo": {
+        "value": "1048576", "help": "largest photo (or other inline binary) of a me card, "
+                                    "in decoded bytes", "type": _positive_int},
+    "mecard_allowed_origins": {
+        "value": "",
+        "help": "web origins besides this server's own allowed to change settings through "
+                "the API (space-separated, e.g. https://contacts.example.org)",
+        "type": str},
 }}
 
 
@@ -78,21 +162,63 @@ class Settings:
     """The plugin's options, read once."""
 
     database: str
-    default_policy: str
-    region: str
-    batch_size: int
-    batch_pause: float
-    poll_interval: float
+    default_policy: str = "ask"
+    preauthorize: Preauthorization = Preauthorization()
+    default_discoverability: str = "contacts"
+    region: str = "US"
+    batch_size: int = 20
+    batch_pause: float = 0.02
+    poll_interval: float = 30
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "radicale-mecard@localhost"
+    sms_command: str = ""
+    server_name: str = "radicale-mecard"
+    code_lifetime: float = 900
+    code_attempts: int = 5
+    codes_per_user: int = 10
+    codes_per_key: int = 3
+    resolve_max_keys: int = 10000
+    resolve_per_hour: int = 20000
+    offers_per_day: int = 100
+    max_body: int = 1048576
+    limits: Limits = Limits()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_configuration(cls, configuration: config.Configuration) -> "Settings":
+        def get(name: str):
+            return configuration.get("storage", "mecard_" + name)
+
         folder = os.path.expanduser(configuration.get("storage", "filesystem_folder"))
-        database = configuration.get("storage", "mecard_database") or os.path.join(
-            folder, ".mecard.sqlite")
+        database = get("database") or os.path.join(folder, ".mecard.sqlite")
         return cls(
             database=os.path.abspath(os.path.expanduser(database)),
-            default_policy=configuration.get("storage", "mecard_default_policy"),
-            region=configuration.get("storage", "mecard_default_region"),
-            batch_size=configuration.get("storage", "mecard_batch_size"),
-            batch_pause=configuration.get("storage", "mecard_batch_pause"),
-            poll_interval=configuration.get("storage", "mecard_poll_interval"))
+            default_policy=get("default_policy"),
+            preauthorize=Preauthorization.parse(get("preauthorize")),
+            default_discoverability=get("default_discoverability"),
+            region=get("default_region"),
+            batch_size=get("batch_size"),
+            batch_pause=get("batch_pause"),
+            poll_interval=get("poll_interval"),
+            smtp_host=get("smtp_host"),
+            smtp_port=get("smtp_port"),
+            smtp_security=get("smtp_security"),
+            smtp_username=get("smtp_username"),
+            smtp_password=get("smtp_password"),
+            smtp_from=get("smtp_from"),
+            sms_command=get("sms_command"),
+            server_name=get("server_name"),
+            code_lifetime=get("code_lifetime"),
+            code_attempts=get("code_attempts"),
+            codes_per_user=get("codes_per_user"),
+            codes_per_key=get("codes_per_key"),
+            resolve_max_keys=get("resolve_max_keys"),
+            resolve_per_hour=get("resolve_per_hour"),
+            offers_per_day=get("offers_per_day"),
+            max_body=get("max_body"),
+            limits=Limits(get("max_properties"), get("max_photo")),
+            allowed_origins=tuple(get("allowed_origins").split()))

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The storage plugin: Radicale's multifilesystem storage, watching me cards.
+"""The storage plugin: Radicale's multifilesystem storage, watching every card.
 
-``[storage] type = radicale_plugin.storage``.  Every path that can change a
-me card is covered: PUT of a card (``upload``), PUT of a whole book
-(``create_collection``), MOVE (``move``), DELETE (``delete``) and PROPPATCH
-of Apple's me-card property on the address-book home (``set_meta``).  The
-hooks only record the change; the fan-out worker is woken when the request
-releases the write lock.
+``[storage] type = radicale_plugin.storage``.  Every write path is covered:
+PUT of a card (``upload``), PUT of a whole book (``create_collection``), MOVE
+(``move``), DELETE (``delete``) and PROPPATCH of Apple's me-card property on
+the address-book home (``set_meta``).  The hooks keep the card-key index,
+links and me cards current and only record changes; the fan-out worker is
+woken when the request releases the write lock.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import radicale.item as radicale_item
 from radicale import config, types
 from radicale.storage import multifilesystem
 
-from radicale_plugin.service import ME_CARD_PROPERTY, SharingService
+from radicale_plugin.owners import ME_CARD_PROPERTY
+from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 
 
@@ -28,13 +29,14 @@ class Collection(multifilesystem.Collection):
 
     def upload(self, href: str, item: radicale_item.Item
                ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
+        self._storage.sharing.check_upload(self, href, item)
         uploaded, old = super().upload(href, item)
         self._storage.sharing.on_item_written(self, href, uploaded)
         return uploaded, old
 
     def delete(self, href: Optional[str] = None) -> None:
         super().delete(href)
-        self._storage.sharing.on_item_deleted(self.path, href)
+        self._storage.sharing.on_item_deleted(self, href)
 
     def set_meta(self, props: Mapping[str, str]) -> None:
         if self.path and "/" not in self.path:  # the address-book home
@@ -56,7 +58,8 @@ class Storage(multifilesystem.Storage):
         configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
         super().__init__(configuration)
         # Radicale builds several Storage objects per process: they share one service
-        self.sharing = SharingService.for_storage(self, Settings.from_configuration(configuration))
+        self.sharing = SharingService.for_storage(
+            self, Settings.from_configuration(configuration), configuration)
         self.sharing.worker.start()
 
     @types.contextmanager
@@ -75,7 +78,7 @@ class Storage(multifilesystem.Storage):
 
     def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
         assert item.collection is not None and item.href is not None
-        from_path, from_href = item.collection.path, item.href
+        from_collection, from_href = item.collection, item.href
         super().move(item, to_collection, to_href)
-        self.sharing.on_item_moved(from_path, from_href, to_collection, to_href,
+        self.sharing.on_item_moved(from_collection, from_href, to_collection, to_href,
                                    item.serialize())

@@ -7,6 +7,7 @@ request's, or the fan-out worker's own); none takes it.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -14,7 +15,7 @@ import radicale.item as radicale_item
 import vobject
 from radicale import pathutils, storage
 
-from radicale_plugin.errors import BadCard, Forbidden, NotFound
+from radicale_plugin.errors import BadCard, BadRequest, Forbidden, NotFound
 
 
 def user_of(path: str) -> str:
@@ -35,6 +36,22 @@ def address_books(store: storage.BaseStorage, user: str) -> list[storage.BaseCol
              if isinstance(c, storage.BaseCollection) and c.path.count("/") == 1
              and c.tag == "VADDRESSBOOK"]
     return sorted(books, key=lambda c: c.path)
+
+
+def all_address_books(store: storage.BaseStorage) -> Iterator[storage.BaseCollection]:
+    """Every address book of every user."""
+    for principal in list(store.discover("/", depth="1")):
+        if (isinstance(principal, storage.BaseCollection) and principal.path
+                and "/" not in principal.path):
+            yield from address_books(store, principal.path)
+
+
+def folder_mtime(collection: storage.BaseCollection) -> int:
+    """When the book's folder last changed (ns): Radicale renames every write into it."""
+    try:
+        return os.stat(getattr(collection, "_filesystem_path")).st_mtime_ns
+    except (AttributeError, OSError):
+        return 0
 
 
 def book(store: storage.BaseStorage, path: str) -> storage.BaseCollection | None:
@@ -58,12 +75,24 @@ def card_text(collection: storage.BaseCollection, href: str) -> str | None:
     return None
 
 
+def storage_of(collection: storage.BaseCollection) -> storage.BaseStorage:
+    """The storage a collection of ours belongs to."""
+    return collection._storage  # type: ignore[attr-defined]
+
+
 def split_card_path(user: str, value: str) -> tuple[str, str]:
     """``/alice/contacts/me.vcf`` (or a full URL) → (``alice/contacts``, ``me.vcf``).
 
     Raises when the path does not name a card inside one of ``user``'s books.
     """
-    raw = unquote(urlsplit(value.strip()).path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 1024:
+        raise BadRequest("the path %r contains control characters or is too long" % value[:80])
+    try:
+        raw = unquote(urlsplit(value.strip()).path)
+    except ValueError as e:
+        raise BadRequest("%r is not a path such as /%s/BOOK/CARD.vcf" % (value[:80], user)) from e
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise BadRequest("the path %r contains control characters" % value[:80])
     path = pathutils.strip_path(pathutils.sanitize_path(raw))
     parts = path.split("/")
     if len(parts) != 3 or not all(parts):

@@ -144,38 +144,69 @@ def render(entry: Entry, version: str, group: str = "") -> Line:
 
 @dataclass(frozen=True)
 class View:
-    """The shared view of one me card."""
+    """The shared view of one me card.
+
+    ``fields`` are the owner's shared fields (a field may be shared and
+    have no value); ``withdrawn`` are fields the owner stopped sharing and
+    asked to remove from copies.  Merging touches only these two kinds of
+    field: values of a field the owner merely stopped sharing stay, like a
+    business card already handed out.
+    """
 
     entries: tuple[Entry, ...]
+    fields: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
 
-    def fields(self) -> set[str]:
-        return {e.name for e in self.entries}
+    def __post_init__(self) -> None:
+        if not self.fields:
+            # views stored by schema version 1 knew no field list
+            object.__setattr__(self, "fields", tuple(dict.fromkeys(e.name for e in self.entries)))
 
     def of(self, name: str) -> list[Entry]:
         return [e for e in self.entries if e.name == name]
+
+    def touched(self) -> tuple[str, ...]:
+        """The fields a merge of this view may change in a copy."""
+        return tuple(dict.fromkeys(self.fields + self.withdrawn))
 
     def keys(self, region: str) -> set[str]:
         """The matching keys (numbers and e-mails) of the view."""
         return {k for e in self.entries if (k := line_key(e.name, e.value, region))}
 
+    def values(self, region: str) -> set[tuple[str, str]]:
+        """(field, compare key) of every value: what proves a value in a copy is the owner's."""
+        return {(e.name, e.compare_key(region)) for e in self.entries}
+
+    def without(self, drop: Iterable[Entry]) -> "View":
+        gone = set(drop)
+        return View(tuple(e for e in self.entries if e not in gone), self.fields, self.withdrawn)
+
     def fingerprint(self) -> str:
         """Equal for views that would write the same values into a copy."""
         data = sorted(json.dumps(e.to_json()) for e in self.entries)
+        data.append(json.dumps([sorted(self.fields), sorted(self.withdrawn)]))
         return hashlib.sha256("\n".join(data).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps([e.to_json() for e in self.entries])
+        return json.dumps({"entries": [e.to_json() for e in self.entries],
+                           "fields": list(self.fields), "withdrawn": list(self.withdrawn)})
 
     @classmethod
     def from_json(cls, text: str | None) -> "View | None":
         if not text:
             return None
-        return cls(tuple(Entry.from_json(d) for d in json.loads(text)))
+        data = json.loads(text)
+        if isinstance(data, list):  # schema version 1: the entries only
+            return cls(tuple(Entry.from_json(d) for d in data))
+        return cls(tuple(Entry.from_json(d) for d in data["entries"]),
+                   tuple(data.get("fields", ())), tuple(data.get("withdrawn", ())))
 
 
-def shared_view(card: Card, shared_fields: Iterable[str]) -> View:
+def shared_view(card: Card, shared_fields: Iterable[str],
+                withdrawn: Iterable[str] = ()) -> View:
     """The part of the owner's ``card`` that is shared."""
-    wanted = set(shared_fields)
+    fields = tuple(dict.fromkeys(shared_fields))
     version = card.version
     return View(tuple(entry_from_line(line, version)
-                      for line in card.lines if line.name in wanted))
+                      for line in card.lines if line.name in fields),
+                fields, tuple(f for f in dict.fromkeys(withdrawn) if f not in fields))

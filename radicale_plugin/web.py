@@ -1,43 +1,97 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The sharing API: JSON over HTTP under ``/.web/mecard/api/v1``.
+"""The web plugin: the sharing API under ``/.web/mecard/api/v1``, beside Radicale's web UI.
 
 ``[web] type = radicale_plugin.web``.  Radicale hands web plugins only GET
-and POST below ``/.web``, after its own authentication; every call acts on
-the authenticated user's own data.  Everything else under ``/.web`` is
-Radicale's built-in web interface, which keeps working.
+and POST below ``/.web``, after its own authentication.  This module is the
+HTTP side: it refuses what no call should see (no login, a cross-site
+request, a body that is not JSON or too big) and turns answers and errors
+into JSON; :mod:`radicale_plugin.api` holds the calls.
 
-    GET  /me             my me card, shared fields, targets, policies
-    POST /me-card        {"path": "/alice/contacts/alice.vcf"} (null: none)
-    POST /shared-fields  {"fields": ["FN", "N", "TEL", "EMAIL"]}
-    GET  /targets        my target rules, resolved, with delivery states
-    POST /targets        {"targets": [...]} replaces; {"add": [...], "remove": [...]} edits
-    GET  /policies       my policy towards each owner
-    POST /policies       {"owner": "alice", "policy": "auto" | "block" | null}
-    POST /resolve        {"keys": ["tel:+12025550101", "mailto:bob@example.org"]}
-    POST /me-card/content  {"card": "BEGIN:VCARD...", "only": ["bob"]} (only: optional)
+A change must be ``Content-Type: application/json`` and, when the browser
+sends an ``Origin``, come from this server (or an origin the admin allows):
+an HTML form on another web site can send neither, so it cannot use the
+browser's remembered password to change anything here.
 """
 
 from __future__ import annotations
 
 import json
 from http import client
-from typing import Any, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from radicale import config, httputils, types
 from radicale import storage as radicale_storage
 from radicale.log import logger
 from radicale.web import internal
 
-from radicale_plugin.errors import BadRequest, SharingError
+from radicale_plugin.api import Api
+from radicale_plugin.errors import (BadMediaType, BadRequest, Forbidden, SharingError,
+                                    TooLarge, TooMany)
 from radicale_plugin.service import SharingService
+from radicale_plugin.settings import Settings
 
 PREFIX = "/.web/mecard/api/v1"
 
 
-def _json(status: int, data: Any) -> types.WSGIResponse:
+def _json(status: int, data: Any, headers: dict[str, str] | None = None
+          ) -> types.WSGIResponse:
     body = json.dumps(data, indent=1, sort_keys=True).encode()
     return status, {"Content-Type": "application/json; charset=utf-8",
-                    "Cache-Control": "no-store"}, body, None
+                    "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                    **(headers or {})}, body, None
+
+
+def _netloc(url: str) -> str:
+    try:
+        return (urlsplit(url).netloc or "").lower()
+    except ValueError:
+        return ""
+
+
+def check_change(environ: types.WSGIEnviron, settings: Settings) -> None:
+    """Refuse a state-changing request that a web page elsewhere could have sent."""
+    media = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise BadMediaType("send changes as JSON with the header "
+                           "'Content-Type: application/json'")
+    origin = environ.get("HTTP_ORIGIN")
+    fetch_site = environ.get("HTTP_SEC_FETCH_SITE", "").lower()
+    if origin is not None:
+        own = (environ.get("HTTP_HOST") or "").lower()
+        allowed = {o.rstrip("/").lower() for o in settings.allowed_origins}
+        if origin.rstrip("/").lower() not in allowed and (not own or _netloc(origin) != own):
+            raise Forbidden("requests from other web sites (Origin %s) may not change "
+                            "anything here" % origin[:100])
+    elif fetch_site in ("cross-site", "same-site"):
+        raise Forbidden("requests from other web sites may not change anything here")
+
+
+def read_json(environ: types.WSGIEnviron, settings: Settings) -> dict:
+    """The request body as a JSON object, within the size limit."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError as e:
+        raise BadRequest("Content-Length is not a number") from e
+    if length < 0:
+        raise BadRequest("Content-Length is negative")
+    if length > settings.max_body:
+        raise TooLarge("the request body is %d bytes; at most %d are accepted"
+                       % (length, settings.max_body))
+    raw = environ["wsgi.input"].read(length) if length else b""
+    if len(raw) < length:
+        raise BadRequest("the request body is shorter than its Content-Length")
+    try:
+        data = json.loads(raw.decode("utf-8") or "{}")
+    except UnicodeDecodeError as e:
+        raise BadRequest("the request body is not UTF-8") from e
+    except RecursionError as e:
+        raise BadRequest("the request body is nested too deeply") from e
+    except ValueError as e:
+        raise BadRequest("the request body is not JSON: %s" % e) from e
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object, such as {\"fields\": [...]}")
+    return data
 
 
 class Web(internal.Web):
@@ -51,95 +105,36 @@ class Web(internal.Web):
             raise RuntimeError("[web] type = radicale_plugin.web needs "
                                "[storage] type = radicale_plugin.storage")
         self._sharing = sharing
+        self._api = Api(sharing)
 
     def get(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
             user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
-        if not path.startswith(PREFIX):
+        if not path.startswith(PREFIX + "/") and path != PREFIX:
             return super().get(environ, base_prefix, path, user, user_groups, request_info)
-        routes: dict[str, Callable[[str], Any]] = {
-            "/me": self._sharing.settings_of,
-            "/targets": self._sharing.targets_report,
-            "/policies": self._sharing.policies_of,
-        }
-        return self._dispatch(routes, path, user)
+        if not user:
+            return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in
+        return self._answer(path, user, lambda call: self._api.get(call, user))
 
     def post(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
              user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
-        if not path.startswith(PREFIX):
+        if not path.startswith(PREFIX + "/") and path != PREFIX:
             return super().post(environ, base_prefix, path, user, user_groups, request_info)
-
-        def body() -> dict:
-            try:
-                raw = httputils.read_raw_request_body(self.configuration, environ)
-                data = json.loads(httputils.decode_request(self.configuration, environ, raw)
-                                  or "{}")
-            except ValueError as e:
-                raise BadRequest("the request body is not JSON: %s" % e) from e
-            if not isinstance(data, dict):
-                raise BadRequest("the request body must be a JSON object")
-            return data
-
-        routes: dict[str, Callable[[str], Any]] = {
-            "/me-card": lambda u: self._post_me_card(u, body()),
-            "/shared-fields": lambda u: self._post_fields(u, body()),
-            "/targets": lambda u: self._post_targets(u, body()),
-            "/policies": lambda u: self._post_policy(u, body()),
-            "/resolve": lambda u: self._sharing.resolve(body().get("keys")),  # type: ignore[arg-type]
-            "/me-card/content": lambda u: self._post_content(u, body()),
-        }
-        return self._dispatch(routes, path, user)
-
-    def _dispatch(self, routes: dict[str, Callable[[str], Any]], path: str,
-                  user: str) -> types.WSGIResponse:
         if not user:
-            return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in
-        handler = routes.get(path[len(PREFIX):].rstrip("/"))
-        if handler is None:
-            return _json(client.NOT_FOUND, {"error": "no API call %s; see README" % path})
+            return httputils.NOT_ALLOWED
+
+        def call(name: str) -> Any:
+            settings = self._sharing.settings
+            check_change(environ, settings)
+            return self._api.post(name, user, read_json(environ, settings))
+        return self._answer(path, user, call)
+
+    def _answer(self, path: str, user: str, run) -> types.WSGIResponse:
+        call = path[len(PREFIX):].rstrip("/") or "/"
         try:
-            return _json(client.OK, handler(user))
+            return _json(client.OK, run(call))
+        except TooMany as e:
+            logger.info("Sharing API %s for %r refused: %s", call, user, e)
+            return _json(e.status, {"error": str(e)}, {"Retry-After": str(e.retry_after)})
         except SharingError as e:
-            logger.info("Sharing API %s for %r refused: %s", path, user, e)
+            logger.info("Sharing API %s for %r refused: %s", call, user, e)
             return _json(e.status, {"error": str(e)})
-
-    def _post_me_card(self, user: str, data: dict) -> Any:
-        if "path" not in data:
-            raise BadRequest("give the card as {\"path\": \"/%s/BOOK/CARD.vcf\"}" % user)
-        path = data["path"]
-        if path is not None and not isinstance(path, str):
-            raise BadRequest("'path' must be a string or null")
-        self._sharing.set_me_card(user, path)
-        return self._sharing.settings_of(user)
-
-    def _post_content(self, user: str, data: dict) -> Any:
-        return self._sharing.update_me_card(user, data.get("card"),  # type: ignore[arg-type]
-                                            data.get("only"))
-
-    def _post_fields(self, user: str, data: dict) -> Any:
-        self._sharing.set_shared_fields(user, data.get("fields"))  # type: ignore[arg-type]
-        return self._sharing.settings_of(user)
-
-    def _post_targets(self, user: str, data: dict) -> Any:
-        if "targets" in data:
-            rules = data["targets"]
-        elif "add" in data or "remove" in data:
-            add, remove = data.get("add", []), data.get("remove", [])
-            if not isinstance(add, list) or not isinstance(remove, list):
-                raise BadRequest("'add' and 'remove' must be lists of rules")
-            current = self._sharing.index.owner(user).rules
-            rules = [r for r in current if r not in remove] + [r for r in add if r not in current]
-        else:
-            raise BadRequest("give {\"targets\": [...]} or {\"add\": [...], \"remove\": [...]}")
-        self._sharing.set_targets(user, rules)
-        return self._sharing.settings_of(user)
-
-    def _post_policy(self, user: str, data: dict) -> Any:
-        owner = data.get("owner")
-        if not isinstance(owner, str) or not owner:
-            raise BadRequest("give {\"owner\": \"NAME\" or \"*\", \"policy\": \"auto\"|\"block\"|null}")
-        if owner == user:
-            raise BadRequest("a policy towards yourself has no effect")
-        if "policy" not in data:
-            raise BadRequest("give the policy: \"auto\", \"block\" or null to remove it")
-        self._sharing.set_policy(user, owner, data["policy"])
-        return self._sharing.policies_of(user)

@@ -7,12 +7,26 @@ import pytest
 
 from tests.server import RadicaleServer
 
+#: What the admin of a family server sets (config/radicale.conf does the same).
+FAMILY = {"mecard_preauthorize": "*", "mecard_default_discoverability": "everyone"}
+
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw",
          "erin": "erin-pw"}
 
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[RadicaleServer]:
+    """A family server: everyone pre-authorised and discoverable (as the demo config does)."""
+    srv = RadicaleServer(tmp_path, USERS, **FAMILY).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def public_server(tmp_path) -> Iterator[RadicaleServer]:
+    """A server with the shipped defaults: recipients are asked, nobody is pre-authorised."""
     srv = RadicaleServer(tmp_path, USERS).start()
     try:
         yield srv

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from aiosmtpd.controller import Controller
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAV = "{DAV:}"
@@ -30,8 +34,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class MailSink:
+    """A real SMTP server on 127.0.0.1 that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's handler API
+        message = email.message_from_bytes(envelope.content)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def start(self) -> "MailSink":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def to(self, address: str) -> list[str]:
+        """Bodies of the messages sent to ``address``."""
+        with self._lock:
+            return [m.get_payload(decode=True).decode() for m in self.messages
+                    if address.lower() in (m["To"] or "").lower()]
+
+
+def last_code(texts: list[str]) -> str:
+    found = re.findall(r"\b(\d{6,})\b", texts[-1]) if texts else []
+    assert found, "no code was sent: %r" % texts[-1:]
+    return found[0]
+
+
 class RadicaleServer:
-    """Starts ``radicale`` with the plugin on 127.0.0.1 and a free port."""
+    """Starts ``radicale`` with the plugin on 127.0.0.1 and a free port.
+
+    Each server has its own SMTP sink (``mail``) and SMS outbox file
+    (``sms_to``), so that keys are verified the way users verify them.
+    """
 
     def __init__(self, root: Path, users: dict[str, str], **storage: str) -> None:
         self.root = root
@@ -39,9 +82,15 @@ class RadicaleServer:
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.log = root / "radicale.log"
+        self.mail = MailSink()
+        self.sms_outbox = root / "sms-outbox.txt"
         (root / "users").write_text("".join("%s:%s\n" % kv for kv in users.items()))
+        sms = "%s %s %s" % (sys.executable, Path(__file__).with_name("fake_sms.py"),
+                            self.sms_outbox)
         options = {"mecard_poll_interval": "2", "predefined_collections":
-                   '{"contacts": {"tag": "VADDRESSBOOK"}}', **storage}
+                   '{"contacts": {"tag": "VADDRESSBOOK"}}',
+                   "mecard_smtp_host": "127.0.0.1", "mecard_smtp_port": str(self.mail.port),
+                   "mecard_sms_command": sms, **storage}
         extra = "".join("%s = %s\n" % kv for kv in options.items())
         (root / "config").write_text(f"""
 [server]
@@ -64,7 +113,17 @@ level = debug
 """)
         self.process: subprocess.Popen | None = None
 
+    def sms_to(self, number: str) -> list[str]:
+        """Texts the fake SMS gateway sent to ``number`` (E.164)."""
+        if not self.sms_outbox.exists():
+            return []
+        lines = self.sms_outbox.read_text(encoding="utf-8").splitlines()
+        return [ln.split("\t", 1)[1] for ln in lines if ln.split("\t", 1)[0] == number]
+
     def start(self) -> "RadicaleServer":
+        if not getattr(self, "_mail_started", False):
+            self.mail.start()
+            self._mail_started = True
         self._logfile = open(self.log, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "radicale", "--config", str(self.root / "config")],
@@ -81,25 +140,31 @@ level = debug
                 time.sleep(0.1)
         raise RuntimeError("radicale did not start")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, sink: bool = True) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=20)
         self._logfile.close()
+        if sink and getattr(self, "_mail_started", False):
+            self.mail.stop()
+            self._mail_started = False
 
     def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        """kill -9, keeping the SMTP sink for a restart of the same server."""
+        self.stop(signal.SIGKILL, sink=False)
 
     def client(self, user: str) -> "Client":
-        return Client(self.url, user, self.users[user])
+        return Client(self.url, user, self.users[user], self)
 
 
 class Client:
     """CardDAV and sharing API calls as one user."""
 
-    def __init__(self, url: str, user: str, password: str) -> None:
+    def __init__(self, url: str, user: str, password: str,
+                 server: "RadicaleServer | None" = None) -> None:
         self.url = url
         self.user = user
+        self.server = server
         self.http = requests.Session()
         self.http.auth = (user, password)
 
@@ -169,6 +234,30 @@ class Client:
         r = self.api(method, call, data)
         assert r.status_code == 200, (r.status_code, r.text)
         return r.json()
+
+    def copy_of(self, owner: str) -> str:
+        """The href of the card in my book that holds ``owner``'s copy."""
+        links = {link["owner"]: link["card"] for link in self.api_ok("GET", "/links")["links"]}
+        assert owner in links, "no copy of %s's card in %s's books: %r" % (owner, self.user, links)
+        return links[owner].rsplit("/", 1)[1]
+
+    def verify(self, key: str) -> None:
+        """Verify a number or e-mail of my me card with the code the server sends to it."""
+        assert self.server is not None
+        answer = self.api_ok("POST", "/keys/verify", {"key": key})
+        normal = answer["key"]
+        if normal.startswith("mailto:"):
+            code = last_code(self.server.mail.to(normal[7:]))
+        else:
+            code = last_code(self.server.sms_to(normal[4:]))
+        self.api_ok("POST", "/keys/confirm", {"key": normal, "code": code})
+
+    def verify_me_card(self) -> list[str]:
+        """Verify every number and e-mail on my me card; return their keys."""
+        keys = [k["key"] for k in self.api_ok("GET", "/keys")["keys"] if k["on_me_card"]]
+        for key in keys:
+            self.verify(key)
+        return keys
 
 
 def settled(owner: Client, timeout: float = 60) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import FAMILY
 from tests.server import RadicaleServer, fixture, settled, wait_until
 
 RECIPIENTS = ["r%02d" % i for i in range(40)]
@@ -13,7 +14,7 @@ USERS = {"alice": "alice-pw", "carol": "carol-pw", **{u: u + "-pw" for u in RECI
 def start(tmp_path: Path) -> RadicaleServer:
     # small batches with pauses make the fan-out long enough to interrupt and to overlap
     return RadicaleServer(tmp_path, USERS, mecard_batch_size="2",
-                          mecard_batch_pause="0.15").start()
+                          mecard_batch_pause="0.15", **FAMILY).start()
 
 
 def copies(root: Path, user: str) -> dict[str, bytes]:
@@ -27,6 +28,7 @@ def prepare(server: RadicaleServer):
     alice.login()
     alice.put("alice.vcf", fixture("alice-me.vcf"))
     alice.api_ok("POST", "/me-card", {"path": "/alice/contacts/alice.vcf"})
+    alice.verify_me_card()
     for user in RECIPIENTS:
         server.client(user).login()
     alice.api_ok("POST", "/targets", {"targets": ["user:" + u for u in RECIPIENTS]})

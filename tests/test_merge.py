@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The merge keeps what the recipient typed and replaces exactly the owner's old values."""
-from radicale_plugin.merge import merge, new_copy
+from radicale_plugin.merge import Previous, merge, new_copy
 from radicale_plugin.vcard import parse_card
 from radicale_plugin.view import shared_view
 from tests.server import fixture
@@ -15,8 +15,9 @@ def views(old_text: str, new_text: str, fields=FIELDS):
 
 
 def merged(copy_text: str, old_text: str, new_text: str, fields=FIELDS) -> str:
+    """Merge as if the server had written the view of ``old_text`` into this copy before."""
     old, new = views(old_text, new_text, fields)
-    return merge(parse_card(copy_text), old, new, "US").serialize()
+    return merge(parse_card(copy_text), new, Previous(old.entries), "US").serialize()
 
 
 def test_recipient_keeps_own_nickname_note_and_extra_number_after_update():
@@ -52,8 +53,8 @@ def test_untouched_lines_stay_byte_for_byte_and_in_place():
 
 def test_merge_is_idempotent():
     old, new = views(fixture("alice-me.vcf"), fixture("alice-me-new-number.vcf"))
-    once = merge(parse_card(fixture("bob-contact-alice.vcf")), old, new, "US")
-    twice = merge(once, old, new, "US")
+    once = merge(parse_card(fixture("bob-contact-alice.vcf")), new, Previous(old.entries), "US")
+    twice = merge(once, new, Previous(old.entries), "US")
     assert twice.serialize() == once.serialize()
 
 

@@ -2,6 +2,7 @@
 import pytest
 
 from radicale_plugin.errors import BadRequest
+from radicale_plugin.matching import resolve_contact
 from radicale_plugin.rules import Book, evaluate, parse_rule
 from radicale_plugin.vcard import parse_cards
 
@@ -53,13 +54,14 @@ X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:c-dave
 END:VCARD
 """
 
-OWNERS_OF = {"tel:+12025550102": {"bob"}, "mailto:carol@example.org": {"carol"},
-             "mailto:dave@example.org": {"dave"}, "tel:+12025550101": {"alice"}}
+HOLDERS = {"tel:+12025550102": "bob", "mailto:carol@example.org": "carol",
+           "mailto:dave@example.org": "dave", "tel:+12025550101": "alice"}
 
 
 def select(*rules: str):
     book = Book(parse_cards(CONTACTS), "US")
-    return evaluate([parse_rule(r) for r in rules], book, OWNERS_OF, "alice",
+    return evaluate([parse_rule(r) for r in rules], book,
+                    lambda c: resolve_contact(None, c.keys, HOLDERS, lambda u: True), "alice",
                     {"bob", "carol", "dave", "erin"})
 
 

@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every part of the sharing code works with: storage, settings, index, groups.
+
+The parts (me cards, card-key index, selection, deliveries, offers,
+verification, the worker) each take a :class:`Context` and the parts they
+call, so that no module needs the service that wires them together.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from radicale import storage
+from radicale.log import logger
+
+from radicale_plugin import consent
+from radicale_plugin.index import Owner, SharingIndex
+from radicale_plugin.settings import Settings
+
+
+@dataclass
+class Context:
+    """The storage folder's shared state."""
+
+    storage: storage.BaseStorage
+    settings: Settings
+    index: SharingIndex
+    groups_of: Callable[[str], set[str]] = lambda user: set()
+    wake: Callable[[], None] = lambda: None
+    _group_errors: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def groups(self, user: str) -> set[str]:
+        """The user's groups in Radicale's ``[group]`` backend (empty if it cannot tell)."""
+        try:
+            return set(self.groups_of(user))
+        except Exception as e:  # a broken group file must not stop deliveries
+            with self._lock:
+                if str(e) not in self._group_errors:
+                    self._group_errors.add(str(e))
+                    logger.warning("Sharing: groups of %r unknown (%s); pre-authorisation by "
+                                   "group does not apply", user, e)
+            return set()
+
+    def preauthorized(self, owner: str, recipient: str) -> bool:
+        return self.settings.preauthorize.between(owner, recipient, self.groups)
+
+    def policy(self, recipient: str, owner: str) -> str:
+        """The recipient's effective policy towards ``owner``."""
+        return consent.effective_policy(self.index.consent.policies(recipient), owner,
+                                        self.preauthorized(owner, recipient),
+                                        self.settings.default_policy)
+
+    def discoverability(self, owner: Owner) -> str:
+        return owner.discoverability or self.settings.default_discoverability

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Writing an owner's view into a recipient's book: where the copy is, and the write.
+
+An owner writes only into the card linked to them.  Without a link, the
+cards of the recipient that carry the owner's verified keys are the
+candidates (see :func:`radicale_plugin.consent.card_fit`); the fan-out
+decides with the recipient's policy what to do (:mod:`consent`).
+
+Every write is recorded before it is made (the view about to be written
+and its values), so that after a crash the next merge still knows every
+value the server put into the copy, and it is recorded in the history
+after it is made.  Callers hold the storage write lock (reads: any lock).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+from dataclasses import dataclass, field
+
+from radicale.log import logger
+
+from radicale_plugin import store
+from radicale_plugin.consent import Candidate, card_fit
+from radicale_plugin.context import Context
+from radicale_plugin.history import diff
+from radicale_plugin.index import LINK_CREATED, Delivery, HistoryEntry, Link, Owner
+from radicale_plugin.merge import Previous, copy_uid, merge, new_copy
+from radicale_plugin.vcard import Card, parse_card
+from radicale_plugin.view import View
+
+_KEY_FIELDS = ("TEL", "EMAIL")
+
+
+@dataclass
+class Placement:
+    """Where an owner's copy is, or could go, in a recipient's books."""
+
+    linked: tuple[str, str] | None = None    # the linked card (it may await re-creation)
+    deleted: bool = False                    # the recipient deleted the linked card
+    no_book: bool = False                    # the recipient has no address book
+    candidates: list[Candidate] = field(default_factory=list)
+    owner_key_in_books: bool = False
+
+
+class Deliverer:
+    """Finds the copy, merges and writes it, and records what was written."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    # -- where --------------------------------------------------------------
+    def place(self, owner: Owner, delivery: Delivery) -> Placement:
+        index = self._ctx.index
+        recipient = delivery.recipient
+        if not store.address_books(self._ctx.storage, recipient):
+            return Placement(no_book=True)
+        link = index.links.get(owner.user, recipient)
+        if link is not None:
+            if self.card_text(link.book, link.href) is not None:
+                return Placement(linked=(link.book, link.href))
+            if link.made_by == LINK_CREATED and delivery.intent_view is not None \
+                    and not delivery.delivered_seq:
+                return Placement(linked=(link.book, link.href))  # creation was interrupted
+            return Placement(deleted=True)
+        mine = index.keys.verified(owner.user)
+        cards = index.cards.cards_with_keys(recipient, mine)
+        placement = Placement(owner_key_in_books=bool(cards))
+        if not cards:
+            return placement
+        all_keys = {k for c in cards for k in c.keys}
+        holders = index.keys.holders(all_keys)
+        claimed = index.keys.claimed(all_keys)
+        me = index.owners.get(recipient)
+        for card in cards:
+            if card.is_group or (card.book, card.href) == (me.book, me.href):
+                continue
+            if index.links.at(card.book, card.href) is not None:
+                continue  # one owner per card
+            fit = card_fit(card.keys, owner.user, holders, claimed)
+            if fit is not None:
+                placement.candidates.append(
+                    Candidate(card.book, card.href, fit, len(card.keys & mine)))
+        return placement
+
+    def card_text(self, book: str, href: str) -> str | None:
+        """The text of a card, or None if it (or its book) does not exist."""
+        collection = store.book(self._ctx.storage, book)
+        return store.card_text(collection, href) if collection is not None else None
+
+    def new_card_place(self, owner: str, recipient: str) -> tuple[str, str]:
+        """A new copy goes into the book holding the recipient's me card, else the first book."""
+        books = store.address_books(self._ctx.storage, recipient)
+        if not books:
+            raise FileNotFoundError("%s has no address book" % recipient)
+        mine = self._ctx.index.owners.get(recipient)
+        collection = next((b for b in books if b.path == mine.book), books[0])
+        return collection.path, copy_uid(owner, recipient) + ".vcf"
+
+    # -- what ---------------------------------------------------------------
+    def previous(self, owner: Owner, delivery: Delivery | None) -> Previous:
+        """What in the recipient's copy is provably the owner's."""
+        index = self._ctx.index
+        ever_verified = {k.key for k in index.keys.of_user(owner.user) if k.verified}
+        values = {(f, k) for f, k in index.owners.past_values(owner.user)
+                  if f not in _KEY_FIELDS or k in ever_verified}
+        written: tuple = ()
+        if delivery is not None:
+            values |= delivery.written_values
+            for view in (delivery.delivered_view, delivery.intent_view):
+                if view is not None:
+                    written += view.entries
+        return Previous(written, frozenset(values))
+
+    def render(self, owner: Owner, delivery: Delivery | None, view: View,
+               book: str, href: str, text: str | None) -> str:
+        """The copy's text after the change (a new card when ``text`` is None)."""
+        if text is None:
+            version = self._book_version(book)
+            return new_copy(view, copy_uid(owner.user, delivery.recipient if delivery else ""),
+                            version).serialize()
+        return merge(parse_card(text), view, self.previous(owner, delivery),
+                     self._ctx.settings.region).serialize()
+
+    def preview(self, owner: Owner, recipient: str, card: tuple[str, str] | None
+                ) -> tuple[Card | None, Card]:
+        """What accepting an offer would do to ``card`` (None: a new contact)."""
+        assert owner.view is not None
+        delivery = self._ctx.index.outbox.delivery(owner.user, recipient)
+        if card is None:
+            book, href = "", ""
+            text = None
+        else:
+            book, href = card
+            text = self.card_text(book, href)
+        if delivery is None:
+            delivery = Delivery(owner.user, recipient, "", 0)
+        after = self.render(owner, delivery, owner.view, book or "", href, text)
+        return (parse_card(text) if text is not None else None), parse_card(after)
+
+    # -- the write ----------------------------------------------------------
+    def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
+              link_kind: str | None, view: View | None = None,
+              action: str = "update") -> tuple[str, str]:
+        """Write ``view`` (default: the owner's) into ``card`` (None: a new card)."""
+        index = self._ctx.index
+        view = view or owner.view
+        assert view is not None
+        recipient = delivery.recipient
+        if card is None:
+            card = self.new_card_place(owner.user, recipient)
+            link_kind = LINK_CREATED
+        book, href = card
+        collection = store.book(self._ctx.storage, book)
+        if collection is None:
+            raise FileNotFoundError("the address book /%s/ is gone" % book)
+        text = store.card_text(collection, href)
+        new_text = self.render(owner, delivery, view, book, href, text)
+        region = self._ctx.settings.region
+        with index.transaction():
+            if link_kind is not None:
+                index.links.put(Link(owner.user, recipient, book, href, link_kind,
+                                     _now_iso()))
+            if new_text != text:
+                # recorded first: after a crash the next merge knows what may be in the copy
+                index.outbox.set_intent(owner.user, recipient, view, view.values(region))
+        if new_text == text:
+            return card
+        store.write_card(collection, href, new_text)
+        changes = tuple(diff(parse_card(text) if text is not None else None,
+                             parse_card(new_text)))
+        with index.transaction():
+            index.history.record(HistoryEntry(owner.user, recipient, book, href,
+                                              "create" if text is None else action, changes))
+            index.outbox.set_intent(owner.user, recipient, None)
+        logger.debug("Copy of %r's card written to /%s/%s", owner.user, book, href)
+        return card
+
+    def withdraw(self, owner: Owner, delivery: Delivery) -> None:
+        """Remove the owner's values from the recipient's copy and end the link."""
+        index = self._ctx.index
+        link = index.links.get(owner.user, delivery.recipient)
+        if link is None:
+            return
+        policy = self._ctx.policy(delivery.recipient, owner.user)
+        if policy != "block" and self.card_text(link.book, link.href) is not None:
+            fields = set(owner.shared_fields) | set(owner.withdrawn_fields) | {
+                f for f, _ in delivery.written_values}
+            # nothing shared any more: every field is withdrawn
+            view = View((), (), tuple(sorted(fields)))
+            self.apply(owner, delivery, (link.book, link.href), None, view, "withdraw")
+        index.links.remove(owner.user, delivery.recipient)
+
+    def _book_version(self, book: str) -> str:
+        """The vCard version most cards of the book use; 3.0, which every client reads, if empty."""
+        collection = store.book(self._ctx.storage, book)
+        versions: collections.Counter[str] = collections.Counter()
+        for _, text in (store.cards(collection) if collection is not None else ()):
+            for line in text.splitlines():
+                if line.upper().startswith("VERSION:"):
+                    versions[line.split(":", 1)[1].strip()] += 1
+                    break
+        return versions.most_common(1)[0][0] if versions else "3.0"
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

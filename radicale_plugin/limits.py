@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checks a me card must pass, the same through CardDAV and through the API.  Pure."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from radicale_plugin.errors import BadCard, TooLarge
+from radicale_plugin.vcard import Card, parse_card
+from radicale_plugin.view import BINARY_FIELDS
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sizes a me card may have (configurable, see ``settings``)."""
+
+    max_properties: int = 500
+    max_photo: int = 1024 * 1024   # decoded bytes of one PHOTO/LOGO/SOUND/KEY
+
+
+def check_me_card(text: str, limits: Limits) -> Card:
+    """Parse and check a me card; :class:`BadCard` or :class:`TooLarge` say what to fix."""
+    if _CONTROL.search(text):
+        raise BadCard("the card contains control characters (such as NUL); remove them")
+    card = parse_card(text)
+    uids = card.get("UID")
+    if len(uids) != 1 or not uids[0].value.strip():
+        raise BadCard("a me card needs exactly one UID line, found %d" % len(uids))
+    if not card.get("FN"):
+        raise BadCard("a vCard needs an FN line (the name to show)")
+    version = card.first_value("VERSION")
+    if version not in ("3.0", "4.0"):
+        raise BadCard("VERSION must be 3.0 or 4.0, not %r" % version)
+    if len(card.lines) > limits.max_properties:
+        raise TooLarge("the card has %d properties; at most %d are accepted"
+                       % (len(card.lines), limits.max_properties))
+    for line in card.lines:
+        if line.name in BINARY_FIELDS:
+            size = binary_size(line.value)
+            if size > limits.max_photo:
+                raise TooLarge("%s is %d KiB; at most %d KiB are accepted: use a smaller image"
+                               % (line.name, size // 1024, limits.max_photo // 1024))
+    return card
+
+
+def binary_size(value: str) -> int:
+    """Decoded size of an inline binary value (base64 or a ``data:`` URI); 0 for a URL."""
+    data = value
+    if value.startswith("data:"):
+        data = value.partition(",")[2]
+    elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value):
+        return 0  # a URL: nothing inline
+    compact = re.sub(r"\s+", "", data)
+    try:
+        return len(base64.b64decode(compact + "=" * (-len(compact) % 4), validate=False))
+    except (binascii.Error, ValueError):
+        return len(compact)

@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Offers: an owner's change waiting for the recipient's answer.
+
+Under the policy ``ask`` a change becomes an offer showing exactly what it
+would do: which of the recipient's cards (or a new contact), each value
+before → after, the owner's account name and which of the owner's keys are
+verified.  The recipient accepts (applied at once; the owner becomes
+``auto`` unless it was "this time only"), postpones, refuses (this change
+is dropped, the next one is offered again) or blocks the owner.  A newer
+change replaces a pending offer.  Offers live in the index, so they
+survive restarts; owners may make only so many new offers a day.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from radicale import pathutils
+from radicale.log import logger
+
+from radicale_plugin import index as idx
+from radicale_plugin import store
+from radicale_plugin.context import Context
+from radicale_plugin.delivery import Deliverer
+from radicale_plugin.errors import BadRequest, Conflict, NotFound
+from radicale_plugin.history import diff
+from radicale_plugin.index import Delivery, Offer, Owner
+from radicale_plugin.matching import line_key
+from radicale_plugin.vcard import unescape
+
+#: How long an offer held back by the daily limit waits before it is tried again.
+RETRY_AFTER_LIMIT = 3600.0
+#: The latest a recipient may postpone an offer to.
+MAX_POSTPONE = datetime.timedelta(days=366)
+
+
+def _iso(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def parse_until(value: Any) -> datetime.datetime:
+    """An ISO 8601 time in the future (UTC when no offset is given)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise BadRequest("'until' must be a time such as \"2026-12-01T09:00:00Z\"")
+    try:
+        when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadRequest("'until' must be a time such as \"2026-12-01T09:00:00Z\", "
+                         "not %r" % value) from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    now = _now()
+    if when <= now:
+        raise BadRequest("'until' must be in the future")
+    if when - now > MAX_POSTPONE:
+        raise BadRequest("an offer can be postponed by a year at most")
+    return when
+
+
+def offer_state(offer: Offer, now: datetime.datetime | None = None) -> str:
+    """pending, postponed or refused; a postponement that ran out is pending again."""
+    if offer.state == idx.OFFER_POSTPONED and offer.until:
+        try:
+            until = datetime.datetime.fromisoformat(offer.until)
+        except ValueError:
+            return idx.OFFER_PENDING
+        if until <= (now or _now()):
+            return idx.OFFER_PENDING
+    return offer.state
+
+
+class Offers:
+    """Making offers (the fan-out) and answering them (the recipient)."""
+
+    def __init__(self, ctx: Context, deliverer: Deliverer) -> None:
+        self._ctx = ctx
+        self._deliverer = deliverer
+
+    # -- the fan-out's side ---------------------------------------------------
+    def make(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None) -> None:
+        """Offer the owner's current change to the recipient (updates ``delivery``)."""
+        consent = self._ctx.index.consent
+        existing = consent.offer(owner.user, delivery.recipient)
+        book, href = card if card is not None else (None, None)
+        now = _now()
+        if existing is None:
+            since = _iso(now - datetime.timedelta(days=1))
+            if consent.new_offers_since(owner.user, since) >= self._ctx.settings.offers_per_day:
+                logger.warning("Offer of %r's card to a recipient held back: %d new offers "
+                               "within a day", owner.user, self._ctx.settings.offers_per_day)
+                delivery.state, delivery.due = idx.PENDING, time.time() + RETRY_AFTER_LIMIT
+                delivery.error = ("held back: you made %d new offers today; the rest follow "
+                                  "later" % self._ctx.settings.offers_per_day)
+                return
+            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq, idx.OFFER_PENDING,
+                          book, href, _iso(now))
+        elif existing.state == idx.OFFER_REFUSED and existing.refused_seq >= delivery.wanted_seq:
+            delivery.state, delivery.error = idx.OFFERED, ""
+            return
+        else:
+            postponed = existing.state == idx.OFFER_POSTPONED
+            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
+                          idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book, href,
+                          _iso(now), existing.first_offered,
+                          existing.until if postponed else None, existing.refused_seq)
+        consent.put_offer(offer)
+        delivery.state, delivery.error = idx.OFFERED, ""
+        logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
+
+    # -- the recipient's side -------------------------------------------------
+    def open_offers(self, recipient: str) -> list[dict[str, Any]]:
+        """The recipient's open offers, each with exactly what accepting would change."""
+        index = self._ctx.index
+        out = []
+        with self._ctx.storage.acquire_lock("r", recipient):
+            for offer in index.consent.offers_for(recipient):
+                state = offer_state(offer)
+                owner = index.owners.get(offer.owner)
+                if state == idx.OFFER_REFUSED or owner.view is None:
+                    continue
+                card = (offer.book, offer.href) if offer.book and offer.href else None
+                if card is not None and self._deliverer.card_text(*card) is None:
+                    card = None  # the proposed card is gone: it would be a new contact
+                before, after = self._deliverer.preview(owner, recipient, card)
+                out.append({
+                    "owner": offer.owner, "seq": offer.seq, "state": state,
+                    "until": offer.until if state == idx.OFFER_POSTPONED else None,
+                    "offered": offer.created,
+                    "card": None if card is None else {
+                        "path": "/%s/%s" % card,
+                        "name": unescape(before.first_value("FN") or "") if before else ""},
+                    "changes": [{"field": c.field, "before": c.before, "after": c.after}
+                                for c in diff(before, after)],
+                    "owner_keys": self._owner_keys(owner),
+                })
+        return out
+
+    def _owner_keys(self, owner: Owner) -> list[dict[str, Any]]:
+        assert owner.view is not None
+        verified = self._ctx.index.keys.verified(owner.user)
+        region = self._ctx.settings.region
+        keys = []
+        for entry in owner.view.entries:
+            key = line_key(entry.name, entry.value, region)
+            if key:
+                keys.append({"key": key, "value": unescape(entry.value),
+                             "verified": key in verified})
+        return keys
+
+    def _open(self, recipient: str, owner: Any) -> Offer:
+        if not isinstance(owner, str) or not pathutils.is_safe_path_component(owner):
+            raise BadRequest("name the owner whose offer this is, e.g. /offers/alice/accept")
+        offer = self._ctx.index.consent.offer(owner, recipient)
+        if offer is None or offer.state == idx.OFFER_REFUSED:
+            raise NotFound("no offer from %r waits for you" % owner)
+        return offer
+
+    def accept(self, recipient: str, owner_name: Any, card: Any = None, once: Any = False,
+               seq: Any = None) -> dict[str, Any]:
+        """Apply the offer now, into the proposed card, another card of mine, or a new one."""
+        if not isinstance(once, bool):
+            raise BadRequest("'once' must be true or false")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            raise BadRequest("'seq' must be the number of the offer you looked at")
+        if card is not None and not isinstance(card, str):
+            raise BadRequest("'card' must be the path of one of your cards, or \"new\"")
+        index = self._ctx.index
+        with self._ctx.storage.acquire_lock("w", recipient):
+            offer = self._open(recipient, owner_name)
+            if seq is not None and seq != offer.seq:
+                raise Conflict("the offer changed since you looked at it (it is now change "
+                               "%d): look at it again" % offer.seq)
+            owner = index.owners.get(offer.owner)
+            if owner.view is None:
+                index.consent.drop_offer(offer.owner, recipient)
+                raise Conflict("%s no longer shares a card" % offer.owner)
+            target = self._chosen_card(recipient, offer, card)
+            delivery = index.outbox.ensure(offer.owner, recipient, owner.seq)
+            link = index.links.get(offer.owner, recipient)
+            kind: str | None = idx.LINK_ACCEPTED
+            if link is not None and target == (link.book, link.href):
+                kind = None
+            elif link is not None:
+                index.links.remove(offer.owner, recipient)  # the copy moves to the chosen card
+            written = self._deliverer.apply(owner, delivery, target, kind)
+            delivery = index.outbox.delivery(offer.owner, recipient) or delivery
+            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
+            delivery.delivered_seq, delivery.delivered_view = owner.seq, owner.view
+            with index.transaction():
+                index.outbox.finish(delivery)
+                index.consent.drop_offer(offer.owner, recipient)
+                if not once:
+                    index.consent.set_policy(recipient, offer.owner, "auto")
+        logger.info("Recipient %r accepted %r's card%s", recipient, offer.owner,
+                    " this time only" if once else "")
+        return {"owner": offer.owner, "card": "/%s/%s" % written,
+                "policy": self._ctx.policy(recipient, offer.owner)}
+
+    def _chosen_card(self, recipient: str, offer: Offer, card: str | None
+                     ) -> tuple[str, str] | None:
+        index = self._ctx.index
+        if card == "new":
+            return None
+        if card is None:
+            if not (offer.book and offer.href):
+                return None
+            chosen = (offer.book, offer.href)
+        else:
+            chosen = store.split_card_path(recipient, card)
+        text = self._deliverer.card_text(*chosen)
+        if text is None:
+            if card is None:
+                return None  # the proposed card is gone: a new contact
+            raise NotFound("you have no card %s" % card)
+        link = index.links.at(*chosen)
+        if link is not None and link.owner != offer.owner:
+            raise Conflict("that card holds another user's copy; choose another card or "
+                           "\"new\"")
+        me = index.owners.get(recipient)
+        if chosen == (me.book, me.href):
+            raise Conflict("that is your own me card; choose another card or \"new\"")
+        indexed = index.cards.card(*chosen)
+        if indexed is not None and indexed.is_group:
+            raise Conflict("that card is a group; choose a contact or \"new\"")
+        return chosen
+
+    def postpone(self, recipient: str, owner_name: Any, until: Any) -> dict[str, Any]:
+        when = parse_until(until)
+        index = self._ctx.index
+        with index.transaction():
+            offer = self._open(recipient, owner_name)
+            offer.state, offer.until = idx.OFFER_POSTPONED, _iso(when)
+            index.consent.put_offer(offer)
+        return {"owner": offer.owner, "state": idx.OFFER_POSTPONED, "until": offer.until}
+
+    def refuse(self, recipient: str, owner_name: Any) -> dict[str, Any]:
+        index = self._ctx.index
+        with index.transaction():
+            offer = self._open(recipient, owner_name)
+            offer.state, offer.refused_seq, offer.until = idx.OFFER_REFUSED, offer.seq, None
+            index.consent.put_offer(offer)
+        logger.info("Recipient %r refused a change of %r's card", recipient, offer.owner)
+        return {"owner": offer.owner, "state": idx.OFFER_REFUSED}
+
+    def block(self, recipient: str, owner_name: Any) -> dict[str, Any]:
+        index = self._ctx.index
+        with index.transaction():
+            offer = self._open(recipient, owner_name)
+            index.consent.set_policy(recipient, offer.owner, "block")
+            index.consent.drop_offer(offer.owner, recipient)
+            delivery = index.outbox.delivery(offer.owner, recipient)
+            if delivery is not None:
+                delivery.state, delivery.error = idx.BLOCKED, ""
+                index.outbox.finish(delivery)
+        logger.info("Recipient %r blocked %r", recipient, offer.owner)
+        return {"owner": offer.owner, "policy": "block"}

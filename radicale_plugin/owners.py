@@ -1,0 +1,271 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Me cards: which card is whose, what of it is shared, and the owner's choices.
+
+A me card is shared only through keys verified by its owner: a number or
+e-mail on it that is verified for somebody else never leaves the owner's
+book (the *view* drops it), and designating a copy of somebody else's card,
+or a card carrying somebody else's verified keys, is refused.
+
+Hooks named ``on_*`` run inside a request that holds the storage write
+lock; the operations of the API take the lock themselves.
+"""
+
+from __future__ import annotations
+
+from radicale import storage
+from radicale.log import logger
+
+from radicale_plugin import store
+from radicale_plugin.context import Context
+from radicale_plugin.discovery import Discovery
+from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound
+from radicale_plugin.index import Owner
+from radicale_plugin.limits import check_me_card
+from radicale_plugin.matching import card_keys, line_key
+from radicale_plugin.vcard import Card, parse_card
+from radicale_plugin.view import View, check_fields, shared_view
+
+#: Apple's "My Card" pointer on the address-book home, as Radicale names it.
+ME_CARD_PROPERTY = "CS:me-card"
+
+
+class Owners:
+    """Me-card bookkeeping and the owner's sharing choices."""
+
+    def __init__(self, ctx: Context, discovery: Discovery) -> None:
+        self._ctx = ctx
+        self._discovery = discovery
+
+    # -- hooks, under the request's write lock ---------------------------------
+    def is_me_card(self, owner: Owner, book: str, href: str, uid: str | None) -> bool:
+        return owner.book == book and (owner.href == href or bool(owner.uid and uid == owner.uid))
+
+    def check_upload(self, collection: storage.BaseCollection, href: str, text: str,
+                     uid: str | None) -> None:
+        """Refuse a write of a me card that breaks the rules, before it is stored."""
+        owner = self._ctx.index.owners.get(store.user_of(collection.path))
+        if self.is_me_card(owner, collection.path, href, uid):
+            check_me_card(text, self._ctx.settings.limits)
+
+    def on_written(self, collection: storage.BaseCollection, href: str, text: str,
+                   uid: str | None) -> None:
+        user = store.user_of(collection.path)
+        owner = self._ctx.index.owners.get(user)
+        if not self.is_me_card(owner, collection.path, href, uid):
+            return
+        if owner.href != href:
+            self._ctx.index.owners.set_me_card(user, collection.path, href, uid)
+        self.refresh(owner, text)
+
+    def on_deleted(self, path: str, href: str | None) -> None:
+        user = store.user_of(path)
+        owner = self._ctx.index.owners.get(user)
+        if owner.book is None:
+            return
+        gone = (owner.book == path and href in (None, owner.href)) or (
+            href is None and (owner.book + "/").startswith(path.strip("/") + "/"))
+        if gone:
+            logger.info("Me card of %r deleted: no further updates go out", user)
+            self.forget(user)
+
+    def on_replaced(self, collection: storage.BaseCollection) -> None:
+        user = store.user_of(collection.path)
+        owner = self._ctx.index.owners.get(user)
+        if owner.book != collection.path:
+            return
+        for href, text in store.cards(collection):
+            try:
+                uid = parse_card(text).first_value("UID")
+            except BadCard:
+                continue
+            if uid and uid == owner.uid:
+                self._ctx.index.owners.set_me_card(user, owner.book, href, uid)
+                self.refresh(owner, text)
+                return
+        logger.info("Me card of %r not in the replaced book %r any more", user, collection.path)
+        self.forget(user)
+
+    def on_moved(self, from_path: str, from_href: str,
+                 to_collection: storage.BaseCollection, to_href: str, text: str) -> None:
+        user = store.user_of(from_path)
+        owner = self._ctx.index.owners.get(user)
+        if owner.book == from_path and owner.href == from_href:
+            if store.user_of(to_collection.path) != user:
+                self.forget(user)
+                return
+            self._ctx.index.owners.set_me_card(user, to_collection.path, to_href, owner.uid)
+        target = self._ctx.index.owners.get(store.user_of(to_collection.path))
+        if target.book == to_collection.path and target.href == to_href:
+            self.refresh(target, text)
+
+    def on_me_card_property(self, principal: storage.BaseCollection,
+                            value: str | None) -> str | None:
+        """Designate (or with None forget) the me card named by a property value.
+
+        Returns the value to store.  Raises a ValueError (a 4xx) for a path
+        that is not a card of the user's own, or a card that cannot be theirs.
+        """
+        user = principal.path
+        if value is None:
+            self.forget(user)
+            return None
+        if not value.strip():
+            # Radicale keeps only an element's text: Apple's nested <D:href>
+            # arrives empty.  Keep what we have rather than forget the card.
+            logger.warning("Empty %s for %r ignored; set the me card through the API",
+                           ME_CARD_PROPERTY, user)
+            owner = self._ctx.index.owners.get(user)
+            return "/%s/%s" % (owner.book, owner.href) if owner.href else None
+        book_path, href = store.split_card_path(user, value)
+        collection = store.book(store.storage_of(principal), book_path)
+        if collection is None:
+            raise NotFound("no address book /%s/" % book_path)
+        text = store.card_text(collection, href)
+        if text is None:
+            raise NotFound("no card %s in /%s/" % (href, book_path))
+        card = check_me_card(text, self._ctx.settings.limits)
+        self._check_designation(user, book_path, href, card)
+        self._ctx.index.owners.set_me_card(user, book_path, href, card.first_value("UID"))
+        logger.info("Me card of %r is now /%s/%s", user, book_path, href)
+        self.refresh(self._ctx.index.owners.get(user), text)
+        return "/%s/%s" % (book_path, href)
+
+    def _check_designation(self, user: str, book: str, href: str, card: Card) -> None:
+        """No re-publication: a copy, or another user's verified keys, cannot be shared."""
+        link = self._ctx.index.links.at(book, href)
+        if link is not None and link.recipient == user:
+            raise Conflict("/%s/%s holds the card %s shares with you; a copy of somebody "
+                           "else's card cannot be your me card" % (book, href, link.owner))
+        keys = card_keys(card, self._ctx.settings.region)
+        # this answer tells whether keys belong to somebody: it costs like /resolve
+        self._discovery.charge(user, len(keys))
+        holders = self._ctx.index.keys.holders(keys)
+        theirs = sorted(k for k, holder in holders.items()
+                        if holder != user and self._discovery.can_discover(user, holder))
+        if theirs:
+            raise Conflict("the card carries %s, verified by another user; your me card "
+                           "shares only your own numbers and e-mails" % ", ".join(theirs))
+
+    # -- views -----------------------------------------------------------------
+    def refresh(self, owner: Owner, text: str) -> bool:
+        """Read the me card's shared view anew; queue it if it changed."""
+        try:
+            card = parse_card(text)
+        except BadCard as e:
+            logger.warning("Me card of %r not shared: %s", owner.user, e)
+            return False
+        return self._record(owner.user, shared_view(card, owner.shared_fields,
+                                                    owner.withdrawn_fields))
+
+    def refresh_keys(self, user: str) -> bool:
+        """Recompute what is sent after keys changed hands (no storage needed)."""
+        owner = self._ctx.index.owners.get(user)
+        if owner.card_view is None or owner.view is None:
+            return False
+        return self._record(user, owner.card_view)
+
+    def _record(self, user: str, card_view: View | None) -> bool:
+        region = self._ctx.settings.region
+        index = self._ctx.index
+        with index.transaction():
+            if card_view is None:
+                index.keys.set_claims(user, ())
+                changed = index.owners.record_view(user, None, None, ())
+            else:
+                index.keys.set_claims(user, card_view.keys(region))
+                view = self._effective(user, card_view)
+                changed = index.owners.record_view(user, card_view, view, view.values(region))
+        if changed and card_view is not None:
+            logger.info("Me card of %r changed: update queued for its targets", user)
+        return changed
+
+    def _effective(self, user: str, card_view: View) -> View:
+        """The view without numbers and e-mails verified for somebody else."""
+        region = self._ctx.settings.region
+        keys = card_view.keys(region)
+        holders = self._ctx.index.keys.holders(keys)
+        foreign = {k for k, holder in holders.items() if holder != user}
+        if not foreign:
+            return card_view
+        logger.info("Me card of %r: %d number(s)/e-mail(s) verified by another user not "
+                    "shared", user, len(foreign))
+        return card_view.without(e for e in card_view.entries
+                                 if line_key(e.name, e.value, region) in foreign)
+
+    def forget(self, user: str) -> None:
+        self._ctx.index.owners.set_me_card(user, None, None, None)
+        self._record(user, None)
+
+    # -- operations of the API (they take the storage lock) --------------------
+    def designate(self, user: str, path: str | None, withdraw: bool = False) -> None:
+        """Make the card at ``path`` the user's me card (None: none; withdraw copies if asked)."""
+        with self._ctx.storage.acquire_lock("w", user):
+            principal = next(iter(self._ctx.storage.discover("/%s/" % user)), None)
+            if not isinstance(principal, storage.BaseCollection):
+                raise NotFound("user %r has no address-book home yet; log in once" % user)
+            meta = dict(principal.get_meta())
+            if path is None:
+                meta.pop(ME_CARD_PROPERTY, None)
+            else:
+                meta[ME_CARD_PROPERTY] = path
+            principal.set_meta(meta)
+        if path is None and withdraw:
+            gone = self._ctx.index.outbox.withdraw(user, None)
+            logger.info("Owner %r withdraws their values from %d copies", user, len(gone))
+            self._ctx.wake()
+
+    def set_shared_fields(self, user: str, fields: list[str], withdraw: bool = False) -> None:
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise BadRequest("'fields' must be a list of field names such as [\"FN\", \"TEL\"]")
+        wanted = check_fields(fields)
+        with self._ctx.storage.acquire_lock("w", user):
+            owner = self._ctx.index.owners.get(user)
+            removed = [f for f in owner.shared_fields if f not in wanted]
+            withdrawn = [f for f in owner.withdrawn_fields if f not in wanted]
+            if withdraw:
+                withdrawn += [f for f in removed if f not in withdrawn]
+            self._ctx.index.owners.set_shared_fields(user, wanted, withdrawn)
+            owner = self._ctx.index.owners.get(user)
+            if owner.book and owner.href:
+                collection = store.book(self._ctx.storage, owner.book)
+                text = store.card_text(collection, owner.href) if collection else None
+                if text is not None:
+                    self.refresh(owner, text)
+
+    def update_me_card(self, user: str, text: str, only: list[str] | None) -> dict:
+        """Write new content into the me card and send it (to ``only``, or to all targets)."""
+        if not isinstance(text, str):
+            raise BadRequest("'card' must be the vCard text of the me card")
+        if only is not None and (not isinstance(only, list)
+                                 or not all(isinstance(u, str) for u in only)):
+            raise BadRequest("'only' must be a list of user names")
+        card = check_me_card(text, self._ctx.settings.limits)
+        index = self._ctx.index
+        with self._ctx.storage.acquire_lock("w", user):
+            owner = index.owners.get(user)
+            if not owner.book or not owner.href:
+                raise NotFound("you have no me card yet: designate one first")
+            if card.first_value("UID") != owner.uid:
+                raise BadRequest("the card's UID must stay %r (the me card's)" % owner.uid)
+            for name in only or []:
+                if not store.user_exists(self._ctx.storage, name):
+                    raise NotFound("no user %r on this server" % name)
+            collection = store.book(self._ctx.storage, owner.book)
+            if collection is None:
+                raise NotFound("your me card's book /%s/ is gone" % owner.book)
+            store.write_card(collection, owner.href, text)
+            after = index.owners.get(user)
+            if after.seq == owner.seq:
+                # unchanged view: send it anyway to whoever lacks it (after an "update some")
+                index.outbox.requeue(user)
+            if only is not None:
+                index.outbox.restrict(user, after.seq, sorted(set(only)))
+        return {"seq": after.seq, "changed": after.seq != owner.seq}
+
+    def withdraw(self, user: str, recipients: list[str] | None) -> list[str]:
+        """Remove the owner's values from the copies of recipients no longer targeted."""
+        gone = self._ctx.index.outbox.withdraw(user, recipients)
+        if gone:
+            logger.info("Owner %r withdraws their values from %d copies", user, len(gone))
+            self._ctx.wake()
+        return gone

@@ -1,0 +1,45 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The embedded :class:`~radicale_plugin.index.SharingIndex`: one SQLite file.
+
+It lives beside Radicale's collection root.  One connection per process,
+serialised by a lock (Radicale serves requests from threads, and the fan-out
+worker is one more); ``synchronous=FULL`` so that a change recorded before the
+owner's PUT returns survives ``kill -9`` and power loss alike.  Each store of
+the contract is one module of this package; they share the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from radicale_plugin import index
+from radicale_plugin.sqlite.cards import SQLiteCardIndex
+from radicale_plugin.sqlite.consent import SQLiteConsentStore
+from radicale_plugin.sqlite.database import Database
+from radicale_plugin.sqlite.history import SQLiteHistoryLog
+from radicale_plugin.sqlite.keys import SQLiteKeyStore
+from radicale_plugin.sqlite.links import SQLiteLinkStore
+from radicale_plugin.sqlite.outbox import SQLiteOutbox
+from radicale_plugin.sqlite.owners import SQLiteOwnerStore
+from radicale_plugin.sqlite.schema import migrate
+
+
+class SQLiteIndex(index.SharingIndex):
+    """Sharing index and outbox in a SQLite database file."""
+
+    def __init__(self, path: str, region: str = "US") -> None:
+        self.db = Database(path)
+        migrate(self.db, region, self.SCHEMA_VERSION)
+        self.owners = SQLiteOwnerStore(self.db)
+        self.keys = SQLiteKeyStore(self.db)
+        self.cards = SQLiteCardIndex(self.db)
+        self.links = SQLiteLinkStore(self.db)
+        self.consent = SQLiteConsentStore(self.db)
+        self.outbox = SQLiteOutbox(self.db)
+        self.history = SQLiteHistoryLog(self.db)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self.db.transaction()
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Policies and offers in SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from radicale_plugin import index
+from radicale_plugin.index import Offer
+from radicale_plugin.sqlite.database import Database, now_iso
+
+
+def _offer(row: sqlite3.Row) -> Offer:
+    return Offer(row["owner"], row["recipient"], row["seq"], row["state"], row["book"],
+                 row["href"], row["created"] or "", row["first_offered"] or "", row["until"],
+                 row["refused_seq"])
+
+
+class SQLiteConsentStore(index.ConsentStore):
+    """The ``policies`` and ``offers`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def policies(self, recipient: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._db.rows(
+            "SELECT owner, policy FROM policies WHERE recipient = ? ORDER BY owner",
+            (recipient,))}
+
+    def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:
+        if policy is None:
+            self._db.execute("DELETE FROM policies WHERE recipient = ? AND owner = ?",
+                             (recipient, owner))
+        else:
+            self._db.execute(
+                "INSERT INTO policies (recipient, owner, policy) VALUES (?, ?, ?) "
+                "ON CONFLICT (recipient, owner) DO UPDATE SET policy = excluded.policy",
+                (recipient, owner, policy))
+
+    def offer(self, owner: str, recipient: str) -> Offer | None:
+        row = self._db.row("SELECT * FROM offers WHERE owner = ? AND recipient = ?",
+                           (owner, recipient))
+        return _offer(row) if row else None
+
+    def offers_for(self, recipient: str) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers WHERE recipient = ? ORDER BY created, owner", (recipient,))]
+
+    def offers_from(self, owner: str) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers WHERE owner = ? ORDER BY recipient", (owner,))]
+
+    def put_offer(self, offer: Offer) -> None:
+        now = now_iso()
+        self._db.execute(
+            "INSERT INTO offers (owner, recipient, seq, state, book, href, created, "
+            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, recipient) DO UPDATE SET seq = excluded.seq, "
+            "state = excluded.state, book = excluded.book, href = excluded.href, "
+            "created = excluded.created, until = excluded.until, "
+            "refused_seq = excluded.refused_seq",
+            (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
+             offer.created or now, offer.first_offered or now, offer.until, offer.refused_seq))
+
+    def drop_offer(self, owner: str, recipient: str) -> None:
+        self._db.execute("DELETE FROM offers WHERE owner = ? AND recipient = ?",
+                         (owner, recipient))
+
+    def new_offers_since(self, owner: str, since: str) -> int:
+        return int(self._db.value(
+            "SELECT COUNT(*) FROM offers WHERE owner = ? AND first_offered >= ?",
+            (owner, since)))

@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One SQLite connection shared by the stores, with nestable transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import sqlite3
+import threading
+from typing import Any, Iterable, Iterator
+
+
+def now_iso() -> str:
+    """The current time as stored (UTC, ISO 8601, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class Database:
+    """A connection, its lock, and ``BEGIN IMMEDIATE`` transactions that nest."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self._depth = 0
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                    timeout=30)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction; a nested use joins the outer one (same thread)."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self.lock:
+            return self.conn.execute(sql, tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        with self.lock:
+            self.conn.executemany(sql, [tuple(r) for r in rows])
+
+    def rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def row(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+        with self.lock:
+            return self.conn.execute(sql, tuple(args)).fetchone()
+
+    def value(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        found = self.row(sql, args)
+        return found[0] if found is not None else None
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """``IN (...)`` lists short enough for SQLite's parameter limit."""
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def under_path(path: str) -> tuple[str, tuple[str, ...]]:
+    """SQL condition on ``book`` for a book path, or a user (every book of theirs)."""
+    path = path.strip("/")
+    if "/" in path:
+        return "book = ?", (path,)
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "(book = ? OR book LIKE ? ESCAPE '\\')", (path, escaped + "/%")

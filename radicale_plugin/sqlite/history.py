@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""History in SQLite: one row per change made to a recipient's card."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from radicale_plugin import index
+from radicale_plugin.index import Change, HistoryEntry
+from radicale_plugin.sqlite.database import Database, now_iso
+
+
+def _entry(row: sqlite3.Row) -> HistoryEntry:
+    changes = tuple(Change(c["field"], c["before"], c["after"])
+                    for c in json.loads(row["changes"]))
+    return HistoryEntry(row["owner"], row["recipient"], row["book"], row["href"],
+                        row["action"], changes, row["time"], row["id"])
+
+
+class SQLiteHistoryLog(index.HistoryLog):
+    """The ``history`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(self, entry: HistoryEntry) -> None:
+        changes = [{"field": c.field, "before": c.before, "after": c.after}
+                   for c in entry.changes]
+        self._db.execute(
+            "INSERT INTO history (time, owner, recipient, book, href, action, changes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (entry.time or now_iso(), entry.owner, entry.recipient, entry.book, entry.href,
+             entry.action, json.dumps(changes)))
+
+    def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
+        return [_entry(r) for r in self._db.rows(
+            "SELECT * FROM history WHERE recipient = ? ORDER BY id DESC LIMIT ?",
+            (recipient, limit))]
+
+    def of_owner(self, owner: str, limit: int = 100) -> list[HistoryEntry]:
+        return [_entry(r) for r in self._db.rows(
+            "SELECT * FROM history WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner, limit))]

@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Keys in SQLite: claims, verifications (one holder per key), codes and sends."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import Code, Key
+from radicale_plugin.sqlite.database import Database, chunks, marks, now_iso
+
+
+class SQLiteKeyStore(index.KeyStore):
+    """The ``keys``, ``codes`` and ``code_sends`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def of_user(self, user: str) -> list[Key]:
+        return [Key(r["user"], r["key"], bool(r["on_card"]), r["verified"], r["lost"])
+                for r in self._db.rows("SELECT * FROM keys WHERE user = ? ORDER BY key",
+                                       (user,))]
+
+    def set_claims(self, user: str, keys: Iterable[str]) -> None:
+        wanted = sorted(set(keys))
+        with self._db.transaction():
+            self._db.execute("UPDATE keys SET on_card = 0 WHERE user = ?", (user,))
+            self._db.executemany(
+                "INSERT INTO keys (user, key, on_card) VALUES (?, ?, 1) "
+                "ON CONFLICT (user, key) DO UPDATE SET on_card = 1", [(user, k) for k in wanted])
+            # an unverified key that left the card is forgotten; a verified one stays,
+            # so that copies carrying it can still be found and cleaned
+            self._db.execute("DELETE FROM keys WHERE user = ? AND on_card = 0 "
+                             "AND verified IS NULL", (user,))
+
+    def holders(self, keys: Iterable[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in chunks(sorted(set(keys))):
+            for row in self._db.rows(
+                    "SELECT key, user FROM keys WHERE verified IS NOT NULL AND lost IS NULL "
+                    "AND key IN (%s)" % marks(chunk), chunk):
+                out[row[0]] = row[1]
+        return out
+
+    def claimed(self, keys: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in chunks(sorted(set(keys))):
+            out.update(r[0] for r in self._db.rows(
+                "SELECT DISTINCT key FROM keys WHERE on_card = 1 AND key IN (%s)"
+                % marks(chunk), chunk))
+        return out
+
+    def verified(self, user: str) -> set[str]:
+        return {r[0] for r in self._db.rows(
+            "SELECT key FROM keys WHERE user = ? AND verified IS NOT NULL AND lost IS NULL",
+            (user,))}
+
+    def verify(self, user: str, key: str) -> str | None:
+        now = now_iso()
+        with self._db.transaction():
+            previous = self._db.value(
+                "SELECT user FROM keys WHERE key = ? AND verified IS NOT NULL AND lost IS NULL",
+                (key,))
+            if previous == user:
+                return None
+            if previous is not None:
+                self._db.execute("UPDATE keys SET lost = ? WHERE user = ? AND key = ?",
+                                 (now, previous, key))
+            self._db.execute(
+                "INSERT INTO keys (user, key, on_card, verified) VALUES (?, ?, 0, ?) "
+                "ON CONFLICT (user, key) DO UPDATE SET verified = excluded.verified, lost = NULL",
+                (user, key, now))
+            return previous
+
+    def unverify(self, user: str, key: str) -> None:
+        with self._db.transaction():
+            self._db.execute("UPDATE keys SET verified = NULL, lost = NULL "
+                             "WHERE user = ? AND key = ?", (user, key))
+            self._db.execute("DELETE FROM keys WHERE user = ? AND key = ? AND on_card = 0",
+                             (user, key))
+
+    def put_code(self, code: Code) -> None:
+        self._db.execute(
+            "INSERT INTO codes (user, key, digest, expires, attempts) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (user, key) DO UPDATE SET digest = excluded.digest, "
+            "expires = excluded.expires, attempts = excluded.attempts",
+            (code.user, code.key, code.digest, code.expires, code.attempts))
+
+    def code(self, user: str, key: str) -> Code | None:
+        row = self._db.row("SELECT * FROM codes WHERE user = ? AND key = ?", (user, key))
+        if row is None:
+            return None
+        return Code(row["user"], row["key"], row["digest"], row["expires"], row["attempts"])
+
+    def count_attempt(self, user: str, key: str) -> None:
+        self._db.execute("UPDATE codes SET attempts = attempts + 1 WHERE user = ? AND key = ?",
+                         (user, key))
+
+    def drop_code(self, user: str, key: str) -> None:
+        self._db.execute("DELETE FROM codes WHERE user = ? AND key = ?", (user, key))
+
+    def record_send(self, user: str, key: str, when: float) -> None:
+        with self._db.transaction():
+            self._db.execute("INSERT INTO code_sends (user, key, time) VALUES (?, ?, ?)",
+                             (user, key, when))
+            # a day is the longest window anyone asks about
+            self._db.execute("DELETE FROM code_sends WHERE time < ?", (when - 86400,))
+
+    def sends_since(self, since: float, user: str | None = None,
+                    key: str | None = None) -> int:
+        where, args = ["time >= ?"], [since]  # type: list[str], list[object]
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if key is not None:
+            where.append("key = ?")
+            args.append(key)
+        return int(self._db.value("SELECT COUNT(*) FROM code_sends WHERE " + " AND ".join(where),
+                                  args))

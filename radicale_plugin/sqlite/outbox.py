@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The outbox in SQLite: ``jobs`` (changes to plan) and ``deliveries``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import Delivery, Job
+from radicale_plugin.sqlite.database import Database, marks, now_iso
+from radicale_plugin.view import View
+
+_WAITING = (index.PENDING, index.WITHDRAWING)
+_ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(row["owner"], row["recipient"], row["state"], row["wanted_seq"],
+                    row["delivered_seq"], View.from_json(row["delivered_view"]),
+                    View.from_json(row["intent_view"]),
+                    {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
+                    json.loads(row["reasons"] or "[]"), row["error"] or "",
+                    row["updated"] or "", row["due"] or 0.0)
+
+
+class SQLiteOutbox(index.Outbox):
+    """Jobs and deliveries."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def requeue(self, user: str, withdraw: bool = False) -> None:
+        self._db.execute(
+            "INSERT INTO jobs (owner, seq, created, withdraw) SELECT user, seq, ?, ? FROM owners "
+            "WHERE user = ? AND view IS NOT NULL", (now_iso(), int(withdraw), user))
+
+    def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
+        self._db.execute("UPDATE jobs SET only_recipients = ? WHERE owner = ? AND seq = ?",
+                         (json.dumps(recipients), user, seq))
+
+    def pending_jobs(self, limit: int) -> list[Job]:
+        return [Job(r["id"], r["owner"], r["seq"],
+                    json.loads(r["only_recipients"]) if r["only_recipients"] else None,
+                    bool(r["withdraw"]))
+                for r in self._db.rows("SELECT * FROM jobs ORDER BY id LIMIT ?", (limit,))]
+
+    def plan(self, job: Job, targets: dict[str, list[str]],
+             skipped: list[dict[str, str]]) -> None:
+        now = now_iso()
+        with self._db.transaction():
+            for recipient, reasons in targets.items():
+                self._db.execute(
+                    "INSERT INTO deliveries (owner, recipient, state, wanted_seq, reasons, "
+                    "updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, recipient) DO "
+                    # a copy that already holds this change is not written again
+                    "UPDATE SET state = CASE WHEN deliveries.state = ? AND "
+                    "deliveries.delivered_seq >= excluded.wanted_seq THEN deliveries.state "
+                    "ELSE excluded.state END, wanted_seq = excluded.wanted_seq, "
+                    "reasons = excluded.reasons, error = NULL, due = 0, "
+                    "updated = excluded.updated",
+                    (job.owner, recipient, index.PENDING, job.seq, json.dumps(reasons), now,
+                     index.DELIVERED))
+            if job.only is None:
+                # targets removed since the last plan: stop (or withdraw), keep their copies
+                names = sorted(targets)
+                not_target = " AND recipient NOT IN (%s)" % marks(names) if names else ""
+                self._db.execute(
+                    "UPDATE deliveries SET state = ?, updated = ?, due = 0 WHERE owner = ? "
+                    "AND state NOT IN (%s)" % marks(list(_ENDED)) + not_target,
+                    (index.WITHDRAWING if job.withdraw else index.STOPPED, now, job.owner,
+                     *_ENDED, *names))
+                self._db.execute("DELETE FROM offers WHERE owner = ?" + not_target,
+                                 (job.owner, *names))
+                self._db.execute("UPDATE owners SET skipped = ? WHERE user = ?",
+                                 (json.dumps(skipped), job.owner))
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+
+    def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
+        return [_delivery(r) for r in self._db.rows(
+            "SELECT * FROM deliveries WHERE state IN (?, ?) AND due <= ? "
+            "ORDER BY due, updated, owner, recipient LIMIT ?", (*_WAITING, now, limit))]
+
+    def delivery(self, owner: str, recipient: str) -> Delivery | None:
+        row = self._db.row("SELECT * FROM deliveries WHERE owner = ? AND recipient = ?",
+                           (owner, recipient))
+        return _delivery(row) if row else None
+
+    def ensure(self, owner: str, recipient: str, seq: int) -> Delivery:
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO deliveries (owner, recipient, state, wanted_seq, "
+                "reasons, updated) VALUES (?, ?, ?, ?, '[]', ?)",
+                (owner, recipient, index.PENDING, seq, now_iso()))
+            found = self.delivery(owner, recipient)
+            assert found is not None
+            return found
+
+    def set_intent(self, owner: str, recipient: str, view: View | None,
+                   values: Iterable[tuple[str, str]] = ()) -> None:
+        with self._db.transaction():
+            current = self.delivery(owner, recipient)
+            if current is None:
+                return
+            written = sorted(current.written_values | set(values))
+            self._db.execute(
+                "UPDATE deliveries SET intent_view = ?, written_values = ? "
+                "WHERE owner = ? AND recipient = ?",
+                (view.to_json() if view else None, json.dumps(written), owner, recipient))
+
+    def finish(self, delivery: Delivery) -> None:
+        self._db.execute(
+            "UPDATE deliveries SET state = ?, delivered_seq = ?, delivered_view = ?, error = ?, "
+            "due = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            (delivery.state, delivery.delivered_seq,
+             delivery.delivered_view.to_json() if delivery.delivered_view else None,
+             delivery.error, delivery.due, now_iso(), delivery.owner, delivery.recipient,
+             delivery.wanted_seq))
+
+    def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
+        wanted = list(states)
+        if not wanted:
+            return
+        where = "recipient = ? AND state IN (%s)" % marks(wanted)
+        args: list[object] = [recipient, *wanted]
+        if owner is not None:
+            where += " AND owner = ?"
+            args.append(owner)
+        self._db.execute("UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ? "
+                         "WHERE " + where, [index.PENDING, now_iso(), *args])
+
+    def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
+        where, args = "owner = ? AND state = ?", [owner, index.STOPPED]
+        if recipients is not None:
+            names = sorted(set(recipients))
+            if not names:
+                return []
+            where += " AND recipient IN (%s)" % marks(names)
+            args += names
+        with self._db.transaction():
+            found = [r[0] for r in self._db.rows(
+                "SELECT recipient FROM deliveries WHERE " + where, args)]
+            self._db.execute("UPDATE deliveries SET state = ?, due = 0, updated = ? WHERE "
+                             + where, [index.WITHDRAWING, now_iso(), *args])
+            return found
+
+    def deliveries(self, owner: str) -> list[Delivery]:
+        return [_delivery(r) for r in self._db.rows(
+            "SELECT * FROM deliveries WHERE owner = ? ORDER BY recipient", (owner,))]
+
+    def queued(self, owner: str) -> int:
+        return int(self._db.value("SELECT COUNT(*) FROM jobs WHERE owner = ?", (owner,)))
+
+    def has_work(self, now: float) -> bool:
+        return bool(self._db.value(
+            "SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS "
+            "(SELECT 1 FROM deliveries WHERE state IN (?, ?) AND due <= ?)",
+            (*_WAITING, now)))
+
+    def next_due(self) -> float | None:
+        found = self._db.value("SELECT MIN(due) FROM deliveries WHERE state IN (?, ?)",
+                               _WAITING)
+        return float(found) if found is not None else None

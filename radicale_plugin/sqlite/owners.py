@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Owners in SQLite: me cards, settings, views and the values they ever had."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import Owner
+from radicale_plugin.sqlite.database import Database, now_iso
+from radicale_plugin.view import View
+
+
+class SQLiteOwnerStore(index.OwnerStore):
+    """The ``owners`` and ``owner_values`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @staticmethod
+    def _owner(user: str, row: sqlite3.Row | None) -> Owner:
+        if row is None:
+            return Owner(user)
+        owner = Owner(user, row["book"], row["href"], row["uid"],
+                      card_view=View.from_json(row["card_view"]),
+                      view=View.from_json(row["view"]), seq=row["seq"],
+                      skipped=json.loads(row["skipped"] or "[]"),
+                      discoverability=row["discoverability"],
+                      notices=json.loads(row["notices"] or "[]"))
+        if row["shared_fields"]:
+            owner.shared_fields = json.loads(row["shared_fields"])
+        owner.withdrawn_fields = json.loads(row["withdrawn_fields"] or "[]")
+        owner.rules = json.loads(row["rules"] or "[]")
+        return owner
+
+    def get(self, user: str) -> Owner:
+        return self._owner(user, self._db.row("SELECT * FROM owners WHERE user = ?", (user,)))
+
+    def with_me_card(self) -> list[Owner]:
+        return [self._owner(r["user"], r) for r in self._db.rows(
+            "SELECT * FROM owners WHERE href IS NOT NULL ORDER BY user")]
+
+    def _ensure(self, user: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO owners (user) VALUES (?)", (user,))
+
+    def _set(self, user: str, column: str, value: object) -> None:
+        with self._db.transaction():
+            self._ensure(user)
+            self._db.execute("UPDATE owners SET %s = ? WHERE user = ?" % column, (value, user))
+
+    def set_me_card(self, user: str, book: str | None, href: str | None,
+                    uid: str | None) -> None:
+        with self._db.transaction():
+            self._ensure(user)
+            self._db.execute("UPDATE owners SET book = ?, href = ?, uid = ? WHERE user = ?",
+                             (book, href, uid, user))
+
+    def set_shared_fields(self, user: str, fields: list[str], withdrawn: list[str]) -> None:
+        with self._db.transaction():
+            self._ensure(user)
+            self._db.execute("UPDATE owners SET shared_fields = ?, withdrawn_fields = ? "
+                             "WHERE user = ?", (json.dumps(fields), json.dumps(withdrawn), user))
+
+    def set_rules(self, user: str, rules: list[str]) -> None:
+        self._set(user, "rules", json.dumps(rules))
+
+    def set_discoverability(self, user: str, value: str) -> None:
+        self._set(user, "discoverability", value)
+
+    def record_view(self, user: str, card_view: View | None, view: View | None,
+                    values: Iterable[tuple[str, str]]) -> bool:
+        with self._db.transaction():
+            self._ensure(user)
+            current = self.get(user)
+            self._db.execute("UPDATE owners SET card_view = ? WHERE user = ?",
+                             (card_view.to_json() if card_view else None, user))
+            old = current.view
+            if (old is None and view is None) or (
+                    old is not None and view is not None
+                    and old.fingerprint() == view.fingerprint()):
+                return False
+            if view is None:
+                # the me card is gone: stop what is queued, never delete copies
+                self._db.execute("UPDATE owners SET view = NULL WHERE user = ?", (user,))
+                self._db.execute("DELETE FROM jobs WHERE owner = ?", (user,))
+                self._db.execute("UPDATE deliveries SET state = ?, updated = ? "
+                                 "WHERE owner = ? AND state IN (?, ?)",
+                                 (index.STOPPED, now_iso(), user, index.PENDING,
+                                  index.OFFERED))
+                self._db.execute("DELETE FROM offers WHERE owner = ?", (user,))
+                return True
+            self._db.executemany(
+                "INSERT OR IGNORE INTO owner_values (owner, field, value_key) VALUES (?, ?, ?)",
+                [(user, f, k) for f, k in sorted(set(values))])
+            self._db.execute("UPDATE owners SET view = ?, seq = seq + 1 WHERE user = ?",
+                             (view.to_json(), user))
+            self._db.execute("INSERT INTO jobs (owner, seq, created) VALUES (?, ?, ?)",
+                             (user, current.seq + 1, now_iso()))
+            return True
+
+    def past_values(self, user: str) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self._db.rows(
+            "SELECT field, value_key FROM owner_values WHERE owner = ?", (user,))}
+
+    def add_notice(self, user: str, text: str) -> None:
+        with self._db.transaction():
+            notices = self.get(user).notices
+            if text not in notices:
+                self._set(user, "notices", json.dumps(notices + [text]))
+
+    def clear_notices(self, user: str) -> None:
+        self._set(user, "notices", None)

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The SQLite schema, its version (``PRAGMA user_version``) and forward migrations.
+
+Version 1 is the schema of the first release (it carried no version number:
+``user_version`` 0 with an ``owners`` table).  A database made by newer code
+than this is refused with a message, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+
+from radicale.log import logger
+
+from radicale_plugin.sqlite.database import Database
+from radicale_plugin.view import View
+
+_TABLES_V2 = """
+CREATE TABLE IF NOT EXISTS owners (
+    user TEXT PRIMARY KEY, book TEXT, href TEXT, uid TEXT,
+    shared_fields TEXT, rules TEXT, view TEXT, prev_view TEXT,
+    seq INTEGER NOT NULL DEFAULT 0, skipped TEXT,
+    withdrawn_fields TEXT, card_view TEXT, discoverability TEXT, notices TEXT);
+CREATE TABLE IF NOT EXISTS owner_values (
+    owner TEXT NOT NULL, field TEXT NOT NULL, value_key TEXT NOT NULL,
+    PRIMARY KEY (owner, field, value_key));
+CREATE TABLE IF NOT EXISTS keys (
+    user TEXT NOT NULL, key TEXT NOT NULL, on_card INTEGER NOT NULL DEFAULT 0,
+    verified TEXT, lost TEXT, PRIMARY KEY (user, key));
+CREATE INDEX IF NOT EXISTS keys_by_key ON keys (key);
+CREATE UNIQUE INDEX IF NOT EXISTS keys_one_holder ON keys (key)
+    WHERE verified IS NOT NULL AND lost IS NULL;
+CREATE TABLE IF NOT EXISTS codes (
+    user TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL,
+    expires REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, key));
+CREATE TABLE IF NOT EXISTS code_sends (user TEXT NOT NULL, key TEXT NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS code_sends_by_user ON code_sends (user, time);
+CREATE INDEX IF NOT EXISTS code_sends_by_key ON code_sends (key, time);
+CREATE TABLE IF NOT EXISTS cards (
+    book TEXT NOT NULL, href TEXT NOT NULL, user TEXT NOT NULL, uid TEXT,
+    is_group INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (book, href));
+CREATE TABLE IF NOT EXISTS card_keys (
+    user TEXT NOT NULL, key TEXT NOT NULL, book TEXT NOT NULL, href TEXT NOT NULL,
+    PRIMARY KEY (user, key, book, href));
+CREATE INDEX IF NOT EXISTS card_keys_by_card ON card_keys (book, href);
+CREATE TABLE IF NOT EXISTS books (path TEXT PRIMARY KEY, mtime INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS links (
+    owner TEXT NOT NULL, recipient TEXT NOT NULL, book TEXT NOT NULL, href TEXT NOT NULL,
+    made_by TEXT NOT NULL, made TEXT, PRIMARY KEY (owner, recipient));
+CREATE UNIQUE INDEX IF NOT EXISTS links_by_card ON links (book, href);
+CREATE TABLE IF NOT EXISTS policies (
+    recipient TEXT NOT NULL, owner TEXT NOT NULL, policy TEXT NOT NULL,
+    PRIMARY KEY (recipient, owner));
+CREATE TABLE IF NOT EXISTS offers (
+    owner TEXT NOT NULL, recipient TEXT NOT NULL, seq INTEGER NOT NULL,
+    state TEXT NOT NULL, book TEXT, href TEXT, created TEXT, first_offered TEXT,
+    until TEXT, refused_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
+CREATE INDEX IF NOT EXISTS offers_by_recipient ON offers (recipient);
+CREATE INDEX IF NOT EXISTS offers_by_first ON offers (owner, first_offered);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
+    seq INTEGER NOT NULL, created TEXT NOT NULL, only_recipients TEXT,
+    withdraw INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS deliveries (
+    owner TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
+    wanted_seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
+    book TEXT, href TEXT, delivered_view TEXT, reasons TEXT, error TEXT,
+    updated TEXT, intent_view TEXT, written_values TEXT, due REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, recipient));
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due, updated);
+CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (recipient);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, owner TEXT NOT NULL,
+    recipient TEXT NOT NULL, book TEXT NOT NULL, href TEXT NOT NULL,
+    action TEXT NOT NULL, changes TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS history_by_recipient ON history (recipient, id);
+CREATE INDEX IF NOT EXISTS history_by_owner ON history (owner, id);
+"""
+
+_V1_STATES = {"copy-deleted": ("failed", "the recipient deleted the copy"),
+              "no-address-book": ("failed", "the recipient has no address book")}
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be used by this version of the code."""
+
+
+def version_of(db: Database) -> int:
+    """The schema version of the database (0: empty)."""
+    version = db.value("PRAGMA user_version")
+    if version:
+        return int(version)
+    has_owners = db.value("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'owners'")
+    return 1 if has_owners else 0
+
+
+def migrate(db: Database, region: str, target: int) -> None:
+    """Bring the database to ``target``, or refuse a newer one."""
+    version = version_of(db)
+    if version > target:
+        raise SchemaError(
+            "the sharing database %s has schema version %d, but this radicale-mecard "
+            "knows version %d at most: install the newer radicale-mecard that wrote it, "
+            "or restore a backup" % (db.path, version, target))
+    if version == target:
+        return
+    with db.transaction():
+        if version == 0:
+            for statement in _statements(_TABLES_V2):
+                db.execute(statement)
+        elif version == 1:
+            _v1_to_v2(db, region)
+        db.execute("PRAGMA user_version = %d" % target)
+    if version:
+        logger.info("Sharing database %s migrated from schema version %d to %d",
+                    db.path, version, target)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _v1_to_v2(db: Database, region: str) -> None:
+    for column in ("withdrawn_fields", "card_view", "discoverability", "notices"):
+        db.execute("ALTER TABLE owners ADD COLUMN %s TEXT" % column)
+    for column, kind in (("intent_view", "TEXT"), ("written_values", "TEXT"),
+                         ("due", "REAL NOT NULL DEFAULT 0")):
+        db.execute("ALTER TABLE deliveries ADD COLUMN %s %s" % (column, kind))
+    db.execute("ALTER TABLE jobs ADD COLUMN withdraw INTEGER NOT NULL DEFAULT 0")
+    for statement in _statements(_TABLES_V2):
+        db.execute(statement)
+    # version 1 kept one view: the me card's shared fields as written
+    db.execute("UPDATE owners SET card_view = view")
+    # claims move over; nothing was verified in version 1
+    db.execute("INSERT OR IGNORE INTO keys (user, key, on_card) "
+               "SELECT owner, key, current FROM owner_keys")
+    db.execute("DROP TABLE owner_keys")
+    for row in db.rows("SELECT user, view, prev_view FROM owners"):
+        values: set[tuple[str, str]] = set()
+        for text in (row["view"], row["prev_view"]):
+            view = View.from_json(text)
+            if view is not None:
+                values |= view.values(region)
+        db.executemany("INSERT OR IGNORE INTO owner_values (owner, field, value_key) "
+                       "VALUES (?, ?, ?)", [(row["user"], f, k) for f, k in sorted(values)])
+    for row in db.rows("SELECT owner, recipient, state, book, href, delivered_view, updated "
+                       "FROM deliveries"):
+        view = View.from_json(row["delivered_view"])
+        written = sorted(view.values(region)) if view else []
+        state, error = _V1_STATES.get(row["state"], (row["state"], None))
+        db.execute("UPDATE deliveries SET written_values = ?, state = ?, "
+                   "error = COALESCE(?, error) WHERE owner = ? AND recipient = ?",
+                   (json.dumps(written), state, error, row["owner"], row["recipient"]))
+        if row["href"] and row["state"] != "copy-deleted":
+            # found by version 1's matching; kept so copies stay where they are
+            db.execute("INSERT OR IGNORE INTO links (owner, recipient, book, href, made_by, "
+                       "made) VALUES (?, ?, ?, ?, 'migrated', ?)",
+                       (row["owner"], row["recipient"], row["book"], row["href"],
+                        row["updated"]))
+    db.execute("UPDATE deliveries SET book = NULL, href = NULL")

@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Keys belong to people: verifying a number or e-mail with a code sent to it.
+
+E-mail codes go through the SMTP server configured for the plugin; phone
+codes through the admin's SMS command (given the number and the text as two
+arguments, never through a shell); an admin may also verify a key by command.
+Codes are random, six digits or more, expire, allow a few attempts, and are
+bound to one user and one key; only their hash is stored.  Starting a
+verification answers the same whether or not the key belongs to somebody:
+there is nothing to probe.  A key verified by a new holder (a recycled
+number) moves to them, and the previous holder is told.
+"""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import hmac
+import secrets
+import shlex
+import smtplib
+import subprocess
+import time
+
+from radicale.log import logger
+
+from radicale_plugin.context import Context
+from radicale_plugin.errors import BadRequest, Conflict, SharingError, TooMany
+from radicale_plugin.index import Code
+from radicale_plugin.matching import email_key, phone_key
+from radicale_plugin.owners import Owners
+
+CODE_DIGITS = 6
+
+#: What starting a verification answers, whoever the key belongs to.
+SENT = ("if this number or e-mail can receive messages, a code is on its way to it; "
+        "confirm it within %d minutes")
+
+
+class Unavailable(SharingError):
+    """The server has no way to send codes of this kind."""
+
+    status = 501
+
+
+def normalize_key(text: str, region: str) -> str:
+    """``tel:+E164`` or ``mailto:address`` for a number or e-mail as people write it."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 320:
+        raise BadRequest("'key' must be a phone number or an e-mail address")
+    raw = text.strip()
+    if raw.lower().startswith("mailto:") or ("@" in raw and not raw.lower().startswith("tel:")):
+        key = email_key(raw)
+        if key is None or " " in key or key.count("@") != 1 or key.endswith("@"):
+            raise BadRequest("%r is not an e-mail address" % text[:80])
+        return key
+    key = phone_key(raw, region)
+    if key is None or len(key) < 8:
+        raise BadRequest("%r is neither a phone number nor an e-mail address" % text[:80])
+    return key
+
+
+def new_code() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
+
+
+def digest(user: str, key: str, code: str) -> str:
+    """What is stored of a code: bound to the user and the key."""
+    return hashlib.sha256(("%s\0%s\0%s" % (user, key, code)).encode()).hexdigest()
+
+
+class Senders:
+    """Delivering a code to an e-mail address or a phone number."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._settings = ctx.settings
+
+    def can_send(self, key: str) -> bool:
+        if key.startswith("mailto:"):
+            return bool(self._settings.smtp_host)
+        return bool(self._settings.sms_command.strip())
+
+    def send(self, user: str, key: str, code: str) -> None:
+        settings = self._settings
+        minutes = max(1, int(settings.code_lifetime // 60))
+        text = ("%s is your code to confirm this %s for the account %r at %s. It expires in "
+                "%d minutes. If you did not ask for it, ignore this message." % (
+                    code, "address" if key.startswith("mailto:") else "number", user,
+                    settings.server_name, minutes))
+        if key.startswith("mailto:"):
+            self._mail(key[7:], text)
+        else:
+            self._sms(key[4:], text)
+
+    def _mail(self, address: str, text: str) -> None:
+        settings = self._settings
+        message = email.message.EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = address
+        message["Subject"] = "Your confirmation code for %s" % settings.server_name
+        message.set_content(text)
+        smtp_class = smtplib.SMTP_SSL if settings.smtp_security == "tls" else smtplib.SMTP
+        with smtp_class(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+            if settings.smtp_security == "starttls":
+                smtp.starttls()
+            if settings.smtp_username:
+                smtp.login(settings.smtp_username, settings.smtp_password)
+            smtp.send_message(message)
+
+    def _sms(self, number: str, text: str) -> None:
+        command = shlex.split(self._settings.sms_command) + [number, text]
+        subprocess.run(command, shell=False, check=True, timeout=30,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+
+
+class Verification:
+    """Starting and confirming verifications, and the keys' states."""
+
+    def __init__(self, ctx: Context, owners: Owners, senders: Senders | None = None) -> None:
+        self._ctx = ctx
+        self._owners = owners
+        self._senders = senders or Senders(ctx)
+
+    def keys_of(self, user: str) -> list[dict]:
+        """The user's keys: on the me card and/or verified, with their state."""
+        index = self._ctx.index
+        now = time.time()
+        out = []
+        for key in index.keys.of_user(user):
+            code = index.keys.code(user, key.key)
+            state = key.state
+            # a key verified for somebody else reads "unverified" here: no probing
+            if state == "unverified" and code is not None and code.expires > now:
+                state = "pending"
+            out.append({"key": key.key, "state": state, "on_me_card": key.on_card,
+                        "verified": key.verified, "moved": key.lost})
+        return out
+
+    def start(self, user: str, text: str) -> dict:
+        """Send a code to a key on the user's me card; the same answer for any key."""
+        settings = self._ctx.settings
+        index = self._ctx.index
+        key = normalize_key(text, settings.region)
+        if key not in {k.key for k in index.keys.of_user(user) if k.on_card}:
+            raise Conflict("%s is not on your me card: add it there first" % key)
+        if not self._senders.can_send(key):
+            raise Unavailable("this server cannot send codes to %s; ask the admin to verify "
+                              "it (python -m radicale_plugin verify-key)" % (
+                                  "e-mail addresses" if key.startswith("mailto:")
+                                  else "phone numbers"))
+        now = time.time()
+        if index.keys.sends_since(now - 3600, user=user) >= settings.codes_per_user:
+            raise TooMany("you asked for %d codes within the hour; try again later"
+                          % settings.codes_per_user, 600)
+        answer = {"key": key, "status": SENT % max(1, int(settings.code_lifetime // 60))}
+        with index.transaction():
+            index.keys.record_send(user, key, now)
+            flooded = index.keys.sends_since(now - 3600, key=key) > settings.codes_per_key
+            if not flooded:
+                code = new_code()
+                index.keys.put_code(Code(user, key, digest(user, key, code),
+                                         now + settings.code_lifetime, 0))
+        if flooded:
+            # the same answer: the caller must not learn who else asks for this key
+            logger.warning("Verification code for %s not sent: %d sent within the hour",
+                           key, settings.codes_per_key)
+            return answer
+        try:
+            self._senders.send(user, key, code)
+        except (OSError, smtplib.SMTPException, subprocess.SubprocessError) as e:
+            logger.error("Verification code for %r could not be sent: %s", user, e)
+            index.keys.drop_code(user, key)
+            raise Unavailable("the code could not be sent (the server's mail or SMS service "
+                              "failed); try again later") from e
+        logger.info("Verification code sent for %r", user)
+        return answer
+
+    def confirm(self, user: str, text: str, code_text: str) -> dict:
+        """Check a code; on success the key is the user's (and moves from anybody else)."""
+        settings = self._ctx.settings
+        index = self._ctx.index
+        key = normalize_key(text, settings.region)
+        if not isinstance(code_text, str) or not code_text.strip().isdigit() \
+                or len(code_text.strip()) > 12:
+            raise BadRequest("'code' must be the digits you received")
+        with index.transaction():
+            code = index.keys.code(user, key)
+            if code is None:
+                raise Conflict("no code is waiting for %s: start a verification first" % key)
+            if code.expires < time.time():
+                index.keys.drop_code(user, key)
+                raise Conflict("the code for %s has expired: start a verification again" % key)
+            if not hmac.compare_digest(code.digest, digest(user, key, code_text.strip())):
+                left = settings.code_attempts - code.attempts - 1
+                if left <= 0:
+                    index.keys.drop_code(user, key)
+                    raise Conflict("wrong code, and no attempts are left: start a "
+                                   "verification again")
+                index.keys.count_attempt(user, key)
+                raise BadRequest("wrong code; %d attempt(s) left" % left)
+            index.keys.drop_code(user, key)
+        self.mark_verified(user, key)
+        return {"key": key, "state": "verified"}
+
+    def mark_verified(self, user: str, key: str) -> str | None:
+        """Verify ``key`` for ``user`` (a code or the admin); return who held it before."""
+        index = self._ctx.index
+        with index.transaction():
+            previous = index.keys.verify(user, key)
+            if previous is not None:
+                index.owners.add_notice(previous, "%s was verified by another account and no "
+                                                  "longer identifies you" % key)
+        if previous is not None:
+            logger.info("Key verified for %r moved from another user", user)
+            self._owners.refresh_keys(previous)
+        else:
+            logger.info("Key verified for %r", user)
+        with index.transaction():
+            if not self._owners.refresh_keys(user):
+                # same view, but copies may now be found and offers made
+                index.outbox.requeue(user)
+        self._ctx.wake()
+        return previous
