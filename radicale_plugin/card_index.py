@@ -74,14 +74,18 @@ class CardKeys:
                  for href, text in store.cards(collection)]
         self._ctx.index.cards.replace_book(collection.path, found, store.folder_mtime(collection))
 
-    def reconcile(self) -> int:
+    def rebuild(self) -> int:
+        """Read every book again (the admin's ``rebuild-index``); the caller holds the lock."""
+        return self.reconcile(everything=True)
+
+    def reconcile(self, everything: bool = False) -> int:
         """Re-read books changed behind the index's back; build it all the first time.
 
         Returns how many books were read.  The caller holds the storage lock.
         """
         cards = self._ctx.index.cards
         known = cards.book_mtimes()
-        built = cards.is_built()
+        built = cards.is_built() and not everything
         seen: set[str] = set()
         read = 0
         for collection in store.all_address_books(self._ctx.storage):
