@@ -111,9 +111,13 @@ def decide(policy: str, linked: tuple[str, str] | None, candidates: list[Candida
             "the recipient asks before accepting updates, and none of your verified "
             "numbers or e-mails is in their address book, so no offer can be made; "
             "verify your keys, or ask them to add you or to allow you"))
-    proposed = auto_link or best(candidates, FIT_PROPOSE)
-    card = linked or ((proposed.book, proposed.href) if proposed else None)
-    return Decision(OFFER, card)
+    if linked is not None:
+        return Decision(OFFER, linked)
+    if auto_link is not None:
+        # the link itself needs no consent; only a change of the card does
+        return Decision(OFFER, (auto_link.book, auto_link.href), link="verified")
+    proposed = best(candidates, FIT_PROPOSE)
+    return Decision(OFFER, (proposed.book, proposed.href) if proposed else None)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,12 @@ class Deliverer:
         return merge(parse_card(text), view, self.previous(owner, delivery),
                      self._ctx.settings.region).serialize()
 
+    def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str]) -> bool:
+        """Whether writing the owner's view into ``card`` would change it at all."""
+        assert owner.view is not None
+        text = self.card_text(*card)
+        return text is None or self.render(owner, delivery, owner.view, *card, text) != text
+
     def preview(self, owner: Owner, recipient: str, card: tuple[str, str] | None
                 ) -> tuple[Card | None, Card]:
         """What accepting an offer would do to ``card`` (None: a new contact)."""

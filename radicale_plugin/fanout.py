@@ -166,6 +166,11 @@ class FanoutWorker:
         allowed = consent.may_offer(policies, owner.user, preauthorized,
                                     placement.owner_key_in_books, placement.linked is not None)
         decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
+        if decision.action == consent.OFFER and decision.card is not None \
+                and (placement.linked or decision.link) \
+                and not self._deliverer.would_change(owner, delivery, decision.card):
+            # the card already says it all: an offer would change nothing
+            decision = consent.Decision(consent.WRITE, decision.card, decision.link)
         if decision.action == consent.WRITE:
             self._deliverer.apply(owner, delivery, decision.card, decision.link)
             self._ctx.index.consent.drop_offer(owner.user, recipient)
