@@ -9,23 +9,36 @@ me card
     The one card in the owner's own address book that describes the owner.
 shared fields
     The vCard properties of the me card the owner shares (default FN, N,
-    TEL, EMAIL); the *shared view* is the me card reduced to them.
+    TEL, EMAIL); the *view* is the me card reduced to them.
+key
+    A normalised phone number (``tel:+E164``) or e-mail (``mailto:...``).
+    On a me card it is a *claim*; once proven with a code it is *verified*
+    for that user, and only verified keys tie contacts to users.
 target rule
     Who gets the card: ``all``, ``group:NAME`` or ``user:NAME``.
 recipient / target
     A user selected by the owner's target rules.
 copy
-    The card inside a recipient's address book that the server keeps up to
-    date; the recipient may edit it, and their additions are kept.
+    The card inside a recipient's address book that holds the owner's
+    values; the recipient may edit it, and their additions are kept.
 link
-    Where an owner's copy is in a recipient's book (kept with the delivery).
+    Which card of the recipient holds which owner's copy: one owner per
+    card, and an owner writes only into a card linked to them.
 policy
-    What a recipient accepts from an owner: ``auto`` or ``block``.
+    What a recipient accepts from an owner: ``auto`` (apply), ``ask``
+    (make an offer) or ``block`` (never).
+offer
+    An owner's change waiting for the recipient's answer: accept,
+    postpone, refuse or block.
+discoverability
+    Who may learn that a user's keys are theirs: everyone, contacts, nobody.
 delivery
     The state of one owner's card in one recipient's book (pending,
-    delivered, blocked, ...).
+    delivered, offered, blocked, ...).
 outbox
     The queue of owner changes still to plan, kept in the index.
+history
+    Every change the sharing code made to a recipient's card, value by value.
 """
 
 __version__ = "0.1.0"
