@@ -1,10 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``mecard-bridge``: choose who receives your card, in bulk, from your own computer.
+"""``mecard-bridge``: your card and the cards others share with you, from your own computer.
 
+As an owner (who receives your card):
     mecard-bridge select frequent:5 --log calls.xml --log sms.xml --except group:Work
     mecard-bridge select group:Family --apply extend
     mecard-bridge update --tel "+1 202 555 0199" --only contact:Bob
-    mecard-bridge status
+    mecard-bridge status                  state per recipient, with the reason
+
+As a recipient (changes others offer you):
+    mecard-bridge offers                  what each waiting change would do to which card
+    mecard-bridge accept alice [--card /you/contacts/x.vcf | --card new] [--once]
+    mecard-bridge refuse alice | block alice | postpone alice --until 3d (2h, 1w, ISO time)
+    mecard-bridge policy [OWNER auto|ask|block|default]   (OWNER "*": your default)
+
+Your numbers and e-mails, and who may learn they are yours:
+    mecard-bridge verify +12025550101     sends a code, then asks for it in a terminal
+    mecard-bridge verify --code 123456 +12025550101
+    mecard-bridge keys
+    mecard-bridge privacy [everyone|contacts|nobody]
+
+Bad input or a refusal is one line of advice and exit code 1 (--debug: a traceback).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from radicale_plugin.vcard import Card, Line, parse_card, parse_cards
 from tqdm import tqdm
 
 from bridge.calllog import KINDS, read_logs
+from bridge import consent
 from bridge.client import Server
 from bridge.errors import BridgeError
 from bridge.select import (Frequency, Selector, count_contacts, evaluate, is_server_rule,
@@ -94,6 +110,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="SELECTOR",
                    help="send to these contacts only (combine with --or/--and/--except)")
     sub.add_parser("status", parents=[common], help="delivery state of your card per recipient")
+
+    sub.add_parser("offers", parents=[common],
+                   help="changes offered to you: which card, each value before → after")
+    p = sub.add_parser("accept", parents=[common], help="apply an owner's offered change now")
+    p.add_argument("owner")
+    p.add_argument("--card", metavar="PATH|new",
+                   help="into this card of yours (/you/BOOK/CARD.vcf) or a new contact "
+                        "(default: the card the offer names)")
+    p.add_argument("--once", action="store_true",
+                   help="this change only (default: the owner's changes then arrive without "
+                        "asking)")
+    for name, text in (("refuse", "drop this change (the next one is offered again)"),
+                       ("block", "never take changes from this owner")):
+        sub.add_parser(name, parents=[common], help=text).add_argument("owner")
+    p = sub.add_parser("postpone", parents=[common], help="ask again later")
+    p.add_argument("owner")
+    p.add_argument("--until", required=True, metavar="TIME",
+                   help="2h, 3d, 1w, or an ISO 8601 time (local time without an offset)")
+    p = sub.add_parser("policy", parents=[common],
+                       help="show your policies, or set one: auto, ask, block or default")
+    p.add_argument("owner", nargs="?", help="a user name, or * for your default")
+    p.add_argument("policy", nargs="?", metavar="auto|ask|block|default")
+    p = sub.add_parser("verify", parents=[common],
+                       help="prove a number or e-mail of your me card is yours (a code)")
+    p.add_argument("key", help="the number or e-mail")
+    p.add_argument("--code", help="the code you received: confirm without sending a new one")
+    sub.add_parser("keys", parents=[common], help="your numbers and e-mails and their state")
+    p = sub.add_parser("privacy", parents=[common],
+                       help="who may learn your numbers and e-mails are yours")
+    p.add_argument("choice", nargs="?", metavar="everyone|contacts|nobody",
+                   help="set it (without: show it)")
     return parser
 
 
@@ -179,7 +226,7 @@ def _selection(args: argparse.Namespace, first_text: str, server: Server | None,
         raise BridgeError("the selection matches no contact: check the selector and its "
                           "spelling (groups and categories are matched without case)")
     keys = sorted({k for i in chosen for k in book.contacts[i].keys})
-    users_of = server.api_post("/resolve", {"keys": keys}) if server and keys else {}
+    users_of = server.resolve(keys) if server else {}
     rows = []
     for i in sorted(chosen, key=lambda i: book.contacts[i].name.casefold()):
         contact = book.contacts[i]
@@ -299,11 +346,24 @@ def cmd_update(args: argparse.Namespace, server: Server, region: str, out) -> in
     return cmd_status(args, server, region, out)
 
 
+_STATES = {
+    "behind": "has an earlier change of yours; the latest follows",
+    "pending": "on its way",
+    "offered": "was asked to accept your change",
+    "postponed": "will decide about your change later",
+    "refused": "refused this change; your next change is offered again",
+    "blocked": "does not take your card",
+    "stopped": "no longer a target; their copy is left as it was",
+    "withdrawn": "no longer a target; your values were taken out of their copy",
+}
+
+
 def cmd_status(args: argparse.Namespace, server: Server, region: str, out) -> int:
     report = server.api_get("/targets")
     print("targets: %s" % (", ".join(report["targets"]) or "(none)"), file=out)
     for r in report["recipients"]:
-        print("%-20s %-16s %s" % (r["user"], r["state"], r["reason"] or ""), file=out)
+        reason = r["reason"] or _STATES.get(r["state"], "")
+        print("%-20s %-16s %s" % (r["user"], r["state"], reason), file=out)
     for s in report["skipped"]:
         print("%-20s %-16s %s" % (s["contact"], "skipped", s["reason"]), file=out)
     if report["queued"]:
@@ -318,7 +378,12 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     try:
         url, user, region = _settings(args)
         server = Server(url, user, _password(url, user))
-        command = {"select": cmd_select, "update": cmd_update, "status": cmd_status}
+        command = {"select": cmd_select, "update": cmd_update, "status": cmd_status,
+                   "offers": consent.cmd_offers, "accept": consent.cmd_accept,
+                   "refuse": consent.cmd_refuse, "postpone": consent.cmd_postpone,
+                   "block": consent.cmd_block, "policy": consent.cmd_policy,
+                   "verify": consent.cmd_verify, "keys": consent.cmd_keys,
+                   "privacy": consent.cmd_privacy}
         return command[args.command](args, server, region, out)
     except (BridgeError, BadCard) as e:
         if args.debug:

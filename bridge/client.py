@@ -46,6 +46,10 @@ class Server:
                 message = response.json()["error"]
             except (ValueError, KeyError, TypeError):
                 message = "%d %s" % (response.status_code, response.reason)
+            wait = response.headers.get("Retry-After", "")
+            if response.status_code == 429 and wait.isdigit():
+                raise BridgeError("the server said: %s; wait %s seconds, then try again"
+                                  % (message, wait))
             raise BridgeError("the server said: %s" % message)
         return response
 
@@ -53,8 +57,20 @@ class Server:
     def api_get(self, call: str) -> Any:
         return self.request("GET", API + call).json()
 
-    def api_post(self, call: str, data: Any) -> Any:
+    def api_post(self, call: str, data: dict[str, Any]) -> Any:
+        """A change: always a JSON object with Content-Type application/json (else 415)."""
         return self.request("POST", API + call, json=data).json()
+
+    def resolve(self, keys: list[str]) -> dict[str, list[str]]:
+        """Key → [user], asked in calls of at most the server's bound (GET /me "limits")."""
+        if not keys:
+            return {}
+        limits = self.api_get("/me").get("limits") or {}
+        size = max(1, int(limits.get("resolve_max_keys") or len(keys)))
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(keys), size):
+            found.update(self.api_post("/resolve", {"keys": keys[start:start + size]}))
+        return found
 
     # -- CardDAV ---------------------------------------------------------
     def address_books(self) -> list[str]:

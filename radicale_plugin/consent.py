@@ -105,6 +105,11 @@ def decide(policy: str, linked: tuple[str, str] | None, candidates: list[Candida
             return Decision(WRITE, linked)
         if auto_link is not None:
             return Decision(WRITE, (auto_link.book, auto_link.href), link="verified")
+        partly = best(candidates, FIT_PROPOSE)
+        if partly is not None:
+            # the recipient has a card for the owner that only partly proves to be theirs:
+            # linking it needs their word, and a duplicate contact would help nobody
+            return Decision(OFFER, (partly.book, partly.href))
         return Decision(WRITE, None, link="created")
     if linked is None and not offer_allowed:
         return Decision(NOT_ALLOWED, reason=(
