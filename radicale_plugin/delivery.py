@@ -133,15 +133,11 @@ class Deliverer:
         """What accepting an offer would do to ``card`` (None: a new contact)."""
         assert owner.view is not None
         delivery = self._ctx.index.outbox.delivery(owner.user, recipient)
-        if card is None:
-            book, href = "", ""
-            text = None
-        else:
-            book, href = card
-            text = self.card_text(book, href)
+        book, href = card if card is not None else self.new_card_place(owner.user, recipient)
+        text = self.card_text(book, href) if card is not None else None
         if delivery is None:
             delivery = Delivery(owner.user, recipient, "", 0)
-        after = self.render(owner, delivery, owner.view, book or "", href, text)
+        after = self.render(owner, delivery, owner.view, book, href, text)
         return (parse_card(text) if text is not None else None), parse_card(after)
 
     # -- the write ----------------------------------------------------------

@@ -231,7 +231,8 @@ class OwnerStore(abc.ABC):
         ``values`` are the (field, compare key) pairs of ``view``: they are
         remembered for good, as values that are provably the owner's.
         Returns False (and queues nothing) when ``view`` is unchanged.
-        ``view`` None means the me card is gone: queued work stops.
+        ``view`` None means the me card is gone: every delivery stops (copies stay) and
+        offers are dropped.
         """
 
     @abc.abstractmethod

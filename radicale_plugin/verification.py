@@ -182,22 +182,30 @@ class Verification:
         if not isinstance(code_text, str) or not code_text.strip().isdigit() \
                 or len(code_text.strip()) > 12:
             raise BadRequest("'code' must be the digits you received")
+        refusal: SharingError | None = None
+        # the attempt is counted even though the answer is an error: decide in the
+        # transaction, raise after it has committed
         with index.transaction():
             code = index.keys.code(user, key)
             if code is None:
-                raise Conflict("no code is waiting for %s: start a verification first" % key)
-            if code.expires < time.time():
+                refusal = Conflict("no code is waiting for %s: start a verification first" % key)
+            elif code.expires < time.time():
                 index.keys.drop_code(user, key)
-                raise Conflict("the code for %s has expired: start a verification again" % key)
-            if not hmac.compare_digest(code.digest, digest(user, key, code_text.strip())):
+                refusal = Conflict("the code for %s has expired: start a verification again"
+                                   % key)
+            elif not hmac.compare_digest(code.digest, digest(user, key, code_text.strip())):
                 left = settings.code_attempts - code.attempts - 1
                 if left <= 0:
                     index.keys.drop_code(user, key)
-                    raise Conflict("wrong code, and no attempts are left: start a "
-                                   "verification again")
-                index.keys.count_attempt(user, key)
-                raise BadRequest("wrong code; %d attempt(s) left" % left)
-            index.keys.drop_code(user, key)
+                    refusal = Conflict("wrong code, and no attempts are left: start a "
+                                       "verification again")
+                else:
+                    index.keys.count_attempt(user, key)
+                    refusal = BadRequest("wrong code; %d attempt(s) left" % left)
+            else:
+                index.keys.drop_code(user, key)
+        if refusal is not None:
+            raise refusal
         self.mark_verified(user, key)
         return {"key": key, "state": "verified"}
 

@@ -85,10 +85,10 @@ class SQLiteOwnerStore(index.OwnerStore):
                 # the me card is gone: stop what is queued, never delete copies
                 self._db.execute("UPDATE owners SET view = NULL WHERE user = ?", (user,))
                 self._db.execute("DELETE FROM jobs WHERE owner = ?", (user,))
-                self._db.execute("UPDATE deliveries SET state = ?, updated = ? "
-                                 "WHERE owner = ? AND state IN (?, ?)",
-                                 (index.STOPPED, now_iso(), user, index.PENDING,
-                                  index.OFFERED))
+                self._db.execute("UPDATE deliveries SET state = ?, updated = ?, due = 0 "
+                                 "WHERE owner = ? AND state NOT IN (?, ?, ?)",
+                                 (index.STOPPED, now_iso(), user, index.STOPPED,
+                                  index.WITHDRAWING, index.WITHDRAWN))
                 self._db.execute("DELETE FROM offers WHERE owner = ?", (user,))
                 return True
             self._db.executemany(
