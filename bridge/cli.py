@@ -230,9 +230,12 @@ def _selection(args: argparse.Namespace, first_text: str, server: Server | None,
     rows = []
     for i in sorted(chosen, key=lambda i: book.contacts[i].name.casefold()):
         contact = book.contacts[i]
-        users = sorted({u for k in contact.keys for u in users_of.get(k, [])} - {owner})
+        found = {u for k in contact.keys for u in users_of.get(k, [])}
+        users = sorted(found - {owner})
         if not contact.keys:
             note = "no number or e-mail"
+        elif found == {owner}:
+            note = "that is you"
         elif not users:
             note = "not a user of this server"
         elif len(users) > 1:

@@ -39,10 +39,13 @@ _SPAN = re.compile(r"(\d+)\s*([hdw])")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 _STRUCTURED = ("N", "ADR", "ORG")
 _BINARY = ("PHOTO", "LOGO", "SOUND", "KEY")
-_WIDE = 70
 
 
 def _owner_call(owner: str, action: str) -> str:
+    # the server un-escapes and normalises the path: "x/../alice" would name alice
+    if not owner.strip() or "/" in owner or "\\" in owner or owner.startswith("."):
+        raise BridgeError("%r is not a user name: give the owner as the offers table shows it"
+                          % owner)
     return "/offers/%s/%s" % (quote(owner, safe=""), action)
 
 
@@ -51,7 +54,7 @@ def _now() -> datetime.datetime:
 
 
 def parse_until(text: str, now: datetime.datetime) -> str:
-    """``2h``, ``3d``, ``1w`` from ``now``, or an ISO 8601 time (local when no offset) → UTC ISO."""
+    """``2h``, ``3d``, ``1w`` after ``now``, or ISO 8601 (local without offset) → UTC ISO."""
     span = _SPAN.fullmatch(text.strip().lower())
     if span:
         when = now + datetime.timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
@@ -84,8 +87,6 @@ def readable(content_line: str | None) -> str:
     else:
         value = unescape(line.value)
     value = " / ".join(part for part in value.splitlines() if part.strip())
-    if len(value) > _WIDE:
-        value = value[:_WIDE - 1] + "…"
     types = ",".join(sorted(t.lower() for t in line.types()))
     return "%s (%s)" % (value, types) if types else value
 
@@ -101,11 +102,11 @@ def cmd_offers(args: argparse.Namespace, server: Server, region: str, out) -> in
         card = o["card"]
         where = "new contact" if card is None else "%s (%s)" % (card["name"] or "?", card["path"])
         rows.append((o, state, where))
-    width = [max(len(h), *(len(str(r[i] if i else r[0]["owner"])) for r in rows))
-             for i, h in ((0, "owner"), (1, "state"))]
-    fmt = "%%-%ds  %%-%ds  %%s" % tuple(width)
+    owners = max(len("owner"), *(len(o["owner"]) for o, _, _ in rows))
+    states = max(len("state"), *(len(state) for _, state, _ in rows))
+    fmt = "%%-%ds  %%-%ds  %%s" % (owners, states)
     print(fmt % ("owner", "state", "card it would change"), file=out)
-    indent = " " * (width[0] + 2)
+    indent = " " * (owners + 2)
     for o, state, where in rows:
         print(fmt % (o["owner"], state, where), file=out)
         for c in o["changes"]:

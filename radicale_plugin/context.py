@@ -31,6 +31,11 @@ class Context:
     wake: Callable[[], None] = lambda: None
     _group_errors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set while this thread writes a copy (the hooks then know the write is ours).
+    writing: threading.local = field(default_factory=threading.local)
+
+    def writing_copy(self) -> bool:
+        return bool(getattr(self.writing, "copy", False))
 
     def groups(self, user: str) -> set[str]:
         """The user's groups in Radicale's ``[group]`` backend (empty if it cannot tell)."""

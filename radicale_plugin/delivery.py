@@ -168,7 +168,11 @@ class Deliverer:
                 index.outbox.set_intent(owner.user, recipient, view, view.values(region))
         if new_text == text:
             return card
-        store.write_card(collection, href, new_text)
+        self._ctx.writing.copy = True
+        try:
+            store.write_card(collection, href, new_text)
+        finally:
+            self._ctx.writing.copy = False
         changes = tuple(diff(parse_card(text) if text is not None else None,
                              parse_card(new_text)))
         with index.transaction():

@@ -11,6 +11,7 @@ nobody.  Answers are rate-limited per user.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Iterable
 
@@ -54,7 +55,7 @@ class Discovery:
 
     def charge(self, viewer: str, amount: int) -> None:
         """Count ``amount`` keys against the viewer's budget; :class:`TooMany` when spent."""
-        wait = self._limiter.take(viewer, amount, time.monotonic())
+        wait = math.ceil(self._limiter.take(viewer, amount, time.monotonic()))
         if wait:
             raise TooMany("too many numbers and e-mails looked up; at most %d an hour: try "
                           "again in %d seconds" % (self._ctx.settings.resolve_per_hour, wait),

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class SharingError(ValueError):
     """Base class: ``str(error)`` is advice a person can act on."""
@@ -70,4 +72,4 @@ class TooMany(SharingError):
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
-        self.retry_after = max(1, int(retry_after + 0.999))
+        self.retry_after = max(1, math.ceil(retry_after))

@@ -8,6 +8,7 @@ before and after as whole content lines, so that an undo can later put the
 
 from __future__ import annotations
 
+import collections
 import re
 
 from radicale_plugin.index import Change
@@ -34,8 +35,9 @@ def diff(before: Card | None, after: Card) -> list[Change]:
     for name in dict.fromkeys([ln.name for ln in old] + [ln.name for ln in new]):
         was = [logical(ln) for ln in old if ln.name == name]
         now = [logical(ln) for ln in new if ln.name == name]
-        removed = [t for t in was if t not in now]
-        added = [t for t in now if t not in was]
+        # a repeated line counts each time: dropping one of two equal lines is a removal
+        removed = list((collections.Counter(was) - collections.Counter(now)).elements())
+        added = list((collections.Counter(now) - collections.Counter(was)).elements())
         for i in range(max(len(removed), len(added))):
             changes.append(Change(name, removed[i] if i < len(removed) else None,
                                   added[i] if i < len(added) else None))

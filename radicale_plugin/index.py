@@ -268,6 +268,10 @@ class KeyStore(abc.ABC):
         """Those of ``keys`` that are on somebody's me card (verified or not)."""
 
     @abc.abstractmethod
+    def claimants(self, keys: Iterable[str]) -> dict[str, set[str]]:
+        """For each of ``keys`` on somebody's me card, the users whose card carries it."""
+
+    @abc.abstractmethod
     def verified(self, user: str) -> set[str]:
         """Keys verified for the user (on the card now or earlier) and not moved away."""
 
@@ -365,8 +369,15 @@ class LinkStore(abc.ABC):
         """The link of a card, if it holds somebody's copy."""
 
     @abc.abstractmethod
+    def of_owner(self, owner: str) -> list[Link]:
+        """Every link of an owner's copies."""
+
+    @abc.abstractmethod
     def put(self, link: Link) -> None:
-        """Make a link (replacing the pair's earlier one); the card must not be linked already."""
+        """Make a link (replacing the pair's earlier one).
+
+        Raises ``ValueError`` if the card already holds another owner's copy.
+        """
 
     @abc.abstractmethod
     def remove(self, owner: str, recipient: str) -> None:

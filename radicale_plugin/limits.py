@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 from radicale_plugin.errors import BadCard, TooLarge
@@ -41,22 +42,31 @@ def check_me_card(text: str, limits: Limits) -> Card:
                        % (len(card.lines), limits.max_properties))
     for line in card.lines:
         if line.name in BINARY_FIELDS:
-            size = binary_size(line.value)
+            size = binary_size(line.value, bool({e.upper() for e in line.param("ENCODING")}
+                                                & {"B", "BASE64"}))
             if size > limits.max_photo:
                 raise TooLarge("%s is %d KiB; at most %d KiB are accepted: use a smaller image"
                                % (line.name, size // 1024, limits.max_photo // 1024))
     return card
 
 
-def binary_size(value: str) -> int:
-    """Decoded size of an inline binary value (base64 or a ``data:`` URI); 0 for a URL."""
-    data = value
-    if value.startswith("data:"):
-        data = value.partition(",")[2]
-    elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value):
-        return 0  # a URL: nothing inline
-    compact = re.sub(r"\s+", "", data)
+def binary_size(value: str, encoded: bool = False) -> int:
+    """Bytes an inline value carries: base64 (``ENCODING=b``), a ``data:`` URI; 0 for a URL."""
+    if encoded:
+        return _base64_size(value)
+    if value[:5].lower() == "data:":
+        head, comma, payload = value[5:].partition(",")
+        if not comma:
+            return len(value.encode())
+        if head.lower().endswith(";base64"):
+            return _base64_size(payload)
+        return len(urllib.parse.unquote_to_bytes(payload))
+    return 0  # a URL: nothing inline
+
+
+def _base64_size(text: str) -> int:
+    compact = re.sub(r"\s+", "", text)
     try:
-        return len(base64.b64decode(compact + "=" * (-len(compact) % 4), validate=False))
+        return len(base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True))
     except (binascii.Error, ValueError):
-        return len(compact)
+        return len(compact.encode())  # not base64: count what is there

@@ -74,14 +74,25 @@ def card_keys(card: Card, region: str) -> set[str]:
 
 
 def resolve_contact(linked: str | None, keys: Iterable[str], holders: Mapping[str, str],
-                    visible: Callable[[str], bool]) -> set[str]:
+                    visible: Callable[[str], bool],
+                    claimants: Mapping[str, set[str]] | None = None,
+                    has_copy: Callable[[str], bool] = lambda user: False) -> set[str]:
     """The users a contact of the owner's book stands for.
 
     A contact card that holds a user's copy (it is *linked* to them) stands
     for that user.  Otherwise: the users its keys are *verified* for, as far
-    as the owner may discover them.  Unverified claims never count, so
-    claiming somebody's number neither reaches their friends nor silences them.
+    as the owner may discover them.  Only where no key of the contact is
+    verified for anybody may an unverified claim count, and only the claim
+    of a user who already holds the owner's copy (``has_copy``): it reveals
+    the owner's card to nobody new.  So claiming somebody's number neither
+    reaches their friends nor silences them.
     """
     if linked is not None:
         return {linked}
-    return {holders[k] for k in keys if k in holders and visible(holders[k])}
+    keys = set(keys)
+    verified = {holders[k] for k in keys if k in holders}
+    if verified or any(k in holders for k in keys):
+        return {u for u in verified if visible(u)}
+    if claimants is None:
+        return set()
+    return {u for k in keys for u in claimants.get(k, ()) if has_copy(u)}

@@ -105,9 +105,10 @@ class Offers:
             return
         else:
             postponed = existing.state == idx.OFFER_POSTPONED
+            same = existing.seq == delivery.wanted_seq and existing.state != idx.OFFER_REFUSED
             offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
                           idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book, href,
-                          _iso(now), existing.first_offered,
+                          existing.created if same else _iso(now), existing.first_offered,
                           existing.until if postponed else None, existing.refused_seq)
         consent.put_offer(offer)
         delivery.state, delivery.error = idx.OFFERED, ""

@@ -59,6 +59,8 @@ class Targets:
         refs: list[tuple[str, str] | None] = []
         for collection in store.address_books(self._ctx.storage, user):
             for href, text in store.cards(collection):
+                if (collection.path, href) == (owner.book, owner.href):
+                    continue  # my own card is not one of my contacts
                 try:
                     found = parse_cards(text)
                 except BadCard:
@@ -67,14 +69,19 @@ class Targets:
                 cards.extend(found)
                 refs.extend([(collection.path, href)] * len(found))
         book = Book(cards, self._ctx.settings.region, refs)
-        holders = self._discovery.visible_holders(
-            user, {k for c in book.contacts for k in c.keys})
-        links = self._ctx.index.links
+        index = self._ctx.index
+        keys = {k for c in book.contacts for k in c.keys}
+        all_holders = index.keys.holders(keys)
+        visible = set(self._discovery.visible_holders(user, keys).values())
+        claimants = index.keys.claimants(k for k in keys if k not in all_holders)
+        holding_copy = {link.recipient for link in index.links.of_owner(user)}
+        links = index.links
 
         def resolve(contact: Contact) -> set[str]:
             link = links.at(*contact.ref) if contact.ref else None
             linked = link.owner if link is not None and link.recipient == user else None
-            return resolve_contact(linked, contact.keys, holders, lambda u: True)
+            return resolve_contact(linked, contact.keys, all_holders, visible.__contains__,
+                                   claimants, holding_copy.__contains__)
 
         known = {r.arg for r in rules if r.kind == "user"
                  and store.user_exists(self._ctx.storage, r.arg)}

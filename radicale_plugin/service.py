@@ -113,12 +113,30 @@ class SharingService:
         self.card_keys.on_written(collection, href, text)
         if self._is_owner_book(collection):
             self.owners.on_written(collection, href, text, item.uid)
+        self._contacts_changed(collection.path)
+
+    def _contacts_changed(self, path: str) -> None:
+        """A contact of an owner changed: their ``all``/``group:`` rules may select others now.
+
+        One queued plan is enough however many contacts a phone writes in a row.
+        """
+        if self.ctx.writing_copy():
+            return  # a copy we wrote: the recipient's own rules see it at their next change
+        user = store.user_of(path)
+        owner = self.index.owners.get(user)
+        if owner.view is None or not any(r == "all" or r.startswith("group:")
+                                         for r in owner.rules):
+            return
+        with self.index.transaction():
+            if not self.index.outbox.queued(user):
+                self.index.outbox.requeue(user)
 
     def on_item_deleted(self, collection: radicale_storage.BaseCollection, href: str | None) -> None:
         self.card_keys.on_deleted(collection, href)
         self._copies_gone(collection.path if href is None else
                           "%s/%s" % (collection.path, href))
         self.owners.on_deleted(collection.path, href)
+        self._contacts_changed(collection.path)
 
     def _copies_gone(self, path: str) -> None:
         """Owners whose copy was at ``path`` learn that the recipient deleted it.
@@ -137,6 +155,7 @@ class SharingService:
     def on_collection_replaced(self, collection: radicale_storage.BaseCollection) -> None:
         self.card_keys.on_replaced(collection)
         self.owners.on_replaced(collection)
+        self._contacts_changed(collection.path)
 
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
                       to_collection: radicale_storage.BaseCollection, to_href: str, text: str) -> None:
@@ -149,6 +168,7 @@ class SharingService:
             else:
                 self._copies_gone("%s/%s" % (from_collection.path, from_href))
         self.owners.on_moved(from_collection.path, from_href, to_collection, to_href, text)
+        self._contacts_changed(to_collection.path)
 
     def on_me_card_property(self, principal: radicale_storage.BaseCollection,
                             value: str | None) -> str | None:

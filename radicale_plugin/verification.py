@@ -219,9 +219,12 @@ class Verification:
                                                   "longer identifies you" % key)
         if previous is not None:
             logger.info("Key verified for %r moved from another user", user)
-            self._owners.refresh_keys(previous)
         else:
             logger.info("Key verified for %r", user)
+        # whoever else had it on their me card stops passing it on
+        others = set(index.keys.claimants([key]).get(key, ())) | {previous or user}
+        for other in sorted(others - {user}):
+            self._owners.refresh_keys(other)
         with index.transaction():
             if not self._owners.refresh_keys(user):
                 # same view, but copies may now be found and offers made

@@ -113,7 +113,7 @@ class Web(internal.Web):
             return super().get(environ, base_prefix, path, user, user_groups, request_info)
         if not user:
             return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in
-        return self._answer(path, user, lambda call: self._api.get(call, user))
+        return self._answer(environ, path, user, lambda call: self._api.get(call, user))
 
     def post(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
              user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
@@ -126,11 +126,16 @@ class Web(internal.Web):
             settings = self._sharing.settings
             check_change(environ, settings)
             return self._api.post(name, user, read_json(environ, settings))
-        return self._answer(path, user, call)
+        return self._answer(environ, path, user, call)
 
-    def _answer(self, path: str, user: str, run) -> types.WSGIResponse:
+    def _answer(self, environ: types.WSGIEnviron, path: str, user: str, run
+                ) -> types.WSGIResponse:
         call = path[len(PREFIX):].rstrip("/") or "/"
         try:
+            if environ.get("PATH_INFO", path).rstrip("/") != path.rstrip("/"):
+                # Radicale resolved "." / ".." / "//" in the path: a call must say what it means
+                raise BadRequest("the path %r is not in its plain form (no ., .., // or "
+                                 "escaped slashes)" % environ.get("PATH_INFO", "")[:200])
             return _json(client.OK, run(call))
         except TooMany as e:
             logger.info("Sharing API %s for %r refused: %s", call, user, e)

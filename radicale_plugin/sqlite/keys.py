@@ -50,6 +50,14 @@ class SQLiteKeyStore(index.KeyStore):
                 % marks(chunk), chunk))
         return out
 
+    def claimants(self, keys: Iterable[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for chunk in chunks(sorted(set(keys))):
+            for row in self._db.rows("SELECT key, user FROM keys WHERE on_card = 1 AND key IN (%s)"
+                                     % marks(chunk), chunk):
+                out.setdefault(row[0], set()).add(row[1])
+        return out
+
     def verified(self, user: str) -> set[str]:
         return {r[0] for r in self._db.rows(
             "SELECT key FROM keys WHERE user = ? AND verified IS NOT NULL AND lost IS NULL",

@@ -30,6 +30,10 @@ class SQLiteLinkStore(index.LinkStore):
         row = self._db.row("SELECT * FROM links WHERE book = ? AND href = ?", (book, href))
         return _link(row) if row else None
 
+    def of_owner(self, owner: str) -> list[Link]:
+        return [_link(r) for r in self._db.rows(
+            "SELECT * FROM links WHERE owner = ? ORDER BY recipient", (owner,))]
+
     def put(self, link: Link) -> None:
         with self._db.transaction():
             other = self.at(link.book, link.href)

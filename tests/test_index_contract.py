@@ -1,0 +1,814 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The contract of :class:`radicale_plugin.index.SharingIndex`: every backend passes these tests.
+
+Each test gets a fresh, empty index from every factory in ``BACKENDS``.  A new
+backend (PostgreSQL) adds its factory there, e.g.
+``pytest.param(postgres_index, id="postgresql", marks=needs_postgres)``, and
+must pass the whole file unchanged: nothing here looks behind the contract.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from radicale_plugin import index as idx
+from radicale_plugin.index import (Change, Code, HistoryEntry, IndexedCard, Job, Link, Offer,
+                                   SharingIndex)
+from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.view import DEFAULT_SHARED_FIELDS, Entry, View
+
+REGION = "US"
+A, B, C = "tel:+12025550111", "tel:+12025550122", "tel:+12025550133"
+MAIL = "mailto:alice@example.org"
+
+
+def sqlite_index(tmp_path: Path) -> SharingIndex:
+    return SQLiteIndex(str(tmp_path / "x.sqlite"))
+
+
+#: One factory per backend: ``tmp_path`` in, a fresh empty index out.
+BACKENDS: list = [pytest.param(sqlite_index, id="sqlite")]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path) -> Iterator[SharingIndex]:
+    factory: Callable[[Path], SharingIndex] = request.param
+    index = factory(tmp_path)
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+def view(number: str, name: str = "Alice Archer") -> View:
+    return View((Entry("FN", name), Entry("TEL", number, ("cell",))), DEFAULT_SHARED_FIELDS)
+
+
+def change(ix: SharingIndex, number: str, user: str = "alice") -> Job:
+    """The owner's me card now carries ``number``: the queued job of that change."""
+    v = view(number)
+    assert ix.owners.record_view(user, v, v, v.values(REGION))
+    return [j for j in ix.outbox.pending_jobs(1000) if j.owner == user][-1]
+
+
+def planned(ix: SharingIndex, *recipients: str, number: str = "+1 202 555 0111") -> Job:
+    """Alice's change planned for ``recipients``; returns the (now planned) job."""
+    job = change(ix, number)
+    ix.outbox.plan(job, {r: ["user:%s" % r] for r in recipients}, [])
+    return job
+
+
+def finish(ix: SharingIndex, owner: str, recipient: str, state: str, **fields) -> None:
+    found = ix.outbox.delivery(owner, recipient)
+    assert found is not None
+    found.state = state
+    for name, value in fields.items():
+        setattr(found, name, value)
+    ix.outbox.finish(found)
+
+
+def states(ix: SharingIndex, owner: str = "alice") -> dict[str, str]:
+    return {d.recipient: d.state for d in ix.outbox.deliveries(owner)}
+
+
+def card(book: str, href: str, *keys: str, is_group: bool = False) -> IndexedCard:
+    return IndexedCard(book, href, "uid-" + href, is_group, frozenset(keys))
+
+
+# -- owners -----------------------------------------------------------------------
+
+def test_a_user_who_never_configured_sharing_has_the_defaults(backend):
+    owner = backend.owners.get("nobody")
+    assert (owner.user, owner.book, owner.href, owner.uid) == ("nobody", None, None, None)
+    assert owner.shared_fields == list(DEFAULT_SHARED_FIELDS)
+    assert (owner.rules, owner.withdrawn_fields, owner.notices, owner.skipped) == ([], [], [], [])
+    assert (owner.view, owner.card_view, owner.seq, owner.discoverability) == (None, None, 0, None)
+    assert backend.owners.with_me_card() == []
+    assert backend.owners.past_values("nobody") == set()
+
+
+def test_set_me_card_designates_and_none_clears_it(backend):
+    backend.owners.set_me_card("alice", "alice/contacts", "alice.vcf", "alice-me")
+    backend.owners.set_rules("alice", ["all"])
+    owner = backend.owners.get("alice")
+    assert (owner.book, owner.href, owner.uid) == ("alice/contacts", "alice.vcf", "alice-me")
+    assert [o.user for o in backend.owners.with_me_card()] == ["alice"]
+
+    backend.owners.set_me_card("alice", None, None, None)
+    assert backend.owners.with_me_card() == []
+    assert backend.owners.get("alice").rules == ["all"]  # the other settings stay
+
+
+def test_settings_are_kept_apart_per_user_and_per_setting(backend):
+    backend.owners.set_shared_fields("alice", ["FN", "TEL"], ["EMAIL"])
+    backend.owners.set_rules("alice", ["group:Family", "user:bob"])
+    backend.owners.set_discoverability("alice", "nobody")
+    backend.owners.set_rules("bob", ["all"])
+    alice = backend.owners.get("alice")
+    assert (alice.shared_fields, alice.withdrawn_fields) == (["FN", "TEL"], ["EMAIL"])
+    assert alice.rules == ["group:Family", "user:bob"]
+    assert alice.discoverability == "nobody"
+    bob = backend.owners.get("bob")
+    assert (bob.rules, bob.shared_fields, bob.discoverability) == (
+        ["all"], list(DEFAULT_SHARED_FIELDS), None)
+
+
+def test_record_view_queues_a_job_only_when_the_view_changed(backend):
+    first = view("+1 202 555 0111")
+    assert backend.owners.record_view("alice", first, first, first.values(REGION))
+    assert [(j.owner, j.seq, j.only, j.withdraw) for j in backend.outbox.pending_jobs(10)] == [
+        ("alice", 1, None, False)]
+
+    # the me card changed outside the shared view (same view): nothing to send
+    wider = View(first.entries + (Entry("NOTE", "private"),), ("FN", "TEL", "NOTE"))
+    assert not backend.owners.record_view("alice", wider, first, first.values(REGION))
+    owner = backend.owners.get("alice")
+    assert owner.seq == 1 and backend.outbox.queued("alice") == 1
+    assert owner.card_view == wider  # the me card's view is kept all the same
+
+    second = view("+1 202 555 0122")
+    assert backend.owners.record_view("alice", second, second, second.values(REGION))
+    owner = backend.owners.get("alice")
+    assert owner.seq == 2 and owner.view == second
+    assert [j.seq for j in backend.outbox.pending_jobs(10)] == [1, 2]
+
+
+def test_me_card_gone_stops_every_delivery_and_drops_offers(backend):
+    job = planned(backend, "bob", "carol", "dave", "erin")
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    finish(backend, "alice", "carol", idx.OFFERED)
+    finish(backend, "alice", "erin", idx.FAILED, error="no address book")
+    backend.consent.put_offer(Offer("alice", "carol", job.seq))
+    change(backend, "+1 202 555 0122")          # queued, not planned yet
+    bob_job = change(backend, "+1 202 555 0102", user="bob")
+    backend.consent.put_offer(Offer("bob", "carol", bob_job.seq))
+
+    assert backend.owners.record_view("alice", None, None, ())
+
+    assert states(backend) == {r: idx.STOPPED for r in ("bob", "carol", "dave", "erin")}
+    assert backend.owners.get("alice").view is None
+    assert backend.outbox.queued("alice") == 0
+    assert backend.consent.offers_from("alice") == []
+    # other owners are not touched
+    assert backend.outbox.queued("bob") == 1
+    assert [o.owner for o in backend.consent.offers_for("carol")] == ["bob"]
+    assert not backend.owners.record_view("alice", None, None, ())  # already gone
+
+
+def test_me_card_gone_every_copy_it_reached_can_be_withdrawn(backend):
+    # STOPPED means "no longer a target (or no me card)": POST /me-card {"path": null,
+    # "withdraw": true} and POST /withdraw {"recipients": "all"} after deleting the me
+    # card withdraw the stopped deliveries, so copies already delivered must be among them
+    job = planned(backend, "bob", "carol", "erin")
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    finish(backend, "alice", "carol", idx.WITHDRAWN)
+    finish(backend, "alice", "erin", idx.FAILED, error="the address book is gone")
+    backend.owners.record_view("alice", None, None, ())
+    assert sorted(backend.outbox.withdraw("alice", None)) == ["bob", "erin"]
+    assert states(backend) == {"bob": idx.WITHDRAWING, "carol": idx.WITHDRAWN,
+                               "erin": idx.WITHDRAWING}
+
+
+def test_past_values_accumulate_for_good(backend):
+    change(backend, "+1 202 555 0111")
+    change(backend, "+1 202 555 0122")
+    backend.owners.record_view("alice", None, None, ())
+    change(backend, "+1 202 555 0133")
+    assert backend.owners.past_values("alice") == {
+        ("FN", "Alice Archer"), ("TEL", A), ("TEL", B), ("TEL", C)}
+    assert backend.owners.past_values("bob") == set()
+
+
+def test_notices_are_kept_once_in_order_until_cleared(backend):
+    backend.owners.add_notice("alice", "first")
+    backend.owners.add_notice("alice", "second")
+    backend.owners.add_notice("alice", "first")
+    assert backend.owners.get("alice").notices == ["first", "second"]
+    assert backend.owners.get("bob").notices == []
+    backend.owners.clear_notices("alice")
+    assert backend.owners.get("alice").notices == []
+
+
+# -- keys -------------------------------------------------------------------------
+
+def keys_of(ix: SharingIndex, user: str) -> dict[str, tuple[bool, str]]:
+    return {k.key: (k.on_card, k.state) for k in ix.keys.of_user(user)}
+
+
+def test_claims_are_unverified_until_verified(backend):
+    backend.keys.set_claims("alice", [A, MAIL])
+    assert keys_of(backend, "alice") == {A: (True, "unverified"), MAIL: (True, "unverified")}
+    assert backend.keys.holders([A, MAIL]) == {}
+    assert backend.keys.verified("alice") == set()
+    assert backend.keys.claimed([A, MAIL, B]) == {A, MAIL}
+
+
+def test_set_claims_keeps_verified_keys_off_the_card_and_drops_unverified_ones(backend):
+    backend.keys.set_claims("alice", [A, MAIL])
+    assert backend.keys.verify("alice", A) is None
+    backend.keys.set_claims("alice", [B])
+    assert keys_of(backend, "alice") == {A: (False, "verified"), B: (True, "unverified")}
+    assert backend.keys.verified("alice") == {A}
+    assert backend.keys.holders([A]) == {A: "alice"}
+    # only keys on a me card are claims
+    assert backend.keys.claimed([A, B, MAIL]) == {B}
+
+
+def test_a_key_verified_by_a_new_holder_moves_to_them(backend):
+    backend.keys.set_claims("alice", [A])
+    backend.keys.verify("alice", A)
+    backend.keys.set_claims("mallory", [A])
+    assert backend.keys.holders([A]) == {A: "alice"}  # a claim takes nothing
+
+    assert backend.keys.verify("bob", A) == "alice"
+    assert backend.keys.holders([A]) == {A: "bob"}
+    assert keys_of(backend, "alice") == {A: (True, "moved")}
+    assert backend.keys.verified("alice") == set()
+    assert backend.keys.verified("bob") == {A}
+    assert keys_of(backend, "mallory") == {A: (True, "unverified")}
+
+    assert backend.keys.verify("bob", A) is None      # already the holder
+    assert backend.keys.verify("alice", A) == "bob"   # and back
+    assert backend.keys.holders([A]) == {A: "alice"}
+    assert keys_of(backend, "alice") == {A: (True, "verified")}
+    assert keys_of(backend, "bob")[A][1] == "moved"
+
+
+def test_unverify_ends_a_verification(backend):
+    backend.keys.set_claims("alice", [A])
+    backend.keys.verify("alice", A)
+    backend.keys.verify("alice", B)  # verified, never on the card
+    backend.keys.unverify("alice", A)
+    backend.keys.unverify("alice", B)
+    assert keys_of(backend, "alice") == {A: (True, "unverified")}  # still claimed
+    assert backend.keys.holders([A, B]) == {}
+    assert backend.keys.verified("alice") == set()
+    backend.keys.unverify("bob", A)  # nothing to end: no error
+
+
+def test_holders_claimed_and_verified_answer_many_keys(backend):
+    many = ["tel:+1202555%04d" % i for i in range(1200)]
+    backend.keys.set_claims("alice", many[:700])
+    for key in many[::100]:
+        backend.keys.verify("bob", key)
+    assert backend.keys.claimed(many) == set(many[:700])
+    assert backend.keys.holders(many) == {k: "bob" for k in many[::100]}
+    assert backend.keys.verified("bob") == set(many[::100])
+
+
+def test_codes_are_stored_replaced_counted_and_dropped_per_user_and_key(backend):
+    later = time.time() + 600
+    backend.keys.put_code(Code("alice", A, "digest-1", later, 0))
+    backend.keys.put_code(Code("bob", A, "digest-b", later, 0))
+    backend.keys.count_attempt("alice", A)
+    backend.keys.count_attempt("alice", A)
+    assert backend.keys.code("alice", A) == Code("alice", A, "digest-1", later, 2)
+
+    backend.keys.put_code(Code("alice", A, "digest-2", later + 1, 0))  # a new code
+    assert backend.keys.code("alice", A) == Code("alice", A, "digest-2", later + 1, 0)
+    backend.keys.drop_code("alice", A)
+    assert backend.keys.code("alice", A) is None
+    assert backend.keys.code("alice", B) is None
+    assert backend.keys.code("bob", A) == Code("bob", A, "digest-b", later, 0)
+
+
+def test_sends_are_counted_by_user_by_key_and_by_time(backend):
+    now = time.time()
+    backend.keys.record_send("alice", A, now - 100)
+    backend.keys.record_send("alice", B, now - 50)
+    backend.keys.record_send("bob", A, now - 10)
+    assert backend.keys.sends_since(now - 200) == 3
+    assert backend.keys.sends_since(now - 200, user="alice") == 2
+    assert backend.keys.sends_since(now - 200, key=A) == 2
+    assert backend.keys.sends_since(now - 200, user="alice", key=A) == 1
+    assert backend.keys.sends_since(now - 60, user="alice") == 1
+    assert backend.keys.sends_since(now - 5) == 0
+    assert backend.keys.sends_since(now - 200, user="carol") == 0
+
+
+# -- the card-key index ------------------------------------------------------------
+
+def test_a_card_is_put_read_replaced_and_removed(backend):
+    backend.cards.put(card("bob/contacts", "x.vcf", A, MAIL))
+    assert backend.cards.card("bob/contacts", "x.vcf") == card("bob/contacts", "x.vcf", A, MAIL)
+    backend.cards.put(card("bob/contacts", "x.vcf", B, is_group=True))
+    assert backend.cards.card("bob/contacts", "x.vcf") == card("bob/contacts", "x.vcf", B,
+                                                               is_group=True)
+    assert backend.cards.cards_with_keys("bob", [A, MAIL]) == []
+    backend.cards.remove("bob/contacts", "x.vcf")
+    assert backend.cards.card("bob/contacts", "x.vcf") is None
+    assert backend.cards.keys_of_books("bob") == set()
+
+
+def test_cards_with_keys_looks_only_in_the_users_own_books(backend):
+    for book in ("bob/contacts", "bob/work", "al/contacts", "alice/contacts", "bobby/contacts"):
+        backend.cards.put(card(book, "a.vcf", A))
+    backend.cards.put(card("bob/contacts", "b.vcf", B, MAIL))
+    found = backend.cards.cards_with_keys("bob", [A, MAIL])
+    assert sorted((c.book, c.href) for c in found) == [
+        ("bob/contacts", "a.vcf"), ("bob/contacts", "b.vcf"), ("bob/work", "a.vcf")]
+    assert {c.user for c in found} == {"bob"}
+    assert [c.book for c in backend.cards.cards_with_keys("al", [A])] == ["al/contacts"]
+    assert backend.cards.cards_with_keys("bob", []) == []
+    assert backend.cards.keys_of_books("bob") == {A, B, MAIL}
+    assert backend.cards.keys_of_books("al") == {A}
+    assert backend.cards.keys_of_books("carol") == set()
+
+
+@pytest.mark.parametrize("user, others", [
+    ("al", ["alice/contacts", "alx/contacts"]),
+    ("a_", ["ab/contacts", "a_b/contacts"]),      # LIKE-style wildcards are plain text
+    ("a%", ["abc/contacts"]),
+])
+def test_remove_under_a_user_removes_their_books_only(backend, user, others):
+    mine = ["%s/contacts" % user, "%s/work" % user]
+    for book in mine + others:
+        backend.cards.put(card(book, "a.vcf", A))
+        backend.cards.set_book_mtime(book, 7)
+    backend.cards.remove_under(user)
+    for book in mine:
+        assert backend.cards.card(book, "a.vcf") is None
+    for book in others:
+        assert backend.cards.card(book, "a.vcf") is not None
+    assert sorted(backend.cards.book_mtimes()) == sorted(others)
+    assert backend.cards.keys_of_books(user) == set()
+
+
+def test_remove_under_a_book_removes_that_book_only(backend):
+    for book in ("alice/contacts", "alice/contacts2", "alice/work"):
+        backend.cards.put(card(book, "a.vcf", A))
+        backend.cards.set_book_mtime(book, 1)
+    backend.cards.remove_under("alice/contacts")
+    assert backend.cards.card("alice/contacts", "a.vcf") is None
+    assert backend.cards.card("alice/contacts2", "a.vcf") is not None
+    assert backend.cards.card("alice/work", "a.vcf") is not None
+    assert sorted(backend.cards.book_mtimes()) == ["alice/contacts2", "alice/work"]
+
+
+def test_replace_book_swaps_one_books_cards_and_records_its_mtime(backend):
+    backend.cards.put(card("bob/contacts", "old.vcf", A))
+    backend.cards.put(card("bob/work", "keep.vcf", A))
+    backend.cards.replace_book("bob/contacts", [card("bob/contacts", "new.vcf", B),
+                                                card("bob/contacts", "g.vcf", is_group=True)], 42)
+    assert backend.cards.card("bob/contacts", "old.vcf") is None
+    assert backend.cards.card("bob/contacts", "new.vcf") == card("bob/contacts", "new.vcf", B)
+    assert backend.cards.card("bob/contacts", "g.vcf") is not None
+    assert backend.cards.card("bob/work", "keep.vcf") is not None
+    assert backend.cards.keys_of_books("bob") == {A, B}
+    assert backend.cards.book_mtimes() == {"bob/contacts": 42}
+
+
+def test_book_mtimes_and_the_built_flag(backend):
+    assert backend.cards.book_mtimes() == {} and not backend.cards.is_built()
+    backend.cards.set_book_mtime("bob/contacts", 1)
+    backend.cards.set_book_mtime("bob/contacts", 2)
+    backend.cards.set_book_mtime("carol/contacts", 3)
+    assert backend.cards.book_mtimes() == {"bob/contacts": 2, "carol/contacts": 3}
+    backend.cards.set_built()
+    backend.cards.set_built()
+    assert backend.cards.is_built()
+
+
+# -- links ---------------------------------------------------------------------------
+
+def link(owner: str, recipient: str, href: str, book: str = "") -> Link:
+    return Link(owner, recipient, book or "%s/contacts" % recipient, href, idx.LINK_CREATED,
+                "2026-01-01T00:00:00+00:00")
+
+
+def test_a_link_is_found_by_pair_and_by_card(backend):
+    made = link("alice", "bob", "ally.vcf")
+    backend.links.put(made)
+    assert backend.links.get("alice", "bob") == made
+    assert backend.links.at("bob/contacts", "ally.vcf") == made
+    assert backend.links.get("bob", "alice") is None
+    assert backend.links.at("bob/contacts", "other.vcf") is None
+
+
+def test_one_owner_per_card(backend):
+    backend.links.put(link("alice", "bob", "ally.vcf"))
+    with pytest.raises(ValueError):
+        backend.links.put(link("carol", "bob", "ally.vcf"))
+    assert backend.links.at("bob/contacts", "ally.vcf").owner == "alice"
+    assert backend.links.get("carol", "bob") is None
+
+
+def test_a_pairs_new_link_replaces_its_old_one(backend):
+    backend.links.put(link("alice", "bob", "ally.vcf"))
+    backend.links.put(Link("alice", "bob", "bob/work", "a.vcf", idx.LINK_ACCEPTED, "t"))
+    assert backend.links.get("alice", "bob") == Link("alice", "bob", "bob/work", "a.vcf",
+                                                     idx.LINK_ACCEPTED, "t")
+    assert backend.links.at("bob/contacts", "ally.vcf") is None
+    backend.links.put(link("carol", "bob", "ally.vcf"))  # the card is free again
+    backend.links.put(link("carol", "bob", "ally.vcf"))  # the same link again is fine
+
+
+def test_links_under_a_card_a_book_or_a_user(backend):
+    backend.links.put(link("alice", "bob", "a.vcf"))
+    backend.links.put(link("carol", "bob", "c.vcf", "bob/work"))
+    backend.links.put(link("alice", "bobby", "a.vcf"))
+    backend.links.put(link("alice", "bo", "a.vcf"))
+    backend.links.put(link("dave", "bob", "d.vcf", "bob/contacts2"))
+
+    def pairs(path: str) -> list[tuple[str, str, str]]:
+        return sorted((k.owner, k.book, k.href) for k in backend.links.under(path))
+
+    assert pairs("bob/contacts/a.vcf") == [("alice", "bob/contacts", "a.vcf")]
+    assert pairs("bob/contacts") == [("alice", "bob/contacts", "a.vcf")]
+    assert pairs("bob/work") == [("carol", "bob/work", "c.vcf")]
+    assert pairs("bob") == [("alice", "bob/contacts", "a.vcf"), ("carol", "bob/work", "c.vcf"),
+                            ("dave", "bob/contacts2", "d.vcf")]
+    assert pairs("bo") == [("alice", "bo/contacts", "a.vcf")]
+    assert pairs("bob/contacts/none.vcf") == [] and pairs("erin") == []
+
+
+def test_a_link_follows_its_card_and_ends(backend):
+    backend.links.put(link("alice", "bob", "a.vcf"))
+    backend.links.move("bob/contacts", "a.vcf", "bob/work", "b.vcf")
+    moved = backend.links.get("alice", "bob")
+    assert (moved.book, moved.href) == ("bob/work", "b.vcf")
+    assert backend.links.at("bob/contacts", "a.vcf") is None
+    backend.links.move("bob/contacts", "none.vcf", "bob/work", "x.vcf")  # not linked: no-op
+    assert backend.links.at("bob/work", "x.vcf") is None
+    backend.links.remove("alice", "bob")
+    assert backend.links.get("alice", "bob") is None
+    assert backend.links.under("bob") == []
+
+
+# -- consent -------------------------------------------------------------------------
+
+def test_policies_are_set_replaced_and_removed_per_recipient(backend):
+    backend.consent.set_policy("bob", "alice", "auto")
+    backend.consent.set_policy("bob", "*", "ask")
+    backend.consent.set_policy("bob", "carol", "block")
+    backend.consent.set_policy("carol", "alice", "block")
+    backend.consent.set_policy("bob", "alice", "block")
+    backend.consent.set_policy("bob", "carol", None)
+    backend.consent.set_policy("bob", "dave", None)  # nothing to remove
+    assert backend.consent.policies("bob") == {"alice": "block", "*": "ask"}
+    assert backend.consent.policies("carol") == {"alice": "block"}
+    assert backend.consent.policies("dave") == {}
+
+
+def test_a_replaced_offer_keeps_when_it_was_first_offered(backend):
+    backend.consent.put_offer(Offer("alice", "bob", 1, book="bob/contacts", href="a.vcf"))
+    first = backend.consent.offer("alice", "bob")
+    assert first is not None and first.first_offered and first.created
+    assert (first.seq, first.state, first.book, first.href) == (1, idx.OFFER_PENDING,
+                                                                "bob/contacts", "a.vcf")
+
+    backend.consent.put_offer(Offer("alice", "bob", 2, idx.OFFER_POSTPONED, None, None,
+                                    first_offered="2099-01-01T00:00:00+00:00",
+                                    until="2030-01-01T00:00:00+00:00", refused_seq=1))
+    again = backend.consent.offer("alice", "bob")
+    assert (again.seq, again.state, again.book, again.href, again.until, again.refused_seq) == (
+        2, idx.OFFER_POSTPONED, None, None, "2030-01-01T00:00:00+00:00", 1)
+    assert again.first_offered == first.first_offered
+
+
+def test_offers_for_a_recipient_and_from_an_owner(backend):
+    backend.consent.put_offer(Offer("alice", "bob", 1))
+    backend.consent.put_offer(Offer("alice", "carol", 1))
+    backend.consent.put_offer(Offer("dave", "bob", 3))
+    assert sorted(o.owner for o in backend.consent.offers_for("bob")) == ["alice", "dave"]
+    assert sorted(o.recipient for o in backend.consent.offers_from("alice")) == ["bob", "carol"]
+    backend.consent.drop_offer("alice", "bob")
+    backend.consent.drop_offer("alice", "erin")  # none: no error
+    assert backend.consent.offer("alice", "bob") is None
+    assert [o.owner for o in backend.consent.offers_for("bob")] == ["dave"]
+    assert [o.recipient for o in backend.consent.offers_from("alice")] == ["carol"]
+    assert backend.consent.offers_for("erin") == [] and backend.consent.offers_from("erin") == []
+
+
+def test_new_offers_since_counts_recipients_first_offered_since(backend):
+    old = "2020-01-01T00:00:00+00:00"
+    backend.consent.put_offer(Offer("alice", "bob", 1, first_offered=old))
+    backend.consent.put_offer(Offer("alice", "bob", 2))        # replaced: not a new offer
+    backend.consent.put_offer(Offer("alice", "carol", 2))
+    backend.consent.put_offer(Offer("alice", "dave", 2, idx.OFFER_REFUSED))
+    backend.consent.put_offer(Offer("erin", "bob", 1))
+    assert backend.consent.new_offers_since("alice", "2021-01-01T00:00:00+00:00") == 2
+    assert backend.consent.new_offers_since("alice", "2019-01-01T00:00:00+00:00") == 3
+    assert backend.consent.new_offers_since("alice", "2999-01-01T00:00:00+00:00") == 0
+
+
+# -- the outbox ------------------------------------------------------------------------
+
+def test_requeue_queues_the_current_view_again(backend):
+    backend.outbox.requeue("alice")
+    assert backend.outbox.pending_jobs(10) == []  # no view: nothing to send
+    job = planned(backend, "bob")
+    backend.outbox.requeue("alice")
+    backend.outbox.requeue("alice", withdraw=True)
+    jobs = backend.outbox.pending_jobs(10)
+    assert [(j.owner, j.seq, j.only, j.withdraw) for j in jobs] == [
+        ("alice", job.seq, None, False), ("alice", job.seq, None, True)]
+    assert jobs[0].id > job.id and jobs[1].id > jobs[0].id
+    assert backend.outbox.queued("alice") == 2
+
+
+def test_pending_jobs_are_the_oldest_first_up_to_the_limit(backend):
+    for number in ("+1 202 555 0111", "+1 202 555 0122", "+1 202 555 0133"):
+        change(backend, number)
+    change(backend, "+1 202 555 0102", user="bob")
+    jobs = backend.outbox.pending_jobs(3)
+    assert [(j.owner, j.seq) for j in jobs] == [("alice", 1), ("alice", 2), ("alice", 3)]
+    assert backend.outbox.queued("alice") == 3 and backend.outbox.queued("bob") == 1
+
+
+def test_restrict_sends_one_change_to_the_chosen_recipients(backend):
+    first = change(backend, "+1 202 555 0111")
+    second = change(backend, "+1 202 555 0122")
+    backend.outbox.restrict("alice", second.seq, ["bob", "carol"])
+    jobs = {j.seq: j for j in backend.outbox.pending_jobs(10)}
+    assert jobs[first.seq].only is None
+    assert jobs[second.seq].only == ["bob", "carol"]
+
+
+def test_plan_makes_one_pending_delivery_per_target_and_drops_the_job(backend):
+    job = change(backend, "+1 202 555 0111")
+    skipped = [{"rule": "all", "contact": "Zed", "reason": "no user"}]
+    backend.outbox.plan(job, {"bob": ["all (contact Bob)"], "carol": ["user:carol"]}, skipped)
+    assert backend.outbox.pending_jobs(10) == [] and backend.outbox.queued("alice") == 0
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.wanted_seq, bob.delivered_seq, bob.reasons) == (
+        idx.PENDING, job.seq, 0, ["all (contact Bob)"])
+    assert states(backend) == {"bob": idx.PENDING, "carol": idx.PENDING}
+    assert backend.owners.get("alice").skipped == skipped
+    assert {d.recipient for d in backend.outbox.pending_deliveries(10, time.time())} == {
+        "bob", "carol"}
+
+
+def test_a_copy_that_already_holds_the_change_is_not_made_pending_again(backend):
+    job = planned(backend, "bob", "carol")
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq, delivered_view=view("x"))
+    finish(backend, "alice", "carol", idx.FAILED, error="no address book")
+    backend.outbox.requeue("alice")  # e.g. the targets changed, the view did not
+    again = backend.outbox.pending_jobs(1)[0]
+    backend.outbox.plan(again, {"bob": ["user:bob"], "carol": ["user:carol"]}, [])
+    assert states(backend) == {"bob": idx.DELIVERED, "carol": idx.PENDING}
+    assert backend.outbox.delivery("alice", "carol").error == ""
+
+    newer = change(backend, "+1 202 555 0122")
+    backend.outbox.plan(newer, {"bob": ["user:bob"]}, [])
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.wanted_seq, bob.delivered_seq) == (idx.PENDING, newer.seq, job.seq)
+
+
+@pytest.mark.parametrize("withdraw, gone", [(False, idx.STOPPED), (True, idx.WITHDRAWING)])
+def test_recipients_no_longer_targeted_stop_or_are_withdrawn(backend, withdraw, gone):
+    job = planned(backend, "bob", "carol", "dave", "erin")
+    finish(backend, "alice", "carol", idx.DELIVERED, delivered_seq=job.seq)
+    finish(backend, "alice", "dave", idx.OFFERED)
+    finish(backend, "alice", "erin", idx.BLOCKED)
+    for recipient in ("bob", "dave"):
+        backend.consent.put_offer(Offer("alice", recipient, job.seq))
+    backend.consent.put_offer(Offer("frank", "dave", 1))
+
+    backend.outbox.requeue("alice", withdraw=withdraw)
+    backend.outbox.plan(backend.outbox.pending_jobs(1)[0], {"bob": ["user:bob"]}, [])
+
+    assert states(backend) == {"bob": idx.PENDING, "carol": gone, "dave": gone, "erin": gone}
+    assert [o.recipient for o in backend.consent.offers_from("alice")] == ["bob"]
+    assert backend.consent.offer("frank", "dave") is not None
+    waiting = {d.recipient for d in backend.outbox.pending_deliveries(10, time.time())}
+    assert waiting == ({"bob", "carol", "dave", "erin"} if withdraw else {"bob"})
+
+
+def test_an_ended_delivery_stays_ended_when_the_next_plan_leaves_it_out(backend):
+    planned(backend, "bob", "carol", "dave")
+    finish(backend, "alice", "bob", idx.STOPPED)
+    finish(backend, "alice", "carol", idx.WITHDRAWN)
+    finish(backend, "alice", "dave", idx.WITHDRAWING)
+    backend.outbox.requeue("alice", withdraw=True)
+    backend.outbox.plan(backend.outbox.pending_jobs(1)[0], {}, [])
+    assert states(backend) == {"bob": idx.STOPPED, "carol": idx.WITHDRAWN,
+                               "dave": idx.WITHDRAWING}
+
+
+def test_a_plan_for_chosen_recipients_leaves_the_others_alone(backend):
+    job = change(backend, "+1 202 555 0111")
+    skipped = [{"rule": "all", "contact": "Zed", "reason": "no user"}]
+    backend.outbox.plan(job, {"bob": ["all"], "carol": ["all"]}, skipped)
+    finish(backend, "alice", "carol", idx.DELIVERED, delivered_seq=job.seq)
+    for recipient in ("bob", "carol"):
+        backend.consent.put_offer(Offer("alice", recipient, job.seq))
+    carol_before = backend.outbox.delivery("alice", "carol")
+
+    newer = change(backend, "+1 202 555 0122")
+    backend.outbox.restrict("alice", newer.seq, ["bob", "dave"])
+    only = backend.outbox.pending_jobs(1)[0]
+    assert only.only == ["bob", "dave"]
+    backend.outbox.plan(only, {"bob": ["chosen"], "dave": ["chosen"]}, [])
+
+    assert states(backend) == {"bob": idx.PENDING, "carol": idx.DELIVERED, "dave": idx.PENDING}
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.wanted_seq, bob.reasons) == (newer.seq, ["chosen"])
+    assert backend.outbox.delivery("alice", "carol") == carol_before
+    assert sorted(o.recipient for o in backend.consent.offers_from("alice")) == ["bob", "carol"]
+    assert backend.owners.get("alice").skipped == skipped
+    assert backend.outbox.queued("alice") == 0
+
+
+def test_pending_deliveries_wait_until_they_are_due(backend):
+    planned(backend, "bob", "carol", "dave")
+    now = time.time()
+    finish(backend, "alice", "bob", idx.PENDING, due=now + 100, error="busy, retry later")
+    finish(backend, "alice", "carol", idx.DELIVERED, delivered_seq=1)
+    assert {d.recipient for d in backend.outbox.pending_deliveries(10, now)} == {"dave"}
+    assert {d.recipient for d in backend.outbox.pending_deliveries(10, now + 101)} == {"bob",
+                                                                                     "dave"}
+    assert len(backend.outbox.pending_deliveries(1, now + 101)) == 1
+    assert backend.outbox.next_due() == 0.0  # dave is due now
+
+    finish(backend, "alice", "dave", idx.FAILED, error="no book")
+    assert backend.outbox.pending_deliveries(10, now) == []
+    assert not backend.outbox.has_work(now)
+    assert backend.outbox.has_work(now + 101)
+    assert backend.outbox.next_due() == pytest.approx(now + 100)
+
+
+def test_has_work_and_next_due(backend):
+    assert not backend.outbox.has_work(time.time()) and backend.outbox.next_due() is None
+    job = change(backend, "+1 202 555 0111")
+    assert backend.outbox.has_work(time.time())        # a job to plan
+    assert backend.outbox.next_due() is None           # but no delivery waits
+    backend.outbox.plan(job, {"bob": ["user:bob"]}, [])
+    assert backend.outbox.has_work(time.time()) and backend.outbox.next_due() == 0.0
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    assert not backend.outbox.has_work(time.time()) and backend.outbox.next_due() is None
+    backend.outbox.withdraw("alice", None)  # not stopped: nothing to withdraw
+    assert not backend.outbox.has_work(time.time())
+
+
+def test_set_intent_records_the_view_and_accumulates_written_values(backend):
+    planned(backend, "bob")
+    first, second = view("+1 202 555 0111"), view("+1 202 555 0122", "Alice Smith")
+    backend.outbox.set_intent("alice", "bob", first, first.values(REGION))
+    bob = backend.outbox.delivery("alice", "bob")
+    assert bob.intent_view == first and bob.written_values == first.values(REGION)
+    backend.outbox.set_intent("alice", "bob", None)
+    backend.outbox.set_intent("alice", "bob", second, second.values(REGION))
+    backend.outbox.set_intent("alice", "bob", None)
+    bob = backend.outbox.delivery("alice", "bob")
+    assert bob.intent_view is None
+    assert bob.written_values == {("FN", "Alice Archer"), ("FN", "Alice Smith"),
+                                  ("TEL", A), ("TEL", B)}
+    backend.outbox.set_intent("alice", "nobody", first, first.values(REGION))  # no delivery
+    assert backend.outbox.delivery("alice", "nobody") is None
+
+
+def test_finish_stores_the_outcome(backend):
+    job = planned(backend, "bob")
+    written = view("+1 202 555 0111")
+    backend.outbox.set_intent("alice", "bob", written, written.values(REGION))
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq, delivered_view=written)
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.delivered_seq, bob.delivered_view, bob.error) == (
+        idx.DELIVERED, job.seq, written, "")
+    assert bob.written_values == written.values(REGION)  # not lost by finish
+    assert bob.updated
+
+    finish(backend, "alice", "bob", idx.FAILED, error="the recipient removed your card")
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.error, bob.delivered_seq) == (
+        idx.FAILED, "the recipient removed your card", job.seq)
+
+
+def test_finish_is_ignored_when_the_delivery_was_planned_again(backend):
+    planned(backend, "bob")
+    in_hand = backend.outbox.delivery("alice", "bob")
+    newer = change(backend, "+1 202 555 0122")
+    backend.outbox.plan(newer, {"bob": ["user:bob"]}, [])
+    in_hand.state, in_hand.delivered_seq = idx.DELIVERED, in_hand.wanted_seq
+    backend.outbox.finish(in_hand)
+    bob = backend.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.wanted_seq, bob.delivered_seq) == (idx.PENDING, newer.seq, 0)
+
+
+def test_ensure_creates_a_pending_delivery_only_when_there_is_none(backend):
+    made = backend.outbox.ensure("alice", "bob", 3)
+    assert (made.owner, made.recipient, made.state, made.wanted_seq) == ("alice", "bob",
+                                                                         idx.PENDING, 3)
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=3)
+    kept = backend.outbox.ensure("alice", "bob", 5)
+    assert (kept.state, kept.wanted_seq, kept.delivered_seq) == (idx.DELIVERED, 3, 3)
+
+
+def test_reopen_for_makes_the_chosen_deliveries_of_a_recipient_pending(backend):
+    for owner in ("alice", "dave"):
+        backend.outbox.ensure(owner, "carol", 1)
+        finish(backend, owner, "carol", idx.FAILED, error="not allowed", due=time.time() + 999)
+    backend.outbox.ensure("erin", "carol", 1)
+    finish(backend, "erin", "carol", idx.BLOCKED)
+    backend.outbox.ensure("alice", "bob", 1)
+    finish(backend, "alice", "bob", idx.FAILED, error="x")
+
+    backend.outbox.reopen_for("carol", "alice", [idx.FAILED, idx.BLOCKED])
+    reopened = backend.outbox.delivery("alice", "carol")
+    assert (reopened.state, reopened.error, reopened.due) == (idx.PENDING, "", 0.0)
+    assert backend.outbox.delivery("dave", "carol").state == idx.FAILED
+    assert backend.outbox.delivery("erin", "carol").state == idx.BLOCKED
+
+    backend.outbox.reopen_for("carol", None, [])
+    assert backend.outbox.delivery("erin", "carol").state == idx.BLOCKED
+    backend.outbox.reopen_for("carol", None, [idx.BLOCKED])
+    assert backend.outbox.delivery("erin", "carol").state == idx.PENDING
+    assert backend.outbox.delivery("dave", "carol").state == idx.FAILED
+    assert backend.outbox.delivery("alice", "bob").state == idx.FAILED  # another recipient
+
+
+def test_withdraw_marks_only_stopped_deliveries(backend):
+    job = planned(backend, "bob", "carol", "dave", "erin")
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    for recipient in ("carol", "dave"):
+        finish(backend, "alice", recipient, idx.STOPPED)
+    finish(backend, "alice", "erin", idx.WITHDRAWN)
+    assert backend.outbox.withdraw("alice", []) == []
+    assert backend.outbox.withdraw("alice", ["bob", "carol", "erin", "zed"]) == ["carol"]
+    assert states(backend) == {"bob": idx.DELIVERED, "carol": idx.WITHDRAWING,
+                               "dave": idx.STOPPED, "erin": idx.WITHDRAWN}
+    assert backend.outbox.withdraw("alice", None) == ["dave"]
+    assert states(backend)["dave"] == idx.WITHDRAWING
+    assert {d.recipient for d in backend.outbox.pending_deliveries(10, time.time())} == {
+        "carol", "dave"}
+    assert backend.outbox.withdraw("bob", None) == []
+
+
+# -- history ---------------------------------------------------------------------------
+
+def test_history_round_trips_changes_and_lists_newest_first(backend):
+    changes = (Change("TEL", "TEL;TYPE=CELL:+1 202 555 0111", "TEL;TYPE=CELL:+1 202 555 0122"),
+               Change("EMAIL", None, "EMAIL:alice@example.org"),
+               Change("NOTE", "NOTE:a;b\\, c", None))
+    backend.history.record(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "create", ()))
+    backend.history.record(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "update", changes,
+                                        time="2026-02-03T04:05:06+00:00"))
+    backend.history.record(HistoryEntry("dave", "bob", "bob/work", "d.vcf", "withdraw", ()))
+    backend.history.record(HistoryEntry("alice", "carol", "carol/contacts", "c.vcf", "create", ()))
+
+    bob = backend.history.of_recipient("bob")
+    assert [(e.owner, e.action) for e in bob] == [("dave", "withdraw"), ("alice", "update"),
+                                                  ("alice", "create")]
+    assert bob[0].id > bob[1].id > bob[2].id
+    assert bob[1].changes == changes
+    assert (bob[1].book, bob[1].href, bob[1].time) == ("bob/contacts", "a.vcf",
+                                                       "2026-02-03T04:05:06+00:00")
+    assert bob[2].time  # the time of recording when none is given
+    assert [(e.recipient, e.action) for e in backend.history.of_owner("alice")] == [
+        ("carol", "create"), ("bob", "update"), ("bob", "create")]
+    assert [e.action for e in backend.history.of_recipient("bob", limit=2)] == ["withdraw",
+                                                                                "update"]
+    assert [e.recipient for e in backend.history.of_owner("alice", limit=1)] == ["carol"]
+    assert backend.history.of_recipient("erin") == []
+
+
+# -- transactions ----------------------------------------------------------------------
+
+def test_a_transaction_commits_all_its_calls_together(backend):
+    with backend.transaction():
+        backend.links.put(link("alice", "bob", "a.vcf"))
+        with backend.transaction():
+            backend.consent.set_policy("bob", "alice", "auto")
+        change(backend, "+1 202 555 0111")
+    assert backend.links.get("alice", "bob") is not None
+    assert backend.consent.policies("bob") == {"alice": "auto"}
+    assert backend.outbox.queued("alice") == 1
+
+
+def test_an_exception_rolls_back_everything_in_the_transaction(backend):
+    backend.consent.set_policy("bob", "alice", "ask")
+    with pytest.raises(RuntimeError):
+        with backend.transaction():
+            backend.consent.set_policy("bob", "alice", "auto")
+            with backend.transaction():       # joins the outer one
+                backend.links.put(link("alice", "bob", "a.vcf"))
+                change(backend, "+1 202 555 0111")
+            backend.keys.verify("alice", A)   # the nested part ended well...
+            raise RuntimeError("...but the outer one fails")
+    assert backend.consent.policies("bob") == {"alice": "ask"}
+    assert backend.links.get("alice", "bob") is None
+    assert backend.owners.get("alice").view is None and backend.outbox.queued("alice") == 0
+    assert backend.owners.past_values("alice") == set()
+    assert backend.keys.holders([A]) == {}
+
+    # the index is usable again
+    with backend.transaction():
+        backend.links.put(link("alice", "bob", "a.vcf"))
+    assert backend.links.get("alice", "bob") is not None
+
+
+def test_an_exception_in_a_nested_transaction_rolls_back_the_outer_one(backend):
+    with pytest.raises(ValueError):
+        with backend.transaction():
+            backend.links.put(link("alice", "bob", "a.vcf"))
+            backend.history.record(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf",
+                                                "create", ()))
+            with backend.transaction():
+                backend.links.put(link("carol", "bob", "a.vcf"))  # one owner per card
+    assert backend.links.get("alice", "bob") is None
+    assert backend.history.of_recipient("bob") == []

@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Upgrading from the released schema (version 1): nothing an owner or recipient had is lost.
+
+``tests/fixtures/schema-v1.sql`` is a dump of the sharing database the previous
+release made, and ``tests/fixtures/v1-data`` the collections that go with it:
+Alice (targets ``all``) had her number changed from 0101 to 0199 and delivered
+to Bob's own card for her (``ally.vcf``) and to a copy created for Carol; Carol
+blocked Bob.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from radicale_plugin import index as idx
+from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.sqlite.schema import SchemaError
+from radicale_plugin.view import Entry
+from tests.conftest import FAMILY, USERS
+from tests.server import FIXTURES, RadicaleServer, fixture, settled
+
+REGION = "US"
+OLD, NOW = "tel:+12025550101", "tel:+12025550199"
+ALICE_MAIL = "mailto:alice@example.org"
+CAROLS_COPY = "219c4f18-90db-5fe9-836c-e7eb1587981c.vcf"
+V1_TIME = "2026-11-25T22:31:01+00:00"
+
+
+def load_v1(path: Path, extra_sql: str = "") -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(fixture("schema-v1.sql") + extra_sql)
+    conn.close()
+
+
+def user_version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    return version
+
+
+@pytest.fixture
+def migrated(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    load_v1(path)
+    index = SQLiteIndex(str(path))
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+def test_the_migrated_database_has_the_current_schema_version(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    load_v1(path)
+    assert user_version(path) == 0  # version 1 wrote no number
+    SQLiteIndex(str(path)).close()
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 2
+
+
+def test_every_owners_me_card_rules_shared_fields_and_seq_are_kept(migrated):
+    owners = {o.user: o for o in migrated.owners.with_me_card()}
+    assert sorted(owners) == ["alice", "bob", "carol"]
+    alice, bob, carol = owners["alice"], owners["bob"], owners["carol"]
+    assert (alice.book, alice.href, alice.uid) == ("alice/contacts", "alice.vcf", "alice-me")
+    assert (bob.book, bob.href, bob.uid) == ("bob/contacts", "bob.vcf", "bob-me")
+    assert (carol.book, carol.href, carol.uid) == ("carol/contacts", "carol.vcf", "carol-me")
+    assert alice.shared_fields == ["FN", "N", "TEL", "EMAIL", "ORG"]
+    assert bob.shared_fields == ["FN", "N", "TEL", "EMAIL"]  # v1's NULL: the default
+    assert (alice.rules, bob.rules, carol.rules) == (["all"], ["user:carol"], [])
+    assert (alice.seq, bob.seq, carol.seq) == (2, 1, 1)
+    assert alice.withdrawn_fields == [] and alice.notices == [] and alice.discoverability is None
+    # the view sent out is kept, and is the me card's view as well (v1 had one view)
+    assert alice.view is not None and alice.card_view == alice.view
+    assert Entry("TEL", "+1 202 555 0199", ("cell",)) in alice.view.entries
+    assert bob.view is not None and Entry("EMAIL", "Bob@Example.org") in bob.view.entries
+    assert migrated.outbox.pending_jobs(10) == []
+
+
+def test_claims_move_to_keys_unverified(migrated):
+    keys = {(k.user, k.key): (k.on_card, k.state) for u in ("alice", "bob", "carol")
+            for k in migrated.keys.of_user(u)}
+    assert keys == {
+        ("alice", ALICE_MAIL): (True, "unverified"),
+        ("alice", NOW): (True, "unverified"),
+        ("alice", OLD): (False, "unverified"),
+        ("bob", "mailto:bob@example.org"): (True, "unverified"),
+        ("bob", "tel:+12025550102"): (True, "unverified"),
+        ("carol", "mailto:carol@example.org"): (True, "unverified"),
+        ("carol", "tel:+12025550103"): (True, "unverified"),
+    }
+    assert migrated.keys.holders(k for _, k in keys) == {}  # nothing was verified in v1
+    assert migrated.keys.claimed([OLD, NOW, ALICE_MAIL]) == {NOW, ALICE_MAIL}
+
+
+def test_copies_delivered_by_version_1_become_migrated_links(migrated):
+    assert migrated.links.under("bob") == [
+        idx.Link("alice", "bob", "bob/contacts", "ally.vcf", idx.LINK_MIGRATED, V1_TIME)]
+    assert migrated.links.under("carol") == [
+        idx.Link("alice", "carol", "carol/contacts", CAROLS_COPY, idx.LINK_MIGRATED, V1_TIME)]
+    assert migrated.links.get("bob", "carol") is None  # blocked: never delivered
+    assert migrated.links.under("alice") == []
+
+
+def test_deliveries_keep_their_state_and_remember_the_values_written(migrated):
+    bob = migrated.outbox.delivery("alice", "bob")
+    assert (bob.state, bob.wanted_seq, bob.delivered_seq) == (idx.DELIVERED, 2, 2)
+    assert bob.reasons == ["all (contact Bob)"]
+    assert bob.delivered_view is not None
+    assert bob.written_values == bob.delivered_view.values(REGION) == {
+        ("EMAIL", ALICE_MAIL), ("FN", "Alice Archer"), ("N", "Archer;Alice;;;"), ("TEL", NOW)}
+    assert migrated.outbox.delivery("alice", "carol").written_values == bob.written_values
+    blocked = migrated.outbox.delivery("bob", "carol")
+    assert (blocked.state, blocked.delivered_seq, blocked.written_values) == (
+        idx.BLOCKED, 0, set())
+    assert blocked.intent_view is None and blocked.due == 0.0
+
+
+def test_policies_are_kept(migrated):
+    assert migrated.consent.policies("carol") == {"bob": "block"}
+    assert migrated.consent.policies("bob") == {}
+
+
+def test_past_values_come_from_the_view_and_the_previous_view(migrated):
+    assert migrated.owners.past_values("alice") == {
+        ("EMAIL", ALICE_MAIL), ("FN", "Alice Archer"), ("N", "Archer;Alice;;;"),
+        ("TEL", OLD), ("TEL", NOW)}
+    assert ("TEL", "tel:+12025550102") in migrated.owners.past_values("bob")
+
+
+def test_the_migrated_outbox_and_stores_take_new_work(migrated):
+    migrated.outbox.requeue("alice", withdraw=True)
+    job = migrated.outbox.pending_jobs(10)[0]
+    assert (job.owner, job.seq, job.withdraw) == ("alice", 2, True)
+    assert job.id > 6  # v1 used job ids up to 6
+    migrated.outbox.plan(job, {"bob": ["all (contact Bob)"]}, [])
+    assert migrated.outbox.delivery("alice", "bob").state == idx.DELIVERED  # holds seq 2
+    assert migrated.outbox.delivery("alice", "carol").state == idx.WITHDRAWING
+    migrated.keys.verify("alice", NOW)
+    assert migrated.keys.holders([NOW]) == {NOW: "alice"}
+    assert migrated.cards.book_mtimes() == {} and not migrated.cards.is_built()
+
+
+def test_opening_a_migrated_database_again_changes_nothing(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    load_v1(path)
+    first = SQLiteIndex(str(path))
+    before = (first.owners.with_me_card(), first.links.under("bob"),
+              first.outbox.deliveries("alice"), first.owners.past_values("alice"))
+    first.close()
+    again = SQLiteIndex(str(path))
+    try:
+        assert (again.owners.with_me_card(), again.links.under("bob"),
+                again.outbox.deliveries("alice"), again.owners.past_values("alice")) == before
+        assert user_version(path) == 2
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("state, error", [
+    ("copy-deleted", "the recipient deleted the copy"),
+    ("no-address-book", "the recipient has no address book"),
+])
+def test_version_1_failure_states_become_failed_with_a_reason(tmp_path, state, error):
+    path = tmp_path / "v1.sqlite"
+    load_v1(path, "INSERT INTO deliveries VALUES('carol','dave','%s',1,0,'dave/contacts',"
+                  "'c.vcf',NULL,'[\"all\"]','','%s');" % (state, V1_TIME))
+    index = SQLiteIndex(str(path))
+    try:
+        dave = index.outbox.delivery("carol", "dave")
+        assert dave is not None
+        assert (dave.state, dave.error) == (idx.FAILED, error)
+        if state == "copy-deleted":
+            assert index.links.get("carol", "dave") is None  # the card is gone: no link
+    finally:
+        index.close()
+
+
+@pytest.mark.parametrize("version", [3, 99])
+def test_a_database_of_a_newer_version_is_refused_with_advice(tmp_path, version):
+    path = tmp_path / "new.sqlite"
+    SQLiteIndex(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = %d" % version)
+    conn.close()
+    with pytest.raises(SchemaError) as refused:
+        SQLiteIndex(str(path))
+    message = str(refused.value)
+    assert str(path) in message and "version %d" % version in message
+    assert "install the newer radicale-mecard" in message and "restore a backup" in message
+    assert user_version(path) == version  # left as it was
+
+
+# -- end to end ----------------------------------------------------------------------
+
+@pytest.fixture
+def upgraded(tmp_path):
+    """The previous release's collections and database under a server of this release."""
+    shutil.copytree(FIXTURES / "v1-data", tmp_path / "collections")
+    load_v1(tmp_path / "collections" / ".mecard.sqlite")
+    srv = RadicaleServer(tmp_path, USERS, **FAMILY).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_an_upgraded_server_keeps_me_cards_targets_and_links(upgraded):
+    alice, bob, carol = (upgraded.client(u) for u in ("alice", "bob", "carol"))
+    me = alice.api_ok("GET", "/me")
+    assert me["me_card"] == "/alice/contacts/alice.vcf"
+    assert me["targets"] == ["all"]
+    assert me["shared_fields"] == ["FN", "N", "TEL", "EMAIL", "ORG"]
+    assert me["seq"] >= 2
+    assert alice.api_ok("GET", "/targets")["targets"] == ["all"]
+    assert bob.api_ok("GET", "/me")["me_card"] == "/bob/contacts/bob.vcf"
+    assert carol.api_ok("GET", "/me")["policies"] == {"bob": "block"}
+
+    links = bob.api_ok("GET", "/links")["links"]
+    assert [(k["owner"], k["card"], k["made_by"]) for k in links] == [
+        ("alice", "/bob/contacts/ally.vcf", "migrated")]
+    assert carol.copy_of("alice") == CAROLS_COPY
+    keys = {k["key"]: k["state"] for k in alice.api_ok("GET", "/keys")["keys"]}
+    assert keys[NOW] == keys[ALICE_MAIL] == "unverified"
+
+
+def test_after_the_upgrade_a_new_number_reaches_the_copies_version_1_wrote(upgraded):
+    alice, bob, carol = (upgraded.client(u) for u in ("alice", "bob", "carol"))
+    for person in (alice, bob, carol):
+        person.verify_me_card()
+    settled(alice)
+    bob_hrefs, carol_hrefs = bob.hrefs(), carol.hrefs()
+
+    me_card = (FIXTURES / "v1-data/collection-root/alice/contacts/alice.vcf").read_text()
+    assert alice.put("alice.vcf", me_card.replace("0199", "0142")).status_code in (201, 204)
+    report = settled(alice)
+
+    states = {r["user"]: r["state"] for r in report["recipients"]}
+    assert states["bob"] == states["carol"] == "delivered", report
+    copy = bob.card("ally.vcf")
+    assert "+1 202 555 0142" in copy
+    assert "0199" not in copy  # the number v1 wrote there is replaced, not added beside
+    for kept in ("FN:Ally", "NICKNAME:Sis", "NOTE:met at the climbing gym",
+                 "TEL;TYPE=WORK:+1 202 555 0777", "CATEGORIES:Friends"):
+        assert kept in copy
+    carols = carol.card(CAROLS_COPY)
+    assert "0142" in carols and "0199" not in carols
+    assert bob.hrefs() == bob_hrefs and carol.hrefs() == carol_hrefs  # no second card
+    # the migrated links were used (a link found anew would say "verified")
+    assert [(k["owner"], k["card"], k["made_by"]) for k in bob.api_ok("GET", "/links")["links"]
+            ] == [("alice", "/bob/contacts/ally.vcf", "migrated")]
+    assert [k["made_by"] for k in carol.api_ok("GET", "/links")["links"]] == ["migrated"]
+    update = bob.api_ok("GET", "/history")["history"][0]
+    assert (update["owner"], update["card"], update["action"]) == (
+        "alice", "/bob/contacts/ally.vcf", "update")
+    assert [(c["before"], c["after"]) for c in update["changes"]] == [
+        ("TEL;TYPE=CELL:+1 202 555 0199", "TEL;TYPE=CELL:+1 202 555 0142")]
