@@ -91,6 +91,12 @@ def read_json(environ: types.WSGIEnviron, settings: Settings) -> dict:
         raise BadRequest("the request body is not JSON: %s" % e) from e
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object, such as {\"fields\": [...]}")
+    try:
+        # "\ud800" is valid JSON but no text: nothing downstream could store or look it up
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequest("the request body holds a lone surrogate (%s); send real text"
+                         % e.object[e.start:e.end].encode("unicode_escape").decode()) from e
     return data
 
 
