@@ -5,7 +5,7 @@
     unverify-key USER KEY   end USER's verification of KEY
     keys USER               USER's keys and their states
     rebuild-index           read every address book into the card-key index again
-    schema                  the sharing database's schema version
+    schema                  the sharing database's schema version (changes nothing)
 
 It works on the same files as the server, and may run while the server
 runs (the database serialises writers); the server's fan-out picks up
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -26,6 +27,7 @@ from radicale_plugin.errors import SharingError
 from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.sqlite.database import Database
 from radicale_plugin.sqlite.schema import SchemaError, version_of
 from radicale_plugin.verification import normalize_key
 
@@ -60,13 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one admin command; 0 on success, 1 with one line of advice otherwise."""
     args = _parser().parse_args(argv)
     try:
-        service = _service(args.config)
         if args.command == "schema":
-            index = service.index
-            assert isinstance(index, SQLiteIndex)
+            # only looks: opening the index would migrate it
+            settings = Settings.from_configuration(
+                config.load([(args.config, False)]).copy(PLUGIN_CONFIG_SCHEMA))
+            if not os.path.exists(settings.database):
+                raise RuntimeError("no sharing database at %s (the server makes it at its "
+                                   "first start)" % settings.database)
             print("schema version %d (this code writes %d)"
-                  % (version_of(index.db), index.SCHEMA_VERSION))
-        elif args.command == "rebuild-index":
+                  % (version_of(Database(settings.database)), SQLiteIndex.SCHEMA_VERSION))
+            return 0
+        service = _service(args.config)
+        if args.command == "rebuild-index":
             with service.storage.acquire_lock("w"):
                 read = service.card_keys.rebuild()
             print("card-key index rebuilt from %d address book(s)" % read)

@@ -27,8 +27,8 @@ Handler = Callable[[str, dict], Any]
 
 
 def _field(data: dict, name: str, kinds: tuple[type, ...], what: str,
-           required: bool = True, default: Any = None) -> Any:
-    if name not in data:
+           required: bool = True, default: Any = None, nullable: bool = False) -> Any:
+    if name not in data or (nullable and data[name] is None):
         if required:
             raise BadRequest("give %r: %s" % (name, what))
         return default
@@ -43,9 +43,7 @@ def _flag(data: dict, name: str) -> bool:
 
 
 def _names(data: dict, name: str, what: str, required: bool = True) -> list[str] | None:
-    if not required and data.get(name) is None:
-        return None
-    value = _field(data, name, (list,), what, required)
+    value = _field(data, name, (list,), what, required, nullable=not required)
     if value is None:
         return None
     if not all(isinstance(v, str) for v in value):
@@ -93,7 +91,11 @@ class Api:
         }
         self._offer_actions: dict[str, Callable[[str, str, dict], Any]] = {
             "accept": lambda u, o, d: self._s.offers.accept(
-                u, o, d.get("card"), d.get("once", False), d.get("seq")),
+                u, o, _field(d, "card", (str,), "the path of one of your cards, or \"new\"",
+                             required=False, nullable=True),
+                _flag(d, "once"),
+                _field(d, "seq", (int,), "the number of the offer you looked at",
+                       required=False, nullable=True)),
             "postpone": lambda u, o, d: self._s.offers.postpone(
                 u, o, _field(d, "until", (str,), "a time such as \"2026-12-01T09:00:00Z\"")),
             "refuse": lambda u, o, d: self._s.offers.refuse(u, o),
@@ -148,15 +150,17 @@ class Api:
         s = self._s
         with s.storage.acquire_lock("r", user):
             targets, skipped = s.targets.select(user)
-        owner = s.index.owners.get(user)
-        deliveries = {d.recipient: d for d in s.index.outbox.deliveries(user)}
-        offers = {o.recipient: o for o in s.index.consent.offers_from(user)}
+        with s.index.transaction():  # one snapshot: the worker may be between two steps
+            owner = s.index.owners.get(user)
+            deliveries = {d.recipient: d for d in s.index.outbox.deliveries(user)}
+            offers = {o.recipient: o for o in s.index.consent.offers_from(user)}
+            queued = s.index.outbox.queued(user)
         recipients = [
             recipient_row(r, r in targets, targets.get(r, []), deliveries.get(r), offers.get(r),
                           owner.seq)
             for r in sorted(set(targets) | set(deliveries))]
         return {"targets": owner.rules, "recipients": recipients, "skipped": skipped,
-                "seq": owner.seq, "queued": s.index.outbox.queued(user)}
+                "seq": owner.seq, "queued": queued}
 
     def links(self, user: str) -> dict[str, Any]:
         """Which cards of mine hold whose copy."""
@@ -234,7 +238,7 @@ class Api:
             with self._s.storage.acquire_lock("r", user):
                 if not store.user_exists(self._s.storage, owner):
                     raise NotFound("no user %r on this server" % owner)
-        self._s.set_policy(user, owner, policy)
+        self._s.policies.set(user, owner, policy)
         return self.policies(user)
 
     def post_privacy(self, user: str, data: dict) -> Any:

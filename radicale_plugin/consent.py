@@ -16,7 +16,11 @@ card is verified for the owner.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import datetime
 from typing import Callable, Iterable, Mapping
+
+from radicale_plugin.records import (LINK_CREATED, LINK_VERIFIED, OFFER_PENDING,
+                                     OFFER_POSTPONED, Offer)
 
 AUTO, ASK, BLOCK = "auto", "ask", "block"
 
@@ -37,16 +41,20 @@ def effective_policy(policies: Mapping[str, str], owner: str, preauthorized: boo
     return policies.get(owner) or policies.get("*") or (AUTO if preauthorized else default)
 
 
-def may_offer(policies: Mapping[str, str], owner: str, preauthorized: bool,
-              owner_key_in_books: bool, linked: bool) -> bool:
-    """Whether ``owner`` may put an offer in front of the recipient.
+def chosen(policies: Mapping[str, str], owner: str, preauthorized: bool) -> bool:
+    """Whether the owner is pre-authorised (by the admin) or named in the recipient's policies."""
+    return preauthorized or owner in policies
+
+
+def may_offer(chosen: bool, owner_key_in_books: bool, linked: bool) -> bool:
+    """Whether the owner may put an offer in front of the recipient.
 
     Offers are a way to plant text in somebody's view: only owners the
     recipient knows (one of the owner's verified keys is in their books, or
-    a card of theirs already holds the owner's copy) or pre-authorised (by
-    the admin, or by a policy the recipient set for this owner) may.
+    a card of theirs already holds the owner's copy) or ``chosen`` (see
+    :func:`chosen`) may.
     """
-    return linked or owner_key_in_books or preauthorized or owner in policies
+    return linked or owner_key_in_books or chosen
 
 
 def card_fit(keys: Iterable[str], owner: str, holders: Mapping[str, str],
@@ -104,13 +112,13 @@ def decide(policy: str, linked: tuple[str, str] | None, candidates: list[Candida
         if linked is not None:
             return Decision(WRITE, linked)
         if auto_link is not None:
-            return Decision(WRITE, (auto_link.book, auto_link.href), link="verified")
+            return Decision(WRITE, (auto_link.book, auto_link.href), link=LINK_VERIFIED)
         partly = best(candidates, FIT_PROPOSE)
         if partly is not None:
             # the recipient has a card for the owner that only partly proves to be theirs:
             # linking it needs their word, and a duplicate contact would help nobody
             return Decision(OFFER, (partly.book, partly.href))
-        return Decision(WRITE, None, link="created")
+        return Decision(WRITE, None, link=LINK_CREATED)
     if linked is None and not offer_allowed:
         return Decision(NOT_ALLOWED, reason=(
             "the recipient asks before accepting updates, and none of your verified "
@@ -120,7 +128,7 @@ def decide(policy: str, linked: tuple[str, str] | None, candidates: list[Candida
         return Decision(OFFER, linked)
     if auto_link is not None:
         # the link itself needs no consent; only a change of the card does
-        return Decision(OFFER, (auto_link.book, auto_link.href), link="verified")
+        return Decision(OFFER, (auto_link.book, auto_link.href), link=LINK_VERIFIED)
     proposed = best(candidates, FIT_PROPOSE)
     return Decision(OFFER, (proposed.book, proposed.href) if proposed else None)
 
@@ -160,3 +168,15 @@ class Preauthorization:
             return False
         shared = set(groups_of(owner)) & set(groups_of(recipient))
         return bool(shared & self.groups)
+
+
+def offer_state(offer: Offer, now: datetime.datetime | None = None) -> str:
+    """pending, postponed or refused; a postponement that ran out is pending again."""
+    if offer.state == OFFER_POSTPONED and offer.until:
+        try:
+            until = datetime.datetime.fromisoformat(offer.until)
+        except ValueError:
+            return OFFER_PENDING
+        if until <= (now or datetime.datetime.now(datetime.timezone.utc)):
+            return OFFER_PENDING
+    return offer.state

@@ -52,11 +52,18 @@ class Context:
     def preauthorized(self, owner: str, recipient: str) -> bool:
         return self.settings.preauthorize.between(owner, recipient, self.groups)
 
+    def standing(self, recipient: str, owner: str) -> tuple[str, bool]:
+        """The recipient's effective policy towards ``owner``, and whether they chose the owner
+        (a policy of theirs names the owner, or the admin pre-authorised the two)."""
+        policies = self.index.consent.policies(recipient)
+        preauthorized = self.preauthorized(owner, recipient)
+        return (consent.effective_policy(policies, owner, preauthorized,
+                                         self.settings.default_policy),
+                consent.chosen(policies, owner, preauthorized))
+
     def policy(self, recipient: str, owner: str) -> str:
         """The recipient's effective policy towards ``owner``."""
-        return consent.effective_policy(self.index.consent.policies(recipient), owner,
-                                        self.preauthorized(owner, recipient),
-                                        self.settings.default_policy)
+        return self.standing(recipient, owner)[0]
 
     def discoverability(self, owner: Owner) -> str:
         return owner.discoverability or self.settings.default_discoverability

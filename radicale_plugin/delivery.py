@@ -4,18 +4,22 @@
 An owner writes only into the card linked to them.  Without a link, the
 cards of the recipient that carry the owner's verified keys are the
 candidates (see :func:`radicale_plugin.consent.card_fit`); the fan-out
-decides with the recipient's policy what to do (:mod:`consent`).
+decides with the recipient's policy what to do (:mod:`consent`).  Each
+recipient gets the view of the change meant for them (``wanted_seq``): a
+change sent to some recipients only does not reach the others.
 
-Every write is recorded before it is made (the view about to be written
-and its values), so that after a crash the next merge still knows every
-value the server put into the copy, and it is recorded in the history
-after it is made.  Callers hold the storage write lock (reads: any lock).
+Every write is recorded before it is made (an :class:`Intent`: the view,
+the values it puts there, the history entry it will make), so that after a
+crash the next merge still knows every value the server put into the copy,
+and the history is neither lost nor doubled.  Callers hold the storage
+write lock (reads: any lock).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime
+import hashlib
 from dataclasses import dataclass, field
 
 from radicale.log import logger
@@ -23,8 +27,10 @@ from radicale.log import logger
 from radicale_plugin import store
 from radicale_plugin.consent import Candidate, card_fit
 from radicale_plugin.context import Context
+from radicale_plugin.errors import NotFound
 from radicale_plugin.history import diff
-from radicale_plugin.index import LINK_CREATED, Delivery, HistoryEntry, Link, Owner
+from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
+                                   Owner)
 from radicale_plugin.merge import Previous, copy_uid, merge, new_copy
 from radicale_plugin.vcard import Card, parse_card
 from radicale_plugin.view import View
@@ -32,11 +38,19 @@ from radicale_plugin.view import View
 _KEY_FIELDS = ("TEL", "EMAIL")
 
 
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 @dataclass
 class Placement:
     """Where an owner's copy is, or could go, in a recipient's books."""
 
-    linked: tuple[str, str] | None = None    # the linked card (it may await re-creation)
+    linked: tuple[str, str] | None = None    # the linked card
     deleted: bool = False                    # the recipient deleted the linked card
     no_book: bool = False                    # the recipient has no address book
     candidates: list[Candidate] = field(default_factory=list)
@@ -49,8 +63,18 @@ class Deliverer:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    # -- where --------------------------------------------------------------
+    # -- what the recipient is meant to get ------------------------------------
+    def wanted_view(self, owner: Owner, delivery: Delivery) -> View | None:
+        """The view of the change meant for this recipient (None: the me card is gone)."""
+        if owner.view is None:
+            return None
+        if delivery.wanted_seq == owner.seq:
+            return owner.view
+        return self._ctx.index.owners.view_at(owner.user, delivery.wanted_seq) or owner.view
+
+    # -- where ------------------------------------------------------------------
     def place(self, owner: Owner, delivery: Delivery) -> Placement:
+        """The linked card, or the recipient's cards that could hold the owner's copy."""
         index = self._ctx.index
         recipient = delivery.recipient
         if not store.address_books(self._ctx.storage, recipient):
@@ -59,9 +83,6 @@ class Deliverer:
         if link is not None:
             if self.card_text(link.book, link.href) is not None:
                 return Placement(linked=(link.book, link.href))
-            if link.made_by == LINK_CREATED and delivery.intent_view is not None \
-                    and not delivery.delivered_seq:
-                return Placement(linked=(link.book, link.href))  # creation was interrupted
             return Placement(deleted=True)
         mine = index.keys.verified(owner.user)
         cards = index.cards.cards_with_keys(recipient, mine)
@@ -92,62 +113,72 @@ class Deliverer:
         """A new copy goes into the book holding the recipient's me card, else the first book."""
         books = store.address_books(self._ctx.storage, recipient)
         if not books:
-            raise FileNotFoundError("%s has no address book" % recipient)
+            raise NotFound("%s has no address book to hold a new contact" % recipient)
         mine = self._ctx.index.owners.get(recipient)
         collection = next((b for b in books if b.path == mine.book), books[0])
         return collection.path, copy_uid(owner, recipient) + ".vcf"
 
-    # -- what ---------------------------------------------------------------
-    def previous(self, owner: Owner, delivery: Delivery | None) -> Previous:
+    # -- what -------------------------------------------------------------------
+    def previous(self, owner: Owner, delivery: Delivery) -> Previous:
         """What in the recipient's copy is provably the owner's."""
         index = self._ctx.index
         ever_verified = {k.key for k in index.keys.of_user(owner.user) if k.verified}
         values = {(f, k) for f, k in index.owners.past_values(owner.user)
                   if f not in _KEY_FIELDS or k in ever_verified}
+        values |= delivery.written_values
         written: tuple = ()
-        if delivery is not None:
-            values |= delivery.written_values
-            for view in (delivery.delivered_view, delivery.intent_view):
-                if view is not None:
-                    written += view.entries
+        if delivery.delivered_view is not None:
+            written += delivery.delivered_view.entries
+        if delivery.intent is not None:
+            written += delivery.intent.view.entries
         return Previous(written, frozenset(values))
 
-    def render(self, owner: Owner, delivery: Delivery | None, view: View,
-               book: str, href: str, text: str | None) -> str:
+    def render(self, owner: Owner, delivery: Delivery, view: View, book: str,
+               text: str | None) -> str:
         """The copy's text after the change (a new card when ``text`` is None)."""
         if text is None:
-            version = self._book_version(book)
-            return new_copy(view, copy_uid(owner.user, delivery.recipient if delivery else ""),
-                            version).serialize()
+            return new_copy(view, copy_uid(owner.user, delivery.recipient),
+                            self._book_version(book)).serialize()
         return merge(parse_card(text), view, self.previous(owner, delivery),
                      self._ctx.settings.region).serialize()
 
     def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str]) -> bool:
-        """Whether writing the owner's view into ``card`` would change it at all."""
-        assert owner.view is not None
+        """Whether writing the wanted view into ``card`` would change it at all."""
+        view = self.wanted_view(owner, delivery)
         text = self.card_text(*card)
-        return text is None or self.render(owner, delivery, owner.view, *card, text) != text
+        return view is not None and (
+            text is None or self.render(owner, delivery, view, card[0], text) != text)
 
-    def preview(self, owner: Owner, recipient: str, card: tuple[str, str] | None
-                ) -> tuple[Card | None, Card]:
-        """What accepting an offer would do to ``card`` (None: a new contact)."""
-        assert owner.view is not None
-        delivery = self._ctx.index.outbox.delivery(owner.user, recipient)
-        book, href = card if card is not None else self.new_card_place(owner.user, recipient)
-        text = self.card_text(book, href) if card is not None else None
-        if delivery is None:
-            delivery = Delivery(owner.user, recipient, "", 0)
-        after = self.render(owner, delivery, owner.view, book, href, text)
+    def preview(self, owner: Owner, delivery: Delivery, view: View,
+                card: tuple[str, str] | None) -> tuple[Card | None, Card]:
+        """What writing ``view`` would do to ``card`` (None: a new contact)."""
+        book, _ = card if card is not None else self.new_card_place(owner.user,
+                                                                   delivery.recipient)
+        text = self.card_text(*card) if card is not None else None
+        after = self.render(owner, delivery, view, book, text)
         return (parse_card(text) if text is not None else None), parse_card(after)
 
-    # -- the write ----------------------------------------------------------
-    def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
-              link_kind: str | None, view: View | None = None,
-              action: str = "update") -> tuple[str, str]:
-        """Write ``view`` (default: the owner's) into ``card`` (None: a new card)."""
+    # -- the write ----------------------------------------------------------------
+    def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
+        """Finish what a crash interrupted: record a write that happened, forget one that did not."""
+        intent = delivery.intent
+        if intent is None:
+            return delivery
         index = self._ctx.index
-        view = view or owner.view
-        assert view is not None
+        text = self.card_text(intent.book, intent.href)
+        with index.transaction():
+            if text is not None and _hash(text) == intent.after_hash:
+                self._record(owner, delivery.recipient, intent)
+            elif intent.action == "create":
+                # the new card never reached the disk: its link leads nowhere
+                index.links.remove(owner.user, delivery.recipient)
+            index.outbox.set_intent(owner.user, delivery.recipient, None)
+        return index.outbox.delivery(owner.user, delivery.recipient) or delivery
+
+    def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
+              link_kind: str | None, view: View, action: str = "update") -> tuple[str, str]:
+        """Write ``view`` into ``card`` (None: a new card); return where it is."""
+        index = self._ctx.index
         recipient = delivery.recipient
         if card is None:
             card = self.new_card_place(owner.user, recipient)
@@ -155,32 +186,37 @@ class Deliverer:
         book, href = card
         collection = store.book(self._ctx.storage, book)
         if collection is None:
-            raise FileNotFoundError("the address book /%s/ is gone" % book)
+            raise NotFound("the address book /%s/ is gone" % book)
         text = store.card_text(collection, href)
-        new_text = self.render(owner, delivery, view, book, href, text)
-        region = self._ctx.settings.region
+        new_text = self.render(owner, delivery, view, book, text)
+        intent = None
+        if new_text != text:
+            intent = Intent(view, book, href, "create" if text is None else action,
+                            tuple(diff(parse_card(text) if text is not None else None,
+                                       parse_card(new_text))), _hash(new_text))
         with index.transaction():
             if link_kind is not None:
-                index.links.put(Link(owner.user, recipient, book, href, link_kind,
-                                     _now_iso()))
-            if new_text != text:
+                index.links.put(Link(owner.user, recipient, book, href, link_kind, _now_iso()))
+            if intent is not None:
                 # recorded first: after a crash the next merge knows what may be in the copy
-                index.outbox.set_intent(owner.user, recipient, view, view.values(region))
-        if new_text == text:
+                index.outbox.set_intent(owner.user, recipient, intent,
+                                        view.values(self._ctx.settings.region))
+        if intent is None:
             return card
         self._ctx.writing.copy = True
         try:
             store.write_card(collection, href, new_text)
         finally:
             self._ctx.writing.copy = False
-        changes = tuple(diff(parse_card(text) if text is not None else None,
-                             parse_card(new_text)))
         with index.transaction():
-            index.history.record(HistoryEntry(owner.user, recipient, book, href,
-                                              "create" if text is None else action, changes))
+            self._record(owner, recipient, intent)
             index.outbox.set_intent(owner.user, recipient, None)
         logger.debug("Copy of %r's card written to /%s/%s", owner.user, book, href)
         return card
+
+    def _record(self, owner: Owner, recipient: str, intent: Intent) -> None:
+        self._ctx.index.history.record(HistoryEntry(owner.user, recipient, intent.book,
+                                                    intent.href, intent.action, intent.changes))
 
     def withdraw(self, owner: Owner, delivery: Delivery) -> None:
         """Remove the owner's values from the recipient's copy and end the link."""
@@ -188,8 +224,8 @@ class Deliverer:
         link = index.links.get(owner.user, delivery.recipient)
         if link is None:
             return
-        policy = self._ctx.policy(delivery.recipient, owner.user)
-        if policy != "block" and self.card_text(link.book, link.href) is not None:
+        if self._ctx.policy(delivery.recipient, owner.user) != "block" \
+                and self.card_text(link.book, link.href) is not None:
             fields = set(owner.shared_fields) | set(owner.withdrawn_fields) | {
                 f for f, _ in delivery.written_values}
             # nothing shared any more: every field is withdrawn
@@ -207,7 +243,3 @@ class Deliverer:
                     versions[line.split(":", 1)[1].strip()] += 1
                     break
         return versions.most_common(1)[0][0] if versions else "3.0"
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -18,6 +18,7 @@ from typing import Iterable
 from radicale_plugin.context import Context
 from radicale_plugin.errors import BadRequest, TooMany
 from radicale_plugin.ratelimit import RateLimiter
+from radicale_plugin.records import LINK_CREATED
 
 
 class Discovery:
@@ -39,7 +40,12 @@ class Discovery:
         if choice == "nobody":
             return False
         mine = index.keys.verified(viewer)
-        return bool(mine) and bool(index.cards.cards_with_keys(holder, mine))
+        for card in index.cards.cards_with_keys(holder, mine) if mine else ():
+            link = index.links.at(card.book, card.href)
+            # a copy the server created for the viewer is no sign the holder knows them
+            if link is None or link.owner != viewer or link.made_by != LINK_CREATED:
+                return True
+        return False
 
     def visible_holders(self, viewer: str, keys: Iterable[str]) -> dict[str, str]:
         """Key → user, for keys verified for a user the viewer may discover."""
@@ -63,8 +69,6 @@ class Discovery:
 
     def resolve(self, viewer: str, keys: list[str]) -> dict[str, list[str]]:
         """``/resolve``: which user each key is verified for, if the viewer may know."""
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise BadRequest("'keys' must be a list of strings such as \"tel:+12025550101\"")
         limit = self._ctx.settings.resolve_max_keys
         if len(keys) > limit:
             raise BadRequest("at most %d keys per call (%d given); split the list"

@@ -31,7 +31,7 @@ from radicale_plugin import index as idx
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.delivery import Deliverer
-from radicale_plugin.errors import SharingError
+from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import Owners
@@ -113,11 +113,11 @@ class FanoutWorker:
         outbox = self._ctx.index.outbox
         owner = self._ctx.index.owners.get(job.owner)
         if owner.view is None:
-            outbox.plan(job, {}, [])
+            outbox.plan(job, {})
             return
         if job.only is not None:
             # "update some": the owner named these recipients for this change
-            outbox.plan(job, {r: ["chosen for this update"] for r in job.only}, [])
+            outbox.plan(job, {r: ["chosen for this update"] for r in job.only})
             logger.info("Update of %r's me card goes to %d chosen recipient(s)",
                         job.owner, len(job.only))
             return
@@ -125,19 +125,23 @@ class FanoutWorker:
         for item in skipped:
             logger.warning("Update of %r's me card skips a contact (%s): %s",
                            job.owner, item["rule"], item["reason"])
-        outbox.plan(job, targets, skipped)
+        outbox.plan(job, targets)
         logger.info("Update of %r's me card goes to %d recipient(s)", job.owner, len(targets))
 
     def _deliver(self, delivery: Delivery) -> None:
         owner = self._ctx.index.owners.get(delivery.owner)
         try:
+            delivery = self._deliverer.settle(owner, delivery)
             self._deliver_to(delivery, owner)
         except Exception as e:
-            # one recipient's failure must neither stop the others nor be retried forever
+            # one recipient's failure must neither stop the others nor be retried forever;
+            # the owner sees a fixed reason: an error's text may quote the recipient's card
             logger.warning("Copy of %r's card for %r not written: %s",
                            delivery.owner, delivery.recipient, e,
                            exc_info=not isinstance(e, SharingError))
-            delivery.state, delivery.error = idx.FAILED, str(e)
+            delivery.state = idx.FAILED
+            delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
+                              else "the copy could not be written; the server's log says why")
         self._ctx.index.outbox.finish(delivery)
 
     def _deliver_to(self, delivery: Delivery, owner: Owner) -> None:
@@ -146,7 +150,8 @@ class FanoutWorker:
             self._deliverer.withdraw(owner, delivery)
             delivery.state, delivery.error = idx.WITHDRAWN, ""
             return
-        if owner.view is None:
+        view = self._deliverer.wanted_view(owner, delivery)
+        if view is None:
             delivery.state = idx.STOPPED
             return
         placement = self._deliverer.place(owner, delivery)
@@ -159,12 +164,9 @@ class FanoutWorker:
             delivery.state = idx.FAILED
             delivery.error = "the recipient removed your card from their address book"
             return
-        policies = self._ctx.index.consent.policies(recipient)
-        preauthorized = self._ctx.preauthorized(owner.user, recipient)
-        policy = consent.effective_policy(policies, owner.user, preauthorized,
-                                          self._ctx.settings.default_policy)
-        allowed = consent.may_offer(policies, owner.user, preauthorized,
-                                    placement.owner_key_in_books, placement.linked is not None)
+        policy, chosen = self._ctx.standing(recipient, owner.user)
+        allowed = consent.may_offer(chosen, placement.owner_key_in_books,
+                                    placement.linked is not None)
         decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
         if decision.action == consent.OFFER and decision.card is not None \
                 and (placement.linked or decision.link) \
@@ -172,11 +174,10 @@ class FanoutWorker:
             # the card already says it all: an offer would change nothing
             decision = consent.Decision(consent.WRITE, decision.card, decision.link)
         if decision.action == consent.WRITE:
-            self._deliverer.apply(owner, delivery, decision.card, decision.link)
+            self._deliverer.apply(owner, delivery, decision.card, decision.link, view)
             self._ctx.index.consent.drop_offer(owner.user, recipient)
             delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-            delivery.delivered_view = owner.view
-            delivery.delivered_seq = max(delivery.wanted_seq, owner.seq)
+            delivery.delivered_seq = delivery.wanted_seq
         elif decision.action == consent.OFFER:
             self._offers.make(owner, delivery, decision.card)
         elif decision.action == consent.BLOCKED:

@@ -23,176 +23,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from dataclasses import dataclass, field
 from typing import Iterable
 
-from radicale_plugin.view import DEFAULT_SHARED_FIELDS, View
-
-POLICIES = ("auto", "ask", "block")
-DISCOVERABILITY = ("everyone", "contacts", "nobody")
-
-#: Delivery states as stored (the API maps them to what owners see).
-PENDING = "pending"            # waiting for the fan-out worker
-DELIVERED = "delivered"        # the copy holds the view of ``delivered_seq``
-OFFERED = "offered"            # an offer waits for the recipient (see the offer's state)
-BLOCKED = "blocked"            # the recipient's policy forbids it
-FAILED = "failed"              # could not be done; ``error`` says why
-STOPPED = "stopped"            # no longer a target (or no me card); the copy is left
-WITHDRAWING = "withdrawing"    # the owner's values are to be removed from the copy
-WITHDRAWN = "withdrawn"        # they were; the link has ended
-
-#: Offer states.
-OFFER_PENDING = "pending"
-OFFER_POSTPONED = "postponed"
-OFFER_REFUSED = "refused"
-
-#: How a link was made.
-LINK_CREATED = "created"       # the server created the card
-LINK_ACCEPTED = "accepted"     # the recipient accepted an offer naming the card
-LINK_VERIFIED = "verified"     # every matching key on the card is verified for the owner
-LINK_MIGRATED = "migrated"     # found by the matching of schema version 1
-
-
-@dataclass
-class Owner:
-    """A user's me card and sharing settings."""
-
-    user: str
-    book: str | None = None       # collection path, e.g. "alice/contacts"
-    href: str | None = None
-    uid: str | None = None
-    shared_fields: list[str] = field(default_factory=lambda: list(DEFAULT_SHARED_FIELDS))
-    withdrawn_fields: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-    card_view: View | None = None  # the shared fields of the me card as written
-    view: View | None = None       # what recipients get (no key verified for someone else)
-    seq: int = 0
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    discoverability: str | None = None  # None: the server's default
-    notices: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Key:
-    """A number or e-mail a user claims (on their me card) or verified."""
-
-    user: str
-    key: str
-    on_card: bool
-    verified: str | None = None   # when it was verified for this user
-    lost: str | None = None       # when another user verified it (it moved to them)
-
-    @property
-    def state(self) -> str:
-        if self.lost:
-            return "moved"
-        return "verified" if self.verified else "unverified"
-
-
-@dataclass(frozen=True)
-class Code:
-    """A verification code waiting to be confirmed (only its hash is kept)."""
-
-    user: str
-    key: str
-    digest: str
-    expires: float
-    attempts: int
-
-
-@dataclass(frozen=True)
-class IndexedCard:
-    """One card of one book, as the card-key index knows it."""
-
-    book: str
-    href: str
-    uid: str
-    is_group: bool
-    keys: frozenset[str]
-
-    @property
-    def user(self) -> str:
-        return self.book.split("/", 1)[0]
-
-
-@dataclass(frozen=True)
-class Link:
-    """The card in ``recipient``'s book that holds ``owner``'s copy."""
-
-    owner: str
-    recipient: str
-    book: str
-    href: str
-    made_by: str
-    made: str = ""
-
-
-@dataclass
-class Offer:
-    """An owner's change waiting for the recipient's answer."""
-
-    owner: str
-    recipient: str
-    seq: int
-    state: str = OFFER_PENDING
-    book: str | None = None        # the recipient's card it would change; None: a new contact
-    href: str | None = None
-    created: str = ""
-    first_offered: str = ""
-    until: str | None = None       # postponed until (ISO time)
-    refused_seq: int = 0
-
-
-@dataclass(frozen=True)
-class Job:
-    """An owner's change waiting to be planned."""
-
-    id: int
-    owner: str
-    seq: int
-    only: list[str] | None = None   # "update some": these recipients only
-    withdraw: bool = False          # recipients no longer targeted are withdrawn
-
-
-@dataclass
-class Delivery:
-    """The state of one owner's card in one recipient's address book."""
-
-    owner: str
-    recipient: str
-    state: str
-    wanted_seq: int
-    delivered_seq: int = 0
-    delivered_view: View | None = None
-    intent_view: View | None = None   # recorded before a write, cleared after it
-    written_values: set[tuple[str, str]] = field(default_factory=set)  # ever written there
-    reasons: list[str] = field(default_factory=list)
-    error: str = ""
-    updated: str = ""
-    due: float = 0.0                  # not before this time (seconds since 1970)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One value of a recipient's card, before and after (content lines; None: absent)."""
-
-    field: str
-    before: str | None
-    after: str | None
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One change the sharing code made to a recipient's card."""
-
-    owner: str
-    recipient: str
-    book: str
-    href: str
-    action: str                  # "create", "update" or "withdraw"
-    changes: tuple[Change, ...]
-    time: str = ""
-    id: int = 0
+from radicale_plugin.records import (  # noqa: F401  (the contract's vocabulary)
+    BLOCKED, DELIVERED, DISCOVERABILITY, FAILED, LINK_ACCEPTED, LINK_CREATED, LINK_MIGRATED,
+    LINK_VERIFIED, OFFER_PENDING, OFFER_POSTPONED, OFFER_REFUSED, OFFERED, PENDING, POLICIES,
+    STOPPED, WITHDRAWING, WITHDRAWN, Change, Code, Delivery, HistoryEntry, IndexedCard, Intent,
+    Job, Key, Link, Offer, Owner)
+from radicale_plugin.view import View
 
 
 class OwnerStore(abc.ABC):
@@ -230,10 +68,16 @@ class OwnerStore(abc.ABC):
 
         ``values`` are the (field, compare key) pairs of ``view``: they are
         remembered for good, as values that are provably the owner's.
-        Returns False (and queues nothing) when ``view`` is unchanged.
-        ``view`` None means the me card is gone: every delivery stops (copies stay) and
-        offers are dropped.
+        A change of either view is a new change (``seq`` + 1): the owner
+        cannot tell from it whether a key was dropped as somebody else's.
+        Returns False (and queues nothing) when neither changed.  ``view``
+        None means the me card is gone: every delivery stops (copies stay) and
+        pending offers are dropped.
         """
+
+    @abc.abstractmethod
+    def view_at(self, user: str, seq: int) -> View | None:
+        """The view of the owner's change ``seq`` (kept while a delivery or offer needs it)."""
 
     @abc.abstractmethod
     def past_values(self, user: str) -> set[tuple[str, str]]:
@@ -241,11 +85,7 @@ class OwnerStore(abc.ABC):
 
     @abc.abstractmethod
     def add_notice(self, user: str, text: str) -> None:
-        """Tell the owner something at their next look (e.g. a key moved away)."""
-
-    @abc.abstractmethod
-    def clear_notices(self, user: str) -> None:
-        """Forget the owner's notices."""
+        """Tell the owner something at their next look (e.g. a key moved away); newest kept."""
 
 
 class KeyStore(abc.ABC):
@@ -337,10 +177,6 @@ class CardIndex(abc.ABC):
         """Cards in ``user``'s books carrying at least one of ``keys``."""
 
     @abc.abstractmethod
-    def keys_of_books(self, user: str) -> set[str]:
-        """Every key found on any card of the user's books."""
-
-    @abc.abstractmethod
     def book_mtimes(self) -> dict[str, int]:
         """The folder modification time each book had when last indexed."""
 
@@ -389,7 +225,7 @@ class LinkStore(abc.ABC):
 
     @abc.abstractmethod
     def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
-        """A linked card was moved: the link follows it."""
+        """A linked card was moved: the link follows it; a link of the card it replaced ends."""
 
 
 class ConsentStore(abc.ABC):
@@ -425,7 +261,10 @@ class ConsentStore(abc.ABC):
 
     @abc.abstractmethod
     def new_offers_since(self, owner: str, since: str) -> int:
-        """Offers an owner made to recipients who had none, since ``since`` (ISO time)."""
+        """Offers an owner made to recipients who had none, since ``since`` (ISO time).
+
+        Counted from a log that forgetting an offer does not shorten.
+        """
 
 
 class Outbox(abc.ABC):
@@ -440,23 +279,23 @@ class Outbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
-        """Send the owner's change ``seq`` only to ``recipients`` ("update some")."""
+    def restrict(self, user: str, recipients: list[str]) -> None:
+        """Send the owner's newest queued change only to ``recipients`` ("update some")."""
 
     @abc.abstractmethod
     def pending_jobs(self, limit: int) -> list[Job]:
         """Owner changes still to plan, oldest first."""
 
     @abc.abstractmethod
-    def plan(self, job: Job, targets: dict[str, list[str]],
-             skipped: list[dict[str, str]]) -> None:
+    def plan(self, job: Job, targets: dict[str, list[str]]) -> None:
         """Turn a job into pending deliveries, one per target, and drop the job.
 
         For a job with ``only`` the targets are a chosen few: other
         deliveries are left as they are.  Otherwise deliveries of users no
         longer targeted stop (their copies stay; withdrawn with
-        ``job.withdraw``) and their offers are dropped.  A copy that already
-        holds the job's change is not made pending again.
+        ``job.withdraw``) and their pending offers are dropped (a refusal is
+        kept).  A copy that already holds the job's change is not made
+        pending again.  Views no delivery, offer or job needs are forgotten.
         """
 
     @abc.abstractmethod
@@ -468,17 +307,17 @@ class Outbox(abc.ABC):
         """One delivery."""
 
     @abc.abstractmethod
-    def set_intent(self, owner: str, recipient: str, view: View | None,
+    def set_intent(self, owner: str, recipient: str, intent: Intent | None,
                    values: Iterable[tuple[str, str]] = ()) -> None:
-        """Record the view about to be written into the copy, before writing it.
+        """Record the write about to be made into the copy, before making it.
 
         ``values`` (field, compare key) join the delivery's ``written_values``
-        for good.  ``view`` None clears the intent once the write is recorded.
+        for good.  ``intent`` None clears it once the write is recorded.
         """
 
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:
-        """Store the outcome of one delivery (state, error, view written, due).
+        """Store the outcome of one delivery (state, error, ``delivered_seq``, due).
 
         Nothing is stored if the delivery was planned again meanwhile (its
         ``wanted_seq`` changed): the newer plan wins.
@@ -494,15 +333,15 @@ class Outbox(abc.ABC):
 
     @abc.abstractmethod
     def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
-        """Mark stopped deliveries to be withdrawn (``None``: all); return their recipients."""
+        """Mark deliveries of former targets to be withdrawn (``None``: all); return them."""
 
     @abc.abstractmethod
     def deliveries(self, owner: str) -> list[Delivery]:
         """Every delivery of an owner's card."""
 
     @abc.abstractmethod
-    def queued(self, owner: str) -> int:
-        """How many changes of the owner wait to be planned."""
+    def queued(self, owner: str, full_only: bool = False) -> int:
+        """How many changes of the owner wait to be planned (``full_only``: for all targets)."""
 
     @abc.abstractmethod
     def has_work(self, now: float) -> bool:
@@ -524,9 +363,6 @@ class HistoryLog(abc.ABC):
     def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
         """The newest changes made to a recipient's cards, newest first."""
 
-    @abc.abstractmethod
-    def of_owner(self, owner: str, limit: int = 100) -> list[HistoryEntry]:
-        """The newest changes made with an owner's card, newest first."""
 
 
 class SharingIndex(abc.ABC):

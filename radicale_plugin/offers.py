@@ -17,11 +17,11 @@ import datetime
 import time
 from typing import Any
 
-from radicale import pathutils
 from radicale.log import logger
 
 from radicale_plugin import index as idx
 from radicale_plugin import store
+from radicale_plugin.consent import offer_state
 from radicale_plugin.context import Context
 from radicale_plugin.delivery import Deliverer
 from radicale_plugin.errors import BadRequest, Conflict, NotFound
@@ -29,6 +29,7 @@ from radicale_plugin.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
 from radicale_plugin.matching import line_key
 from radicale_plugin.vcard import unescape
+from radicale_plugin.view import View
 
 #: How long an offer held back by the daily limit waits before it is tried again.
 RETRY_AFTER_LIMIT = 3600.0
@@ -61,18 +62,6 @@ def parse_until(value: Any) -> datetime.datetime:
     if when - now > MAX_POSTPONE:
         raise BadRequest("an offer can be postponed by a year at most")
     return when
-
-
-def offer_state(offer: Offer, now: datetime.datetime | None = None) -> str:
-    """pending, postponed or refused; a postponement that ran out is pending again."""
-    if offer.state == idx.OFFER_POSTPONED and offer.until:
-        try:
-            until = datetime.datetime.fromisoformat(offer.until)
-        except ValueError:
-            return idx.OFFER_PENDING
-        if until <= (now or _now()):
-            return idx.OFFER_PENDING
-    return offer.state
 
 
 class Offers:
@@ -115,6 +104,13 @@ class Offers:
         logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
 
     # -- the recipient's side -------------------------------------------------
+    def offered_view(self, offer: Offer) -> View | None:
+        """Exactly the view this offer shows (None: the owner's card is gone)."""
+        owner = self._ctx.index.owners.get(offer.owner)
+        if owner.view is None:
+            return None
+        return self._ctx.index.owners.view_at(offer.owner, offer.seq)
+
     def open_offers(self, recipient: str) -> list[dict[str, Any]]:
         """The recipient's open offers, each with exactly what accepting would change."""
         index = self._ctx.index
@@ -122,13 +118,19 @@ class Offers:
         with self._ctx.storage.acquire_lock("r", recipient):
             for offer in index.consent.offers_for(recipient):
                 state = offer_state(offer)
-                owner = index.owners.get(offer.owner)
-                if state == idx.OFFER_REFUSED or owner.view is None:
+                view = self.offered_view(offer)
+                if state == idx.OFFER_REFUSED or view is None:
                     continue
+                owner = index.owners.get(offer.owner)
                 card = (offer.book, offer.href) if offer.book and offer.href else None
                 if card is not None and self._deliverer.card_text(*card) is None:
                     card = None  # the proposed card is gone: it would be a new contact
-                before, after = self._deliverer.preview(owner, recipient, card)
+                delivery = index.outbox.delivery(offer.owner, recipient) or Delivery(
+                    offer.owner, recipient, idx.OFFERED, offer.seq)
+                try:
+                    before, after = self._deliverer.preview(owner, delivery, view, card)
+                except NotFound:
+                    continue  # no address book left to put a new contact in
                 out.append({
                     "owner": offer.owner, "seq": offer.seq, "state": state,
                     "until": offer.until if state == idx.OFFER_POSTPONED else None,
@@ -138,61 +140,54 @@ class Offers:
                         "name": unescape(before.first_value("FN") or "") if before else ""},
                     "changes": [{"field": c.field, "before": c.before, "after": c.after}
                                 for c in diff(before, after)],
-                    "owner_keys": self._owner_keys(owner),
+                    "owner_keys": self._owner_keys(offer.owner, view),
                 })
         return out
 
-    def _owner_keys(self, owner: Owner) -> list[dict[str, Any]]:
-        assert owner.view is not None
-        verified = self._ctx.index.keys.verified(owner.user)
+    def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
+        verified = self._ctx.index.keys.verified(owner)
         region = self._ctx.settings.region
         keys = []
-        for entry in owner.view.entries:
+        for entry in view.entries:
             key = line_key(entry.name, entry.value, region)
             if key:
                 keys.append({"key": key, "value": unescape(entry.value),
                              "verified": key in verified})
         return keys
 
-    def _open(self, recipient: str, owner: Any) -> Offer:
-        if not isinstance(owner, str) or not pathutils.is_safe_path_component(owner):
-            raise BadRequest("name the owner whose offer this is, e.g. /offers/alice/accept")
+    def _open(self, recipient: str, owner: str) -> Offer:
         offer = self._ctx.index.consent.offer(owner, recipient)
         if offer is None or offer.state == idx.OFFER_REFUSED:
             raise NotFound("no offer from %r waits for you" % owner)
         return offer
 
-    def accept(self, recipient: str, owner_name: Any, card: Any = None, once: Any = False,
-               seq: Any = None) -> dict[str, Any]:
-        """Apply the offer now, into the proposed card, another card of mine, or a new one."""
-        if not isinstance(once, bool):
-            raise BadRequest("'once' must be true or false")
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
-            raise BadRequest("'seq' must be the number of the offer you looked at")
-        if card is not None and not isinstance(card, str):
-            raise BadRequest("'card' must be the path of one of your cards, or \"new\"")
+    def accept(self, recipient: str, owner_name: str, card: str | None = None,
+               once: bool = False, seq: int | None = None) -> dict[str, Any]:
+        """Apply exactly the offered change now: into the proposed card, another, or a new one."""
         index = self._ctx.index
         with self._ctx.storage.acquire_lock("w", recipient):
             offer = self._open(recipient, owner_name)
             if seq is not None and seq != offer.seq:
                 raise Conflict("the offer changed since you looked at it (it is now change "
                                "%d): look at it again" % offer.seq)
-            owner = index.owners.get(offer.owner)
-            if owner.view is None:
+            view = self.offered_view(offer)
+            if view is None:
                 index.consent.drop_offer(offer.owner, recipient)
                 raise Conflict("%s no longer shares a card" % offer.owner)
+            owner = index.owners.get(offer.owner)
             target = self._chosen_card(recipient, offer, card)
-            delivery = index.outbox.ensure(offer.owner, recipient, owner.seq)
+            delivery = index.outbox.ensure(offer.owner, recipient, offer.seq)
+            delivery = self._deliverer.settle(owner, delivery)
             link = index.links.get(offer.owner, recipient)
             kind: str | None = idx.LINK_ACCEPTED
             if link is not None and target == (link.book, link.href):
                 kind = None
             elif link is not None:
                 index.links.remove(offer.owner, recipient)  # the copy moves to the chosen card
-            written = self._deliverer.apply(owner, delivery, target, kind)
+            written = self._deliverer.apply(owner, delivery, target, kind, view)
             delivery = index.outbox.delivery(offer.owner, recipient) or delivery
             delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-            delivery.delivered_seq, delivery.delivered_view = owner.seq, owner.view
+            delivery.delivered_seq = offer.seq
             with index.transaction():
                 index.outbox.finish(delivery)
                 index.consent.drop_offer(offer.owner, recipient)
@@ -231,27 +226,31 @@ class Offers:
             raise Conflict("that card is a group; choose a contact or \"new\"")
         return chosen
 
-    def postpone(self, recipient: str, owner_name: Any, until: Any) -> dict[str, Any]:
+    def postpone(self, recipient: str, owner_name: str, until: str) -> dict[str, Any]:
+        """Offer it again at ``until``."""
         when = parse_until(until)
         index = self._ctx.index
-        with index.transaction():
+        # under the storage lock: the fan-out must not re-make the offer meanwhile
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
             offer = self._open(recipient, owner_name)
             offer.state, offer.until = idx.OFFER_POSTPONED, _iso(when)
             index.consent.put_offer(offer)
         return {"owner": offer.owner, "state": idx.OFFER_POSTPONED, "until": offer.until}
 
-    def refuse(self, recipient: str, owner_name: Any) -> dict[str, Any]:
+    def refuse(self, recipient: str, owner_name: str) -> dict[str, Any]:
+        """Drop this change; the owner's next change is offered again."""
         index = self._ctx.index
-        with index.transaction():
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
             offer = self._open(recipient, owner_name)
             offer.state, offer.refused_seq, offer.until = idx.OFFER_REFUSED, offer.seq, None
             index.consent.put_offer(offer)
         logger.info("Recipient %r refused a change of %r's card", recipient, offer.owner)
         return {"owner": offer.owner, "state": idx.OFFER_REFUSED}
 
-    def block(self, recipient: str, owner_name: Any) -> dict[str, Any]:
+    def block(self, recipient: str, owner_name: str) -> dict[str, Any]:
+        """Never take changes from this owner."""
         index = self._ctx.index
-        with index.transaction():
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
             offer = self._open(recipient, owner_name)
             index.consent.set_policy(recipient, offer.owner, "block")
             index.consent.drop_offer(offer.owner, recipient)

@@ -45,7 +45,11 @@ class Owners:
         """Refuse a write of a me card that breaks the rules, before it is stored."""
         owner = self._ctx.index.owners.get(store.user_of(collection.path))
         if self.is_me_card(owner, collection.path, href, uid):
-            check_me_card(text, self._ctx.settings.limits)
+            self.check_upload_text(text)
+
+    def check_upload_text(self, text: str) -> None:
+        """The checks a me card's text must pass (the same through CardDAV and the API)."""
+        check_me_card(text, self._ctx.settings.limits)
 
     def on_written(self, collection: storage.BaseCollection, href: str, text: str,
                    uid: str | None) -> None:
@@ -215,8 +219,7 @@ class Owners:
             self._ctx.wake()
 
     def set_shared_fields(self, user: str, fields: list[str], withdraw: bool = False) -> None:
-        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            raise BadRequest("'fields' must be a list of field names such as [\"FN\", \"TEL\"]")
+        """Share these fields; the values of fields no longer shared are withdrawn if asked."""
         wanted = check_fields(fields)
         with self._ctx.storage.acquire_lock("w", user):
             owner = self._ctx.index.owners.get(user)
@@ -234,11 +237,6 @@ class Owners:
 
     def update_me_card(self, user: str, text: str, only: list[str] | None) -> dict:
         """Write new content into the me card and send it (to ``only``, or to all targets)."""
-        if not isinstance(text, str):
-            raise BadRequest("'card' must be the vCard text of the me card")
-        if only is not None and (not isinstance(only, list)
-                                 or not all(isinstance(u, str) for u in only)):
-            raise BadRequest("'only' must be a list of user names")
         card = check_me_card(text, self._ctx.settings.limits)
         index = self._ctx.index
         with self._ctx.storage.acquire_lock("w", user):
@@ -255,11 +253,12 @@ class Owners:
                 raise NotFound("your me card's book /%s/ is gone" % owner.book)
             store.write_card(collection, owner.href, text)
             after = index.owners.get(user)
-            if after.seq == owner.seq:
-                # unchanged view: send it anyway to whoever lacks it (after an "update some")
-                index.outbox.requeue(user)
-            if only is not None:
-                index.outbox.restrict(user, after.seq, sorted(set(only)))
+            with index.transaction():
+                if after.seq == owner.seq:
+                    # unchanged view: send it anyway to whoever lacks it (after an "update some")
+                    index.outbox.requeue(user)
+                if only is not None:
+                    index.outbox.restrict(user, sorted(set(only)))
         return {"seq": after.seq, "changed": after.seq != owner.seq}
 
     def withdraw(self, user: str, recipients: list[str] | None) -> list[str]:

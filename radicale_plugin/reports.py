@@ -14,7 +14,7 @@ from typing import Any
 
 from radicale_plugin import index as idx
 from radicale_plugin.index import Delivery, Offer
-from radicale_plugin.offers import offer_state
+from radicale_plugin.consent import offer_state
 
 _OFFER_STATES = {idx.OFFER_PENDING: "offered", idx.OFFER_POSTPONED: "postponed",
                  idx.OFFER_REFUSED: "refused"}

@@ -19,9 +19,7 @@ from typing import ClassVar
 import radicale.item as radicale_item
 from radicale import config, group
 from radicale import storage as radicale_storage
-from radicale.log import logger
 
-from radicale_plugin import index as idx
 from radicale_plugin import store
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
@@ -29,8 +27,10 @@ from radicale_plugin.delivery import Deliverer
 from radicale_plugin.discovery import Discovery
 from radicale_plugin.fanout import FanoutWorker
 from radicale_plugin.index import SharingIndex
+from radicale_plugin.links import Links
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import ME_CARD_PROPERTY, Owners
+from radicale_plugin.policies import Policies
 from radicale_plugin.selection import Targets
 from radicale_plugin.settings import Settings
 from radicale_plugin.sqlite import SQLiteIndex
@@ -60,6 +60,8 @@ class SharingService:
         self.discovery = Discovery(self.ctx)
         self.owners = Owners(self.ctx, self.discovery)
         self.card_keys = CardKeys(self.ctx)
+        self.links = Links(self.ctx)
+        self.policies = Policies(self.ctx, self.links)
         self.targets = Targets(self.ctx, self.discovery)
         self.deliverer = Deliverer(self.ctx)
         self.offers = Offers(self.ctx, self.deliverer)
@@ -104,6 +106,16 @@ class SharingService:
         if self._is_owner_book(collection):
             self.owners.check_upload(collection, href, item.serialize(), item.uid)
 
+    def check_book(self, path: str, items: list[radicale_item.Item]) -> None:
+        """Refuse a whole-book write whose me card breaks the rules, before it is stored."""
+        book = path.strip("/")
+        owner = self.index.owners.get(store.user_of(book))
+        if owner.book != book:
+            return
+        for item in items:
+            if self.owners.is_me_card(owner, book, item.href or "", item.uid):
+                self.owners.check_upload_text(item.serialize())
+
     def _is_owner_book(self, collection: radicale_storage.BaseCollection) -> bool:
         return self.index.owners.get(store.user_of(collection.path)).book == collection.path
 
@@ -128,29 +140,15 @@ class SharingService:
                                          for r in owner.rules):
             return
         with self.index.transaction():
-            if not self.index.outbox.queued(user):
+            if not self.index.outbox.queued(user, full_only=True):
                 self.index.outbox.requeue(user)
 
     def on_item_deleted(self, collection: radicale_storage.BaseCollection, href: str | None) -> None:
         self.card_keys.on_deleted(collection, href)
-        self._copies_gone(collection.path if href is None else
-                          "%s/%s" % (collection.path, href))
+        self.links.on_deleted(collection.path if href is None else
+                              "%s/%s" % (collection.path, href))
         self.owners.on_deleted(collection.path, href)
         self._contacts_changed(collection.path)
-
-    def _copies_gone(self, path: str) -> None:
-        """Owners whose copy was at ``path`` learn that the recipient deleted it.
-
-        The link is kept (dangling), so that the copy is not simply created
-        again: only the recipient's next choice of policy re-opens it.
-        """
-        index = self.index
-        for link in index.links.under(path):
-            delivery = index.outbox.delivery(link.owner, link.recipient)
-            if delivery is not None and delivery.state == idx.DELIVERED:
-                delivery.state = idx.FAILED
-                delivery.error = "the recipient removed your card from their address book"
-                index.outbox.finish(delivery)
 
     def on_collection_replaced(self, collection: radicale_storage.BaseCollection) -> None:
         self.card_keys.on_replaced(collection)
@@ -160,32 +158,10 @@ class SharingService:
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
                       to_collection: radicale_storage.BaseCollection, to_href: str, text: str) -> None:
         self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
-        index = self.index
-        link = index.links.at(from_collection.path, from_href)
-        if link is not None:
-            if store.user_of(to_collection.path) == link.recipient:
-                index.links.move(from_collection.path, from_href, to_collection.path, to_href)
-            else:
-                self._copies_gone("%s/%s" % (from_collection.path, from_href))
+        self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)
         self.owners.on_moved(from_collection.path, from_href, to_collection, to_href, text)
         self._contacts_changed(to_collection.path)
 
     def on_me_card_property(self, principal: radicale_storage.BaseCollection,
                             value: str | None) -> str | None:
         return self.owners.on_me_card_property(principal, value)
-
-    def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:
-        """A recipient's choice towards an owner (``*``: their default)."""
-        index = self.index
-        with index.transaction():
-            index.consent.set_policy(recipient, owner, policy)
-            # a fresh choice re-opens a copy the recipient deleted earlier
-            for link in index.links.under(recipient):
-                if owner in ("*", link.owner) and link.recipient == recipient \
-                        and index.cards.card(link.book, link.href) is None:
-                    index.links.remove(link.owner, recipient)
-            index.outbox.reopen_for(recipient, None if owner == "*" else owner,
-                                    (idx.BLOCKED, idx.FAILED, idx.OFFERED))
-        logger.info("Recipient %r set policy %s towards %s", recipient, policy,
-                    "everybody" if owner == "*" else repr(owner))
-        self.wake()

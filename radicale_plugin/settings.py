@@ -127,9 +127,12 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
     "mecard_codes_per_user": {
         "value": "10", "help": "verification codes one user may ask for per hour",
         "type": _positive_int},
+    "mecard_codes_per_user_key": {
+        "value": "3", "help": "verification codes one user may have sent to one number or "
+                              "e-mail per hour", "type": _positive_int},
     "mecard_codes_per_key": {
-        "value": "3", "help": "verification codes sent to one number or e-mail per hour",
-        "type": _positive_int},
+        "value": "10", "help": "verification codes sent to one number or e-mail per hour, "
+                              "whoever asks", "type": _positive_int},
     "mecard_resolve_max_keys": {
         "value": "10000", "help": "numbers and e-mails one /resolve call may ask about",
         "type": _positive_int},
@@ -180,7 +183,8 @@ class Settings:
     code_lifetime: float = 900
     code_attempts: int = 5
     codes_per_user: int = 10
-    codes_per_key: int = 3
+    codes_per_user_key: int = 3
+    codes_per_key: int = 10
     resolve_max_keys: int = 10000
     resolve_per_hour: int = 20000
     offers_per_day: int = 100
@@ -215,6 +219,7 @@ class Settings:
             code_lifetime=get("code_lifetime"),
             code_attempts=get("code_attempts"),
             codes_per_user=get("codes_per_user"),
+            codes_per_user_key=get("codes_per_user_key"),
             codes_per_key=get("codes_per_key"),
             resolve_max_keys=get("resolve_max_keys"),
             resolve_per_hour=get("resolve_per_hour"),

@@ -72,6 +72,9 @@ class Storage(multifilesystem.Storage):
     def create_collection(self, href: str,
                           items: Optional[Iterable[radicale_item.Item]] = None,
                           props: Optional[Mapping[str, str]] = None):
+        if items is not None:
+            items = list(items)
+            self.sharing.check_book(href, items)
         result = super().create_collection(href, items, props)
         self.sharing.on_collection_replaced(result[0])
         return result
@@ -79,6 +82,7 @@ class Storage(multifilesystem.Storage):
     def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
         assert item.collection is not None and item.href is not None
         from_collection, from_href = item.collection, item.href
+        self.sharing.check_upload(to_collection, to_href, item)
         super().move(item, to_collection, to_href)
         self.sharing.on_item_moved(from_collection, from_href, to_collection, to_href,
                                    item.serialize())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.message
 import hashlib
 import hmac
+import re
 import secrets
 import shlex
 import smtplib
@@ -37,10 +38,19 @@ SENT = ("if this number or e-mail can receive messages, a code is on its way to 
         "confirm it within %d minutes")
 
 
-class Unavailable(SharingError):
-    """The server has no way to send codes of this kind."""
+_EMAIL = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
 
-    status = 501
+
+class Unavailable(SharingError):
+    """The server has no way to send codes of this kind (the admin's setup)."""
+
+    status = 409
+
+
+class SendFailed(SharingError):
+    """The mail server or SMS gateway failed; trying later may work."""
+
+    status = 503
 
 
 def normalize_key(text: str, region: str) -> str:
@@ -50,7 +60,7 @@ def normalize_key(text: str, region: str) -> str:
     raw = text.strip()
     if raw.lower().startswith("mailto:") or ("@" in raw and not raw.lower().startswith("tel:")):
         key = email_key(raw)
-        if key is None or " " in key or key.count("@") != 1 or key.endswith("@"):
+        if key is None or not _EMAIL.match(key[7:]):
             raise BadRequest("%r is not an e-mail address" % text[:80])
         return key
     key = phone_key(raw, region)
@@ -152,25 +162,31 @@ class Verification:
             raise TooMany("you asked for %d codes within the hour; try again later"
                           % settings.codes_per_user, 600)
         answer = {"key": key, "status": SENT % max(1, int(settings.code_lifetime // 60))}
+        code = new_code()
         with index.transaction():
-            index.keys.record_send(user, key, now)
-            flooded = index.keys.sends_since(now - 3600, key=key) > settings.codes_per_key
-            if not flooded:
-                code = new_code()
+            # each account may send only a few codes to one key, and the key gets only so
+            # many in all: a claimant can neither flood the holder nor lock them out
+            send = (index.keys.sends_since(now - 3600, user=user, key=key)
+                    < settings.codes_per_user_key
+                    and index.keys.sends_since(now - 3600, key=key) < settings.codes_per_key)
+            if send:
+                index.keys.record_send(user, key, now)
+            # stored either way ("pending" must not tell whether it was sent), but an unsent
+            # code never replaces one that was sent
+            if send or index.keys.code(user, key) is None:
                 index.keys.put_code(Code(user, key, digest(user, key, code),
                                          now + settings.code_lifetime, 0))
-        if flooded:
-            # the same answer: the caller must not learn who else asks for this key
-            logger.warning("Verification code for %s not sent: %d sent within the hour",
-                           key, settings.codes_per_key)
+        if not send:
+            logger.warning("Verification code for %r not sent: too many codes for this key "
+                           "within the hour", user)
             return answer
         try:
             self._senders.send(user, key, code)
-        except (OSError, smtplib.SMTPException, subprocess.SubprocessError) as e:
+        except (OSError, ValueError, smtplib.SMTPException, subprocess.SubprocessError) as e:
             logger.error("Verification code for %r could not be sent: %s", user, e)
             index.keys.drop_code(user, key)
-            raise Unavailable("the code could not be sent (the server's mail or SMS service "
-                              "failed); try again later") from e
+            raise SendFailed("the code could not be sent (the server's mail or SMS service "
+                             "failed); try again later") from e
         logger.info("Verification code sent for %r", user)
         return answer
 

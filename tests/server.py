@@ -85,7 +85,9 @@ class RadicaleServer:
         self.mail = MailSink()
         self.sms_outbox = root / "sms-outbox.txt"
         (root / "users").write_text("".join("%s:%s\n" % kv for kv in users.items()))
-        sms = "%s %s %s" % (sys.executable, Path(__file__).with_name("fake_sms.py"),
+        # the demo config's stand-in SMS gateway: it appends NUMBER<TAB>TEXT to a file
+        sms = "%s %s %s" % (sys.executable,
+                            Path(__file__).parent.parent / "config" / "sms_to_file.py",
                             self.sms_outbox)
         options = {"mecard_poll_interval": "2", "predefined_collections":
                    '{"contacts": {"tag": "VADDRESSBOOK"}}',

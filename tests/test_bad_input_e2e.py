@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.server import fixture, settled
+from tests.server import settled
 from tests.test_fanout_e2e import trio  # noqa: F401  (fixture)
 
 

@@ -8,7 +8,7 @@ import pytest
 from radicale_plugin.consent import (ASK, AUTO, BLOCK, BLOCKED, FIT_LINK, FIT_PROPOSE,
                                      NOT_ALLOWED, OFFER, WRITE, Candidate, Decision,
                                      Preauthorization, card_fit, decide, effective_policy,
-                                     may_offer)
+                                     chosen, may_offer)
 
 A, B = "tel:+12025550101", "mailto:alice@example.org"   # verified for alice
 WORK = "tel:+12025550777"                               # nobody's
@@ -43,12 +43,12 @@ def test_effective_policy_order(policies, preauthorized, expected):
 ])
 def test_an_owner_the_recipient_knows_may_make_an_offer(policies, preauthorized,
                                                           key_in_books, linked):
-    assert may_offer(policies, "alice", preauthorized, key_in_books, linked)
+    assert may_offer(chosen(policies, "alice", preauthorized), key_in_books, linked)
 
 
 @pytest.mark.parametrize("policies", [{}, {"*": ASK}, {"carol": ASK}, {"*": AUTO}])
 def test_a_stranger_may_not_make_an_offer(policies):
-    assert not may_offer(policies, "alice", False, False, False)
+    assert not may_offer(chosen(policies, "alice", False), False, False)
 
 
 # -- which card fits -------------------------------------------------------------------

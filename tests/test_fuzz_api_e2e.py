@@ -49,7 +49,6 @@ from typing import Any, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
-import requests
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from radicale.pathutils import sanitize_path

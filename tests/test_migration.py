@@ -10,6 +10,7 @@ blocked Bob.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from radicale_plugin import index as idx
 from radicale_plugin.sqlite import SQLiteIndex
 from radicale_plugin.sqlite.schema import SchemaError
-from radicale_plugin.view import Entry
+from radicale_plugin.view import Entry, View
 from tests.conftest import FAMILY, USERS
 from tests.server import FIXTURES, RadicaleServer, fixture, settled
 
@@ -43,6 +44,17 @@ def user_version(path: Path) -> int:
     return version
 
 
+def columns(path: Path, table: str) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        found = {r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)}
+    conn.close()
+    return found
+
+
+#: Columns of version 1 whose content version 2 keeps elsewhere (links, owner_views) or drops.
+GONE = {"deliveries": {"book", "href", "delivered_view"}, "owners": {"prev_view", "skipped"}}
+
+
 @pytest.fixture
 def migrated(tmp_path):
     path = tmp_path / "v1.sqlite"
@@ -60,6 +72,21 @@ def test_the_migrated_database_has_the_current_schema_version(tmp_path):
     assert user_version(path) == 0  # version 1 wrote no number
     SQLiteIndex(str(path)).close()
     assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 2
+
+
+@pytest.mark.parametrize("start", ["fresh", "v1"])
+def test_version_2_keeps_no_card_locations_or_views_in_deliveries_and_owners(tmp_path, start):
+    # the card holding a copy is the link's business; views live per change in owner_views
+    path = tmp_path / "x.sqlite"
+    if start == "v1":
+        load_v1(path)
+        assert GONE["deliveries"] <= columns(path, "deliveries")
+    SQLiteIndex(str(path)).close()
+    for table, gone in GONE.items():
+        assert columns(path, table) and not gone & columns(path, table), table
+    assert {"owner", "seq", "view"} <= columns(path, "owner_views")
+    assert {"intent", "written_values", "due"} <= columns(path, "deliveries")
+    assert "intent_view" not in columns(path, "deliveries")
 
 
 def test_every_owners_me_card_rules_shared_fields_and_seq_are_kept(migrated):
@@ -117,7 +144,37 @@ def test_deliveries_keep_their_state_and_remember_the_values_written(migrated):
     blocked = migrated.outbox.delivery("bob", "carol")
     assert (blocked.state, blocked.delivered_seq, blocked.written_values) == (
         idx.BLOCKED, 0, set())
-    assert blocked.intent_view is None and blocked.due == 0.0
+    assert blocked.intent is None and blocked.delivered_view is None and blocked.due == 0.0
+
+
+def test_views_move_to_the_changes_they_belong_to(tmp_path):
+    # a delivery that version 1 left one change behind: its view is the older one
+    older = View((Entry("FN", "Alice Archer"), Entry("N", "Archer;Alice;;;"),
+                  Entry("TEL", "+1 202 555 0101", ("cell",))))
+    v1_json = json.dumps([e.to_json() for e in older.entries])  # version 1: entries only
+    path = tmp_path / "v1.sqlite"
+    load_v1(path, "INSERT INTO deliveries VALUES('alice','dave','delivered',2,1,'dave/contacts',"
+                  "'a.vcf','%s','[\"all\"]','','%s');" % (v1_json, V1_TIME))
+    index = SQLiteIndex(str(path))
+    try:
+        owners = {o.user: o for o in index.owners.with_me_card()}
+        for user, owner in owners.items():   # every owner's current change
+            assert index.owners.view_at(user, owner.seq) == owner.view, user
+        assert index.owners.view_at("alice", 1) == older
+        dave, bob = index.outbox.delivery("alice", "dave"), index.outbox.delivery("alice", "bob")
+        assert dave is not None and bob is not None
+        assert (dave.delivered_seq, dave.delivered_view) == (1, older)
+        assert bob.delivered_view == owners["alice"].view
+        assert ("TEL", OLD) in dave.written_values and ("TEL", NOW) not in dave.written_values
+
+        # the views stay while the deliveries refer to them
+        index.outbox.requeue("alice")
+        index.outbox.plan(index.outbox.pending_jobs(1)[0], {"bob": ["all (contact Bob)"]})
+        dave = index.outbox.delivery("alice", "dave")
+        assert dave is not None and dave.delivered_view == older
+        assert index.owners.view_at("alice", 2) == owners["alice"].view
+    finally:
+        index.close()
 
 
 def test_policies_are_kept(migrated):
@@ -137,7 +194,7 @@ def test_the_migrated_outbox_and_stores_take_new_work(migrated):
     job = migrated.outbox.pending_jobs(10)[0]
     assert (job.owner, job.seq, job.withdraw) == ("alice", 2, True)
     assert job.id > 6  # v1 used job ids up to 6
-    migrated.outbox.plan(job, {"bob": ["all (contact Bob)"]}, [])
+    migrated.outbox.plan(job, {"bob": ["all (contact Bob)"]})
     assert migrated.outbox.delivery("alice", "bob").state == idx.DELIVERED  # holds seq 2
     assert migrated.outbox.delivery("alice", "carol").state == idx.WITHDRAWING
     migrated.keys.verify("alice", NOW)

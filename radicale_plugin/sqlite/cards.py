@@ -75,10 +75,6 @@ class SQLiteCardIndex(index.CardIndex):
                 out.append(card)
         return out
 
-    def keys_of_books(self, user: str) -> set[str]:
-        return {r[0] for r in self._db.rows("SELECT DISTINCT key FROM card_keys WHERE user = ?",
-                                            (user,))}
-
     def book_mtimes(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._db.rows("SELECT path, mtime FROM books")}
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 
 from radicale_plugin import index
@@ -52,6 +53,16 @@ class SQLiteConsentStore(index.ConsentStore):
 
     def put_offer(self, offer: Offer) -> None:
         now = now_iso()
+        with self._db.transaction():
+            if self.offer(offer.owner, offer.recipient) is None:
+                self._db.execute("INSERT INTO offer_log (owner, recipient, time) VALUES (?, ?, ?)",
+                                 (offer.owner, offer.recipient, now))
+                # a day is the longest window anyone asks about
+                self._db.execute("DELETE FROM offer_log WHERE time < ?",
+                                 (_days_ago(2),))
+            self._put(offer, now)
+
+    def _put(self, offer: Offer, now: str) -> None:
         self._db.execute(
             "INSERT INTO offers (owner, recipient, seq, state, book, href, created, "
             "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -68,5 +79,9 @@ class SQLiteConsentStore(index.ConsentStore):
 
     def new_offers_since(self, owner: str, since: str) -> int:
         return int(self._db.value(
-            "SELECT COUNT(*) FROM offers WHERE owner = ? AND first_offered >= ?",
-            (owner, since)))
+            "SELECT COUNT(*) FROM offer_log WHERE owner = ? AND time >= ?", (owner, since)))
+
+
+def _days_ago(days: int) -> str:
+    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
+    return when.isoformat(timespec="seconds")

@@ -37,7 +37,3 @@ class SQLiteHistoryLog(index.HistoryLog):
         return [_entry(r) for r in self._db.rows(
             "SELECT * FROM history WHERE recipient = ? ORDER BY id DESC LIMIT ?",
             (recipient, limit))]
-
-    def of_owner(self, owner: str, limit: int = 100) -> list[HistoryEntry]:
-        return [_entry(r) for r in self._db.rows(
-            "SELECT * FROM history WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner, limit))]

@@ -62,5 +62,9 @@ class SQLiteLinkStore(index.LinkStore):
         return [_link(r) for r in self._db.rows("SELECT * FROM links WHERE " + where, args)]
 
     def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
-        self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
-                         (to_book, to_href, book, href))
+        with self._db.transaction():
+            # the card that was there is overwritten: its link ends
+            self._db.execute("DELETE FROM links WHERE book = ? AND href = ? "
+                             "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
+            self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
+                             (to_book, to_href, book, href))

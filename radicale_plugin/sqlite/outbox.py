@@ -8,18 +8,39 @@ import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
-from radicale_plugin.index import Delivery, Job
+from radicale_plugin.index import Change, Delivery, Intent, Job
 from radicale_plugin.sqlite.database import Database, marks, now_iso
 from radicale_plugin.view import View
 
 _WAITING = (index.PENDING, index.WITHDRAWING)
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
 
+# a delivery with the view of the change it last delivered
+_SELECT = ("SELECT d.*, v.view AS delivered_view FROM deliveries d LEFT JOIN owner_views v "
+           "ON v.owner = d.owner AND v.seq = d.delivered_seq")
+
+
+def _intent_json(intent: Intent) -> str:
+    return json.dumps({"view": intent.view.to_json(), "book": intent.book,
+                       "href": intent.href, "action": intent.action,
+                       "changes": [[c.field, c.before, c.after] for c in intent.changes],
+                       "after_hash": intent.after_hash})
+
+
+def _intent(text: str | None) -> Intent | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    view = View.from_json(data["view"])
+    assert view is not None
+    return Intent(view, data["book"], data["href"], data["action"],
+                  tuple(Change(*c) for c in data["changes"]), data["after_hash"])
+
 
 def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(row["owner"], row["recipient"], row["state"], row["wanted_seq"],
                     row["delivered_seq"], View.from_json(row["delivered_view"]),
-                    View.from_json(row["intent_view"]),
+                    _intent(row["intent"]),
                     {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
                     json.loads(row["reasons"] or "[]"), row["error"] or "",
                     row["updated"] or "", row["due"] or 0.0)
@@ -36,9 +57,10 @@ class SQLiteOutbox(index.Outbox):
             "INSERT INTO jobs (owner, seq, created, withdraw) SELECT user, seq, ?, ? FROM owners "
             "WHERE user = ? AND view IS NOT NULL", (now_iso(), int(withdraw), user))
 
-    def restrict(self, user: str, seq: int, recipients: list[str]) -> None:
-        self._db.execute("UPDATE jobs SET only_recipients = ? WHERE owner = ? AND seq = ?",
-                         (json.dumps(recipients), user, seq))
+    def restrict(self, user: str, recipients: list[str]) -> None:
+        self._db.execute("UPDATE jobs SET only_recipients = ? WHERE id = "
+                         "(SELECT MAX(id) FROM jobs WHERE owner = ?)",
+                         (json.dumps(recipients), user))
 
     def pending_jobs(self, limit: int) -> list[Job]:
         return [Job(r["id"], r["owner"], r["seq"],
@@ -46,8 +68,7 @@ class SQLiteOutbox(index.Outbox):
                     bool(r["withdraw"]))
                 for r in self._db.rows("SELECT * FROM jobs ORDER BY id LIMIT ?", (limit,))]
 
-    def plan(self, job: Job, targets: dict[str, list[str]],
-             skipped: list[dict[str, str]]) -> None:
+    def plan(self, job: Job, targets: dict[str, list[str]]) -> None:
         now = now_iso()
         with self._db.transaction():
             for recipient, reasons in targets.items():
@@ -63,27 +84,40 @@ class SQLiteOutbox(index.Outbox):
                     (job.owner, recipient, index.PENDING, job.seq, json.dumps(reasons), now,
                      index.DELIVERED))
             if job.only is None:
-                # targets removed since the last plan: stop (or withdraw), keep their copies
-                names = sorted(targets)
-                not_target = " AND recipient NOT IN (%s)" % marks(names) if names else ""
-                self._db.execute(
-                    "UPDATE deliveries SET state = ?, updated = ?, due = 0 WHERE owner = ? "
-                    "AND state NOT IN (%s)" % marks(list(_ENDED)) + not_target,
-                    (index.WITHDRAWING if job.withdraw else index.STOPPED, now, job.owner,
-                     *_ENDED, *names))
-                self._db.execute("DELETE FROM offers WHERE owner = ?" + not_target,
-                                 (job.owner, *names))
-                self._db.execute("UPDATE owners SET skipped = ? WHERE user = ?",
-                                 (json.dumps(skipped), job.owner))
+                self._left_out(job, sorted(targets), now)
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            self._prune_views(job.owner)
+
+    def _left_out(self, job: Job, targets: list[str], now: str) -> None:
+        """Recipients no longer targeted: stopped (copies stay), or withdrawn if asked."""
+        not_target = " AND recipient NOT IN (%s)" % marks(targets) if targets else ""
+        spared: tuple[str, ...] = _ENDED
+        state = index.STOPPED
+        if job.withdraw:
+            spared, state = (index.WITHDRAWING, index.WITHDRAWN), index.WITHDRAWING
+        self._db.execute(
+            "UPDATE deliveries SET state = ?, updated = ?, due = 0 WHERE owner = ? "
+            "AND state NOT IN (%s)" % marks(list(spared)) + not_target,
+            (state, now, job.owner, *spared, *targets))
+        # a pending offer goes with the target; a refusal stays the recipient's answer
+        self._db.execute("DELETE FROM offers WHERE owner = ? AND state != ?" + not_target,
+                         (job.owner, index.OFFER_REFUSED, *targets))
+
+    def _prune_views(self, owner: str) -> None:
+        self._db.execute(
+            "DELETE FROM owner_views WHERE owner = ? AND seq NOT IN ("
+            "SELECT seq FROM owners WHERE user = ? UNION SELECT seq FROM jobs WHERE owner = ? "
+            "UNION SELECT wanted_seq FROM deliveries WHERE owner = ? "
+            "UNION SELECT delivered_seq FROM deliveries WHERE owner = ? "
+            "UNION SELECT seq FROM offers WHERE owner = ?)", (owner,) * 6)
 
     def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(
-            "SELECT * FROM deliveries WHERE state IN (?, ?) AND due <= ? "
-            "ORDER BY due, updated, owner, recipient LIMIT ?", (*_WAITING, now, limit))]
+            _SELECT + " WHERE d.state IN (?, ?) AND d.due <= ? "
+            "ORDER BY d.due, d.updated, d.owner, d.recipient LIMIT ?", (*_WAITING, now, limit))]
 
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
-        row = self._db.row("SELECT * FROM deliveries WHERE owner = ? AND recipient = ?",
+        row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
                            (owner, recipient))
         return _delivery(row) if row else None
 
@@ -97,7 +131,7 @@ class SQLiteOutbox(index.Outbox):
             assert found is not None
             return found
 
-    def set_intent(self, owner: str, recipient: str, view: View | None,
+    def set_intent(self, owner: str, recipient: str, intent: Intent | None,
                    values: Iterable[tuple[str, str]] = ()) -> None:
         with self._db.transaction():
             current = self.delivery(owner, recipient)
@@ -105,18 +139,17 @@ class SQLiteOutbox(index.Outbox):
                 return
             written = sorted(current.written_values | set(values))
             self._db.execute(
-                "UPDATE deliveries SET intent_view = ?, written_values = ? "
+                "UPDATE deliveries SET intent = ?, written_values = ? "
                 "WHERE owner = ? AND recipient = ?",
-                (view.to_json() if view else None, json.dumps(written), owner, recipient))
+                (_intent_json(intent) if intent else None, json.dumps(written), owner,
+                 recipient))
 
     def finish(self, delivery: Delivery) -> None:
         self._db.execute(
-            "UPDATE deliveries SET state = ?, delivered_seq = ?, delivered_view = ?, error = ?, "
-            "due = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
-            (delivery.state, delivery.delivered_seq,
-             delivery.delivered_view.to_json() if delivery.delivered_view else None,
-             delivery.error, delivery.due, now_iso(), delivery.owner, delivery.recipient,
-             delivery.wanted_seq))
+            "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
+            "updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            (delivery.state, delivery.delivered_seq, delivery.error, delivery.due, now_iso(),
+             delivery.owner, delivery.recipient, delivery.wanted_seq))
 
     def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
         wanted = list(states)
@@ -147,10 +180,12 @@ class SQLiteOutbox(index.Outbox):
 
     def deliveries(self, owner: str) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(
-            "SELECT * FROM deliveries WHERE owner = ? ORDER BY recipient", (owner,))]
+            _SELECT + " WHERE d.owner = ? ORDER BY d.recipient", (owner,))]
 
-    def queued(self, owner: str) -> int:
-        return int(self._db.value("SELECT COUNT(*) FROM jobs WHERE owner = ?", (owner,)))
+    def queued(self, owner: str, full_only: bool = False) -> int:
+        return int(self._db.value(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ?"
+            + (" AND only_recipients IS NULL" if full_only else ""), (owner,)))
 
     def has_work(self, now: float) -> bool:
         return bool(self._db.value(

@@ -13,6 +13,10 @@ from radicale_plugin.sqlite.database import Database, now_iso
 from radicale_plugin.view import View
 
 
+#: Notices kept per owner (the newest).
+MAX_NOTICES = 20
+
+
 class SQLiteOwnerStore(index.OwnerStore):
     """The ``owners`` and ``owner_values`` tables."""
 
@@ -26,7 +30,6 @@ class SQLiteOwnerStore(index.OwnerStore):
         owner = Owner(user, row["book"], row["href"], row["uid"],
                       card_view=View.from_json(row["card_view"]),
                       view=View.from_json(row["view"]), seq=row["seq"],
-                      skipped=json.loads(row["skipped"] or "[]"),
                       discoverability=row["discoverability"],
                       notices=json.loads(row["notices"] or "[]"))
         if row["shared_fields"]:
@@ -74,31 +77,36 @@ class SQLiteOwnerStore(index.OwnerStore):
         with self._db.transaction():
             self._ensure(user)
             current = self.get(user)
+            if _same(current.view, view) and _same(current.card_view, card_view):
+                return False
             self._db.execute("UPDATE owners SET card_view = ? WHERE user = ?",
                              (card_view.to_json() if card_view else None, user))
-            old = current.view
-            if (old is None and view is None) or (
-                    old is not None and view is not None
-                    and old.fingerprint() == view.fingerprint()):
-                return False
             if view is None:
-                # the me card is gone: stop what is queued, never delete copies
+                # the me card is gone: stop everything, never delete copies
                 self._db.execute("UPDATE owners SET view = NULL WHERE user = ?", (user,))
                 self._db.execute("DELETE FROM jobs WHERE owner = ?", (user,))
                 self._db.execute("UPDATE deliveries SET state = ?, updated = ?, due = 0 "
                                  "WHERE owner = ? AND state NOT IN (?, ?, ?)",
                                  (index.STOPPED, now_iso(), user, index.STOPPED,
                                   index.WITHDRAWING, index.WITHDRAWN))
-                self._db.execute("DELETE FROM offers WHERE owner = ?", (user,))
+                self._db.execute("DELETE FROM offers WHERE owner = ? AND state != ?",
+                                 (user, index.OFFER_REFUSED))
                 return True
+            seq = current.seq + 1
             self._db.executemany(
                 "INSERT OR IGNORE INTO owner_values (owner, field, value_key) VALUES (?, ?, ?)",
                 [(user, f, k) for f, k in sorted(set(values))])
-            self._db.execute("UPDATE owners SET view = ?, seq = seq + 1 WHERE user = ?",
-                             (view.to_json(), user))
+            self._db.execute("UPDATE owners SET view = ?, seq = ? WHERE user = ?",
+                             (view.to_json(), seq, user))
+            self._db.execute("INSERT OR REPLACE INTO owner_views (owner, seq, view) "
+                             "VALUES (?, ?, ?)", (user, seq, view.to_json()))
             self._db.execute("INSERT INTO jobs (owner, seq, created) VALUES (?, ?, ?)",
-                             (user, current.seq + 1, now_iso()))
+                             (user, seq, now_iso()))
             return True
+
+    def view_at(self, user: str, seq: int) -> View | None:
+        return View.from_json(self._db.value(
+            "SELECT view FROM owner_views WHERE owner = ? AND seq = ?", (user, seq)))
 
     def past_values(self, user: str) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self._db.rows(
@@ -106,9 +114,11 @@ class SQLiteOwnerStore(index.OwnerStore):
 
     def add_notice(self, user: str, text: str) -> None:
         with self._db.transaction():
-            notices = self.get(user).notices
-            if text not in notices:
-                self._set(user, "notices", json.dumps(notices + [text]))
+            notices = [n for n in self.get(user).notices if n != text] + [text]
+            self._set(user, "notices", json.dumps(notices[-MAX_NOTICES:]))
 
-    def clear_notices(self, user: str) -> None:
-        self._set(user, "notices", None)
+
+def _same(old: View | None, new: View | None) -> bool:
+    if old is None or new is None:
+        return old is new
+    return old.fingerprint() == new.fingerprint()

@@ -12,15 +12,17 @@ import json
 
 from radicale.log import logger
 
+from radicale_plugin.records import LINK_MIGRATED
 from radicale_plugin.sqlite.database import Database
 from radicale_plugin.view import View
 
 _TABLES_V2 = """
 CREATE TABLE IF NOT EXISTS owners (
     user TEXT PRIMARY KEY, book TEXT, href TEXT, uid TEXT,
-    shared_fields TEXT, rules TEXT, view TEXT, prev_view TEXT,
-    seq INTEGER NOT NULL DEFAULT 0, skipped TEXT,
+    shared_fields TEXT, rules TEXT, view TEXT, seq INTEGER NOT NULL DEFAULT 0,
     withdrawn_fields TEXT, card_view TEXT, discoverability TEXT, notices TEXT);
+CREATE TABLE IF NOT EXISTS owner_views (
+    owner TEXT NOT NULL, seq INTEGER NOT NULL, view TEXT NOT NULL, PRIMARY KEY (owner, seq));
 CREATE TABLE IF NOT EXISTS owner_values (
     owner TEXT NOT NULL, field TEXT NOT NULL, value_key TEXT NOT NULL,
     PRIMARY KEY (owner, field, value_key));
@@ -57,7 +59,9 @@ CREATE TABLE IF NOT EXISTS offers (
     state TEXT NOT NULL, book TEXT, href TEXT, created TEXT, first_offered TEXT,
     until TEXT, refused_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
 CREATE INDEX IF NOT EXISTS offers_by_recipient ON offers (recipient);
-CREATE INDEX IF NOT EXISTS offers_by_first ON offers (owner, first_offered);
+CREATE TABLE IF NOT EXISTS offer_log (owner TEXT NOT NULL, recipient TEXT NOT NULL,
+    time TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS offer_log_by_owner ON offer_log (owner, time);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
     seq INTEGER NOT NULL, created TEXT NOT NULL, only_recipients TEXT,
@@ -65,9 +69,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS deliveries (
     owner TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
     wanted_seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
-    book TEXT, href TEXT, delivered_view TEXT, reasons TEXT, error TEXT,
-    updated TEXT, intent_view TEXT, written_values TEXT, due REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (owner, recipient));
+    reasons TEXT, error TEXT, updated TEXT, intent TEXT, written_values TEXT,
+    due REAL NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due, updated);
 CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (recipient);
 CREATE TABLE IF NOT EXISTS history (
@@ -75,7 +78,6 @@ CREATE TABLE IF NOT EXISTS history (
     recipient TEXT NOT NULL, book TEXT NOT NULL, href TEXT NOT NULL,
     action TEXT NOT NULL, changes TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS history_by_recipient ON history (recipient, id);
-CREATE INDEX IF NOT EXISTS history_by_owner ON history (owner, id);
 """
 
 _V1_STATES = {"copy-deleted": ("failed", "the recipient deleted the copy"),
@@ -125,7 +127,7 @@ def _statements(script: str) -> list[str]:
 def _v1_to_v2(db: Database, region: str) -> None:
     for column in ("withdrawn_fields", "card_view", "discoverability", "notices"):
         db.execute("ALTER TABLE owners ADD COLUMN %s TEXT" % column)
-    for column, kind in (("intent_view", "TEXT"), ("written_values", "TEXT"),
+    for column, kind in (("intent", "TEXT"), ("written_values", "TEXT"),
                          ("due", "REAL NOT NULL DEFAULT 0")):
         db.execute("ALTER TABLE deliveries ADD COLUMN %s %s" % (column, kind))
     db.execute("ALTER TABLE jobs ADD COLUMN withdraw INTEGER NOT NULL DEFAULT 0")
@@ -133,6 +135,8 @@ def _v1_to_v2(db: Database, region: str) -> None:
         db.execute(statement)
     # version 1 kept one view: the me card's shared fields as written
     db.execute("UPDATE owners SET card_view = view")
+    db.execute("INSERT OR IGNORE INTO owner_views (owner, seq, view) "
+               "SELECT user, seq, view FROM owners WHERE view IS NOT NULL")
     # claims move over; nothing was verified in version 1
     db.execute("INSERT OR IGNORE INTO keys (user, key, on_card) "
                "SELECT owner, key, current FROM owner_keys")
@@ -145,10 +149,13 @@ def _v1_to_v2(db: Database, region: str) -> None:
                 values |= view.values(region)
         db.executemany("INSERT OR IGNORE INTO owner_values (owner, field, value_key) "
                        "VALUES (?, ?, ?)", [(row["user"], f, k) for f, k in sorted(values)])
-    for row in db.rows("SELECT owner, recipient, state, book, href, delivered_view, updated "
-                       "FROM deliveries"):
+    for row in db.rows("SELECT owner, recipient, state, delivered_seq, book, href, "
+                       "delivered_view, updated FROM deliveries"):
         view = View.from_json(row["delivered_view"])
         written = sorted(view.values(region)) if view else []
+        if view is not None:
+            db.execute("INSERT OR IGNORE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
+                       (row["owner"], row["delivered_seq"], view.to_json()))
         state, error = _V1_STATES.get(row["state"], (row["state"], None))
         db.execute("UPDATE deliveries SET written_values = ?, state = ?, "
                    "error = COALESCE(?, error) WHERE owner = ? AND recipient = ?",
@@ -156,7 +163,11 @@ def _v1_to_v2(db: Database, region: str) -> None:
         if row["href"] and row["state"] != "copy-deleted":
             # found by version 1's matching; kept so copies stay where they are
             db.execute("INSERT OR IGNORE INTO links (owner, recipient, book, href, made_by, "
-                       "made) VALUES (?, ?, ?, ?, 'migrated', ?)",
+                       "made) VALUES (?, ?, ?, ?, ?, ?)",
                        (row["owner"], row["recipient"], row["book"], row["href"],
-                        row["updated"]))
-    db.execute("UPDATE deliveries SET book = NULL, href = NULL")
+                        LINK_MIGRATED, row["updated"]))
+    # what version 2 keeps elsewhere (links, owner_views) or no longer needs
+    for table, column in (("deliveries", "book"), ("deliveries", "href"),
+                          ("deliveries", "delivered_view"), ("owners", "prev_view"),
+                          ("owners", "skipped")):
+        db.execute("ALTER TABLE %s DROP COLUMN %s" % (table, column))

@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The records the sharing index keeps, and the words for their states.  Pure.
+
+:mod:`radicale_plugin.index` is the contract of the stores that keep them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from radicale_plugin.view import DEFAULT_SHARED_FIELDS, View
+
+POLICIES = ("auto", "ask", "block")
+DISCOVERABILITY = ("everyone", "contacts", "nobody")
+
+#: Delivery states as stored (the API maps them to what owners see).
+PENDING = "pending"            # waiting for the fan-out worker
+DELIVERED = "delivered"        # the copy holds the view of ``delivered_seq``
+OFFERED = "offered"            # an offer waits for the recipient (see the offer's state)
+BLOCKED = "blocked"            # the recipient's policy forbids it
+FAILED = "failed"              # could not be done; ``error`` says why
+STOPPED = "stopped"            # no longer a target (or no me card); the copy is left
+WITHDRAWING = "withdrawing"    # the owner's values are to be removed from the copy
+WITHDRAWN = "withdrawn"        # they were; the link has ended
+
+#: Offer states.
+OFFER_PENDING = "pending"
+OFFER_POSTPONED = "postponed"
+OFFER_REFUSED = "refused"
+
+#: How a link was made.
+LINK_CREATED = "created"       # the server created the card
+LINK_ACCEPTED = "accepted"     # the recipient accepted an offer naming the card
+LINK_VERIFIED = "verified"     # every matching key on the card is verified for the owner
+LINK_MIGRATED = "migrated"     # found by the matching of schema version 1
+
+
+@dataclass
+class Owner:
+    """A user's me card and sharing settings."""
+
+    user: str
+    book: str | None = None       # collection path, e.g. "alice/contacts"
+    href: str | None = None
+    uid: str | None = None
+    shared_fields: list[str] = field(default_factory=lambda: list(DEFAULT_SHARED_FIELDS))
+    withdrawn_fields: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    card_view: View | None = None  # the shared fields of the me card as written
+    view: View | None = None       # what recipients get (no key verified for someone else)
+    seq: int = 0
+    discoverability: str | None = None  # None: the server's default
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A number or e-mail a user claims (on their me card) or verified."""
+
+    user: str
+    key: str
+    on_card: bool
+    verified: str | None = None   # when it was verified for this user
+    lost: str | None = None       # when another user verified it (it moved to them)
+
+    @property
+    def state(self) -> str:
+        if self.lost:
+            return "moved"
+        return "verified" if self.verified else "unverified"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A verification code waiting to be confirmed (only its hash is kept)."""
+
+    user: str
+    key: str
+    digest: str
+    expires: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class IndexedCard:
+    """One card of one book, as the card-key index knows it."""
+
+    book: str
+    href: str
+    uid: str
+    is_group: bool
+    keys: frozenset[str]
+
+    @property
+    def user(self) -> str:
+        return self.book.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Link:
+    """The card in ``recipient``'s book that holds ``owner``'s copy."""
+
+    owner: str
+    recipient: str
+    book: str
+    href: str
+    made_by: str
+    made: str = ""
+
+
+@dataclass
+class Offer:
+    """An owner's change waiting for the recipient's answer."""
+
+    owner: str
+    recipient: str
+    seq: int
+    state: str = OFFER_PENDING
+    book: str | None = None        # the recipient's card it would change; None: a new contact
+    href: str | None = None
+    created: str = ""
+    first_offered: str = ""
+    until: str | None = None       # postponed until (ISO time)
+    refused_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """An owner's change waiting to be planned."""
+
+    id: int
+    owner: str
+    seq: int
+    only: list[str] | None = None   # "update some": these recipients only
+    withdraw: bool = False          # recipients no longer targeted are withdrawn
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A write about to be made into a copy, recorded before it is made.
+
+    After a crash it tells whether the write happened (the card's text then
+    hashes to ``after_hash``) and what the history must say about it.
+    """
+
+    view: View
+    book: str
+    href: str
+    action: str                  # "create", "update" or "withdraw"
+    changes: tuple["Change", ...]
+    after_hash: str
+
+
+@dataclass
+class Delivery:
+    """The state of one owner's card in one recipient's address book.
+
+    ``wanted_seq`` is the owner's change the recipient is meant to get (a
+    change sent to some recipients only does not reach the others);
+    ``delivered_view`` is the view of ``delivered_seq``, as the index keeps it.
+    """
+
+    owner: str
+    recipient: str
+    state: str
+    wanted_seq: int
+    delivered_seq: int = 0
+    delivered_view: View | None = None
+    intent: Intent | None = None
+    written_values: set[tuple[str, str]] = field(default_factory=set)  # ever written there
+    reasons: list[str] = field(default_factory=list)
+    error: str = ""
+    updated: str = ""
+    due: float = 0.0                  # not before this time (seconds since 1970)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One value of a recipient's card, before and after (content lines; None: absent)."""
+
+    field: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change the sharing code made to a recipient's card."""
+
+    owner: str
+    recipient: str
+    book: str
+    href: str
+    action: str                  # "create", "update" or "withdraw"
+    changes: tuple[Change, ...]
+    time: str = ""
+    id: int = 0
