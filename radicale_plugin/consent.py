@@ -98,6 +98,7 @@ class Decision:
 
 
 def best(candidates: Iterable[Candidate], fit: str) -> Candidate | None:
+    """The candidate of that fit with the most of the owner's verified keys."""
     found = [c for c in candidates if c.fit == fit]
     return max(found, key=lambda c: (c.score, c.book, c.href)) if found else None
 

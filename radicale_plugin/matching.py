@@ -81,18 +81,20 @@ def resolve_contact(linked: str | None, keys: Iterable[str], holders: Mapping[st
 
     A contact card that holds a user's copy (it is *linked* to them) stands
     for that user.  Otherwise: the users its keys are *verified* for, as far
-    as the owner may discover them.  Only where no key of the contact is
+    as the owner may discover them; of several, the one who already holds
+    the owner's copy (``has_copy``).  Only where no key of the contact is
     verified for anybody may an unverified claim count, and only the claim
-    of a user who already holds the owner's copy (``has_copy``): it reveals
-    the owner's card to nobody new.  So claiming somebody's number neither
-    reaches their friends nor silences them.
+    of a user who already holds the owner's copy: it reveals the owner's
+    card to nobody new.  So claiming somebody's number neither reaches
+    their friends nor silences them.
     """
     if linked is not None:
         return {linked}
     keys = set(keys)
-    verified = {holders[k] for k in keys if k in holders}
-    if verified or any(k in holders for k in keys):
-        return {u for u in verified if visible(u)}
+    if any(k in holders for k in keys):
+        verified = {holders[k] for k in keys if k in holders and visible(holders[k])}
+        holding = {u for u in verified if has_copy(u)}
+        return holding if len(verified) > 1 and len(holding) == 1 else verified
     if claimants is None:
         return set()
     return {u for k in keys for u in claimants.get(k, ()) if has_copy(u)}

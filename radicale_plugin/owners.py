@@ -38,6 +38,7 @@ class Owners:
 
     # -- hooks, under the request's write lock ---------------------------------
     def is_me_card(self, owner: Owner, book: str, href: str, uid: str | None) -> bool:
+        """Whether the card at book/href (or with that UID in the me card's book) is the me card."""
         return owner.book == book and (owner.href == href or bool(owner.uid and uid == owner.uid))
 
     def check_upload(self, collection: storage.BaseCollection, href: str, text: str,
@@ -53,6 +54,7 @@ class Owners:
 
     def on_written(self, collection: storage.BaseCollection, href: str, text: str,
                    uid: str | None) -> None:
+        """A card was written: if it is the owner's me card, its view is read anew."""
         user = store.user_of(collection.path)
         owner = self._ctx.index.owners.get(user)
         if not self.is_me_card(owner, collection.path, href, uid):
@@ -62,6 +64,7 @@ class Owners:
         self.refresh(owner, text)
 
     def on_deleted(self, path: str, href: str | None) -> None:
+        """A card, book or user was deleted: a me card among them is forgotten."""
         user = store.user_of(path)
         owner = self._ctx.index.owners.get(user)
         if owner.book is None:
@@ -73,6 +76,7 @@ class Owners:
             self.forget(user)
 
     def on_replaced(self, collection: storage.BaseCollection) -> None:
+        """A whole book was written: the me card is found again by its UID, or forgotten."""
         user = store.user_of(collection.path)
         owner = self._ctx.index.owners.get(user)
         if owner.book != collection.path:
@@ -91,6 +95,7 @@ class Owners:
 
     def on_moved(self, from_path: str, from_href: str,
                  to_collection: storage.BaseCollection, to_href: str, text: str) -> None:
+        """A card was moved: the me card is followed (or forgotten if it left the user)."""
         user = store.user_of(from_path)
         owner = self._ctx.index.owners.get(user)
         if owner.book == from_path and owner.href == from_href:
@@ -197,6 +202,7 @@ class Owners:
                                  if line_key(e.name, e.value, region) in foreign)
 
     def forget(self, user: str) -> None:
+        """The user has no me card any more: nothing further goes out (copies stay)."""
         self._ctx.index.owners.set_me_card(user, None, None, None)
         self._record(user, None)
 

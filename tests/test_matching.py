@@ -21,3 +21,23 @@ def test_numbers_phonenumbers_cannot_read_keep_their_digits():
 def test_email_is_case_folded():
     assert email_key("Bob@Example.ORG") == email_key("mailto:bob@example.org")
     assert email_key("not an address") is None
+
+
+def test_a_contact_resolves_to_its_link_then_the_holder_of_my_copy_then_verified_keys():
+    from radicale_plugin.matching import resolve_contact
+    holders = {"tel:+1": "bob", "tel:+2": "erin"}
+    everybody = lambda user: True  # noqa: E731
+    # the contact card holds carol's copy: it is carol, whatever its numbers say
+    assert resolve_contact("carol", {"tel:+1"}, holders, everybody) == {"carol"}
+    # two verified holders: ambiguous, unless exactly one of them already has my card
+    assert resolve_contact(None, {"tel:+1", "tel:+2"}, holders, everybody) == {"bob", "erin"}
+    assert resolve_contact(None, {"tel:+1", "tel:+2"}, holders, everybody,
+                           has_copy={"erin"}.__contains__) == {"erin"}
+    # a holder I may not discover is nobody to me, and never falls back to a claim
+    assert resolve_contact(None, {"tel:+1"}, holders, lambda u: False,
+                           {"tel:+1": {"mallory"}}, lambda u: True) == set()
+    # unverified: only a claimant who already holds my copy counts
+    claims = {"tel:+9": {"mallory", "dave"}}
+    assert resolve_contact(None, {"tel:+9"}, holders, everybody, claims) == set()
+    assert resolve_contact(None, {"tel:+9"}, holders, everybody, claims,
+                           {"dave"}.__contains__) == {"dave"}
