@@ -160,7 +160,8 @@ class Deliverer:
 
     # -- the write ----------------------------------------------------------------
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
-        """Finish what a crash interrupted: record a write that happened, forget one that did not."""
+        """Finish what a crash interrupted: record a write that happened, forget one that
+        did not."""
         intent = delivery.intent
         if intent is None:
             return delivery

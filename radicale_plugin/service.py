@@ -52,8 +52,9 @@ class SharingService:
     _services: ClassVar[dict[str, "SharingService"]] = {}
     _services_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, store_: radicale_storage.BaseStorage, settings: Settings, index: SharingIndex,
-                 configuration: config.Configuration | None = None) -> None:
+    def __init__(self, store_: radicale_storage.BaseStorage, settings: Settings,
+                 index: SharingIndex, configuration: config.Configuration | None = None
+                 ) -> None:
         backend = _groups_backend(configuration)
         self.ctx = Context(store_, settings, index,
                            groups_of=backend.groups if backend else (lambda user: set()))
@@ -143,7 +144,8 @@ class SharingService:
             if not self.index.outbox.queued(user, full_only=True):
                 self.index.outbox.requeue(user)
 
-    def on_item_deleted(self, collection: radicale_storage.BaseCollection, href: str | None) -> None:
+    def on_item_deleted(self, collection: radicale_storage.BaseCollection,
+                        href: str | None) -> None:
         self.card_keys.on_deleted(collection, href)
         self.links.on_deleted(collection.path if href is None else
                               "%s/%s" % (collection.path, href))
@@ -156,7 +158,8 @@ class SharingService:
         self._contacts_changed(collection.path)
 
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
-                      to_collection: radicale_storage.BaseCollection, to_href: str, text: str) -> None:
+                      to_collection: radicale_storage.BaseCollection, to_href: str,
+                      text: str) -> None:
         self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
         self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)
         self.owners.on_moved(from_collection.path, from_href, to_collection, to_href, text)

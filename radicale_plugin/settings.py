@@ -105,7 +105,8 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "type": str},
     "mecard_smtp_port": {"value": "25", "help": "SMTP port", "type": _positive_int},
     "mecard_smtp_security": {
-        "value": "none", "help": "none, starttls or tls", "type": _choice("none", "starttls", "tls")},
+        "value": "none", "help": "none, starttls or tls",
+        "type": _choice("none", "starttls", "tls")},
     "mecard_smtp_username": {"value": "", "help": "SMTP login (empty: none)", "type": str},
     "mecard_smtp_password": {"value": "", "help": "SMTP password", "type": str},
     "mecard_smtp_from": {
