@@ -166,9 +166,12 @@ def test_groups_in_every_encoding_and_all_select_the_right_recipients(server):
                 [s["contact"] for s in report["skipped"]])
 
     assert chosen("group:Family") == (["bob"], [])
+    settled(alice)
     assert chosen("group:Work") == (["carol"], [])
     assert chosen("group:climbing") == (["dave"], [])
-    assert chosen("all") == (["bob", "carol", "dave"], ["Home line"])
+    # "Home line" has Erin's number and Bob's: of the two, Bob already holds Alice's copy
+    # (a contact matching two users with no such tie is skipped: tests/test_matching.py)
+    assert chosen("all") == (["bob", "carol", "dave"], [])
     assert chosen("group:Family", "user:erin") == (["bob", "erin"], [])
     report = settled(alice)
     states = {r["user"]: r["state"] for r in report["recipients"]}
