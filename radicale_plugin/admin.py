@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = _service(args.config)
         if args.command == "rebuild-index":
             with service.storage.acquire_lock("w"):
-                read = service.card_keys.rebuild()
+                read = service.card_keys.rebuild(service.deliverer.files)
             print("card-key index rebuilt from %d address book(s)" % read)
         elif args.command == "keys":
             print(json.dumps(service.verification.keys_of(args.user), indent=1))

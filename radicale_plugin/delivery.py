@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Writing an owner's view into a recipient's book: where the copy is, and the write.
+"""Writing an owner's view into a recipient's book: where the copy is, and what to write.
 
 An owner writes only into the card linked to them.  Without a link, the
 cards of the recipient that carry the owner's verified keys are the
@@ -11,22 +11,26 @@ change sent to some recipients only does not reach the others.
 Every write is recorded before it is made (an :class:`Intent`: the view,
 the values it puts there, the history entry it will make), so that after a
 crash the next merge still knows every value the server put into the copy,
-and the history is neither lost nor doubled.  Callers hold the storage
-write lock (reads: any lock).
+and the history is neither lost nor doubled.  The fan-out writes files
+itself (:mod:`copy_files`); an accepted offer is written through Radicale
+by the request that accepts it.  Everything here reads files directly, so
+it needs no lock; writing needs the caller's exclusive lock.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 
 from radicale.log import logger
 
 from radicale_plugin import store
+from radicale_plugin.card_index import index_card
 from radicale_plugin.consent import Candidate, card_fit
 from radicale_plugin.context import Context
+from radicale_plugin.copy_files import CopyFiles, Write
 from radicale_plugin.errors import NotFound
 from radicale_plugin.history import diff
 from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
@@ -38,7 +42,7 @@ from radicale_plugin.view import View
 _KEY_FIELDS = ("TEL", "EMAIL")
 
 
-def _hash(text: str) -> str:
+def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -57,11 +61,26 @@ class Placement:
     owner_key_in_books: bool = False
 
 
-class Deliverer:
-    """Finds the copy, merges and writes it, and records what was written."""
+@dataclass
+class Planned:
+    """A write worked out and not made yet: the file, the record made before it, the link.
 
-    def __init__(self, ctx: Context) -> None:
+    A ``write`` already ``done`` has nothing to write: only the link is to be made.
+    """
+
+    delivery: Delivery
+    write: Write
+    intent: Intent
+    values: set[tuple[str, str]]
+    link: Link | None
+
+
+class Deliverer:
+    """Finds the copy, works out its new text, and records what was written."""
+
+    def __init__(self, ctx: Context, files: CopyFiles) -> None:
         self._ctx = ctx
+        self.files = files
 
     # -- what the recipient is meant to get ------------------------------------
     def wanted_view(self, owner: Owner, delivery: Delivery) -> View | None:
@@ -77,11 +96,11 @@ class Deliverer:
         """The linked card, or the recipient's cards that could hold the owner's copy."""
         index = self._ctx.index
         recipient = delivery.recipient
-        if not store.address_books(self._ctx.storage, recipient):
+        if not index.cards.books_of(recipient):
             return Placement(no_book=True)
         link = index.links.get(owner.user, recipient)
         if link is not None:
-            if self.card_text(link.book, link.href) is not None:
+            if self.files.read(link.book, link.href) is not None:
                 return Placement(linked=(link.book, link.href))
             return Placement(deleted=True)
         mine = index.keys.verified(owner.user)
@@ -106,17 +125,17 @@ class Deliverer:
 
     def card_text(self, book: str, href: str) -> str | None:
         """The text of a card, or None if it (or its book) does not exist."""
-        collection = store.book(self._ctx.storage, book)
-        return store.card_text(collection, href) if collection is not None else None
+        return self.files.text(book, href)
 
     def new_card_place(self, owner: str, recipient: str) -> tuple[str, str]:
         """A new copy goes into the book holding the recipient's me card, else the first book."""
-        books = store.address_books(self._ctx.storage, recipient)
+        index = self._ctx.index
+        books = index.cards.books_of(recipient)
         if not books:
             raise NotFound("%s has no address book to hold a new contact" % recipient)
-        mine = self._ctx.index.owners.get(recipient)
-        collection = next((b for b in books if b.path == mine.book), books[0])
-        return collection.path, copy_uid(owner, recipient) + ".vcf"
+        mine = index.owners.get(recipient)
+        book = mine.book if mine.book in books else books[0]
+        return book, copy_uid(owner, recipient) + ".vcf"
 
     # -- what -------------------------------------------------------------------
     def previous(self, owner: Owner, delivery: Delivery) -> Previous:
@@ -137,8 +156,11 @@ class Deliverer:
                text: str | None) -> str:
         """The copy's text after the change (a new card when ``text`` is None)."""
         if text is None:
-            return new_copy(view, copy_uid(owner.user, delivery.recipient),
-                            self._book_version(book)).serialize()
+            uid = copy_uid(owner.user, delivery.recipient)
+            if self._ctx.index.cards.href_of_uid(book, uid) is not None:
+                uid = str(uuid.uuid4())  # the recipient has a card with that UID already
+            version = self._ctx.index.cards.book_version(book) or "3.0"
+            return new_copy(view, uid, version).serialize()
         return merge(parse_card(text), view, self.previous(owner, delivery),
                      self._ctx.settings.region).serialize()
 
@@ -158,89 +180,109 @@ class Deliverer:
         after = self.render(owner, delivery, view, book, text)
         return (parse_card(text) if text is not None else None), parse_card(after)
 
-    # -- the write ----------------------------------------------------------------
+    def plan(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
+             link_kind: str | None, view: View, action: str = "update") -> Planned | None:
+        """Work out the write of ``view`` into ``card`` (None: a new card); None: no change.
+
+        A link to make is returned with it even when the card needs no change.
+        """
+        recipient = delivery.recipient
+        if card is None:
+            card = self.new_card_place(owner.user, recipient)
+            link_kind = LINK_CREATED
+        book, href = card
+        found = self.files.read(book, href)
+        text, was = (found[0], found[1]) if found else (None, None)
+        new_text = self.render(owner, delivery, view, book, text)
+        link = Link(owner.user, recipient, book, href, link_kind, _now_iso()) \
+            if link_kind else None
+        if new_text == text:
+            return Planned(delivery, Write(book, href, new_text, was, done=True),
+                           _no_intent(view, book, href), set(), link) if link else None
+        intent = Intent(view, book, href, "create" if text is None else action,
+                        tuple(diff(parse_card(text) if text is not None else None,
+                                   parse_card(new_text))), text_hash(new_text))
+        return Planned(delivery, Write(book, href, new_text, was), intent,
+                       view.values(self._ctx.settings.region), link)
+
+    # -- records around a write -----------------------------------------------------
+    def before_write(self, planned: Planned) -> None:
+        """Record the link and the intent (the caller groups these in a transaction)."""
+        index = self._ctx.index
+        delivery = planned.delivery
+        if planned.link is not None:
+            index.links.put(planned.link)
+        if not planned.write.done:
+            index.outbox.set_intent(delivery.owner, delivery.recipient, planned.intent,
+                                    planned.values)
+
+    def after_write(self, planned: Planned) -> None:
+        """Record a write that was made: history, the card-key index (caller's transaction)."""
+        index = self._ctx.index
+        delivery = planned.delivery
+        self._record(delivery.owner, delivery.recipient, planned.intent)
+        index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+        index.cards.put(index_card(planned.write.book, planned.write.href, planned.write.text,
+                                   self._ctx.settings.region))
+
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that
-        did not."""
+        did not, and remove what it left in the book's folder."""
         intent = delivery.intent
         if intent is None:
             return delivery
         index = self._ctx.index
         text = self.card_text(intent.book, intent.href)
+        self.files.clean(intent.book, intent.href)
         with index.transaction():
-            if text is not None and _hash(text) == intent.after_hash:
-                self._record(owner, delivery.recipient, intent)
+            if text is not None and text_hash(text) == intent.after_hash:
+                self._record(owner.user, delivery.recipient, intent)
+                index.cards.put(index_card(intent.book, intent.href, text,
+                                           self._ctx.settings.region))
             elif intent.action == "create":
                 # the new card never reached the disk: its link leads nowhere
                 index.links.remove(owner.user, delivery.recipient)
             index.outbox.set_intent(owner.user, delivery.recipient, None)
         return index.outbox.delivery(owner.user, delivery.recipient) or delivery
 
-    def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
-              link_kind: str | None, view: View, action: str = "update") -> tuple[str, str]:
-        """Write ``view`` into ``card`` (None: a new card); return where it is."""
-        index = self._ctx.index
-        recipient = delivery.recipient
-        if card is None:
-            card = self.new_card_place(owner.user, recipient)
-            link_kind = LINK_CREATED
-        book, href = card
-        collection = store.book(self._ctx.storage, book)
-        if collection is None:
-            raise NotFound("the address book /%s/ is gone" % book)
-        text = store.card_text(collection, href)
-        new_text = self.render(owner, delivery, view, book, text)
-        intent = None
-        if new_text != text:
-            intent = Intent(view, book, href, "create" if text is None else action,
-                            tuple(diff(parse_card(text) if text is not None else None,
-                                       parse_card(new_text))), _hash(new_text))
-        with index.transaction():
-            if link_kind is not None:
-                index.links.put(Link(owner.user, recipient, book, href, link_kind, _now_iso()))
-            if intent is not None:
-                # recorded first: after a crash the next merge knows what may be in the copy
-                index.outbox.set_intent(owner.user, recipient, intent,
-                                        view.values(self._ctx.settings.region))
-        if intent is None:
-            return card
-        self._ctx.writing.copy = True
-        try:
-            store.write_card(collection, href, new_text)
-        finally:
-            self._ctx.writing.copy = False
-        with index.transaction():
-            self._record(owner, recipient, intent)
-            index.outbox.set_intent(owner.user, recipient, None)
-        logger.debug("Copy of %r's card written to /%s/%s", owner.user, book, href)
-        return card
-
-    def _record(self, owner: Owner, recipient: str, intent: Intent) -> None:
-        self._ctx.index.history.record(HistoryEntry(owner.user, recipient, intent.book,
+    def _record(self, owner: str, recipient: str, intent: Intent) -> None:
+        self._ctx.index.history.record(HistoryEntry(owner, recipient, intent.book,
                                                     intent.href, intent.action, intent.changes))
 
-    def withdraw(self, owner: Owner, delivery: Delivery) -> None:
-        """Remove the owner's values from the recipient's copy and end the link."""
-        index = self._ctx.index
-        link = index.links.get(owner.user, delivery.recipient)
-        if link is None:
-            return
-        if self._ctx.policy(delivery.recipient, owner.user) != "block" \
-                and self.card_text(link.book, link.href) is not None:
-            fields = set(owner.shared_fields) | set(owner.withdrawn_fields) | {
-                f for f, _ in delivery.written_values}
-            # nothing shared any more: every field is withdrawn
-            view = View((), (), tuple(sorted(fields)))
-            self.apply(owner, delivery, (link.book, link.href), None, view, "withdraw")
-        index.links.remove(owner.user, delivery.recipient)
+    def withdrawal_view(self, owner: Owner, delivery: Delivery) -> View:
+        """Nothing shared any more: every field the copy may hold of the owner is withdrawn."""
+        fields = set(owner.shared_fields) | set(owner.withdrawn_fields) | {
+            f for f, _ in delivery.written_values}
+        return View((), (), tuple(sorted(fields)))
 
-    def _book_version(self, book: str) -> str:
-        """The vCard version most cards of the book use; 3.0, which every client reads, if empty."""
-        collection = store.book(self._ctx.storage, book)
-        versions: collections.Counter[str] = collections.Counter()
-        for _, text in (store.cards(collection) if collection is not None else ()):
-            for line in text.splitlines():
-                if line.upper().startswith("VERSION:"):
-                    versions[line.split(":", 1)[1].strip()] += 1
-                    break
-        return versions.most_common(1)[0][0] if versions else "3.0"
+    # -- a single write through Radicale (accepting an offer) -----------------------
+    def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
+              link_kind: str | None, view: View, action: str = "update") -> tuple[str, str]:
+        """Write ``view`` into ``card`` now, through Radicale; the caller holds the lock."""
+        index = self._ctx.index
+        planned = self.plan(owner, delivery, card, link_kind, view, action)
+        if planned is None:
+            assert card is not None
+            return card
+        with index.transaction():
+            self.before_write(planned)
+        write = planned.write
+        if not write.done:
+            collection = store.book(self._ctx.storage, write.book)
+            if collection is None:
+                raise NotFound("the address book /%s/ is gone" % write.book)
+            self._ctx.writing.copy = True
+            try:
+                store.write_card(collection, write.href, write.text)
+            finally:
+                self._ctx.writing.copy = False
+            with index.transaction():
+                self._record(owner.user, delivery.recipient, planned.intent)
+                index.outbox.set_intent(owner.user, delivery.recipient, None)
+            logger.debug("Copy of %r's card written to /%s/%s", owner.user, write.book,
+                         write.href)
+        return write.book, write.href
+
+
+def _no_intent(view: View, book: str, href: str) -> Intent:
+    return Intent(view, book, href, "update", (), "")

@@ -18,7 +18,6 @@ from typing import Iterable
 from radicale_plugin.context import Context
 from radicale_plugin.errors import BadRequest, TooMany
 from radicale_plugin.ratelimit import RateLimiter
-from radicale_plugin.records import LINK_CREATED
 
 
 class Discovery:
@@ -29,35 +28,30 @@ class Discovery:
         per_hour = ctx.settings.resolve_per_hour
         self._limiter = RateLimiter(per_hour, per_hour)
 
+    def visible_users(self, viewer: str, users: Iterable[str]) -> set[str]:
+        """Those of ``users`` who let ``viewer`` learn that their keys are theirs."""
+        users = set(users)
+        index = self._ctx.index
+        chosen = index.owners.discoverability_of(users - {viewer})
+        default = self._ctx.settings.default_discoverability
+        choice = {u: chosen.get(u, default) for u in users - {viewer}}
+        visible = {u for u, c in choice.items() if c == "everyone"} | (users & {viewer})
+        asking = {u for u, c in choice.items() if c == "contacts"}
+        mine = index.keys.verified(viewer) if asking else set()
+        if mine:
+            # a copy the server created for the viewer is no sign the user knows them
+            visible |= index.cards.users_knowing(mine, asking, viewer)
+        return visible
+
     def can_discover(self, viewer: str, holder: str) -> bool:
         """Whether ``viewer`` may learn that ``holder``'s keys are ``holder``'s."""
-        if viewer == holder:
-            return True
-        index = self._ctx.index
-        choice = self._ctx.discoverability(index.owners.get(holder))
-        if choice == "everyone":
-            return True
-        if choice == "nobody":
-            return False
-        mine = index.keys.verified(viewer)
-        for card in index.cards.cards_with_keys(holder, mine) if mine else ():
-            link = index.links.at(card.book, card.href)
-            # a copy the server created for the viewer is no sign the holder knows them
-            if link is None or link.owner != viewer or link.made_by != LINK_CREATED:
-                return True
-        return False
+        return holder in self.visible_users(viewer, {holder})
 
     def visible_holders(self, viewer: str, keys: Iterable[str]) -> dict[str, str]:
         """Key → user, for keys verified for a user the viewer may discover."""
         holders = self._ctx.index.keys.holders(keys)
-        allowed: dict[str, bool] = {}
-        out = {}
-        for key, holder in holders.items():
-            if holder not in allowed:
-                allowed[holder] = self.can_discover(viewer, holder)
-            if allowed[holder]:
-                out[key] = holder
-        return out
+        visible = self.visible_users(viewer, holders.values())
+        return {k: u for k, u in holders.items() if u in visible}
 
     def charge(self, viewer: str, amount: int) -> None:
         """Count ``amount`` keys against the viewer's budget; :class:`TooMany` when spent."""

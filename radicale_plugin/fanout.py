@@ -3,26 +3,33 @@
 
 The owner's request only records the change in the index (see
 :meth:`OwnerStore.record_view`) and returns.  This worker, one per process
-and storage folder, then
+and storage folder, then works in rounds:
 
-1. *plans* each queued change: evaluates the owner's target rules
-   (:mod:`selection`) and turns the change into one pending delivery per
-   recipient;
-2. *delivers*: finds where the copy is or could go (:mod:`delivery`), lets
-   the recipient's consent decide (:mod:`consent`), and writes the copy,
-   makes an offer (:mod:`offers`), or leaves the book alone.
+1. *plan*: the newest queued change of each owner (older ones it replaces
+   are dropped) is turned into pending deliveries by evaluating the owner's
+   target rules over the card-key index (:mod:`selection`) — no book is
+   read and no storage lock taken;
+2. *decide*, for up to ``round_size`` due deliveries: where the copy is or
+   could go (:mod:`delivery`) and what the recipient's consent allows
+   (:mod:`consent`): a write, an offer (:mod:`offers`), or nothing.  Cards
+   are read straight from their files, merged, and the new texts written
+   to temporary files beside them (:mod:`copy_files`), all outside the lock;
+3. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
+   seconds at a time, only to check that each card is unchanged and rename
+   the new file over it; other requests are served between holds;
+4. *record*: history, deliveries and the card-key index, in one transaction.
 
-It takes Radicale's global storage lock itself, for at most ``batch_size``
-recipients at a time, and leaves it free between batches so that other
-users' requests go on being served.  A crash at any point is safe: the queue
-is in the index, every write is recorded before it is made, and merging
-again into a copy that already got the change writes nothing.
+Everything written is recorded before it is written (an intent), each
+round's records are one transaction, and merging again into a copy that
+already holds the change writes nothing: a crash at any point loses nothing
+and writes nothing twice.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from radicale.log import logger
 
@@ -30,18 +37,29 @@ from radicale_plugin import consent
 from radicale_plugin import index as idx
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
-from radicale_plugin.delivery import Deliverer
+from radicale_plugin.delivery import Deliverer, Planned
 from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import Owners
 from radicale_plugin.selection import Targets
 
-_JOBS_PER_BATCH = 5
+_JOBS_PER_ROUND = 20
+
+
+@dataclass
+class _Outcome:
+    """What was decided for one delivery in a round."""
+
+    delivery: Delivery
+    owner: Owner
+    planned: Planned | None = None           # a write (or a link) to make
+    offer: tuple[str, str] | None = None     # an offer to make, naming this card
+    offering: bool = False
 
 
 class FanoutWorker:
-    """Drains the outbox in bounded batches under the storage lock."""
+    """Drains the outbox in rounds; holds the storage lock only to rename files."""
 
     def __init__(self, ctx: Context, owners: Owners, card_keys: CardKeys, targets: Targets,
                  deliverer: Deliverer, offers: Offers) -> None:
@@ -50,6 +68,7 @@ class FanoutWorker:
         self._card_keys = card_keys
         self._targets = targets
         self._deliverer = deliverer
+        self._files = deliverer.files
         self._offers = offers
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,41 +92,67 @@ class FanoutWorker:
         except Exception as e:
             logger.error("Fan-out: checking me cards at start failed: %s", e, exc_info=True)
         while True:
+            self._event.clear()
             try:
                 while self._ctx.index.outbox.has_work(time.time()):
-                    self.run_batch()
-                    time.sleep(settings.batch_pause)
+                    self.run_round()
+                    if settings.batch_pause:
+                        time.sleep(settings.batch_pause)
             except Exception as e:
-                logger.error("Fan-out batch failed, retrying later: %s", e, exc_info=True)
+                logger.error("Fan-out round failed, retrying later: %s", e, exc_info=True)
                 time.sleep(1)
             wait = settings.poll_interval
             due = self._ctx.index.outbox.next_due()
             if due is not None:
                 wait = max(0.05, min(wait, due - time.time()))
             self._event.wait(wait)
-            self._event.clear()
 
     def reconcile(self) -> None:
-        """Catch up with writes that reached the files but not the index (a crash mid-PUT)."""
-        with self._ctx.storage.acquire_lock("r"):
-            self._card_keys.reconcile()
-            for owner in self._ctx.index.owners.with_me_card():
-                text = self._deliverer.card_text(owner.book or "", owner.href or "")
-                if text is None:
-                    logger.info("Me card of %r is gone: no further updates go out", owner.user)
-                    self._owners.forget(owner.user)
-                else:
-                    self._owners.refresh(owner, text)
+        """Catch up with writes that reached the files but not the index (a crash mid-PUT).
 
-    def run_batch(self) -> None:
-        """Plan a few queued changes and deliver up to ``batch_size`` copies, under one lock."""
+        Nothing here blocks writers: files are read without the lock (Radicale
+        replaces them atomically), and a me card is read again only if its
+        file changed since it was last read.
+        """
+        self._card_keys.reconcile(self._files)
+        for delivery in self._ctx.index.outbox.interrupted():
+            owner = self._ctx.index.owners.get(delivery.owner)
+            self._deliverer.settle(owner, delivery)  # and its temporary files go
+        for owner in self._ctx.index.owners.with_me_card():
+            found = self._files.read(owner.book or "", owner.href or "")
+            if found is None:
+                logger.info("Me card of %r is gone: no further updates go out", owner.user)
+                self._owners.forget(owner.user)
+            elif owner.card_stat != _stat_text(found[1]):
+                self._owners.refresh(owner, found[0])
+                self._ctx.index.owners.set_card_stat(owner.user, _stat_text(found[1]))
+
+    # -- one round --------------------------------------------------------------------
+    def run_round(self) -> None:
+        """Plan queued changes, then decide, write and record up to ``round_size`` copies."""
         outbox = self._ctx.index.outbox
-        with self._ctx.storage.acquire_lock("w"):
-            for job in outbox.pending_jobs(_JOBS_PER_BATCH):
-                self._plan(job)
-            for delivery in outbox.pending_deliveries(self._ctx.settings.batch_size,
-                                                      time.time()):
-                self._deliver(delivery)
+        for job in outbox.pending_jobs(_JOBS_PER_ROUND):
+            self._plan(job)
+        batch = outbox.pending_deliveries(self._ctx.settings.batch_size, time.time())
+        if not batch:
+            return
+        owners: dict[str, Owner] = {}
+        outcomes = []
+        for delivery in batch:
+            owner = owners.get(delivery.owner) or self._ctx.index.owners.get(delivery.owner)
+            owners[owner.user] = owner
+            outcomes.append(self._decide(delivery, owner))
+        with self._ctx.index.transaction():
+            for outcome in outcomes:
+                self._before(outcome)
+        writes = [o.planned.write for o in outcomes
+                  if o.planned is not None and not o.planned.write.done]
+        self._write(writes)
+        with self._ctx.index.transaction():
+            for outcome in outcomes:
+                self._after(outcome)
+        if writes:
+            self._files.run_storage_hook()
 
     def _plan(self, job: Job) -> None:
         outbox = self._ctx.index.outbox
@@ -125,29 +170,39 @@ class FanoutWorker:
         for item in skipped:
             logger.warning("Update of %r's me card skips a contact (%s): %s",
                            job.owner, item["rule"], item["reason"])
-        outbox.plan(job, targets)
+        outbox.plan(job, targets, self._ctx.settings.rewrite_spacing)
         logger.info("Update of %r's me card goes to %d recipient(s)", job.owner, len(targets))
 
-    def _deliver(self, delivery: Delivery) -> None:
-        owner = self._ctx.index.owners.get(delivery.owner)
+    def _decide(self, delivery: Delivery, owner: Owner) -> _Outcome:
+        outcome = _Outcome(delivery, owner)
         try:
-            delivery = self._deliverer.settle(owner, delivery)
-            self._deliver_to(delivery, owner)
+            outcome.delivery = delivery = self._deliverer.settle(owner, delivery)
+            self._decide_one(outcome)
         except Exception as e:
-            # one recipient's failure must neither stop the others nor be retried forever;
-            # the owner sees a fixed reason: an error's text may quote the recipient's card
-            logger.warning("Copy of %r's card for %r not written: %s",
-                           delivery.owner, delivery.recipient, e,
-                           exc_info=not isinstance(e, SharingError))
-            delivery.state = idx.FAILED
-            delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
-                              else "the copy could not be written; the server's log says why")
-        self._ctx.index.outbox.finish(delivery)
+            self._failed(outcome, e)
+        return outcome
 
-    def _deliver_to(self, delivery: Delivery, owner: Owner) -> None:
+    def _failed(self, outcome: _Outcome, e: Exception) -> None:
+        # one recipient's failure must neither stop the others nor be retried forever;
+        # the owner sees a fixed reason: an error's text may quote the recipient's card
+        delivery = outcome.delivery
+        logger.warning("Copy of %r's card for %r not written: %s", delivery.owner,
+                       delivery.recipient, e, exc_info=not isinstance(e, SharingError))
+        outcome.planned, outcome.offering = None, False
+        delivery.state = idx.FAILED
+        delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
+                          else "the copy could not be written; the server's log says why")
+
+    def _decide_one(self, outcome: _Outcome) -> None:
+        delivery, owner = outcome.delivery, outcome.owner
         recipient = delivery.recipient
         if delivery.state == idx.WITHDRAWING:
-            self._deliverer.withdraw(owner, delivery)
+            link = self._ctx.index.links.get(owner.user, recipient)
+            if link is not None and self._ctx.policy(recipient, owner.user) != "block" \
+                    and self._files.read(link.book, link.href) is not None:
+                outcome.planned = self._deliverer.plan(
+                    owner, delivery, (link.book, link.href), None,
+                    self._deliverer.withdrawal_view(owner, delivery), "withdraw")
             delivery.state, delivery.error = idx.WITHDRAWN, ""
             return
         view = self._deliverer.wanted_view(owner, delivery)
@@ -174,15 +229,68 @@ class FanoutWorker:
             # the card already says it all: an offer would change nothing
             decision = consent.Decision(consent.WRITE, decision.card, decision.link)
         if decision.action == consent.WRITE:
-            self._deliverer.apply(owner, delivery, decision.card, decision.link, view)
-            self._ctx.index.consent.drop_offer(owner.user, recipient)
+            outcome.planned = self._deliverer.plan(owner, delivery, decision.card,
+                                                   decision.link, view)
             delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
             delivery.delivered_seq = delivery.wanted_seq
         elif decision.action == consent.OFFER:
-            self._offers.make(owner, delivery, decision.card)
+            outcome.offer, outcome.offering = decision.card, True
         elif decision.action == consent.BLOCKED:
             logger.debug("Recipient %r blocks %r: copy left alone", recipient, owner.user)
-            self._ctx.index.consent.drop_offer(owner.user, recipient)
             delivery.state, delivery.error = idx.BLOCKED, ""
         else:
             delivery.state, delivery.error = idx.FAILED, decision.reason
+
+    def _before(self, outcome: _Outcome) -> None:
+        """In the round's first transaction: links, intents, offers, and every other outcome."""
+        delivery = outcome.delivery
+        try:
+            if outcome.planned is not None:
+                self._deliverer.before_write(outcome.planned)
+                return
+            if outcome.offering:
+                self._offers.make(outcome.owner, delivery, outcome.offer)
+            if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
+                self._ctx.index.consent.drop_offer(delivery.owner, delivery.recipient)
+            if delivery.state == idx.WITHDRAWN:
+                self._ctx.index.links.remove(delivery.owner, delivery.recipient)
+        except Exception as e:
+            self._failed(outcome, e)
+        self._ctx.index.outbox.finish(delivery)
+
+    def _write(self, writes: list) -> None:
+        """Prepare the files, then rename them in holds of at most ``lock_hold`` seconds."""
+        if not writes:
+            return
+        settings = self._ctx.settings
+        self._files.prepare(writes)
+        done = []
+        while not all(w.done for w in writes):
+            done += self._files.commit(writes, settings.lock_hold)
+            if not all(w.done for w in writes):
+                time.sleep(settings.lock_gap)  # let waiting requests have the lock
+        self._files.finish(done)
+
+    def _after(self, outcome: _Outcome) -> None:
+        """In the round's last transaction: what the writes did."""
+        planned = outcome.planned
+        if planned is None:
+            return
+        delivery = planned.delivery
+        index = self._ctx.index
+        if planned.intent.after_hash and not planned.write.renamed:
+            # the card changed while we wrote: decided again in the next round
+            index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+            delivery.state, delivery.due = idx.PENDING, 0.0
+        elif planned.intent.after_hash:
+            self._deliverer.after_write(planned)
+            delivery.delivered_at = time.time()
+        if delivery.state == idx.DELIVERED:
+            index.consent.drop_offer(delivery.owner, delivery.recipient)
+        if delivery.state == idx.WITHDRAWN:
+            index.links.remove(delivery.owner, delivery.recipient)
+        index.outbox.finish(delivery)
+
+
+def _stat_text(identity: tuple[int, int, int]) -> str:
+    return "%d:%d:%d" % identity

@@ -45,6 +45,14 @@ class OwnerStore(abc.ABC):
         """Every owner that has a me card."""
 
     @abc.abstractmethod
+    def discoverability_of(self, users: Iterable[str]) -> dict[str, str]:
+        """The discoverability each of ``users`` chose (users who chose none are left out)."""
+
+    @abc.abstractmethod
+    def set_card_stat(self, user: str, stat: str) -> None:
+        """Remember the me card file's size and time as last read (checked at start)."""
+
+    @abc.abstractmethod
     def set_me_card(self, user: str, book: str | None, href: str | None,
                     uid: str | None) -> None:
         """Set or (with ``None``) clear where the user's me card is."""
@@ -177,6 +185,31 @@ class CardIndex(abc.ABC):
         """Cards in ``user``'s books carrying at least one of ``keys``."""
 
     @abc.abstractmethod
+    def cards_of(self, user: str) -> list[IndexedCard]:
+        """Every card of every book of ``user`` (what target rules are evaluated over)."""
+
+    @abc.abstractmethod
+    def users_knowing(self, keys: Iterable[str], users: Iterable[str],
+                      not_created_for: str) -> set[str]:
+        """Those of ``users`` with a card carrying one of ``keys`` in their books.
+
+        Copies the server created for ``not_created_for`` do not count: they
+        are no sign that the user knows them.
+        """
+
+    @abc.abstractmethod
+    def books_of(self, user: str) -> list[str]:
+        """The user's address books the index knows, by path."""
+
+    @abc.abstractmethod
+    def book_version(self, book: str) -> str | None:
+        """The vCard version most cards of the book use (None: an empty book)."""
+
+    @abc.abstractmethod
+    def href_of_uid(self, book: str, uid: str) -> str | None:
+        """The card of ``book`` with that UID, if any (UIDs are unique per book)."""
+
+    @abc.abstractmethod
     def book_mtimes(self) -> dict[str, int]:
         """The folder modification time each book had when last indexed."""
 
@@ -284,10 +317,15 @@ class Outbox(abc.ABC):
 
     @abc.abstractmethod
     def pending_jobs(self, limit: int) -> list[Job]:
-        """Owner changes still to plan, oldest first."""
+        """Owner changes still to plan, oldest first.
+
+        Changes of an owner older than their newest change for all targets are
+        dropped: that one carries the newest view to everyone (a withdrawal
+        asked by a dropped change carries over to it).
+        """
 
     @abc.abstractmethod
-    def plan(self, job: Job, targets: dict[str, list[str]]) -> None:
+    def plan(self, job: Job, targets: dict[str, list[str]], spacing: float = 0.0) -> None:
         """Turn a job into pending deliveries, one per target, and drop the job.
 
         For a job with ``only`` the targets are a chosen few: other
@@ -295,12 +333,17 @@ class Outbox(abc.ABC):
         longer targeted stop (their copies stay; withdrawn with
         ``job.withdraw``) and their pending offers are dropped (a refusal is
         kept).  A copy that already holds the job's change is not made
-        pending again.  Views no delivery, offer or job needs are forgotten.
+        pending again; one written less than ``spacing`` seconds ago waits
+        until then (an owner editing in a burst does not rewrite every copy
+        each time).  Deliveries already waiting keep their place in the queue.
+        Views no delivery, offer or job needs are forgotten.  Large plans may
+        be committed in parts; planning the same job again is harmless.
         """
 
     @abc.abstractmethod
     def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
-        """Deliveries waiting for the worker (pending or withdrawing) and due by ``now``."""
+        """Deliveries waiting for the worker (pending or withdrawing) and due by ``now``,
+        in queue order; the cost does not grow with the length of the queue."""
 
     @abc.abstractmethod
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
@@ -317,7 +360,8 @@ class Outbox(abc.ABC):
 
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:
-        """Store the outcome of one delivery (state, error, ``delivered_seq``, due).
+        """Store the outcome of one delivery (state, error, ``delivered_seq``, due,
+        ``delivered_at``).
 
         Nothing is stored if the delivery was planned again meanwhile (its
         ``wanted_seq`` changed): the newer plan wins.
@@ -334,6 +378,10 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
         """Mark deliveries of former targets to be withdrawn (``None``: all); return them."""
+
+    @abc.abstractmethod
+    def interrupted(self) -> list[Delivery]:
+        """Deliveries with an intent: a write a crash may have interrupted."""
 
     @abc.abstractmethod
     def deliveries(self, owner: str) -> list[Delivery]:

@@ -51,6 +51,7 @@ class Owner:
     seq: int = 0
     discoverability: str | None = None  # None: the server's default
     notices: list[str] = field(default_factory=list)
+    card_stat: str = ""  # the me card file's size and time when last read (start-up check)
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,21 @@ class Code:
 
 @dataclass(frozen=True)
 class IndexedCard:
-    """One card of one book, as the card-key index knows it."""
+    """One card of one book, as the card-key index knows it.
+
+    It holds what target rules need, so that they are evaluated without
+    reading the book: the name, the categories, a group's members.
+    """
 
     book: str
     href: str
     uid: str
     is_group: bool
     keys: frozenset[str]
+    name: str = ""
+    categories: frozenset[str] = frozenset()  # case-folded
+    members: tuple[str, ...] = ()             # a group card's MEMBER values, as written
+    version: str = ""                         # the card's vCard VERSION
 
     @property
     def user(self) -> str:
@@ -172,6 +181,7 @@ class Delivery:
     error: str = ""
     updated: str = ""
     due: float = 0.0                  # not before this time (seconds since 1970)
+    delivered_at: float = 0.0         # when the copy was last written (seconds since 1970)
 
 
 @dataclass(frozen=True)

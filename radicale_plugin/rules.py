@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from radicale_plugin.errors import BadRequest
 from radicale_plugin.matching import card_keys, email_key, phone_key
+from radicale_plugin.records import IndexedCard
 from radicale_plugin.vcard import Card, split_list, unescape
 
 RULE_KINDS = ("all", "group", "user")
@@ -85,6 +86,19 @@ class Selection:
             reasons.append(reason)
 
 
+def categories(card: Card) -> set[str]:
+    """The card's CATEGORIES, case-folded."""
+    found: set[str] = set()
+    for line in card.get("CATEGORIES"):
+        found.update(c.casefold() for c in split_list(line.value) if c)
+    return found
+
+
+def members(card: Card) -> list[str]:
+    """A group card's members as written (``urn:uuid:...``, ``mailto:``, ``tel:``)."""
+    return [ln.value for ln in card.lines if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
+
+
 class Book:
     """The owner's contacts and groups, read once for evaluating many rules."""
 
@@ -95,26 +109,37 @@ class Book:
         self._region = region
         for n, card in enumerate(cards):
             if is_group(card):
-                members = [ln.value for ln in card.lines
-                           if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
-                self._groups.append((contact_name(card).casefold(), members))
+                self._groups.append((contact_name(card).casefold(), members(card)))
             else:
-                cats: set[str] = set()
-                for line in card.get("CATEGORIES"):
-                    cats.update(c.casefold() for c in split_list(line.value) if c)
                 self.contacts.append(Contact(
                     card.first_value("UID") or "", contact_name(card),
-                    card_keys(card, region), cats, refs[n] if n < len(refs) else None))
+                    card_keys(card, region), categories(card),
+                    refs[n] if n < len(refs) else None))
+
+    @classmethod
+    def from_index(cls, cards: Iterable[IndexedCard], region: str,
+                   skip: tuple[str, str] | None = None) -> "Book":
+        """The book as the card-key index knows it (no card is read); ``skip`` one card."""
+        book = cls((), region)
+        for card in cards:
+            if (card.book, card.href) == skip:
+                continue
+            if card.is_group:
+                book._groups.append((card.name.casefold(), list(card.members)))
+            else:
+                book.contacts.append(Contact(card.uid, card.name, set(card.keys),
+                                             set(card.categories), (card.book, card.href)))
+        return book
 
     def group_members(self, name: str) -> list[Contact]:
         """Contacts in group ``name``: group cards (both encodings) and categories."""
         wanted = name.casefold()
         uids: set[str] = set()
         keys: set[str] = set()
-        for group_name, members in self._groups:
+        for group_name, group_members in self._groups:
             if group_name != wanted:
                 continue
-            for member in members:
+            for member in group_members:
                 m = member.strip()
                 low = m.lower()
                 if low.startswith("urn:uuid:"):

@@ -23,6 +23,7 @@ from radicale import storage as radicale_storage
 from radicale_plugin import store
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
+from radicale_plugin.copy_files import CopyFiles
 from radicale_plugin.delivery import Deliverer
 from radicale_plugin.discovery import Discovery
 from radicale_plugin.fanout import FanoutWorker
@@ -64,7 +65,7 @@ class SharingService:
         self.links = Links(self.ctx)
         self.policies = Policies(self.ctx, self.links)
         self.targets = Targets(self.ctx, self.discovery)
-        self.deliverer = Deliverer(self.ctx)
+        self.deliverer = Deliverer(self.ctx, CopyFiles(store_))
         self.offers = Offers(self.ctx, self.deliverer)
         self.verification = Verification(self.ctx, self.owners)
         self.worker = FanoutWorker(self.ctx, self.owners, self.card_keys, self.targets,
@@ -123,10 +124,11 @@ class SharingService:
     def on_item_written(self, collection: radicale_storage.BaseCollection, href: str,
                         item: radicale_item.Item) -> None:
         text = item.serialize()
-        self.card_keys.on_written(collection, href, text)
-        if self._is_owner_book(collection):
-            self.owners.on_written(collection, href, text, item.uid)
-        self._contacts_changed(collection.path)
+        with self.index.transaction():  # one commit per write
+            self.card_keys.on_written(collection, href, text)
+            if self._is_owner_book(collection):
+                self.owners.on_written(collection, href, text, item.uid)
+            self._contacts_changed(collection.path)
 
     def _contacts_changed(self, path: str) -> None:
         """A contact of an owner changed: their ``all``/``group:`` rules may select others now.
@@ -140,30 +142,33 @@ class SharingService:
         if owner.view is None or not any(r == "all" or r.startswith("group:")
                                          for r in owner.rules):
             return
-        with self.index.transaction():
-            if not self.index.outbox.queued(user, full_only=True):
-                self.index.outbox.requeue(user)
+        if not self.index.outbox.queued(user, full_only=True):
+            self.index.outbox.requeue(user)
 
     def on_item_deleted(self, collection: radicale_storage.BaseCollection,
                         href: str | None) -> None:
-        self.card_keys.on_deleted(collection, href)
-        self.links.on_deleted(collection.path if href is None else
-                              "%s/%s" % (collection.path, href))
-        self.owners.on_deleted(collection.path, href)
-        self._contacts_changed(collection.path)
+        with self.index.transaction():
+            self.card_keys.on_deleted(collection, href)
+            self.links.on_deleted(collection.path if href is None else
+                                  "%s/%s" % (collection.path, href))
+            self.owners.on_deleted(collection.path, href)
+            self._contacts_changed(collection.path)
 
     def on_collection_replaced(self, collection: radicale_storage.BaseCollection) -> None:
-        self.card_keys.on_replaced(collection)
-        self.owners.on_replaced(collection)
-        self._contacts_changed(collection.path)
+        with self.index.transaction():
+            self.card_keys.on_replaced(collection)
+            self.owners.on_replaced(collection)
+            self._contacts_changed(collection.path)
 
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
                       to_collection: radicale_storage.BaseCollection, to_href: str,
                       text: str) -> None:
-        self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
-        self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)
-        self.owners.on_moved(from_collection.path, from_href, to_collection, to_href, text)
-        self._contacts_changed(to_collection.path)
+        with self.index.transaction():
+            self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
+            self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)
+            self.owners.on_moved(from_collection.path, from_href, to_collection, to_href,
+                                 text)
+            self._contacts_changed(to_collection.path)
 
     def on_me_card_property(self, principal: radicale_storage.BaseCollection,
                             value: str | None) -> str | None:

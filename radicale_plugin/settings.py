@@ -87,12 +87,28 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "help": "region for phone numbers written without a country code",
         "type": _region},
     "mecard_batch_size": {
-        "value": "20",
-        "help": "recipients written per hold of the storage lock",
+        "value": "200",
+        "help": "recipients the fan-out prepares per round (their files are written outside "
+                "the storage lock)",
         "type": _positive_int},
     "mecard_batch_pause": {
-        "value": "0.02",
-        "help": "seconds the fan-out leaves the lock free between batches",
+        "value": "0",
+        "help": "seconds the fan-out rests between rounds (0: none; more leaves more of the "
+                "machine to requests)",
+        "type": _seconds},
+    "mecard_lock_hold": {
+        "value": "0.01",
+        "help": "longest time, in seconds, the fan-out holds the storage lock at once (it only "
+                "renames prepared files under it)",
+        "type": _seconds},
+    "mecard_lock_gap": {
+        "value": "0.005",
+        "help": "seconds the fan-out leaves the storage lock to requests between two holds",
+        "type": _seconds},
+    "mecard_rewrite_spacing": {
+        "value": "10",
+        "help": "an owner's copy written less than this many seconds ago waits until then "
+                "before the owner's next change is written into it (bursts of edits)",
         "type": _seconds},
     "mecard_poll_interval": {
         "value": "30",
@@ -170,8 +186,11 @@ class Settings:
     preauthorize: Preauthorization = Preauthorization()
     default_discoverability: str = "contacts"
     region: str = "US"
-    batch_size: int = 20
-    batch_pause: float = 0.02
+    batch_size: int = 200
+    batch_pause: float = 0.0
+    lock_hold: float = 0.01
+    lock_gap: float = 0.005
+    rewrite_spacing: float = 10.0
     poll_interval: float = 30
     smtp_host: str = ""
     smtp_port: int = 25
@@ -208,6 +227,9 @@ class Settings:
             region=get("default_region"),
             batch_size=get("batch_size"),
             batch_pause=get("batch_pause"),
+            lock_hold=get("lock_hold"),
+            lock_gap=get("lock_gap"),
+            rewrite_spacing=get("rewrite_spacing"),
             poll_interval=get("poll_interval"),
             smtp_host=get("smtp_host"),
             smtp_port=get("smtp_port"),

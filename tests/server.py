@@ -89,7 +89,9 @@ class RadicaleServer:
         sms = "%s %s %s" % (sys.executable,
                             Path(__file__).parent.parent / "config" / "sms_to_file.py",
                             self.sms_outbox)
-        options = {"mecard_poll_interval": "2", "predefined_collections":
+        # rewrite spacing 0: tests change a card twice in a row and want both at once
+        options = {"mecard_poll_interval": "2", "mecard_rewrite_spacing": "0",
+                   "predefined_collections":
                    '{"contacts": {"tag": "VADDRESSBOOK"}}',
                    "mecard_smtp_host": "127.0.0.1", "mecard_smtp_port": str(self.mail.port),
                    "mecard_sms_command": sms, **storage}

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 from radicale_plugin import index
-from radicale_plugin.index import IndexedCard
+from radicale_plugin.index import LINK_CREATED, IndexedCard
 from radicale_plugin.sqlite.database import Database, chunks, marks, under_path
 
 
@@ -17,9 +18,12 @@ class SQLiteCardIndex(index.CardIndex):
         self._db = db
 
     def _insert(self, card: IndexedCard) -> None:
-        self._db.execute("INSERT OR REPLACE INTO cards (book, href, user, uid, is_group) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         (card.book, card.href, card.user, card.uid, int(card.is_group)))
+        self._db.execute(
+            "INSERT OR REPLACE INTO cards (book, href, user, uid, is_group, name, categories, "
+            "members, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (card.book, card.href, card.user, card.uid, int(card.is_group), card.name,
+             json.dumps(sorted(card.categories)) if card.categories else None,
+             json.dumps(list(card.members)) if card.members else None, card.version or None))
         self._db.executemany(
             "INSERT OR IGNORE INTO card_keys (user, key, book, href) VALUES (?, ?, ?, ?)",
             [(card.user, k, card.book, card.href) for k in sorted(card.keys)])
@@ -52,15 +56,25 @@ class SQLiteCardIndex(index.CardIndex):
                 self._insert(card)
             self.set_book_mtime(book, mtime)
 
-    def _card(self, book: str, href: str, uid: str, is_group: int) -> IndexedCard:
-        keys = frozenset(r[0] for r in self._db.rows(
-            "SELECT key FROM card_keys WHERE book = ? AND href = ?", (book, href)))
-        return IndexedCard(book, href, uid or "", bool(is_group), keys)
+    def _cards(self, where: str, args: Iterable[object]) -> list[IndexedCard]:
+        rows = self._db.rows("SELECT * FROM cards WHERE %s ORDER BY book, href" % where, args)
+        keys: dict[tuple[str, str], set[str]] = {}
+        for book in sorted({r["book"] for r in rows}):
+            for key, href in self._db.rows("SELECT key, href FROM card_keys WHERE book = ?",
+                                           (book,)):
+                keys.setdefault((book, href), set()).add(key)
+        return [IndexedCard(r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
+                            frozenset(keys.get((r["book"], r["href"]), ())), r["name"] or "",
+                            frozenset(json.loads(r["categories"] or "[]")),
+                            tuple(json.loads(r["members"] or "[]")), r["version"] or "")
+                for r in rows]
 
     def card(self, book: str, href: str) -> IndexedCard | None:
-        row = self._db.row("SELECT uid, is_group FROM cards WHERE book = ? AND href = ?",
-                           (book, href))
-        return None if row is None else self._card(book, href, row[0], row[1])
+        found = self._cards("book = ? AND href = ?", (book, href))
+        return found[0] if found else None
+
+    def cards_of(self, user: str) -> list[IndexedCard]:
+        return self._cards("user = ?", (user,))
 
     def cards_with_keys(self, user: str, keys: Iterable[str]) -> list[IndexedCard]:
         found: set[tuple[str, str]] = set()
@@ -74,6 +88,35 @@ class SQLiteCardIndex(index.CardIndex):
             if card is not None:
                 out.append(card)
         return out
+
+    def users_knowing(self, keys: Iterable[str], users: Iterable[str],
+                      not_created_for: str) -> set[str]:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return set()
+        out: set[str] = set()
+        for chunk in chunks(sorted(set(users)), 400):
+            out.update(r[0] for r in self._db.rows(
+                "SELECT DISTINCT ck.user FROM card_keys ck LEFT JOIN links l ON l.book = ck.book "
+                "AND l.href = ck.href AND l.owner = ? AND l.made_by = ? "
+                "WHERE l.owner IS NULL AND ck.user IN (%s) AND ck.key IN (%s)"
+                % (marks(chunk), marks(wanted)),
+                [not_created_for, LINK_CREATED, *chunk, *wanted]))
+        return out
+
+    def books_of(self, user: str) -> list[str]:
+        return [r[0] for r in self._db.rows(
+            "SELECT path FROM books WHERE path LIKE ? ESCAPE '\\' ORDER BY path",
+            (under_path(user)[1][1],))]
+
+    def book_version(self, book: str) -> str | None:
+        return self._db.value(
+            "SELECT version FROM cards WHERE book = ? AND version IS NOT NULL GROUP BY version "
+            "ORDER BY COUNT(*) DESC, version LIMIT 1", (book,))
+
+    def href_of_uid(self, book: str, uid: str) -> str | None:
+        return self._db.value("SELECT href FROM cards WHERE book = ? AND uid = ? LIMIT 1",
+                              (book, uid))
 
     def book_mtimes(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._db.rows("SELECT path, mtime FROM books")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Iterable
 
 from radicale_plugin import index
@@ -13,6 +14,8 @@ from radicale_plugin.sqlite.database import Database, marks, now_iso
 from radicale_plugin.view import View
 
 _WAITING = (index.PENDING, index.WITHDRAWING)
+#: Deliveries planned per transaction.
+_PLAN_PART = 500
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
 
 # a delivery with the view of the change it last delivered
@@ -43,7 +46,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
                     _intent(row["intent"]),
                     {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
                     json.loads(row["reasons"] or "[]"), row["error"] or "",
-                    row["updated"] or "", row["due"] or 0.0)
+                    row["updated"] or "", row["due"] or 0.0, row["delivered_at"] or 0.0)
 
 
 class SQLiteOutbox(index.Outbox):
@@ -63,45 +66,80 @@ class SQLiteOutbox(index.Outbox):
                          (json.dumps(recipients), user))
 
     def pending_jobs(self, limit: int) -> list[Job]:
+        with self._db.transaction():
+            # an owner's newest change for everyone replaces their older ones
+            self._db.execute(
+                "UPDATE jobs SET withdraw = 1 WHERE only_recipients IS NULL AND withdraw = 0 "
+                "AND id = (SELECT MAX(j.id) FROM jobs j WHERE j.owner = jobs.owner "
+                "AND j.only_recipients IS NULL) AND EXISTS (SELECT 1 FROM jobs j "
+                "WHERE j.owner = jobs.owner AND j.id < jobs.id AND j.withdraw = 1)")
+            self._db.execute(
+                "DELETE FROM jobs WHERE id < (SELECT MAX(j.id) FROM jobs j "
+                "WHERE j.owner = jobs.owner AND j.only_recipients IS NULL)")
+            rows = self._db.rows("SELECT * FROM jobs ORDER BY id LIMIT ?", (limit,))
         return [Job(r["id"], r["owner"], r["seq"],
                     json.loads(r["only_recipients"]) if r["only_recipients"] else None,
-                    bool(r["withdraw"]))
-                for r in self._db.rows("SELECT * FROM jobs ORDER BY id LIMIT ?", (limit,))]
+                    bool(r["withdraw"])) for r in rows]
 
-    def plan(self, job: Job, targets: dict[str, list[str]]) -> None:
-        now = now_iso()
-        with self._db.transaction():
-            for recipient, reasons in targets.items():
-                self._db.execute(
+    def _positions(self, count: int) -> int:
+        """Reserve ``count`` places at the end of the queue; the first one's number."""
+        self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('queued', '0')")
+        start = int(self._db.value("SELECT value FROM meta WHERE name = 'queued'")) + 1
+        self._db.execute("UPDATE meta SET value = ? WHERE name = 'queued'",
+                         (str(start + count - 1),))
+        return start
+
+    def plan(self, job: Job, targets: dict[str, list[str]], spacing: float = 0.0) -> None:
+        now, clock = now_iso(), time.time()
+        names = sorted(targets)
+        for part in range(0, len(names), _PLAN_PART):
+            # in parts: one huge transaction would keep every request's hook waiting
+            chunk = names[part:part + _PLAN_PART]
+            with self._db.transaction():
+                first = self._positions(len(chunk))
+                self._db.executemany(
                     "INSERT INTO deliveries (owner, recipient, state, wanted_seq, reasons, "
-                    "updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, recipient) DO "
+                    "updated, queued) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (owner, recipient) DO UPDATE SET "
                     # a copy that already holds this change is not written again
-                    "UPDATE SET state = CASE WHEN deliveries.state = ? AND "
-                    "deliveries.delivered_seq >= excluded.wanted_seq THEN deliveries.state "
-                    "ELSE excluded.state END, wanted_seq = excluded.wanted_seq, "
-                    "reasons = excluded.reasons, error = NULL, due = 0, "
-                    "updated = excluded.updated",
-                    (job.owner, recipient, index.PENDING, job.seq, json.dumps(reasons), now,
-                     index.DELIVERED))
+                    "state = CASE WHEN deliveries.state = ? AND deliveries.delivered_seq >= "
+                    "excluded.wanted_seq THEN deliveries.state ELSE excluded.state END, "
+                    # what waits keeps its place; what was written a moment ago waits a little
+                    "queued = CASE WHEN deliveries.state = excluded.state THEN deliveries.queued "
+                    "ELSE excluded.queued END, "
+                    "due = CASE WHEN deliveries.delivered_at > ? THEN deliveries.delivered_at + ? "
+                    "ELSE 0 END, wanted_seq = excluded.wanted_seq, reasons = excluded.reasons, "
+                    "error = NULL, updated = excluded.updated",
+                    [(job.owner, recipient, index.PENDING, job.seq, json.dumps(targets[recipient]),
+                      now, first + i, index.DELIVERED, clock - spacing, spacing)
+                     for i, recipient in enumerate(chunk)])
+        with self._db.transaction():
             if job.only is None:
-                self._left_out(job, sorted(targets), now)
+                self._left_out(job, names, now)
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             self._prune_views(job.owner)
 
     def _left_out(self, job: Job, targets: list[str], now: str) -> None:
         """Recipients no longer targeted: stopped (copies stay), or withdrawn if asked."""
-        not_target = " AND recipient NOT IN (%s)" % marks(targets) if targets else ""
         spared: tuple[str, ...] = _ENDED
         state = index.STOPPED
         if job.withdraw:
             spared, state = (index.WITHDRAWING, index.WITHDRAWN), index.WITHDRAWING
-        self._db.execute(
-            "UPDATE deliveries SET state = ?, updated = ?, due = 0 WHERE owner = ? "
-            "AND state NOT IN (%s)" % marks(list(spared)) + not_target,
-            (state, now, job.owner, *spared, *targets))
+        wanted = set(targets)
+        gone = [r[0] for r in self._db.rows(
+            "SELECT recipient FROM deliveries WHERE owner = ? AND state NOT IN (%s)"
+            % marks(list(spared)), (job.owner, *spared)) if r[0] not in wanted]
+        first = self._positions(len(gone)) if gone else 0
+        self._db.executemany(
+            "UPDATE deliveries SET state = ?, updated = ?, due = 0, queued = ? "
+            "WHERE owner = ? AND recipient = ?",
+            [(state, now, first + i, job.owner, r) for i, r in enumerate(gone)])
         # a pending offer goes with the target; a refusal stays the recipient's answer
-        self._db.execute("DELETE FROM offers WHERE owner = ? AND state != ?" + not_target,
-                         (job.owner, index.OFFER_REFUSED, *targets))
+        offered = [r[0] for r in self._db.rows(
+            "SELECT recipient FROM offers WHERE owner = ? AND state != ?",
+            (job.owner, index.OFFER_REFUSED)) if r[0] not in wanted]
+        self._db.executemany("DELETE FROM offers WHERE owner = ? AND recipient = ?",
+                             [(job.owner, r) for r in offered])
 
     def _prune_views(self, owner: str) -> None:
         self._db.execute(
@@ -112,9 +150,14 @@ class SQLiteOutbox(index.Outbox):
             "UNION SELECT seq FROM offers WHERE owner = ?)", (owner,) * 6)
 
     def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
-        return [_delivery(r) for r in self._db.rows(
-            _SELECT + " WHERE d.state IN (?, ?) AND d.due <= ? "
-            "ORDER BY d.due, d.updated, d.owner, d.recipient LIMIT ?", (*_WAITING, now, limit))]
+        found: list[Delivery] = []
+        for state in _WAITING:  # each an index range in queue order: no sort of the queue
+            found += [_delivery(r) for r in self._db.rows(
+                _SELECT + " WHERE d.state = ? AND d.due <= ? ORDER BY d.due, d.queued LIMIT ?",
+                (state, now, limit - len(found)))]
+            if len(found) >= limit:
+                break
+        return found
 
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
@@ -122,6 +165,7 @@ class SQLiteOutbox(index.Outbox):
         return _delivery(row) if row else None
 
     def ensure(self, owner: str, recipient: str, seq: int) -> Delivery:
+        # not queued: the caller (an accepted offer) delivers it itself
         with self._db.transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO deliveries (owner, recipient, state, wanted_seq, "
@@ -147,9 +191,10 @@ class SQLiteOutbox(index.Outbox):
     def finish(self, delivery: Delivery) -> None:
         self._db.execute(
             "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
-            "updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
-            (delivery.state, delivery.delivered_seq, delivery.error, delivery.due, now_iso(),
-             delivery.owner, delivery.recipient, delivery.wanted_seq))
+            "delivered_at = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            (delivery.state, delivery.delivered_seq, delivery.error, delivery.due,
+             delivery.delivered_at, now_iso(), delivery.owner, delivery.recipient,
+             delivery.wanted_seq))
 
     def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
         wanted = list(states)
@@ -160,8 +205,13 @@ class SQLiteOutbox(index.Outbox):
         if owner is not None:
             where += " AND owner = ?"
             args.append(owner)
-        self._db.execute("UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ? "
-                         "WHERE " + where, [index.PENDING, now_iso(), *args])
+        with self._db.transaction():
+            rows = self._db.rows("SELECT owner, recipient FROM deliveries WHERE " + where, args)
+            first = self._positions(len(rows)) if rows else 0
+            self._db.executemany(
+                "UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ?, queued = ? "
+                "WHERE owner = ? AND recipient = ?",
+                [(index.PENDING, now_iso(), first + i, r[0], r[1]) for i, r in enumerate(rows)])
 
     def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
         where, args = "owner = ? AND state = ?", [owner, index.STOPPED]
@@ -174,9 +224,17 @@ class SQLiteOutbox(index.Outbox):
         with self._db.transaction():
             found = [r[0] for r in self._db.rows(
                 "SELECT recipient FROM deliveries WHERE " + where, args)]
-            self._db.execute("UPDATE deliveries SET state = ?, due = 0, updated = ? WHERE "
-                             + where, [index.WITHDRAWING, now_iso(), *args])
+            first = self._positions(len(found)) if found else 0
+            self._db.executemany(
+                "UPDATE deliveries SET state = ?, due = 0, updated = ?, queued = ? "
+                "WHERE owner = ? AND recipient = ?",
+                [(index.WITHDRAWING, now_iso(), first + i, owner, r)
+                 for i, r in enumerate(found)])
             return found
+
+    def interrupted(self) -> list[Delivery]:
+        return [_delivery(r) for r in self._db.rows(
+            _SELECT + " WHERE d.intent IS NOT NULL ORDER BY d.owner, d.recipient")]
 
     def deliveries(self, owner: str) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Owner
-from radicale_plugin.sqlite.database import Database, now_iso
+from radicale_plugin.sqlite.database import Database, chunks, marks, now_iso
 from radicale_plugin.view import View
 
 
@@ -30,7 +30,7 @@ class SQLiteOwnerStore(index.OwnerStore):
         owner = Owner(user, row["book"], row["href"], row["uid"],
                       card_view=View.from_json(row["card_view"]),
                       view=View.from_json(row["view"]), seq=row["seq"],
-                      discoverability=row["discoverability"],
+                      discoverability=row["discoverability"], card_stat=row["card_stat"] or "",
                       notices=json.loads(row["notices"] or "[]"))
         if row["shared_fields"]:
             owner.shared_fields = json.loads(row["shared_fields"])
@@ -44,6 +44,17 @@ class SQLiteOwnerStore(index.OwnerStore):
     def with_me_card(self) -> list[Owner]:
         return [self._owner(r["user"], r) for r in self._db.rows(
             "SELECT * FROM owners WHERE href IS NOT NULL ORDER BY user")]
+
+    def discoverability_of(self, users: Iterable[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in chunks(sorted(set(users))):
+            out.update((r[0], r[1]) for r in self._db.rows(
+                "SELECT user, discoverability FROM owners WHERE discoverability IS NOT NULL "
+                "AND user IN (%s)" % marks(chunk), chunk))
+        return out
+
+    def set_card_stat(self, user: str, stat: str) -> None:
+        self._db.execute("UPDATE owners SET card_stat = ? WHERE user = ?", (stat, user))
 
     def _ensure(self, user: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO owners (user) VALUES (?)", (user,))

@@ -20,7 +20,7 @@ _TABLES_V2 = """
 CREATE TABLE IF NOT EXISTS owners (
     user TEXT PRIMARY KEY, book TEXT, href TEXT, uid TEXT,
     shared_fields TEXT, rules TEXT, view TEXT, seq INTEGER NOT NULL DEFAULT 0,
-    withdrawn_fields TEXT, card_view TEXT, discoverability TEXT, notices TEXT);
+    withdrawn_fields TEXT, card_view TEXT, discoverability TEXT, notices TEXT, card_stat TEXT);
 CREATE TABLE IF NOT EXISTS owner_views (
     owner TEXT NOT NULL, seq INTEGER NOT NULL, view TEXT NOT NULL, PRIMARY KEY (owner, seq));
 CREATE TABLE IF NOT EXISTS owner_values (
@@ -40,7 +40,10 @@ CREATE INDEX IF NOT EXISTS code_sends_by_user ON code_sends (user, time);
 CREATE INDEX IF NOT EXISTS code_sends_by_key ON code_sends (key, time);
 CREATE TABLE IF NOT EXISTS cards (
     book TEXT NOT NULL, href TEXT NOT NULL, user TEXT NOT NULL, uid TEXT,
-    is_group INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (book, href));
+    is_group INTEGER NOT NULL DEFAULT 0, name TEXT, categories TEXT, members TEXT,
+    version TEXT, PRIMARY KEY (book, href));
+CREATE INDEX IF NOT EXISTS cards_by_user ON cards (user);
+CREATE INDEX IF NOT EXISTS cards_by_uid ON cards (book, uid);
 CREATE TABLE IF NOT EXISTS card_keys (
     user TEXT NOT NULL, key TEXT NOT NULL, book TEXT NOT NULL, href TEXT NOT NULL,
     PRIMARY KEY (user, key, book, href));
@@ -66,12 +69,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
     seq INTEGER NOT NULL, created TEXT NOT NULL, only_recipients TEXT,
     withdraw INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     owner TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
     wanted_seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
     reasons TEXT, error TEXT, updated TEXT, intent TEXT, written_values TEXT,
-    due REAL NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due, updated);
+    due REAL NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due, queued);
 CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (recipient);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, owner TEXT NOT NULL,
@@ -125,11 +130,14 @@ def _statements(script: str) -> list[str]:
 
 
 def _v1_to_v2(db: Database, region: str) -> None:
-    for column in ("withdrawn_fields", "card_view", "discoverability", "notices"):
+    for column in ("withdrawn_fields", "card_view", "discoverability", "notices", "card_stat"):
         db.execute("ALTER TABLE owners ADD COLUMN %s TEXT" % column)
     for column, kind in (("intent", "TEXT"), ("written_values", "TEXT"),
-                         ("due", "REAL NOT NULL DEFAULT 0")):
+                         ("due", "REAL NOT NULL DEFAULT 0"),
+                         ("queued", "INTEGER NOT NULL DEFAULT 0"),
+                         ("delivered_at", "REAL NOT NULL DEFAULT 0")):
         db.execute("ALTER TABLE deliveries ADD COLUMN %s %s" % (column, kind))
+    db.execute("DROP INDEX IF EXISTS deliveries_by_state")
     db.execute("ALTER TABLE jobs ADD COLUMN withdraw INTEGER NOT NULL DEFAULT 0")
     for statement in _statements(_TABLES_V2):
         db.execute(statement)

@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Writing copies straight into book folders: one file per copy, the lock only to rename.
+
+``Collection.upload()`` costs three atomic writes per card (the item, its
+cache entry, its history entry) and about six fsyncs, all under Radicale's
+global lock.  A copy needs one: its file.  Radicale's readers rebuild what
+else they need — the item cache is keyed by the file's content, and
+``sync()`` re-derives history etags from the files — so ETag, CTag and
+sync-token change exactly for the written cards (``tests/test_fast_path_e2e.py``
+proves it with real clients).
+
+For each copy, outside the lock: read the card and note its identity
+(inode, time, size), write the new text to a temporary file in the book's
+folder, and hard-link the card it replaces to a second name, so that the
+rename under the lock does not have to free the old file (on ext4 that is
+most of a rename's cost).  Then one ``syncfs`` makes the batch durable.
+Under the lock: check that each card is still the one read, and rename.
+After it: ``syncfs`` again (the renames), and the old files are unlinked.
+
+The temporary names are fixed (``.HREF.mecard-new``, ``.HREF.mecard-old``);
+Radicale ignores names starting with a dot, and a crash leaves at most
+these two per card, which :meth:`CopyFiles.clean` removes.  This module
+reaches into Radicale's multifilesystem layout (collection root, path
+mapping, encoding, its lock); it is the only one that does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+from radicale import pathutils, storage
+from radicale.log import logger
+
+#: Threads writing temporary files and unlinking old ones: file creation in many
+#: folders waits on the disk, and the waits overlap.
+IO_THREADS = 8
+
+Identity = tuple[int, int, int]  # (inode, mtime_ns, size)
+
+
+def _libc_syncfs():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _libc_syncfs()
+
+
+@dataclass
+class Write:
+    """One copy to write: ``text`` into book/href, replacing the card read as ``was``."""
+
+    book: str
+    href: str
+    text: str
+    was: Identity | None        # None: a new card (nothing may be there)
+    folder: str = ""
+    done: bool = False          # decided: renamed, or dropped because the card changed
+    renamed: bool = False
+
+
+class CopyFiles:
+    """Reads and writes card files of books directly, for the fan-out."""
+
+    def __init__(self, store: storage.BaseStorage) -> None:
+        self._store = store
+        self._root = store._get_collection_root_folder()  # type: ignore[attr-defined]
+        self._collision_free = getattr(store, "_is_collision_free", False)
+        self._encoding = store.configuration.get("encoding", "stock")
+        self._fsync = bool(getattr(store, "_filesystem_fsync", True))
+        self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="mecard-io")
+
+    def folder(self, book: str) -> str:
+        return pathutils.path_to_filesystem(self._root, book, self._collision_free)
+
+    def path(self, book: str, href: str) -> str:
+        if not pathutils.is_safe_filesystem_path_component(href):
+            raise ValueError("unsafe href %r" % href)
+        return os.path.join(self.folder(book), href)
+
+    # -- reading (any lock, or none: Radicale replaces files atomically) -----------
+    def read(self, book: str, href: str) -> tuple[str, Identity] | None:
+        """The card's text and identity, or None if there is no such card."""
+        try:
+            path = self.path(book, href)
+            for _ in range(3):
+                before = _identity(os.stat(path))
+                with open(path, "rb") as f:
+                    data = f.read()
+                if _identity(os.stat(path)) == before:
+                    return data.decode(self._encoding), before
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        raise RuntimeError("/%s/%s keeps changing while it is read" % (book, href))
+
+    def text(self, book: str, href: str) -> str | None:
+        found = self.read(book, href)
+        return found[0] if found else None
+
+    def books(self) -> Iterator[tuple[str, str]]:
+        """(book path, folder) of every address book, read from the folders themselves."""
+        with os.scandir(self._root) as users:
+            for user in sorted((u for u in users if u.is_dir() and _visible(u.name)),
+                               key=lambda u: u.name):
+                with os.scandir(user.path) as books:
+                    for book in sorted(books, key=lambda b: b.name):
+                        if book.is_dir() and _visible(book.name) and _is_address_book(book.path):
+                            yield "%s/%s" % (user.name, book.name), book.path
+
+    def book_cards(self, book: str) -> list[tuple[str, str]]:
+        """(href, text) of every card of a book, read from its files."""
+        out = []
+        with os.scandir(self.folder(book)) as entries:
+            for entry in entries:
+                if entry.is_file() and pathutils.is_safe_filesystem_path_component(entry.name):
+                    found = self.read(book, entry.name)
+                    if found is not None:
+                        out.append((entry.name, found[0]))
+        return out
+
+    @staticmethod
+    def folder_mtime(folder: str) -> int:
+        try:
+            return os.stat(folder).st_mtime_ns
+        except OSError:
+            return 0
+
+    # -- writing --------------------------------------------------------------------
+    def prepare(self, writes: list[Write]) -> None:
+        """Write every new text to its temporary file (in parallel); make them durable."""
+        for write in writes:
+            write.folder = self.folder(write.book)
+        list(self._pool.map(self._prepare_one, writes))
+        self.sync(writes, files=True)
+
+    def _prepare_one(self, write: Write) -> None:
+        new, old = _temp_names(write.folder, write.href)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(old)
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.write(fd, write.text.encode(self._encoding))
+            if self._fsync and _SYNCFS is None:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if write.was is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.link(os.path.join(write.folder, write.href), old)
+
+    def commit(self, writes: list[Write], budget: float) -> list[Write]:
+        """Under the exclusive lock, for at most ``budget`` seconds: check and rename.
+
+        Returns the writes done in this hold; a write whose card changed
+        since it was read is dropped (its temporary files removed) and stays
+        not done.  The caller repeats until every write is done or dropped.
+        """
+        done: list[Write] = []
+        deadline = time.monotonic() + budget
+        with self._exclusive():
+            for write in writes:
+                if write.done:
+                    continue
+                if done and time.monotonic() > deadline:
+                    break
+                target = os.path.join(write.folder, write.href)
+                new, _ = _temp_names(write.folder, write.href)
+                try:
+                    now = _identity(os.stat(target))
+                except FileNotFoundError:
+                    now = None
+                write.done = True  # decided in this hold, one way or the other
+                if now != write.was:
+                    logger.debug("Copy /%s/%s changed while being written: tried again later",
+                                 write.book, write.href)
+                    self._discard(write)
+                    continue
+                os.replace(new, target)
+                write.renamed = True
+                done.append(write)
+        return done
+
+    def finish(self, writes: list[Write]) -> None:
+        """After the renames: make them durable, then drop the old files (in parallel)."""
+        self.sync(writes, files=False)
+        list(self._pool.map(lambda w: self._discard(w, keep_new=True), writes))
+
+    def clean(self, book: str, href: str) -> None:
+        """Remove what a crash may have left of a write to book/href."""
+        with contextlib.suppress(ValueError):
+            self._discard(Write(book, href, "", None, self.folder(book)))
+
+    def _discard(self, write: Write, keep_new: bool = False) -> None:
+        for name in _temp_names(write.folder, write.href)[1 if keep_new else 0:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+    def sync(self, writes: list[Write], files: bool) -> None:
+        """Make the temporary files (``files``) or the renames durable."""
+        if not self._fsync or not writes:
+            return
+        if _SYNCFS is not None:
+            fd = os.open(self._root, os.O_RDONLY)
+            try:
+                if _SYNCFS(fd) != 0:
+                    raise OSError(ctypes.get_errno(), "syncfs failed")
+            finally:
+                os.close(fd)
+        elif not files:
+            list(self._pool.map(_sync_folder, sorted({w.folder for w in writes})))
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # Radicale's global lock without its storage hook, which runs once per round instead
+        with self._store._lock.acquire("w"):  # type: ignore[attr-defined]
+            yield
+
+    def run_storage_hook(self) -> None:
+        """Run the admin's ``[storage] hook`` once for a round of writes, as Radicale would."""
+        if getattr(self._store, "_hook", ""):
+            with self._store.acquire_lock("w", "", request="FANOUT"):
+                pass
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def _is_address_book(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, ".Radicale.props"), encoding="utf-8") as f:
+            return json.load(f).get("tag") == "VADDRESSBOOK"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _temp_names(folder: str, href: str) -> tuple[str, str]:
+    return (os.path.join(folder, ".%s.mecard-new" % href),
+            os.path.join(folder, ".%s.mecard-old" % href))
+
+
+def _sync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
