@@ -15,7 +15,7 @@ from pathlib import Path
 import vobject
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from radicale_plugin.merge import merge  # noqa: E402
+from radicale_plugin.merge import Previous, merge  # noqa: E402
 from radicale_plugin.vcard import parse_card  # noqa: E402
 from radicale_plugin.view import shared_view  # noqa: E402
 
@@ -28,7 +28,7 @@ NEW = shared_view(parse_card((FIX / "alice-me-new-number.vcf").read_bytes().deco
 
 
 def line_merge() -> str:
-    return merge(parse_card(COPY), OLD, NEW, "US").serialize()
+    return merge(parse_card(COPY), NEW, Previous(OLD.entries), "US").serialize()
 
 
 def vobject_round_trip() -> str:

@@ -22,15 +22,20 @@ from radicale_plugin.errors import BadCard
 from radicale_plugin.index import IndexedCard
 from radicale_plugin.matching import card_keys
 from radicale_plugin.rules import categories, contact_name, is_group, members
-from radicale_plugin.vcard import parse_card
+from radicale_plugin.vcard import Card, read_card
 
 
 def index_card(book: str, href: str, text: str, region: str) -> IndexedCard:
     """What the index keeps of one card (an unreadable card carries no keys)."""
     try:
-        card = parse_card(text)
+        card = read_card(text)
     except BadCard:
         return IndexedCard(book, href, "", False, frozenset())
+    return index_parsed(book, href, card, region)
+
+
+def index_parsed(book: str, href: str, card: Card, region: str) -> IndexedCard:
+    """What the index keeps of one card already parsed."""
     group = is_group(card)
     return IndexedCard(book, href, card.first_value("UID") or "", group,
                        frozenset(card_keys(card, region)), contact_name(card),
@@ -107,7 +112,8 @@ class CardKeys:
                          for href, text in files.book_cards(book)]
                 now = files.folder_mtime(folder)
                 if now == mtime:
-                    cards.replace_book(book, found, mtime)
+                    with self._ctx.index.transaction(durable=False):  # rebuildable
+                        cards.replace_book(book, found, mtime)
                     read += 1
                     break
                 mtime = now  # written meanwhile: read it again

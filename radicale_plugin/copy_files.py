@@ -17,9 +17,11 @@ most of a rename's cost).  Then one ``syncfs`` makes the batch durable.
 Under the lock: check that each card is still the one read, and rename.
 After it: ``syncfs`` again (the renames), and the old files are unlinked.
 
-The temporary names are fixed (``.HREF.mecard-new``, ``.HREF.mecard-old``);
-Radicale ignores names starting with a dot, and a crash leaves at most
-these two per card, which :meth:`CopyFiles.clean` removes.  This module
+The temporary names are fixed (``.Radicale.tmp-mecard-HREF.new`` and
+``.old``): Radicale ignores names starting with a dot, and what ignores
+Radicale's own temporary files (the git hook's documented ``.gitignore``)
+ignores these too.  A crash leaves at most these two per card, which
+:meth:`CopyFiles.clean` removes.  This module
 reaches into Radicale's multifilesystem layout (collection root, path
 mapping, encoding, its lock); it is the only one that does.
 """
@@ -31,6 +33,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +44,9 @@ from radicale.log import logger
 
 #: Threads writing temporary files and unlinking old ones: file creation in many
 #: folders waits on the disk, and the waits overlap.
-IO_THREADS = 8
+IO_THREADS = 16
+#: Renames in one hold of the storage lock, whatever the time budget says.
+MAX_RENAMES_PER_HOLD = 100
 
 Identity = tuple[int, int, int]  # (inode, mtime_ns, size)
 
@@ -68,6 +73,8 @@ class Write:
     folder: str = ""
     done: bool = False          # decided: renamed, or dropped because the card changed
     renamed: bool = False
+    target: str = ""            # the card's path, and its new file's: known before the lock
+    new: str = ""
 
 
 class CopyFiles:
@@ -80,9 +87,19 @@ class CopyFiles:
         self._encoding = store.configuration.get("encoding", "stock")
         self._fsync = bool(getattr(store, "_filesystem_fsync", True))
         self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="mecard-io")
+        self._folders: dict[str, str] = {}
+        #: Held with the storage lock: the fan-out's other threads pause meanwhile, so that
+        #: the hold is not stretched by their waits for the interpreter.
+        self.quiet = threading.Lock()
 
     def folder(self, book: str) -> str:
-        return pathutils.path_to_filesystem(self._root, book, self._collision_free)
+        folder = self._folders.get(book)
+        if folder is None:  # Radicale's mapping checks each component on disk: once per book
+            folder = pathutils.path_to_filesystem(self._root, book, self._collision_free)
+            if len(self._folders) > 100000:
+                self._folders.clear()
+            self._folders[book] = folder
+        return folder
 
     def path(self, book: str, href: str) -> str:
         if not pathutils.is_safe_filesystem_path_component(href):
@@ -141,6 +158,8 @@ class CopyFiles:
         """Write every new text to its temporary file (in parallel); make them durable."""
         for write in writes:
             write.folder = self.folder(write.book)
+            write.target = os.path.join(write.folder, write.href)
+            write.new = _temp_names(write.folder, write.href)[0]
         list(self._pool.map(self._prepare_one, writes))
         self.sync(writes, files=True)
 
@@ -167,28 +186,31 @@ class CopyFiles:
         not done.  The caller repeats until every write is done or dropped.
         """
         done: list[Write] = []
-        deadline = time.monotonic() + budget
-        with self._exclusive():
+        changed: list[Write] = []
+        with self.quiet, self._exclusive():
+            # as little Python as can be in here: every step may wait for the interpreter
+            deadline = time.monotonic() + budget
             for write in writes:
                 if write.done:
                     continue
-                if done and time.monotonic() > deadline:
+                if (done or changed) and (time.monotonic() > deadline
+                                          or len(done) >= MAX_RENAMES_PER_HOLD):
                     break
-                target = os.path.join(write.folder, write.href)
-                new, _ = _temp_names(write.folder, write.href)
                 try:
-                    now = _identity(os.stat(target))
+                    now = _identity(os.stat(write.target))
                 except FileNotFoundError:
                     now = None
                 write.done = True  # decided in this hold, one way or the other
                 if now != write.was:
-                    logger.debug("Copy /%s/%s changed while being written: tried again later",
-                                 write.book, write.href)
-                    self._discard(write)
+                    changed.append(write)
                     continue
-                os.replace(new, target)
+                os.replace(write.new, write.target)
                 write.renamed = True
                 done.append(write)
+        for write in changed:
+            logger.debug("Copy /%s/%s changed while being written: tried again later",
+                         write.book, write.href)
+            self._discard(write)
         return done
 
     def finish(self, writes: list[Write]) -> None:
@@ -229,7 +251,7 @@ class CopyFiles:
     def run_storage_hook(self) -> None:
         """Run the admin's ``[storage] hook`` once for a round of writes, as Radicale would."""
         if getattr(self._store, "_hook", ""):
-            with self._store.acquire_lock("w", "", request="FANOUT"):
+            with self._store.acquire_lock("w", "radicale-mecard", request="FANOUT"):
                 pass
 
     def close(self) -> None:
@@ -253,8 +275,10 @@ def _identity(st: os.stat_result) -> Identity:
 
 
 def _temp_names(folder: str, href: str) -> tuple[str, str]:
-    return (os.path.join(folder, ".%s.mecard-new" % href),
-            os.path.join(folder, ".%s.mecard-old" % href))
+    # Radicale's own temporary names: what ignores those (the documented .gitignore of
+    # the git hook, backups) ignores these
+    return (os.path.join(folder, ".Radicale.tmp-mecard-%s.new" % href),
+            os.path.join(folder, ".Radicale.tmp-mecard-%s.old" % href))
 
 
 def _sync_folder(folder: str) -> None:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from radicale.log import logger
 
 from radicale_plugin import store
-from radicale_plugin.card_index import index_card
+from radicale_plugin.card_index import index_card, index_parsed
 from radicale_plugin.consent import Candidate, card_fit
 from radicale_plugin.context import Context
-from radicale_plugin.copy_files import CopyFiles, Write
+from radicale_plugin.copy_files import CopyFiles, Identity, Write
 from radicale_plugin.errors import NotFound
 from radicale_plugin.history import diff
 from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
@@ -55,6 +55,7 @@ class Placement:
     """Where an owner's copy is, or could go, in a recipient's books."""
 
     linked: tuple[str, str] | None = None    # the linked card
+    found: tuple[str, Identity] | None = None  # its text and identity, as read
     deleted: bool = False                    # the recipient deleted the linked card
     no_book: bool = False                    # the recipient has no address book
     candidates: list[Candidate] = field(default_factory=list)
@@ -73,6 +74,7 @@ class Planned:
     intent: Intent
     values: set[tuple[str, str]]
     link: Link | None
+    card: Card | None = None       # the new card, parsed (for the card-key index)
 
 
 class Deliverer:
@@ -81,6 +83,19 @@ class Deliverer:
     def __init__(self, ctx: Context, files: CopyFiles) -> None:
         self._ctx = ctx
         self.files = files
+        self._owned: dict[str, frozenset[tuple[str, str]]] = {}
+        self._books: dict[str, list[str]] = {}
+
+    def new_round(self) -> None:
+        """Forget what was cached for the last round (owners' provable values, books)."""
+        self._owned = {}
+        self._books = {}
+
+    def _books_of(self, user: str) -> list[str]:
+        books = self._books.get(user)
+        if books is None:
+            books = self._books[user] = self._ctx.index.cards.books_of(user)
+        return books
 
     # -- what the recipient is meant to get ------------------------------------
     def wanted_view(self, owner: Owner, delivery: Delivery) -> View | None:
@@ -96,12 +111,13 @@ class Deliverer:
         """The linked card, or the recipient's cards that could hold the owner's copy."""
         index = self._ctx.index
         recipient = delivery.recipient
-        if not index.cards.books_of(recipient):
+        if not self._books_of(recipient):
             return Placement(no_book=True)
         link = index.links.get(owner.user, recipient)
         if link is not None:
-            if self.files.read(link.book, link.href) is not None:
-                return Placement(linked=(link.book, link.href))
+            found = self.files.read(link.book, link.href)
+            if found is not None:
+                return Placement(linked=(link.book, link.href), found=found)
             return Placement(deleted=True)
         mine = index.keys.verified(owner.user)
         cards = index.cards.cards_with_keys(recipient, mine)
@@ -140,11 +156,7 @@ class Deliverer:
     # -- what -------------------------------------------------------------------
     def previous(self, owner: Owner, delivery: Delivery) -> Previous:
         """What in the recipient's copy is provably the owner's."""
-        index = self._ctx.index
-        ever_verified = {k.key for k in index.keys.of_user(owner.user) if k.verified}
-        values = {(f, k) for f, k in index.owners.past_values(owner.user)
-                  if f not in _KEY_FIELDS or k in ever_verified}
-        values |= delivery.written_values
+        values = set(self._owned_by(owner.user)) | delivery.written_values
         written: tuple = ()
         if delivery.delivered_view is not None:
             written += delivery.delivered_view.entries
@@ -152,22 +164,40 @@ class Deliverer:
             written += delivery.intent.view.entries
         return Previous(written, frozenset(values))
 
+    def _owned_by(self, owner: str) -> frozenset[tuple[str, str]]:
+        """The owner's earlier values that prove a value is theirs (numbers and e-mails only
+        if they were verified for the owner); cached for the round."""
+        if owner not in self._owned:
+            index = self._ctx.index
+            ever_verified = {k.key for k in index.keys.of_user(owner) if k.verified}
+            self._owned[owner] = frozenset(
+                (f, k) for f, k in index.owners.past_values(owner)
+                if f not in _KEY_FIELDS or k in ever_verified)
+        return self._owned[owner]
+
     def render(self, owner: Owner, delivery: Delivery, view: View, book: str,
                text: str | None) -> str:
         """The copy's text after the change (a new card when ``text`` is None)."""
+        return self._render(owner, delivery, view, book, text)[1].serialize()
+
+    def _render(self, owner: Owner, delivery: Delivery, view: View, book: str,
+                text: str | None) -> tuple[Card | None, Card]:
+        """The copy before and after the change, parsed once."""
         if text is None:
             uid = copy_uid(owner.user, delivery.recipient)
             if self._ctx.index.cards.href_of_uid(book, uid) is not None:
                 uid = str(uuid.uuid4())  # the recipient has a card with that UID already
             version = self._ctx.index.cards.book_version(book) or "3.0"
-            return new_copy(view, uid, version).serialize()
-        return merge(parse_card(text), view, self.previous(owner, delivery),
-                     self._ctx.settings.region).serialize()
+            return None, new_copy(view, uid, version)
+        before = parse_card(text)
+        return before, merge(before, view, self.previous(owner, delivery),
+                             self._ctx.settings.region)
 
-    def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str]) -> bool:
+    def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str],
+                     found: tuple[str, Identity] | None = None) -> bool:
         """Whether writing the wanted view into ``card`` would change it at all."""
         view = self.wanted_view(owner, delivery)
-        text = self.card_text(*card)
+        text = found[0] if found is not None else self.card_text(*card)
         return view is not None and (
             text is None or self.render(owner, delivery, view, card[0], text) != text)
 
@@ -181,29 +211,32 @@ class Deliverer:
         return (parse_card(text) if text is not None else None), parse_card(after)
 
     def plan(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
-             link_kind: str | None, view: View, action: str = "update") -> Planned | None:
+             link_kind: str | None, view: View, action: str = "update",
+             found: tuple[str, Identity] | None = None) -> Planned | None:
         """Work out the write of ``view`` into ``card`` (None: a new card); None: no change.
 
-        A link to make is returned with it even when the card needs no change.
+        ``found`` is the card as already read.  A link to make is returned
+        with it even when the card needs no change.
         """
         recipient = delivery.recipient
         if card is None:
             card = self.new_card_place(owner.user, recipient)
             link_kind = LINK_CREATED
         book, href = card
-        found = self.files.read(book, href)
+        if found is None:
+            found = self.files.read(book, href)
         text, was = (found[0], found[1]) if found else (None, None)
-        new_text = self.render(owner, delivery, view, book, text)
+        before, after = self._render(owner, delivery, view, book, text)
+        new_text = after.serialize()
         link = Link(owner.user, recipient, book, href, link_kind, _now_iso()) \
             if link_kind else None
         if new_text == text:
             return Planned(delivery, Write(book, href, new_text, was, done=True),
                            _no_intent(view, book, href), set(), link) if link else None
         intent = Intent(view, book, href, "create" if text is None else action,
-                        tuple(diff(parse_card(text) if text is not None else None,
-                                   parse_card(new_text))), text_hash(new_text))
+                        tuple(diff(before, after)), text_hash(new_text))
         return Planned(delivery, Write(book, href, new_text, was), intent,
-                       view.values(self._ctx.settings.region), link)
+                       view.values(self._ctx.settings.region), link, after)
 
     # -- records around a write -----------------------------------------------------
     def before_write(self, planned: Planned) -> None:
@@ -222,8 +255,10 @@ class Deliverer:
         delivery = planned.delivery
         self._record(delivery.owner, delivery.recipient, planned.intent)
         index.outbox.set_intent(delivery.owner, delivery.recipient, None)
-        index.cards.put(index_card(planned.write.book, planned.write.href, planned.write.text,
-                                   self._ctx.settings.region))
+        write, region = planned.write, self._ctx.settings.region
+        index.cards.put(index_parsed(write.book, write.href, planned.card, region)
+                        if planned.card is not None
+                        else index_card(write.book, write.href, write.text, region))
 
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that

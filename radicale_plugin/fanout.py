@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from radicale.log import logger
@@ -37,6 +38,7 @@ from radicale_plugin import consent
 from radicale_plugin import index as idx
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
+from radicale_plugin.copy_files import Write
 from radicale_plugin.delivery import Deliverer, Planned
 from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
@@ -45,6 +47,17 @@ from radicale_plugin.owners import Owners
 from radicale_plugin.selection import Targets
 
 _JOBS_PER_ROUND = 20
+
+
+@dataclass
+class _Round:
+    """A round whose files are being written."""
+
+    outcomes: list["_Outcome"]
+    writes: list[Write]
+    clock: "_Clock"
+    written: Future
+    taken: set[tuple[str, str]]
 
 
 @dataclass
@@ -71,6 +84,9 @@ class FanoutWorker:
         self._files = deliverer.files
         self._offers = offers
         self._event = threading.Event()
+        self.stats = Stats()
+        # one thread writes a round's files while the worker decides the next round
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mecard-writer")
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -94,10 +110,7 @@ class FanoutWorker:
         while True:
             self._event.clear()
             try:
-                while self._ctx.index.outbox.has_work(time.time()):
-                    self.run_round()
-                    if settings.batch_pause:
-                        time.sleep(settings.batch_pause)
+                self.drain()
             except Exception as e:
                 logger.error("Fan-out round failed, retrying later: %s", e, exc_info=True)
                 time.sleep(1)
@@ -127,32 +140,87 @@ class FanoutWorker:
                 self._owners.refresh(owner, found[0])
                 self._ctx.index.owners.set_card_stat(owner.user, _stat_text(found[1]))
 
-    # -- one round --------------------------------------------------------------------
+    # -- rounds -------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Run rounds while there is work, deciding each round while the last one's files
+        are written (the one is Python, the other the disk: they overlap)."""
+        previous: _Round | None = None
+        begun, before = time.monotonic(), (self.stats.deliveries, self.stats.copies_written)
+        self.stats.longest_hold_now = 0.0
+        try:
+            while True:
+                current = self._start_round(previous)
+                if previous is not None:
+                    self._end_round(previous)
+                previous = current
+                if current is None:
+                    if not self._ctx.index.outbox.has_work(time.time()):
+                        return
+                elif self._ctx.settings.batch_pause:
+                    time.sleep(self._ctx.settings.batch_pause)
+        finally:
+            if previous is not None:
+                self._end_round(previous)
+            done = self.stats.deliveries - before[0]
+            if done:
+                logger.info("Fan-out: %d deliveries (%d copies written) in %.2f s; longest "
+                            "hold of the storage lock %.1f ms", done,
+                            self.stats.copies_written - before[1], time.monotonic() - begun,
+                            self.stats.longest_hold_now * 1000)
+
     def run_round(self) -> None:
-        """Plan queued changes, then decide, write and record up to ``round_size`` copies."""
+        """One round, not overlapped (tests and the admin)."""
+        current = self._start_round(None)
+        if current is not None:
+            self._end_round(current)
+
+    def _start_round(self, busy: "_Round | None") -> "_Round | None":
+        """Plan queued changes, decide up to ``round_size`` deliveries, record the intents,
+        and start writing the files in the background."""
         outbox = self._ctx.index.outbox
+        clock = _Clock()
         for job in outbox.pending_jobs(_JOBS_PER_ROUND):
             self._plan(job)
-        batch = outbox.pending_deliveries(self._ctx.settings.batch_size, time.time())
+        clock.lap("plan")
+        size = self._ctx.settings.batch_size
+        taken = busy.taken if busy is not None else set()
+        batch = [d for d in outbox.pending_deliveries(size + len(taken), time.time())
+                 if (d.owner, d.recipient) not in taken][:size]
         if not batch:
-            return
+            return None
         owners: dict[str, Owner] = {}
         outcomes = []
+        self._deliverer.new_round()
         for delivery in batch:
+            with self._files.quiet:
+                pass  # wait while the last round's writer holds the storage lock
             owner = owners.get(delivery.owner) or self._ctx.index.owners.get(delivery.owner)
             owners[owner.user] = owner
             outcomes.append(self._decide(delivery, owner))
+        clock.lap("decide")
+        if busy is not None:
+            busy.written.result()  # the files of the last round first: rounds stay in order
         with self._ctx.index.transaction():
             for outcome in outcomes:
                 self._before(outcome)
+        clock.lap("record intents")
         writes = [o.planned.write for o in outcomes
                   if o.planned is not None and not o.planned.write.done]
-        self._write(writes)
-        with self._ctx.index.transaction():
-            for outcome in outcomes:
+        return _Round(outcomes, writes, clock, self._writer.submit(self._write, writes, clock),
+                      {(d.owner, d.recipient) for d in batch})
+
+    def _end_round(self, current: "_Round") -> None:
+        """Wait for the round's files, then record what they did."""
+        current.written.result()
+        # not durable: if a power loss takes it back, the intents (durable) are still
+        # there, and the next start records what they did (Deliverer.settle)
+        with self._ctx.index.transaction(durable=False):
+            for outcome in current.outcomes:
                 self._after(outcome)
-        if writes:
-            self._files.run_storage_hook()
+        current.clock.lap("record results")
+        self.stats.add(len(current.outcomes), len(current.writes), current.clock)
+        logger.debug("Fan-out round: %d deliveries, %d copies written; %s",
+                     len(current.outcomes), len(current.writes), current.clock)
 
     def _plan(self, job: Job) -> None:
         outbox = self._ctx.index.outbox
@@ -223,14 +291,15 @@ class FanoutWorker:
         allowed = consent.may_offer(chosen, placement.owner_key_in_books,
                                     placement.linked is not None)
         decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
+        found = placement.found if decision.card == placement.linked else None
         if decision.action == consent.OFFER and decision.card is not None \
                 and (placement.linked or decision.link) \
-                and not self._deliverer.would_change(owner, delivery, decision.card):
+                and not self._deliverer.would_change(owner, delivery, decision.card, found):
             # the card already says it all: an offer would change nothing
             decision = consent.Decision(consent.WRITE, decision.card, decision.link)
         if decision.action == consent.WRITE:
             outcome.planned = self._deliverer.plan(owner, delivery, decision.card,
-                                                   decision.link, view)
+                                                   decision.link, view, found=found)
             delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
             delivery.delivered_seq = delivery.wanted_seq
         elif decision.action == consent.OFFER:
@@ -258,18 +327,26 @@ class FanoutWorker:
             self._failed(outcome, e)
         self._ctx.index.outbox.finish(delivery)
 
-    def _write(self, writes: list) -> None:
+    def _write(self, writes: list[Write], clock: "_Clock") -> None:
         """Prepare the files, then rename them in holds of at most ``lock_hold`` seconds."""
         if not writes:
             return
         settings = self._ctx.settings
         self._files.prepare(writes)
+        clock.lap("prepare files")
         done = []
         while not all(w.done for w in writes):
+            start = time.monotonic()
             done += self._files.commit(writes, settings.lock_hold)
+            clock.hold(time.monotonic() - start)
             if not all(w.done for w in writes):
                 time.sleep(settings.lock_gap)  # let waiting requests have the lock
+        clock.lap("renames")
         self._files.finish(done)
+        clock.lap("sync, clean")
+        if done:
+            # before the next round's files appear: the hook sees only finished copies
+            self._files.run_storage_hook()
 
     def _after(self, outcome: _Outcome) -> None:
         """In the round's last transaction: what the writes did."""
@@ -290,6 +367,49 @@ class FanoutWorker:
         if delivery.state == idx.WITHDRAWN:
             index.links.remove(delivery.owner, delivery.recipient)
         index.outbox.finish(delivery)
+
+
+class _Clock:
+    """Where a round's time went, and its longest hold of the storage lock."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.longest_hold = 0.0
+        self.held = 0.0
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def hold(self, seconds: float) -> None:
+        self.longest_hold = max(self.longest_hold, seconds)
+        self.held += seconds
+
+    def __str__(self) -> str:
+        return ", ".join("%s %.1f ms" % (k, v * 1000) for k, v in self.laps.items()) + (
+            "; longest lock hold %.1f ms" % (self.longest_hold * 1000))
+
+
+@dataclass
+class Stats:
+    """What the fan-out did since the process started (for the admin and benchmarks)."""
+
+    rounds: int = 0
+    deliveries: int = 0
+    copies_written: int = 0
+    longest_hold: float = 0.0
+    longest_hold_now: float = 0.0   # since the queue last ran dry
+    lock_held: float = 0.0
+
+    def add(self, deliveries: int, written: int, clock: _Clock) -> None:
+        self.rounds += 1
+        self.deliveries += deliveries
+        self.copies_written += written
+        self.longest_hold = max(self.longest_hold, clock.longest_hold)
+        self.longest_hold_now = max(self.longest_hold_now, clock.longest_hold)
+        self.lock_held += clock.held
 
 
 def _stat_text(identity: tuple[int, int, int]) -> str:

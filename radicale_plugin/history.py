@@ -20,7 +20,8 @@ _BOOKKEEPING = frozenset(("REV", "PRODID", "VERSION", "UID"))
 
 def logical(line: Line) -> str:
     """A content line as one unfolded line of text."""
-    return re.sub(r"\r?\n[ \t]", "", line.serialize())
+    text = line.serialize()
+    return re.sub(r"\r?\n[ \t]", "", text) if "\n" in text else text
 
 
 def diff(before: Card | None, after: Card) -> list[Change]:
@@ -28,17 +29,27 @@ def diff(before: Card | None, after: Card) -> list[Change]:
 
     Values of one field are paired in order: a replaced number is one change
     (before → after), an added one has no ``before``, a removed one no ``after``.
+    A repeated line counts each time: dropping one of two equal lines is a removal.
     """
-    old = [ln for ln in (before.lines if before else []) if ln.name not in _BOOKKEEPING]
-    new = [ln for ln in after.lines if ln.name not in _BOOKKEEPING]
+    old = [(ln.name, logical(ln)) for ln in (before.lines if before else [])
+           if ln.name not in _BOOKKEEPING]
+    new = [(ln.name, logical(ln)) for ln in after.lines if ln.name not in _BOOKKEEPING]
+    removed = collections.Counter(old) - collections.Counter(new)
+    added = collections.Counter(new) - collections.Counter(old)
     changes: list[Change] = []
-    for name in dict.fromkeys([ln.name for ln in old] + [ln.name for ln in new]):
-        was = [logical(ln) for ln in old if ln.name == name]
-        now = [logical(ln) for ln in new if ln.name == name]
-        # a repeated line counts each time: dropping one of two equal lines is a removal
-        removed = list((collections.Counter(was) - collections.Counter(now)).elements())
-        added = list((collections.Counter(now) - collections.Counter(was)).elements())
-        for i in range(max(len(removed), len(added))):
-            changes.append(Change(name, removed[i] if i < len(removed) else None,
-                                  added[i] if i < len(added) else None))
+    for name in dict.fromkeys([n for n, _ in old] + [n for n, _ in new]):
+        gone, came = _of(name, old, removed), _of(name, new, added)
+        for i in range(max(len(gone), len(came))):
+            changes.append(Change(name, gone[i] if i < len(gone) else None,
+                                  came[i] if i < len(came) else None))
     return changes
+
+
+def _of(name: str, lines: list[tuple[str, str]], counts: collections.Counter) -> list[str]:
+    """The texts of ``name`` lines counted in ``counts``, in card order (counting them off)."""
+    out = []
+    for line in lines:
+        if line[0] == name and counts[line] > 0:
+            counts[line] -= 1
+            out.append(line[1])
+    return out

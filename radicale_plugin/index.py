@@ -428,8 +428,13 @@ class SharingIndex(abc.ABC):
     history: HistoryLog
 
     @abc.abstractmethod
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        """Group calls into one transaction; nested uses join the outer one."""
+    def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Group calls into one transaction; nested uses join the outer one.
+
+        Without ``durable`` the commit need not reach the disk before it returns
+        (a power loss may undo it, a crash of the process may not): for what
+        can be rebuilt or replayed, such as the card-key index.
+        """
 
     def close(self) -> None:
         """Release resources."""

@@ -10,7 +10,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from radicale_plugin.errors import BadCard, TooLarge
-from radicale_plugin.vcard import Card, parse_card
+from radicale_plugin.vcard import Card, read_card
 from radicale_plugin.view import BINARY_FIELDS
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -28,7 +28,7 @@ def check_me_card(text: str, limits: Limits) -> Card:
     """Parse and check a me card; :class:`BadCard` or :class:`TooLarge` say what to fix."""
     if _CONTROL.search(text):
         raise BadCard("the card contains control characters (such as NUL); remove them")
-    card = parse_card(text)
+    card = read_card(text)
     uids = card.get("UID")
     if len(uids) != 1 or not uids[0].value.strip():
         raise BadCard("a me card needs exactly one UID line, found %d" % len(uids))

@@ -22,7 +22,7 @@ from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound
 from radicale_plugin.index import Owner
 from radicale_plugin.limits import check_me_card
 from radicale_plugin.matching import card_keys, line_key
-from radicale_plugin.vcard import Card, parse_card
+from radicale_plugin.vcard import Card, parse_card, read_card
 from radicale_plugin.view import View, check_fields, shared_view
 
 #: Apple's "My Card" pointer on the address-book home, as Radicale names it.
@@ -159,7 +159,7 @@ class Owners:
     def refresh(self, owner: Owner, text: str) -> bool:
         """Read the me card's shared view anew; queue it if it changed."""
         try:
-            card = parse_card(text)
+            card = read_card(text)
         except BadCard as e:
             logger.warning("Me card of %r not shared: %s", owner.user, e)
             return False

@@ -20,6 +20,7 @@ import radicale.item as radicale_item
 from radicale import config, group
 from radicale import storage as radicale_storage
 
+from radicale_plugin import index as idx
 from radicale_plugin import store
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
@@ -124,13 +125,17 @@ class SharingService:
     def on_item_written(self, collection: radicale_storage.BaseCollection, href: str,
                         item: radicale_item.Item) -> None:
         text = item.serialize()
-        with self.index.transaction():  # one commit per write
+        # One commit per write, which need not wait for the disk: Radicale made the file
+        # durable, and if a power loss takes the commit back, the start-up check reads
+        # again the books and me cards whose files changed.
+        owner = self.index.owners.get(store.user_of(collection.path))
+        with self.index.transaction(durable=False):
             self.card_keys.on_written(collection, href, text)
-            if self._is_owner_book(collection):
+            if owner.book == collection.path:
                 self.owners.on_written(collection, href, text, item.uid)
-            self._contacts_changed(collection.path)
+            self._contacts_changed(collection.path, owner)
 
-    def _contacts_changed(self, path: str) -> None:
+    def _contacts_changed(self, path: str, owner: idx.Owner | None = None) -> None:
         """A contact of an owner changed: their ``all``/``group:`` rules may select others now.
 
         One queued plan is enough however many contacts a phone writes in a row.
@@ -138,7 +143,8 @@ class SharingService:
         if self.ctx.writing_copy():
             return  # a copy we wrote: the recipient's own rules see it at their next change
         user = store.user_of(path)
-        owner = self.index.owners.get(user)
+        if owner is None or owner.user != user:
+            owner = self.index.owners.get(user)
         if owner.view is None or not any(r == "all" or r.startswith("group:")
                                          for r in owner.rules):
             return

@@ -11,6 +11,7 @@ was read from and is re-emitted unchanged unless it was replaced.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -190,6 +191,22 @@ def parse_card(text: str) -> Card:
     if len(cards) != 1:
         raise BadCard("expected one vCard, found %d" % len(cards))
     return cards[0]
+
+
+_last = threading.local()
+
+
+def read_card(text: str) -> Card:
+    """:func:`parse_card`, remembering the last card per thread: a written card is read by
+    the checks, the card-key index and the me-card bookkeeping of one request.
+
+    The card returned must not be changed (merging makes a new one).
+    """
+    if getattr(_last, "text", None) == text:
+        return _last.card
+    card = parse_card(text)
+    _last.text, _last.card = text, card
+    return card
 
 
 def unescape(value: str) -> str:

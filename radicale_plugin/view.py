@@ -10,6 +10,7 @@ owner's shared fields is ever in it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -175,7 +176,7 @@ class View:
 
     def values(self, region: str) -> set[tuple[str, str]]:
         """(field, compare key) of every value: what proves a value in a copy is the owner's."""
-        return {(e.name, e.compare_key(region)) for e in self.entries}
+        return set(_values(self.entries, region))
 
     def without(self, drop: Iterable[Entry]) -> "View":
         gone = set(drop)
@@ -188,18 +189,34 @@ class View:
         return hashlib.sha256("\n".join(data).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps({"entries": [e.to_json() for e in self.entries],
-                           "fields": list(self.fields), "withdrawn": list(self.withdrawn)})
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, text: str | None) -> "View | None":
-        if not text:
-            return None
-        data = json.loads(text)
-        if isinstance(data, list):  # schema version 1: the entries only
-            return cls(tuple(Entry.from_json(d) for d in data))
-        return cls(tuple(Entry.from_json(d) for d in data["entries"]),
-                   tuple(data.get("fields", ())), tuple(data.get("withdrawn", ())))
+        return _from_json(text) if text else None
+
+
+# A fan-out handles the same few views thousands of times: they are immutable, so
+# their JSON and compare keys are computed once.
+
+@functools.lru_cache(maxsize=256)
+def _values(entries: tuple[Entry, ...], region: str) -> frozenset[tuple[str, str]]:
+    return frozenset((e.name, e.compare_key(region)) for e in entries)
+
+
+@functools.lru_cache(maxsize=256)
+def _to_json(view: View) -> str:
+    return json.dumps({"entries": [e.to_json() for e in view.entries],
+                       "fields": list(view.fields), "withdrawn": list(view.withdrawn)})
+
+
+@functools.lru_cache(maxsize=256)
+def _from_json(text: str) -> View:
+    data = json.loads(text)
+    if isinstance(data, list):  # schema version 1: the entries only
+        return View(tuple(Entry.from_json(d) for d in data))
+    return View(tuple(Entry.from_json(d) for d in data["entries"]),
+                tuple(data.get("fields", ())), tuple(data.get("withdrawn", ())))
 
 
 def shared_view(card: Card, shared_fields: Iterable[str],

@@ -138,7 +138,7 @@ def test_record_view_queues_a_change_only_when_a_view_changed(backend):
     assert backend.owners.record_view("alice", second, second, second.values(REGION))
     owner = backend.owners.get("alice")
     assert (owner.seq, owner.view, owner.card_view) == (2, second, second)
-    assert [j.seq for j in backend.outbox.pending_jobs(10)] == [1, 2]
+    assert [j.seq for j in backend.outbox.pending_jobs(10)] == [2]  # it replaces the first
     assert backend.owners.view_at("alice", 2) == second
 
 
@@ -154,11 +154,11 @@ def test_a_change_of_the_me_card_alone_is_a_new_change_too(backend, dropped):
 
     owner = backend.owners.get("alice")
     assert (owner.seq, owner.card_view, owner.view) == (2, card_view, sent)
-    assert [(j.seq, j.only) for j in backend.outbox.pending_jobs(10)] == [(1, None), (2, None)]
+    assert [(j.seq, j.only) for j in backend.outbox.pending_jobs(10)] == [(2, None)]
     assert backend.owners.view_at("alice", 2) == sent
     # and recording the same pair again is no change
     assert not backend.owners.record_view("alice", card_view, sent, sent.values(REGION))
-    assert backend.owners.get("alice").seq == 2 and backend.outbox.queued("alice") == 2
+    assert backend.owners.get("alice").seq == 2 and backend.outbox.queued("alice") == 1
 
 
 def test_me_card_gone_stops_every_delivery_and_drops_offers_but_refusals(backend):
@@ -235,6 +235,38 @@ def test_a_notice_is_kept_once_and_only_the_newest_twenty(backend):
     backend.owners.add_notice("alice", "moved 15")
     assert backend.owners.get("alice").notices == (
         ["moved %d" % n for n in range(10, 30) if n != 15] + ["moved 15"])
+
+
+def test_discoverability_of_names_only_the_users_who_chose_one(backend):
+    backend.owners.set_discoverability("alice", "nobody")
+    backend.owners.set_discoverability("bob", "everyone")
+    backend.owners.set_discoverability("bob", "contacts")   # replaced
+    backend.owners.set_rules("carol", ["all"])              # an owner who never chose
+    many = ["user%04d" % n for n in range(1200)]
+    for user in many[::100]:
+        backend.owners.set_discoverability(user, "everyone")
+    assert backend.owners.discoverability_of(["alice", "bob", "carol", "dave"]) == {
+        "alice": "nobody", "bob": "contacts"}
+    assert backend.owners.discoverability_of(["alice", "alice", "al", "Alice"]) == {
+        "alice": "nobody"}
+    assert backend.owners.discoverability_of(many + ["bob"]) == {
+        **{u: "everyone" for u in many[::100]}, "bob": "contacts"}
+    assert backend.owners.discoverability_of([]) == {}
+
+
+def test_the_me_card_stat_is_remembered_per_owner(backend):
+    for user in ("alice", "bob"):
+        backend.owners.set_me_card(user, user + "/contacts", user + ".vcf", user + "-me")
+    assert backend.owners.get("alice").card_stat == ""
+    backend.owners.set_card_stat("alice", "812:1764115039123456789")
+    backend.owners.set_card_stat("bob", "90:1")
+    backend.owners.set_card_stat("bob", "91:2")
+    assert backend.owners.get("alice").card_stat == "812:1764115039123456789"
+    assert {o.user: o.card_stat for o in backend.owners.with_me_card()} == {
+        "alice": "812:1764115039123456789", "bob": "91:2"}
+    backend.owners.set_rules("alice", ["all"])             # other settings leave it alone
+    assert backend.owners.get("alice").card_stat == "812:1764115039123456789"
+    assert backend.owners.get("carol").card_stat == ""
 
 
 # -- keys -------------------------------------------------------------------------
@@ -385,8 +417,133 @@ def test_cards_with_keys_looks_only_in_the_users_own_books(backend):
     assert backend.cards.cards_with_keys("bob", [MAIL]) == [card("bob/contacts", "b.vcf", B, MAIL)]
 
 
+def test_a_cards_name_categories_members_and_version_round_trip(backend):
+    person = IndexedCard("bob/contacts", "ally.vcf", "ally-uid", False, frozenset({A, MAIL}),
+                         name='Ally "Sis" Ärcher, Jr.', version="4.0",
+                         categories=frozenset({"family", "école", "strasse"}))  # case-folded
+    group = IndexedCard("bob/contacts", "fam.vcf", "fam-uid", True, frozenset(), name="Family",
+                        members=("urn:uuid:zed", "urn:uuid:ally-uid", "mailto:x@example.org"),
+                        version="3.0")
+    plain = card("bob/work", "w.vcf", B)       # no name, categories, members or version
+    backend.cards.put(person)
+    backend.cards.replace_book("bob/contacts", [person, group], 5)
+    backend.cards.put(plain)
+    assert backend.cards.card("bob/contacts", "ally.vcf") == person
+    assert backend.cards.card("bob/contacts", "fam.vcf") == group   # members keep their order
+    assert backend.cards.card("bob/work", "w.vcf") == plain
+    assert sorted(backend.cards.cards_of("bob"), key=lambda c: (c.book, c.href)) == [
+        person, group, plain]
+    assert backend.cards.cards_with_keys("bob", [MAIL]) == [person]
+
+    # replacing a card replaces all of it
+    renamed = IndexedCard("bob/contacts", "ally.vcf", "ally-uid", False, frozenset({A}),
+                          name="Ally")
+    backend.cards.put(renamed)
+    found = backend.cards.card("bob/contacts", "ally.vcf")
+    assert found == renamed and (found.categories, found.members, found.version) == (
+        frozenset(), (), "")
+
+
+def test_cards_of_lists_every_card_of_every_book_of_the_user_only(backend):
+    mine = [card("bob/contacts", "a.vcf", A), card("bob/contacts", "g.vcf", is_group=True),
+            card("bob/work", "b.vcf")]
+    for c in mine + [card(book, "x.vcf", A) for book in ("bo/contacts", "bobby/contacts",
+                                                         "Bob/contacts", "carol/contacts")]:
+        backend.cards.put(c)
+    assert sorted(backend.cards.cards_of("bob"), key=lambda c: (c.book, c.href)) == mine
+    assert [c.book for c in backend.cards.cards_of("bo")] == ["bo/contacts"]
+    assert backend.cards.cards_of("erin") == []
+    backend.cards.remove("bob/contacts", "a.vcf")
+    backend.cards.remove_under("bob/work")
+    assert backend.cards.cards_of("bob") == [mine[1]]
+
+
+@pytest.mark.parametrize("user, others", [
+    ("al", ["alice/contacts", "alx/contacts", "a/contacts"]),
+    ("alice", ["al/contacts", "alice2/contacts", "Alice/contacts", "ALICE/work"]),
+    ("a_", ["ab/contacts", "a_b/contacts"]),      # LIKE-style wildcards are plain text
+    ("a%", ["abc/contacts", "a/contacts"]),
+])
+def test_books_of_lists_the_users_recorded_books_only(backend, user, others):
+    mine = ["%s/contacts" % user, "%s/work" % user]
+    backend.cards.set_book_mtime(mine[1], 3)                        # an empty book
+    backend.cards.replace_book(mine[0], [card(mine[0], "a.vcf", A)], 4)
+    for book in others:
+        backend.cards.replace_book(book, [card(book, "a.vcf", A)], 5)
+    assert backend.cards.books_of(user) == mine
+    backend.cards.remove_under(mine[1])
+    assert backend.cards.books_of(user) == [mine[0]]
+    assert backend.cards.books_of("nobody") == []
+
+
+def test_book_version_is_the_version_most_cards_of_the_book_use(backend):
+    def versioned(book: str, href: str, version: str) -> IndexedCard:
+        return IndexedCard(book, href, href, False, frozenset(), version=version)
+
+    assert backend.cards.book_version("bob/contacts") is None           # unknown
+    backend.cards.replace_book("bob/contacts", [], 1)
+    assert backend.cards.book_version("bob/contacts") is None           # empty
+    backend.cards.replace_book("bob/contacts", [
+        versioned("bob/contacts", "a.vcf", "4.0"), versioned("bob/contacts", "b.vcf", "3.0"),
+        versioned("bob/contacts", "c.vcf", "4.0")], 2)
+    for href in ("x.vcf", "y.vcf", "z.vcf"):    # another book's cards do not count
+        backend.cards.put(versioned("bob/work", href, "3.0"))
+    assert backend.cards.book_version("bob/contacts") == "4.0"
+    assert backend.cards.book_version("bob/work") == "3.0"
+    for href in ("d.vcf", "e.vcf"):
+        backend.cards.put(versioned("bob/contacts", href, "3.0"))
+    assert backend.cards.book_version("bob/contacts") == "3.0"
+
+
+def test_href_of_uid_finds_the_card_with_that_uid_in_that_book(backend):
+    backend.cards.put(IndexedCard("bob/contacts", "a.vcf", "uid-1", False, frozenset()))
+    backend.cards.put(IndexedCard("bob/work", "b.vcf", "uid-2", False, frozenset()))
+    assert backend.cards.href_of_uid("bob/contacts", "uid-1") == "a.vcf"
+    assert backend.cards.href_of_uid("bob/contacts", "uid-2") is None   # another book's
+    assert backend.cards.href_of_uid("bob/contacts", "UID-1") is None
+    assert backend.cards.href_of_uid("carol/contacts", "uid-1") is None
+    backend.cards.put(IndexedCard("bob/contacts", "a.vcf", "uid-3", False, frozenset()))
+    assert backend.cards.href_of_uid("bob/contacts", "uid-1") is None   # its UID changed
+    assert backend.cards.href_of_uid("bob/contacts", "uid-3") == "a.vcf"
+    backend.cards.remove("bob/contacts", "a.vcf")
+    assert backend.cards.href_of_uid("bob/contacts", "uid-3") is None
+
+
+def test_users_knowing_counts_cards_but_not_copies_created_for_the_one_asking(backend):
+    # alice's keys A and MAIL in other users' books
+    backend.cards.put(card("bob/contacts", "own.vcf", A))              # bob's own card
+    backend.cards.put(card("carol/contacts", "copy.vcf", A, MAIL))     # created for alice
+    backend.links.put(Link("alice", "carol", "carol/contacts", "copy.vcf", idx.LINK_CREATED, "t"))
+    backend.cards.put(card("dave/contacts", "copy.vcf", MAIL))         # created, then mine too
+    backend.links.put(Link("alice", "dave", "dave/contacts", "copy.vcf", idx.LINK_CREATED, "t"))
+    backend.cards.put(card("dave/work", "own.vcf", MAIL))
+    for user, made_by in (("erin", idx.LINK_ACCEPTED), ("frank", idx.LINK_VERIFIED),
+                          ("gina", idx.LINK_MIGRATED)):                # linked, but theirs
+        backend.cards.put(card(user + "/contacts", "c.vcf", A))
+        backend.links.put(Link("alice", user, user + "/contacts", "c.vcf", made_by, "t"))
+    backend.cards.put(card("hank/contacts", "z.vcf", A))               # created for zoe
+    backend.links.put(Link("zoe", "hank", "hank/contacts", "z.vcf", idx.LINK_CREATED, "t"))
+    backend.cards.put(card("ivan/contacts", "other.vcf", B))           # another key
+
+    everyone = ["bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy"]
+    assert backend.cards.users_knowing([A, MAIL], everyone, "alice") == {
+        "bob", "dave", "erin", "frank", "gina", "hank"}
+    assert backend.cards.users_knowing([A, MAIL], ["carol", "ivan"], "alice") == set()
+    assert backend.cards.users_knowing([A], ["bob", "hank"], "zoe") == {"bob"}
+    assert backend.cards.users_knowing([A, MAIL], ["carol"], "zoe") == {"carol"}
+    assert backend.cards.users_knowing([MAIL], ["dave", "bob"], "alice") == {"dave"}
+    assert backend.cards.users_knowing([], everyone, "alice") == set()
+    assert backend.cards.users_knowing([A], [], "alice") == set()
+
+    many = ["user%04d" % n for n in range(1200)]
+    for user in many[::100]:
+        backend.cards.put(card(user + "/contacts", "a.vcf", A))
+    assert backend.cards.users_knowing([A, B, C], many, "alice") == set(many[::100])
+
+
 @pytest.mark.parametrize("user, others", [
     ("al", ["alice/contacts", "alx/contacts"]),
+    ("alice", ["Alice/contacts", "ALICE/work"]),   # user names differ by case too
     ("a_", ["ab/contacts", "a_b/contacts"]),      # LIKE-style wildcards are plain text
     ("a%", ["abc/contacts"]),
 ])
@@ -496,6 +653,7 @@ def test_links_under_a_card_a_book_or_a_user(backend):
     backend.links.put(link("carol", "bob", "c.vcf", "bob/work"))
     backend.links.put(link("alice", "bobby", "a.vcf"))
     backend.links.put(link("alice", "bo", "a.vcf"))
+    backend.links.put(link("alice", "Bob", "a.vcf"))      # user names differ by case too
     backend.links.put(link("dave", "bob", "d.vcf", "bob/contacts2"))
 
     def pairs(path: str) -> list[tuple[str, str, str]]:
@@ -507,6 +665,7 @@ def test_links_under_a_card_a_book_or_a_user(backend):
     assert pairs("bob") == [("alice", "bob/contacts", "a.vcf"), ("carol", "bob/work", "c.vcf"),
                             ("dave", "bob/contacts2", "d.vcf")]
     assert pairs("bo") == [("alice", "bo/contacts", "a.vcf")]
+    assert pairs("Bob") == [("alice", "Bob/contacts", "a.vcf")]
     assert pairs("bob/contacts/none.vcf") == [] and pairs("erin") == []
 
 
@@ -611,39 +770,95 @@ def test_requeue_queues_the_current_view_again(backend):
     assert backend.outbox.pending_jobs(10) == []  # no view: nothing to send
     job = planned(backend, "bob")
     backend.outbox.requeue("alice")
+    again = backend.outbox.pending_jobs(10)
+    assert [(j.owner, j.seq, j.only, j.withdraw) for j in again] == [
+        ("alice", job.seq, None, False)]
+    assert again[0].id > job.id
     backend.outbox.requeue("alice", withdraw=True)
     jobs = backend.outbox.pending_jobs(10)
     assert [(j.owner, j.seq, j.only, j.withdraw) for j in jobs] == [
-        ("alice", job.seq, None, False), ("alice", job.seq, None, True)]
-    assert jobs[0].id > job.id and jobs[1].id > jobs[0].id
-    assert backend.outbox.queued("alice") == 2
+        ("alice", job.seq, None, True)]
+    assert jobs[0].id > again[0].id and backend.outbox.queued("alice") == 1
 
 
 def test_pending_jobs_are_the_oldest_first_up_to_the_limit(backend):
-    for number in ("+1 202 555 0111", "+1 202 555 0122", "+1 202 555 0133"):
-        change(backend, number)
-    change(backend, "+1 202 555 0102", user="bob")
-    jobs = backend.outbox.pending_jobs(3)
-    assert [(j.owner, j.seq) for j in jobs] == [("alice", 1), ("alice", 2), ("alice", 3)]
-    assert backend.outbox.queued("alice") == 3 and backend.outbox.queued("bob") == 1
+    for user, number in (("alice", "+1 202 555 0111"), ("bob", "+1 202 555 0102"),
+                         ("carol", "+1 202 555 0103"), ("dave", "+1 202 555 0104")):
+        change(backend, number, user=user)
+    assert [(j.owner, j.seq) for j in backend.outbox.pending_jobs(3)] == [
+        ("alice", 1), ("bob", 1), ("carol", 1)]
+    # alice's newer change replaces her older one, and waits behind the others
+    change(backend, "+1 202 555 0122")
+    assert [(j.owner, j.seq) for j in backend.outbox.pending_jobs(10)] == [
+        ("bob", 1), ("carol", 1), ("dave", 1), ("alice", 2)]
+    assert backend.outbox.queued("alice") == 1 and backend.outbox.queued("bob") == 1
 
 
 def test_restrict_narrows_only_the_owners_newest_queued_change(backend):
     first = change(backend, "+1 202 555 0111")
-    second = change(backend, "+1 202 555 0122")
+    change(backend, "+1 202 555 0102", user="bob")  # another owner's job
     backend.outbox.requeue("alice")                 # the same change again, for all targets
-    change(backend, "+1 202 555 0102", user="bob")  # another owner's newer job
     backend.outbox.restrict("alice", ["bob", "carol"])
 
     jobs = [(j.owner, j.seq, j.only) for j in backend.outbox.pending_jobs(10)]
-    assert jobs == [("alice", first.seq, None), ("alice", second.seq, None),
-                    ("alice", second.seq, ["bob", "carol"]), ("bob", 1, None)]
-    assert backend.outbox.queued("alice") == 3
-    assert backend.outbox.queued("alice", full_only=True) == 2
+    assert jobs == [("alice", first.seq, None), ("bob", 1, None),
+                    ("alice", first.seq, ["bob", "carol"])]
+    assert backend.outbox.queued("alice") == 2
+    assert backend.outbox.queued("alice", full_only=True) == 1
     assert backend.outbox.queued("bob", full_only=True) == 1
 
     backend.outbox.restrict("carol", ["bob"])       # nothing queued: nothing to narrow
-    assert backend.outbox.queued("carol") == 0 and len(backend.outbox.pending_jobs(10)) == 4
+    assert backend.outbox.queued("carol") == 0 and len(backend.outbox.pending_jobs(10)) == 3
+
+
+def jobs_of(ix: SharingIndex) -> list[tuple[str, int, list[str] | None, bool]]:
+    return [(j.owner, j.seq, j.only, j.withdraw) for j in ix.outbox.pending_jobs(100)]
+
+
+def test_an_owners_newest_change_for_everyone_replaces_their_older_ones(backend):
+    for user, number in (("alice", "+1 202 555 0111"), ("bob", "+1 202 555 0102"),
+                         ("alice", "+1 202 555 0122")):
+        v = view(number)
+        backend.owners.record_view(user, v, v, v.values(REGION))
+    backend.outbox.requeue("alice")
+    backend.outbox.restrict("alice", ["carol"])            # newer than alice's newest full one
+    v = view("+1 202 555 0103")
+    backend.owners.record_view("carol", v, v, v.values(REGION))
+    assert jobs_of(backend) == [("bob", 1, None, False), ("alice", 2, None, False),
+                                ("alice", 2, ["carol"], False), ("carol", 1, None, False)]
+    assert backend.outbox.queued("alice") == 2
+
+    # a change for everyone replaces restricted ones too; other owners keep their place
+    change(backend, "+1 202 555 0133")
+    assert jobs_of(backend) == [("bob", 1, None, False), ("carol", 1, None, False),
+                                ("alice", 3, None, False)]
+    assert backend.outbox.queued("alice") == backend.outbox.queued("bob") == 1
+
+
+def test_a_withdrawal_asked_by_a_replaced_change_carries_over_to_the_newest(backend):
+    job = planned(backend, "bob", "carol")
+    backend.outbox.requeue("bob", withdraw=True)           # bob has no view: nothing queued
+    backend.outbox.requeue("alice", withdraw=True)         # e.g. carol removed, withdraw
+    change(backend, "+1 202 555 0122")                     # then a new number for everyone
+    v = view("+1 202 555 0102")
+    backend.owners.record_view("dave", v, v, v.values(REGION))
+    backend.outbox.requeue("dave", withdraw=True)           # another owner's withdrawal...
+    backend.outbox.requeue("dave")                          # ...carries over to their own
+    assert jobs_of(backend) == [("alice", job.seq + 1, None, True), ("dave", 1, None, True)]
+    plan_next(backend, "bob")
+    assert states(backend) == {"bob": idx.PENDING, "carol": idx.WITHDRAWING}
+
+    # a withdrawal by the newest change for everyone is not undone by a restricted one
+    backend.outbox.requeue("alice", withdraw=True)
+    backend.outbox.requeue("alice")
+    backend.outbox.restrict("alice", ["bob"])
+    assert [j for j in jobs_of(backend) if j[0] == "alice"] == [
+        ("alice", job.seq + 1, None, True), ("alice", job.seq + 1, ["bob"], False)]
+    # nor does a change without withdrawal ever gain one
+    backend.outbox.requeue("erin")
+    change(backend, "+1 202 555 0133", user="frank")
+    change(backend, "+1 202 555 0144", user="frank")
+    assert [j for j in jobs_of(backend) if j[0] == "frank"] == [("frank", 2, None, False)]
 
 
 def test_plan_makes_one_pending_delivery_per_target_and_drops_the_job(backend):
@@ -743,12 +958,165 @@ def test_a_plan_for_chosen_recipients_leaves_the_others_alone(backend):
     assert backend.outbox.queued("alice") == 0
 
 
+def queue(ix: SharingIndex, limit: int = 100, now: float | None = None) -> list[tuple[str, str]]:
+    """The waiting deliveries as the worker gets them."""
+    found = ix.outbox.pending_deliveries(limit, time.time() if now is None else now)
+    return [(d.owner, d.recipient) for d in found]
+
+
+def test_deliveries_are_served_in_the_order_they_were_queued(backend):
+    zoe = change(backend, "+1 202 555 0102", user="zoe")
+    backend.outbox.plan(zoe, {"yan": ["all"]})
+    planned(backend, "carol", "bob")
+    assert queue(backend) == [("zoe", "yan"), ("alice", "bob"), ("alice", "carol")]
+    assert queue(backend, 2) == [("zoe", "yan"), ("alice", "bob")]
+
+    # planned again while waiting: keeps its place (though updated later)
+    time.sleep(1.1)  # ISO times of "updated" have whole seconds
+    backend.outbox.plan(change(backend, "+1 202 555 0103", user="zoe"), {"yan": ["all"]})
+    assert backend.outbox.delivery("zoe", "yan").updated > backend.outbox.delivery(
+        "alice", "bob").updated
+    assert queue(backend) == [("zoe", "yan"), ("alice", "bob"), ("alice", "carol")]
+
+    # waiting again after it was written: to the end
+    finish(backend, "zoe", "yan", idx.DELIVERED, delivered_seq=2)
+    backend.outbox.plan(change(backend, "+1 202 555 0104", user="zoe"), {"yan": ["all"]})
+    assert queue(backend) == [("alice", "bob"), ("alice", "carol"), ("zoe", "yan")]
+    # a new target of a later change: behind what already waits
+    planned(backend, "carol", "bob", "abe", number="+1 202 555 0122")
+    assert queue(backend) == [("alice", "bob"), ("alice", "carol"), ("zoe", "yan"),
+                              ("alice", "abe")]
+    # made pending again by its recipient: to the end
+    finish(backend, "alice", "bob", idx.FAILED, error="not allowed")
+    backend.outbox.reopen_for("bob", "alice", [idx.FAILED])
+    assert queue(backend) == [("alice", "carol"), ("zoe", "yan"), ("alice", "abe"),
+                              ("alice", "bob")]
+    # a retry keeps its place, once due
+    now = time.time()
+    finish(backend, "alice", "carol", idx.PENDING, due=now + 60, error="busy")
+    assert queue(backend, now=now) == [("zoe", "yan"), ("alice", "abe"), ("alice", "bob")]
+    assert queue(backend, now=now + 61)[-1] == ("alice", "carol")   # the earliest due first
+
+
+def test_deliveries_and_withdrawals_are_served_in_one_queue_order(backend):
+    job = planned(backend, "bob", "carol", "dave", "erin")
+    for recipient in ("carol", "dave", "erin"):
+        finish(backend, "alice", recipient, idx.DELIVERED, delivered_seq=job.seq)
+    backend.outbox.requeue("alice")
+    plan_next(backend, "bob", "carol")                         # dave and erin stop
+    assert backend.outbox.withdraw("alice", ["erin"]) == ["erin"]
+    backend.outbox.plan(change(backend, "+1 202 555 0102", user="zoe"), {"yan": ["all"]})
+    assert backend.outbox.withdraw("alice", ["dave"]) == ["dave"]
+    # neither kind waits for the other to run dry: the order they were asked in
+    assert queue(backend) == [("alice", "bob"), ("alice", "erin"),
+                              ("zoe", "yan"), ("alice", "dave")]
+    assert queue(backend, 2) == [("alice", "bob"), ("alice", "erin")]
+    assert queue(backend, 3) == [("alice", "bob"), ("alice", "erin"), ("zoe", "yan")]
+
+    # a plan that withdraws a left-out recipient puts it at the end
+    backend.outbox.requeue("alice", withdraw=True)
+    plan_next(backend, "bob")
+    assert queue(backend) == [("alice", "bob"), ("alice", "erin"), ("zoe", "yan"),
+                              ("alice", "dave"), ("alice", "carol")]
+    # withdrawn, then targeted again: at the end too
+    finish(backend, "alice", "erin", idx.WITHDRAWN)
+    planned(backend, "bob", "erin", number="+1 202 555 0133")
+    assert queue(backend) == [("alice", "bob"), ("zoe", "yan"), ("alice", "dave"),
+                              ("alice", "carol"), ("alice", "erin")]
+
+
+def test_a_large_plan_queues_every_target_once_and_planning_it_again_is_harmless(backend):
+    names = ["user%04d" % n for n in range(1234)]
+    job = change(backend, "+1 202 555 0111")
+    backend.outbox.plan(job, {n: ["all"] for n in names})
+    backend.outbox.plan(change(backend, "+1 202 555 0102", user="zoe"), {"yan": ["all"]})
+    first = queue(backend, 2000)
+    assert sorted(first[:-1]) == [("alice", n) for n in names] and first[-1] == ("zoe", "yan")
+    assert backend.outbox.pending_jobs(10) == []
+
+    # the same job again (e.g. after a crash between its parts): nothing moves or changes
+    for n in names[:10]:
+        finish(backend, "alice", n, idx.DELIVERED, delivered_seq=job.seq)
+    backend.outbox.plan(job, {n: ["all"] for n in names})
+    assert queue(backend, 2000) == first[10:]
+    assert {d.recipient: (d.state, d.wanted_seq) for d in backend.outbox.deliveries("alice")} == {
+        n: (idx.DELIVERED if i < 10 else idx.PENDING, job.seq) for i, n in enumerate(names)}
+    assert backend.owners.view_at("alice", job.seq) == view("+1 202 555 0111")
+
+
+def test_a_copy_written_moments_ago_waits_out_the_spacing(backend):
+    job = planned(backend, "bob", "carol", "dave", "erin")
+    now = time.time()
+    written = {"bob": now - 3, "carol": now - 30, "dave": now - 3, "erin": now - 1}
+    for recipient, at in written.items():
+        finish(backend, "alice", recipient, idx.DELIVERED, delivered_seq=job.seq,
+               delivered_at=at)
+    backend.outbox.requeue("alice")                  # the same change: nothing to rewrite
+    backend.outbox.plan(backend.outbox.pending_jobs(1)[0],
+                        {r: ["all"] for r in written}, spacing=10)
+    assert set(states(backend).values()) == {idx.DELIVERED}
+
+    newer = change(backend, "+1 202 555 0122")
+    backend.outbox.plan(newer, {"bob": ["all"], "carol": ["all"], "erin": ["all"]}, spacing=10)
+    due = {d.recipient: d.due for d in backend.outbox.deliveries("alice")
+           if d.state == idx.PENDING}
+    assert due == {"bob": pytest.approx(now + 7), "carol": 0.0, "erin": pytest.approx(now + 9)}
+    assert queue(backend, now=now) == [("alice", "carol")]
+    assert queue(backend, now=now + 7.5) == [("alice", "carol"), ("alice", "bob")]  # by due
+    finish(backend, "alice", "carol", idx.DELIVERED, delivered_seq=newer.seq, delivered_at=now)
+    assert not backend.outbox.has_work(now) and backend.outbox.has_work(now + 7.5)
+    assert backend.outbox.next_due() == pytest.approx(now + 7)
+
+    # without spacing (or once it has passed) a copy is rewritten at once
+    backend.outbox.plan(change(backend, "+1 202 555 0133"), {"bob": ["all"], "carol": ["all"]})
+    assert {d.recipient: d.due for d in backend.outbox.pending_deliveries(10, now)} == {
+        "bob": 0.0, "carol": 0.0}
+
+
+def test_finish_stores_when_the_copy_was_written_and_a_new_plan_keeps_it(backend):
+    job = planned(backend, "bob", "carol")
+    assert backend.outbox.delivery("alice", "bob").delivered_at == 0.0
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq,
+           delivered_at=1764115039.25)
+    assert backend.outbox.delivery("alice", "bob").delivered_at == 1764115039.25
+    assert {d.recipient: d.delivered_at for d in backend.outbox.deliveries("alice")} == {
+        "bob": 1764115039.25, "carol": 0.0}
+
+    in_hand = backend.outbox.delivery("alice", "carol")
+    backend.outbox.plan(change(backend, "+1 202 555 0122"), {"bob": ["all"], "carol": ["all"]})
+    in_hand.state, in_hand.delivered_at = idx.DELIVERED, 1764115040.5
+    backend.outbox.finish(in_hand)                  # planned again meanwhile: not stored
+    waiting = {d.recipient: (d.state, d.delivered_at)
+               for d in backend.outbox.pending_deliveries(10, time.time())}
+    assert waiting == {"bob": (idx.PENDING, 1764115039.25), "carol": (idx.PENDING, 0.0)}
+
+
+def test_interrupted_lists_the_deliveries_with_an_intent(backend):
+    assert backend.outbox.interrupted() == []
+    planned(backend, "bob", "carol", "dave")
+    zoe = change(backend, "+1 202 555 0102", user="zoe")
+    backend.outbox.plan(zoe, {"bob": ["all"]})
+    sent = view("+1 202 555 0111")
+    for owner, recipient in (("alice", "bob"), ("alice", "dave"), ("zoe", "bob")):
+        backend.outbox.set_intent(owner, recipient, intent(sent), sent.values(REGION))
+    backend.outbox.set_intent("alice", "dave", None)          # that write was recorded
+    found = backend.outbox.interrupted()
+    assert sorted((d.owner, d.recipient) for d in found) == [("alice", "bob"), ("zoe", "bob")]
+    assert all(d.intent == intent(sent) and d.written_values == sent.values(REGION)
+               for d in found)
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=1)  # finish leaves it
+    assert len(backend.outbox.interrupted()) == 2
+
+
 def test_a_view_is_kept_while_a_job_delivery_offer_or_the_owner_refers_to_it(backend):
     views = {n: view("+1 202 555 01%d" % n) for n in (11, 22, 33, 44, 55)}
     jobs = {}
     for n, v in views.items():
+        # "update some" each time: changes for a chosen few replace no other change
         assert backend.owners.record_view("alice", v, v, v.values(REGION))
+        backend.outbox.restrict("alice", ["bob", "dave"])
         jobs[n] = [j for j in backend.outbox.pending_jobs(100) if j.owner == "alice"][-1]
+    assert [j.seq for j in backend.outbox.pending_jobs(100)] == [1, 2, 3, 4, 5]
     seq = {n: job.seq for n, job in jobs.items()}
     bob_view = view("+1 202 555 0102", "Bob Baker")
     backend.owners.record_view("bob", bob_view, bob_view, bob_view.values(REGION))

@@ -85,8 +85,26 @@ def test_version_2_keeps_no_card_locations_or_views_in_deliveries_and_owners(tmp
     for table, gone in GONE.items():
         assert columns(path, table) and not gone & columns(path, table), table
     assert {"owner", "seq", "view"} <= columns(path, "owner_views")
-    assert {"intent", "written_values", "due"} <= columns(path, "deliveries")
+    assert {"intent", "due"} <= columns(path, "deliveries")
+    # the values ever written into each copy live in their own table (no read to add one)
+    assert {"owner", "recipient", "field", "value_key"} <= columns(path, "written")
     assert "intent_view" not in columns(path, "deliveries")
+
+
+@pytest.mark.parametrize("start", ["fresh", "v1"])
+def test_version_2_has_the_queue_position_the_card_fields_and_the_me_card_stat(tmp_path, start):
+    path = tmp_path / "x.sqlite"
+    if start == "v1":
+        load_v1(path)
+    SQLiteIndex(str(path)).close()
+    assert {"queued", "delivered_at"} <= columns(path, "deliveries")
+    assert "card_stat" in columns(path, "owners")
+    assert {"name", "categories", "members", "version"} <= columns(path, "cards")
+    # the queue is read in index order: version 1's index on (state, updated) is replaced
+    with sqlite3.connect(path) as conn:
+        indexed = [r[2] for r in conn.execute("PRAGMA index_info(deliveries_by_state)")]
+    conn.close()
+    assert indexed == ["state", "due", "queued"]
 
 
 def test_every_owners_me_card_rules_shared_fields_and_seq_are_kept(migrated):
@@ -145,6 +163,9 @@ def test_deliveries_keep_their_state_and_remember_the_values_written(migrated):
     assert (blocked.state, blocked.delivered_seq, blocked.written_values) == (
         idx.BLOCKED, 0, set())
     assert blocked.intent is None and blocked.delivered_view is None and blocked.due == 0.0
+    assert bob.delivered_at == blocked.delivered_at == 0.0  # unknown: never spaced out
+    assert migrated.outbox.interrupted() == []
+    assert {o.card_stat for o in migrated.owners.with_me_card()} == {""}  # read at start
 
 
 def test_views_move_to_the_changes_they_belong_to(tmp_path):

@@ -38,8 +38,8 @@ class SQLiteIndex(index.SharingIndex):
         self.outbox = SQLiteOutbox(self.db)
         self.history = SQLiteHistoryLog(self.db)
 
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        return self.db.transaction()
+    def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
+        return self.db.transaction(durable)
 
     def close(self) -> None:
         self.db.close()

@@ -105,9 +105,10 @@ class SQLiteCardIndex(index.CardIndex):
         return out
 
     def books_of(self, user: str) -> list[str]:
+        # a range on the primary key: "alice/" <= path < "alice0" ("0" follows "/")
         return [r[0] for r in self._db.rows(
-            "SELECT path FROM books WHERE path LIKE ? ESCAPE '\\' ORDER BY path",
-            (under_path(user)[1][1],))]
+            "SELECT path FROM books WHERE path >= ? AND path < ? ORDER BY path",
+            (user + "/", user + "0"))]
 
     def book_version(self, book: str) -> str | None:
         return self._db.value(

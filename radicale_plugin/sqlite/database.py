@@ -30,8 +30,13 @@ class Database:
         self.conn.execute("PRAGMA foreign_keys=OFF")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One transaction; a nested use joins the outer one (same thread)."""
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One transaction; a nested use joins the outer one (same thread).
+
+        A transaction that is not ``durable`` commits without waiting for the
+        disk (``synchronous=NORMAL``): it survives a crash of the process, and
+        a power loss may take it back.  The next durable commit carries it too.
+        """
         with self.lock:
             if self._depth:
                 self._depth += 1
@@ -40,16 +45,22 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield
-            except BaseException:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield
+                except BaseException:
+                    self._depth = 0
+                    self.conn.execute("ROLLBACK")
+                    raise
                 self._depth = 0
-                self.conn.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self.conn.execute("COMMIT")
+                self.conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous=FULL")
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self.lock:
@@ -93,9 +104,12 @@ def marks(values: list[Any]) -> str:
 
 
 def under_path(path: str) -> tuple[str, tuple[str, ...]]:
-    """SQL condition on ``book`` for a book path, or a user (every book of theirs)."""
+    """SQL condition on ``book`` for a book path, or a user (every book of theirs).
+
+    A range, not LIKE: LIKE ignores case, and "bob" is not "Bob"
+    ("bob/" <= book < "bob0": "0" is the character after "/").
+    """
     path = path.strip("/")
     if "/" in path:
         return "book = ?", (path,)
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return "(book = ? OR book LIKE ? ESCAPE '\\')", (path, escaped + "/%")
+    return "(book = ? OR (book >= ? AND book < ?))", (path, path + "/", path + "0")

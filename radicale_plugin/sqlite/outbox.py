@@ -18,9 +18,11 @@ _WAITING = (index.PENDING, index.WITHDRAWING)
 _PLAN_PART = 500
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
 
-# a delivery with the view of the change it last delivered
-_SELECT = ("SELECT d.*, v.view AS delivered_view FROM deliveries d LEFT JOIN owner_views v "
-           "ON v.owner = d.owner AND v.seq = d.delivered_seq")
+# a delivery with the view of the change it last delivered, and the values ever written
+_SELECT = ("SELECT d.*, v.view AS delivered_view, (SELECT json_group_array(json_array("
+           "w.field, w.value_key)) FROM written w WHERE w.owner = d.owner "
+           "AND w.recipient = d.recipient) AS written_values FROM deliveries d "
+           "LEFT JOIN owner_views v ON v.owner = d.owner AND v.seq = d.delivered_seq")
 
 
 def _intent_json(intent: Intent) -> str:
@@ -150,14 +152,14 @@ class SQLiteOutbox(index.Outbox):
             "UNION SELECT seq FROM offers WHERE owner = ?)", (owner,) * 6)
 
     def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
-        found: list[Delivery] = []
+        found = []
         for state in _WAITING:  # each an index range in queue order: no sort of the queue
-            found += [_delivery(r) for r in self._db.rows(
+            found += self._db.rows(
                 _SELECT + " WHERE d.state = ? AND d.due <= ? ORDER BY d.due, d.queued LIMIT ?",
-                (state, now, limit - len(found)))]
-            if len(found) >= limit:
-                break
-        return found
+                (state, now, limit))
+        # both kinds in one queue order, so that neither waits for the other to run dry
+        found.sort(key=lambda r: (r["due"], r["queued"]))
+        return [_delivery(r) for r in found[:limit]]
 
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
@@ -178,15 +180,13 @@ class SQLiteOutbox(index.Outbox):
     def set_intent(self, owner: str, recipient: str, intent: Intent | None,
                    values: Iterable[tuple[str, str]] = ()) -> None:
         with self._db.transaction():
-            current = self.delivery(owner, recipient)
-            if current is None:
-                return
-            written = sorted(current.written_values | set(values))
-            self._db.execute(
-                "UPDATE deliveries SET intent = ?, written_values = ? "
-                "WHERE owner = ? AND recipient = ?",
-                (_intent_json(intent) if intent else None, json.dumps(written), owner,
-                 recipient))
+            cursor = self._db.execute(
+                "UPDATE deliveries SET intent = ? WHERE owner = ? AND recipient = ?",
+                (_intent_json(intent) if intent else None, owner, recipient))
+            if cursor.rowcount:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
+                    "VALUES (?, ?, ?, ?)", [(owner, recipient, f, k) for f, k in set(values)])
 
     def finish(self, delivery: Delivery) -> None:
         self._db.execute(

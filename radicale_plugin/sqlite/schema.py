@@ -8,7 +8,6 @@ than this is refused with a message, never guessed at.
 
 from __future__ import annotations
 
-import json
 
 from radicale.log import logger
 
@@ -73,9 +72,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     owner TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
     wanted_seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
-    reasons TEXT, error TEXT, updated TEXT, intent TEXT, written_values TEXT,
+    reasons TEXT, error TEXT, updated TEXT, intent TEXT,
     due REAL NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 0,
     delivered_at REAL NOT NULL DEFAULT 0, PRIMARY KEY (owner, recipient));
+CREATE TABLE IF NOT EXISTS written (
+    owner TEXT NOT NULL, recipient TEXT NOT NULL, field TEXT NOT NULL, value_key TEXT NOT NULL,
+    PRIMARY KEY (owner, recipient, field, value_key));
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due, queued);
 CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (recipient);
 CREATE TABLE IF NOT EXISTS history (
@@ -132,7 +134,7 @@ def _statements(script: str) -> list[str]:
 def _v1_to_v2(db: Database, region: str) -> None:
     for column in ("withdrawn_fields", "card_view", "discoverability", "notices", "card_stat"):
         db.execute("ALTER TABLE owners ADD COLUMN %s TEXT" % column)
-    for column, kind in (("intent", "TEXT"), ("written_values", "TEXT"),
+    for column, kind in (("intent", "TEXT"),
                          ("due", "REAL NOT NULL DEFAULT 0"),
                          ("queued", "INTEGER NOT NULL DEFAULT 0"),
                          ("delivered_at", "REAL NOT NULL DEFAULT 0")):
@@ -160,14 +162,16 @@ def _v1_to_v2(db: Database, region: str) -> None:
     for row in db.rows("SELECT owner, recipient, state, delivered_seq, book, href, "
                        "delivered_view, updated FROM deliveries"):
         view = View.from_json(row["delivered_view"])
-        written = sorted(view.values(region)) if view else []
         if view is not None:
             db.execute("INSERT OR IGNORE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
                        (row["owner"], row["delivered_seq"], view.to_json()))
+            db.executemany("INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
+                           "VALUES (?, ?, ?, ?)", [(row["owner"], row["recipient"], f, k)
+                                                   for f, k in sorted(view.values(region))])
         state, error = _V1_STATES.get(row["state"], (row["state"], None))
-        db.execute("UPDATE deliveries SET written_values = ?, state = ?, "
-                   "error = COALESCE(?, error) WHERE owner = ? AND recipient = ?",
-                   (json.dumps(written), state, error, row["owner"], row["recipient"]))
+        db.execute("UPDATE deliveries SET state = ?, error = COALESCE(?, error) "
+                   "WHERE owner = ? AND recipient = ?",
+                   (state, error, row["owner"], row["recipient"]))
         if row["href"] and row["state"] != "copy-deleted":
             # found by version 1's matching; kept so copies stay where they are
             db.execute("INSERT OR IGNORE INTO links (owner, recipient, book, href, made_by, "
