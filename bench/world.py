@@ -84,11 +84,11 @@ class World:
 
     def config(self) -> Path:
         path = self.root / ("stock.conf" if self.stock else "config")
+        options = {"mecard_preauthorize": "*", "mecard_default_discoverability": "everyone",
+                   **{k: v for k, v in self.options.items() if not k.startswith("_")}}
         sharing = "" if self.stock else (
-            "type = radicale_plugin.storage\n"
-            "mecard_preauthorize = *\nmecard_default_discoverability = everyone\n"
-            + "".join("%s = %s\n" % kv for kv in self.options.items()
-                      if not kv[0].startswith("_")))
+            "type = radicale_plugin.storage\n" + "".join("%s = %s\n" % kv
+                                                         for kv in options.items()))
         web = "" if self.stock else "[web]\ntype = radicale_plugin.web\n"
         path.write_text(
             "[server]\nhosts = 127.0.0.1:%d\nmax_connections = 64\n"

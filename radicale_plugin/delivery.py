@@ -249,16 +249,18 @@ class Deliverer:
             index.outbox.set_intent(delivery.owner, delivery.recipient, planned.intent,
                                     planned.values)
 
-    def after_write(self, planned: Planned) -> None:
-        """Record a write that was made: history, the card-key index (caller's transaction)."""
+    def after_writes(self, done: list[Planned]) -> None:
+        """Record writes that were made: history, intents, the card-key index (in the
+        caller's transaction, in one go)."""
         index = self._ctx.index
-        delivery = planned.delivery
-        self._record(delivery.owner, delivery.recipient, planned.intent)
-        index.outbox.set_intent(delivery.owner, delivery.recipient, None)
-        write, region = planned.write, self._ctx.settings.region
-        index.cards.put(index_parsed(write.book, write.href, planned.card, region)
-                        if planned.card is not None
-                        else index_card(write.book, write.href, write.text, region))
+        region = self._ctx.settings.region
+        index.history.record_many(
+            HistoryEntry(p.delivery.owner, p.delivery.recipient, p.intent.book, p.intent.href,
+                         p.intent.action, p.intent.changes) for p in done)
+        index.outbox.clear_intents((p.delivery.owner, p.delivery.recipient) for p in done)
+        index.cards.put_many(
+            index_parsed(p.write.book, p.write.href, p.card, region) if p.card is not None
+            else index_card(p.write.book, p.write.href, p.write.text, region) for p in done)
 
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that

@@ -182,10 +182,8 @@ class FanoutWorker:
         for job in outbox.pending_jobs(_JOBS_PER_ROUND):
             self._plan(job)
         clock.lap("plan")
-        size = self._ctx.settings.batch_size
-        taken = busy.taken if busy is not None else set()
-        batch = [d for d in outbox.pending_deliveries(size + len(taken), time.time())
-                 if (d.owner, d.recipient) not in taken][:size]
+        batch = outbox.pending_deliveries(self._ctx.settings.batch_size, time.time(),
+                                          busy.taken if busy is not None else ())
         if not batch:
             return None
         owners: dict[str, Owner] = {}
@@ -215,8 +213,7 @@ class FanoutWorker:
         # not durable: if a power loss takes it back, the intents (durable) are still
         # there, and the next start records what they did (Deliverer.settle)
         with self._ctx.index.transaction(durable=False):
-            for outcome in current.outcomes:
-                self._after(outcome)
+            self._after(current.outcomes)
         current.clock.lap("record results")
         self.stats.add(len(current.outcomes), len(current.writes), current.clock)
         logger.debug("Fan-out round: %d deliveries, %d copies written; %s",
@@ -348,25 +345,30 @@ class FanoutWorker:
             # before the next round's files appear: the hook sees only finished copies
             self._files.run_storage_hook()
 
-    def _after(self, outcome: _Outcome) -> None:
-        """In the round's last transaction: what the writes did."""
-        planned = outcome.planned
-        if planned is None:
-            return
-        delivery = planned.delivery
+    def _after(self, outcomes: list[_Outcome]) -> None:
+        """In the round's last transaction: what the writes did, recorded in one go."""
         index = self._ctx.index
-        if planned.intent.after_hash and not planned.write.renamed:
-            # the card changed while we wrote: decided again in the next round
-            index.outbox.set_intent(delivery.owner, delivery.recipient, None)
-            delivery.state, delivery.due = idx.PENDING, 0.0
-        elif planned.intent.after_hash:
-            self._deliverer.after_write(planned)
-            delivery.delivered_at = time.time()
-        if delivery.state == idx.DELIVERED:
-            index.consent.drop_offer(delivery.owner, delivery.recipient)
-        if delivery.state == idx.WITHDRAWN:
-            index.links.remove(delivery.owner, delivery.recipient)
-        index.outbox.finish(delivery)
+        finished, written, offers_gone = [], [], []
+        for outcome in outcomes:
+            planned = outcome.planned
+            if planned is None:
+                continue
+            delivery = planned.delivery
+            if planned.intent.after_hash and not planned.write.renamed:
+                # the card changed while we wrote: decided again in the next round
+                index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+                delivery.state, delivery.due = idx.PENDING, 0.0
+            elif planned.intent.after_hash:
+                written.append(planned)
+                delivery.delivered_at = time.time()
+            if delivery.state == idx.DELIVERED:
+                offers_gone.append((delivery.owner, delivery.recipient))
+            if delivery.state == idx.WITHDRAWN:
+                index.links.remove(delivery.owner, delivery.recipient)
+            finished.append(delivery)
+        self._deliverer.after_writes(written)
+        index.consent.drop_offers(offers_gone)
+        index.outbox.finish_many(finished)
 
 
 class _Clock:

@@ -165,6 +165,10 @@ class CardIndex(abc.ABC):
         """Add or replace one card."""
 
     @abc.abstractmethod
+    def put_many(self, cards: Iterable[IndexedCard]) -> None:
+        """Add or replace cards (of any books)."""
+
+    @abc.abstractmethod
     def remove(self, book: str, href: str) -> None:
         """Forget one card."""
 
@@ -293,6 +297,10 @@ class ConsentStore(abc.ABC):
         """Forget an offer."""
 
     @abc.abstractmethod
+    def drop_offers(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Forget the offers of these (owner, recipient) pairs."""
+
+    @abc.abstractmethod
     def new_offers_since(self, owner: str, since: str) -> int:
         """Offers an owner made to recipients who had none, since ``since`` (ISO time).
 
@@ -341,13 +349,19 @@ class Outbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
+    def pending_deliveries(self, limit: int, now: float,
+                           skip: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
         """Deliveries waiting for the worker (pending or withdrawing) and due by ``now``,
-        in queue order; the cost does not grow with the length of the queue."""
+        in queue order, leaving out the (owner, recipient) pairs in ``skip`` (being
+        written); the cost does not grow with the length of the queue."""
 
     @abc.abstractmethod
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         """One delivery."""
+
+    @abc.abstractmethod
+    def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Clear the intents of these (owner, recipient) pairs: their writes are recorded."""
 
     @abc.abstractmethod
     def set_intent(self, owner: str, recipient: str, intent: Intent | None,
@@ -357,6 +371,10 @@ class Outbox(abc.ABC):
         ``values`` (field, compare key) join the delivery's ``written_values``
         for good.  ``intent`` None clears it once the write is recorded.
         """
+
+    @abc.abstractmethod
+    def finish_many(self, deliveries: Iterable[Delivery]) -> None:
+        """:meth:`finish` for many deliveries (a round's outcome), in one go."""
 
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:
@@ -406,6 +424,10 @@ class HistoryLog(abc.ABC):
     @abc.abstractmethod
     def record(self, entry: HistoryEntry) -> None:
         """Append one entry."""
+
+    @abc.abstractmethod
+    def record_many(self, entries: Iterable[HistoryEntry]) -> None:
+        """Append entries, in order."""
 
     @abc.abstractmethod
     def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:

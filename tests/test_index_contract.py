@@ -1360,3 +1360,88 @@ def test_an_exception_in_a_nested_transaction_rolls_back_the_outer_one(backend):
                 backend.links.put(link("carol", "bob", "a.vcf"))  # one owner per card
     assert backend.links.get("alice", "bob") is None
     assert backend.history.of_recipient("bob") == []
+
+
+# -- group operations (one call for a whole round of the fan-out) ----------------------
+
+def test_put_many_adds_and_replaces_cards_of_several_books(backend):
+    backend.cards.put(card("bob/contacts", "x.vcf", A))
+    backend.cards.put_many([card("bob/contacts", "x.vcf", B), card("carol/contacts", "y.vcf", A),
+                            card("carol/work", "z.vcf", MAIL, is_group=True)])
+    assert backend.cards.card("bob/contacts", "x.vcf") == card("bob/contacts", "x.vcf", B)
+    assert backend.cards.cards_with_keys("bob", [A]) == []
+    assert {(c.book, c.href) for c in backend.cards.cards_with_keys("carol", [A, MAIL])} == {
+        ("carol/contacts", "y.vcf"), ("carol/work", "z.vcf")}
+    backend.cards.put_many([])
+    assert backend.cards.card("carol/work", "z.vcf") is not None
+
+
+def test_drop_offers_forgets_only_the_named_pairs(backend):
+    for owner, recipient in (("alice", "bob"), ("alice", "carol"), ("dave", "bob")):
+        backend.consent.put_offer(Offer(owner, recipient, 1))
+    backend.consent.drop_offers([("alice", "bob"), ("dave", "bob"), ("erin", "bob")])
+    assert backend.consent.offers_for("bob") == []
+    assert [o.recipient for o in backend.consent.offers_from("alice")] == ["carol"]
+    backend.consent.drop_offers([])
+    assert backend.consent.offer("alice", "carol") is not None
+
+
+def test_pending_deliveries_leave_out_the_pairs_being_written(backend):
+    planned(backend, "bob", "carol", "dave")
+    now = time.time()
+    assert [(d.recipient) for d in backend.outbox.pending_deliveries(10, now)] == [
+        "bob", "carol", "dave"]
+    busy = [("alice", "bob"), ("alice", "carol")]
+    assert [d.recipient for d in backend.outbox.pending_deliveries(1, now, busy)] == ["dave"]
+    assert backend.outbox.pending_deliveries(10, now, busy + [("alice", "dave")]) == []
+    # a skipped pair is not lost, only left out of this call
+    assert [d.recipient for d in backend.outbox.pending_deliveries(2, now)] == ["bob", "carol"]
+
+
+def test_finish_many_stores_each_outcome_and_ignores_deliveries_planned_again(backend):
+    job = planned(backend, "bob", "carol", "dave")
+    bob, carol, dave = (backend.outbox.delivery("alice", r) for r in ("bob", "carol", "dave"))
+    newer = change(backend, "+1 202 555 0122")
+    bob.state, bob.delivered_seq, bob.delivered_at = idx.DELIVERED, job.seq, 1234.5
+    carol.state, carol.error, carol.due = idx.FAILED, "the recipient removed your card", 99.0
+    backend.outbox.finish_many([bob, carol])
+    got_bob, got_carol = (backend.outbox.delivery("alice", r) for r in ("bob", "carol"))
+    assert (got_bob.state, got_bob.delivered_seq, got_bob.delivered_at) == (
+        idx.DELIVERED, job.seq, 1234.5)
+    assert got_bob.delivered_view == view("+1 202 555 0111")
+    assert (got_carol.state, got_carol.error, got_carol.due) == (
+        idx.FAILED, "the recipient removed your card", 99.0)
+    assert backend.outbox.delivery("alice", "dave").state == idx.PENDING
+
+    # a delivery planned again while it was being written keeps its new plan
+    backend.outbox.plan(newer, {"dave": ["user:dave"]})
+    dave.state, dave.delivered_seq = idx.DELIVERED, job.seq
+    backend.outbox.finish_many([dave])
+    again = backend.outbox.delivery("alice", "dave")
+    assert (again.state, again.wanted_seq, again.delivered_seq) == (idx.PENDING, newer.seq, 0)
+    backend.outbox.finish_many([])
+
+
+def test_clear_intents_clears_the_named_pairs_and_keeps_the_written_values(backend):
+    planned(backend, "bob", "carol")
+    sent = view("+1 202 555 0111")
+    for recipient in ("bob", "carol"):
+        backend.outbox.set_intent("alice", recipient, intent(sent), sent.values(REGION))
+    backend.outbox.clear_intents([("alice", "bob"), ("alice", "nobody")])
+    bob, carol = (backend.outbox.delivery("alice", r) for r in ("bob", "carol"))
+    assert bob.intent is None and bob.written_values == sent.values(REGION)
+    assert carol.intent == intent(sent)
+    assert [d.recipient for d in backend.outbox.interrupted()] == ["carol"]
+
+
+def test_record_many_appends_entries_in_order(backend):
+    entries = [HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "create", ()),
+               HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "update",
+                            (Change("TEL", "TEL:+1 202 555 0111", "TEL:+1 202 555 0122"),)),
+               HistoryEntry("dave", "carol", "carol/contacts", "d.vcf", "withdraw", ())]
+    backend.history.record_many(entries)
+    bob = backend.history.of_recipient("bob")
+    assert [e.action for e in bob] == ["update", "create"]
+    assert bob[0].changes == entries[1].changes and bob[0].time
+    assert [e.owner for e in backend.history.of_recipient("carol")] == ["dave"]
+    backend.history.record_many([])

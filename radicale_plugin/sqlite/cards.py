@@ -33,9 +33,16 @@ class SQLiteCardIndex(index.CardIndex):
         self._db.execute("DELETE FROM card_keys WHERE book = ? AND href = ?", (book, href))
 
     def put(self, card: IndexedCard) -> None:
+        self.put_many([card])
+
+    def put_many(self, cards: Iterable[IndexedCard]) -> None:
+        cards = list(cards)
         with self._db.transaction():
-            self._delete(card.book, card.href)
-            self._insert(card)
+            where = [(c.book, c.href) for c in cards]
+            self._db.executemany("DELETE FROM cards WHERE book = ? AND href = ?", where)
+            self._db.executemany("DELETE FROM card_keys WHERE book = ? AND href = ?", where)
+            for card in cards:
+                self._insert(card)
 
     def remove(self, book: str, href: str) -> None:
         with self._db.transaction():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Offer
@@ -76,6 +77,10 @@ class SQLiteConsentStore(index.ConsentStore):
     def drop_offer(self, owner: str, recipient: str) -> None:
         self._db.execute("DELETE FROM offers WHERE owner = ? AND recipient = ?",
                          (owner, recipient))
+
+    def drop_offers(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._db.executemany("DELETE FROM offers WHERE owner = ? AND recipient = ?",
+                             list(pairs))
 
     def new_offers_since(self, owner: str, since: str) -> int:
         return int(self._db.value(

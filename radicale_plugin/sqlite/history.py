@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Change, HistoryEntry
@@ -25,13 +26,16 @@ class SQLiteHistoryLog(index.HistoryLog):
         self._db = db
 
     def record(self, entry: HistoryEntry) -> None:
-        changes = [{"field": c.field, "before": c.before, "after": c.after}
-                   for c in entry.changes]
-        self._db.execute(
+        self.record_many([entry])
+
+    def record_many(self, entries: Iterable[HistoryEntry]) -> None:
+        now = now_iso()
+        self._db.executemany(
             "INSERT INTO history (time, owner, recipient, book, href, action, changes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.time or now_iso(), entry.owner, entry.recipient, entry.book, entry.href,
-             entry.action, json.dumps(changes)))
+            [(e.time or now, e.owner, e.recipient, e.book, e.href, e.action,
+              json.dumps([{"field": c.field, "before": c.before, "after": c.after}
+                          for c in e.changes])) for e in entries])
 
     def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
         return [_entry(r) for r in self._db.rows(

@@ -25,6 +25,10 @@ _SELECT = ("SELECT d.*, v.view AS delivered_view, (SELECT json_group_array(json_
            "LEFT JOIN owner_views v ON v.owner = d.owner AND v.seq = d.delivered_seq")
 
 
+def _parts(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def _intent_json(intent: Intent) -> str:
     return json.dumps({"view": intent.view.to_json(), "book": intent.book,
                        "href": intent.href, "action": intent.action,
@@ -151,15 +155,23 @@ class SQLiteOutbox(index.Outbox):
             "UNION SELECT delivered_seq FROM deliveries WHERE owner = ? "
             "UNION SELECT seq FROM offers WHERE owner = ?)", (owner,) * 6)
 
-    def pending_deliveries(self, limit: int, now: float) -> list[Delivery]:
+    def pending_deliveries(self, limit: int, now: float,
+                           skip: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
+        busy = set(skip)
         found = []
         for state in _WAITING:  # each an index range in queue order: no sort of the queue
-            found += self._db.rows(
-                _SELECT + " WHERE d.state = ? AND d.due <= ? ORDER BY d.due, d.queued LIMIT ?",
-                (state, now, limit))
+            found += [r for r in self._db.rows(
+                "SELECT owner, recipient, due, queued FROM deliveries WHERE state = ? "
+                "AND due <= ? ORDER BY due, queued LIMIT ?", (state, now, limit + len(busy)))
+                if (r[0], r[1]) not in busy]
         # both kinds in one queue order, so that neither waits for the other to run dry
-        found.sort(key=lambda r: (r["due"], r["queued"]))
-        return [_delivery(r) for r in found[:limit]]
+        found.sort(key=lambda r: (r[2], r[3]))
+        chosen = found[:limit]
+        rows = {(r["owner"], r["recipient"]): r for part in _parts(chosen, 400)
+                for r in self._db.rows(
+                    _SELECT + " WHERE (d.owner, d.recipient) IN (VALUES %s)"
+                    % ",".join(["(?, ?)"] * len(part)), [x for r in part for x in (r[0], r[1])])}
+        return [_delivery(rows[(r[0], r[1])]) for r in chosen if (r[0], r[1]) in rows]
 
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
@@ -187,6 +199,17 @@ class SQLiteOutbox(index.Outbox):
                 self._db.executemany(
                     "INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
                     "VALUES (?, ?, ?, ?)", [(owner, recipient, f, k) for f, k in set(values)])
+
+    def finish_many(self, deliveries: Iterable[Delivery]) -> None:
+        self._db.executemany(
+            "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
+            "delivered_at = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            [(d.state, d.delivered_seq, d.error, d.due, d.delivered_at, now_iso(), d.owner,
+              d.recipient, d.wanted_seq) for d in deliveries])
+
+    def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._db.executemany("UPDATE deliveries SET intent = NULL WHERE owner = ? "
+                             "AND recipient = ?", list(pairs))
 
     def finish(self, delivery: Delivery) -> None:
         self._db.execute(
