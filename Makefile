@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 run: $(STAMP)
 	mkdir -p data
-	$(VENV)/bin/radicale --config config/radicale.conf
+	$(PY) -m radicale_plugin.serve --config config/radicale.conf
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -10,6 +10,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from radicale_plugin.errors import BadCard, TooLarge
+from radicale_plugin.rules import is_group
 from radicale_plugin.vcard import Card, read_card
 from radicale_plugin.view import BINARY_FIELDS
 
@@ -37,6 +38,8 @@ def check_me_card(text: str, limits: Limits) -> Card:
     version = card.first_value("VERSION")
     if version not in ("3.0", "4.0"):
         raise BadCard("VERSION must be 3.0 or 4.0, not %r" % version)
+    if is_group(card):
+        raise BadCard("a contact group cannot be a me card: choose the card of a person")
     if len(card.lines) > limits.max_properties:
         raise TooLarge("the card has %d properties; at most %d are accepted"
                        % (len(card.lines), limits.max_properties))

@@ -119,12 +119,14 @@ class Owners:
             self.forget(user)
             return None
         if not value.strip():
-            # Radicale keeps only an element's text: Apple's nested <D:href>
-            # arrives empty.  Keep what we have rather than forget the card.
-            logger.warning("Empty %s for %r ignored; set the me card through the API",
-                           ME_CARD_PROPERTY, user)
-            owner = self._ctx.index.owners.get(user)
-            return "/%s/%s" % (owner.book, owner.href) if owner.href else None
+            # Radicale keeps only an element's text: Apple's nested <D:href> arrives
+            # empty when the server runs without the WSGI layer.  Refuse it (never a
+            # 200 the user would believe) rather than forget the card.
+            logger.warning("Empty %s for %r refused: serve through radicale_plugin.wsgi "
+                           "for Apple's form", ME_CARD_PROPERTY, user)
+            raise BadRequest("the me card arrived empty: Apple's <D:href> form needs the "
+                             "server's WSGI layer (README, 'iPhone and macOS'); "
+                             "or set the me card through the API")
         book_path, href = store.split_card_path(user, value)
         collection = store.book(store.storage_of(principal), book_path)
         if collection is None:

@@ -116,6 +116,9 @@ type = radicale_plugin.web
 level = debug
 """)
         self.process: subprocess.Popen | None = None
+        #: the project's run command (Radicale's server with the WSGI layer); "radicale"
+        #: runs stock Radicale's launcher, as a server installed without the layer does
+        self.launcher = "radicale_plugin.serve"
 
     def sms_to(self, number: str) -> list[str]:
         """Texts the fake SMS gateway sent to ``number`` (E.164)."""
@@ -130,7 +133,7 @@ level = debug
             self._mail_started = True
         self._logfile = open(self.log, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "radicale", "--config", str(self.root / "config")],
+            [sys.executable, "-m", self.launcher, "--config", str(self.root / "config")],
             stdout=self._logfile, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 30
