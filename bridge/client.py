@@ -1,71 +1,160 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Talking to the server: CardDAV for the owner's contacts, the sharing API for settings."""
+"""Talking to the server: CardDAV for the owner's contacts, the sharing API for settings.
+
+The URL the user gives is the server's root, which behind a reverse proxy
+carries the proxy's path prefix (``https://host/dav``).  Paths the bridge
+builds (``/alice/``, the API's ``/.web/...``, the me card's path from
+``GET /me``) are *below* that root; hrefs the server sends back in CardDAV
+answers already carry the prefix (Radicale adds ``X-Script-Name``), so they
+are turned back into paths below the root before they are requested again
+(:meth:`Server.below_root`) — else the prefix would be added twice.
+"""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlsplit
 
 import requests
 
-from bridge.errors import BridgeError
+from bridge.errors import EXIT_CONNECTION, EXIT_INPUT, EXIT_LATER, BridgeError
 
 API = "/.web/mecard/api/v1"
 _DAV, _CARD = "{DAV:}", "{urn:ietf:params:xml:ns:carddav}"
 _QUERY = ("<?xml version='1.0'?><C:addressbook-query xmlns:D='DAV:' "
           "xmlns:C='urn:ietf:params:xml:ns:carddav'><D:prop><D:getetag/><C:address-data/>"
           "</D:prop></C:addressbook-query>")
+_ROOT_HINT = ("check the path of --url: it is the server's root, e.g. https://host/ or, "
+              "behind a reverse proxy, https://host/dav/ (not an address book)")
+
+
+def check_url(url: str) -> str:
+    """The server's root URL without a trailing slash; a :class:`BridgeError` if unusable."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        # "host:5232" parses as scheme "host": say what is missing, not what urlsplit saw
+        bare = text.split("://", 1)[-1]
+        raise BridgeError("the server URL %r has no http:// or https://: give it as "
+                          "https://%s (or http:// for a server on this computer)" % (url, bare),
+                          EXIT_CONNECTION)
+    if parts.query or parts.fragment:
+        raise BridgeError("the server URL %r has a ?query or #fragment: give only "
+                          "scheme://host[:port][/path]" % url, EXIT_CONNECTION)
+    return text.rstrip("/")
 
 
 class Server:
-    """One user's session with the server."""
+    """One user's session with the server at ``url`` (its root, with a proxy's prefix)."""
 
     def __init__(self, url: str, user: str, password: str, timeout: float = 60) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_url(url)
+        #: the reverse proxy's path prefix ("/dav"), "" when the server is at the host's root
+        self.prefix = urlsplit(self.url).path.rstrip("/")
         self.user = user
         self.timeout = timeout
         self.http = requests.Session()
         self.http.auth = (user, password)
+        self._me: dict[str, Any] | None = None
+        self._me_card: tuple[str | None, str | None] | None = None
+
+    def below_root(self, href: str) -> str:
+        """A path or URL the server sent (carrying the proxy's prefix) as a path below
+        :attr:`url`, the form :meth:`request` takes."""
+        path = urlsplit(href).path or "/"
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            path = path[len(self.prefix):] or "/"
+        return path
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """``method`` on ``path`` below the root; every failure is one :class:`BridgeError`."""
+        target = self.url + "/" + path.lstrip("/")
         try:
-            response = self.http.request(method, urljoin(self.url + "/", path.lstrip("/")),
-                                         timeout=self.timeout, **kwargs)
+            response = self.http.request(method, target, timeout=self.timeout, **kwargs)
+        except requests.exceptions.SSLError as e:
+            raise BridgeError("the TLS certificate of %s could not be checked: fix the "
+                              "server's certificate, or use the URL its certificate names"
+                              % self.url, EXIT_CONNECTION) from e
         except requests.ConnectionError as e:
             raise BridgeError("cannot reach the server at %s: check --url and that the server "
-                              "is running" % self.url) from e
+                              "is running" % self.url, EXIT_CONNECTION) from e
         except requests.Timeout as e:
-            raise BridgeError("the server at %s did not answer within %d s" %
-                              (self.url, self.timeout)) from e
+            raise BridgeError("the server at %s did not answer within %d s: try again later"
+                              % (self.url, self.timeout), EXIT_LATER) from e
+        except requests.RequestException as e:
+            raise BridgeError("cannot use the server URL %s (%s): give it as "
+                              "https://host[:port][/path]" % (self.url, e), EXIT_CONNECTION) from e
         if response.status_code == 401:
             raise BridgeError("the server refused the password of %r: check it "
-                              "(MECARD_PASSWORD, ~/.netrc or the prompt)" % self.user)
+                              "(MECARD_PASSWORD, ~/.netrc or the prompt)" % self.user,
+                              EXIT_CONNECTION)
         if response.status_code >= 400:
-            try:
-                message = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                message = "%d %s" % (response.status_code, response.reason)
-            wait = response.headers.get("Retry-After", "")
-            if response.status_code == 429 and wait.isdigit():
-                raise BridgeError("the server said: %s; wait %s seconds, then try again"
-                                  % (message, wait))
-            raise BridgeError("the server said: %s" % message)
+            raise self._refusal(response, path)
         return response
 
+    def _refusal(self, response: requests.Response, path: str) -> BridgeError:
+        status = "%d %s" % (response.status_code, response.reason)
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = None
+        if message is None:
+            # not the sharing API speaking: the URL's path leads somewhere else (another
+            # user's space, another web application behind the same proxy)
+            if response.status_code in (403, 404, 405):
+                return BridgeError("the server at %s answered %s for %s: %s"
+                                   % (self.url, status, path, _ROOT_HINT), EXIT_CONNECTION)
+            if response.status_code >= 500:
+                return BridgeError("the server at %s failed (%s) for %s: try again later, or "
+                                   "tell its admin" % (self.url, status, path), EXIT_LATER)
+            message = status
+        wait = response.headers.get("Retry-After", "")
+        if response.status_code == 429:
+            return BridgeError("the server said: %s; wait %s, then try again" % (
+                message, "%s seconds" % wait if wait.isdigit() else "a while"), EXIT_LATER)
+        if response.status_code == 503:
+            return BridgeError("the server said: %s; try again later" % message, EXIT_LATER)
+        return BridgeError("the server said: %s" % message, EXIT_INPUT)
+
     # -- sharing API -----------------------------------------------------
+    def _json(self, response: requests.Response, call: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as e:
+            raise BridgeError("%s%s%s did not answer with the sharing API's JSON (%s): is "
+                              "this a radicale-mecard server? %s"
+                              % (self.url, API, call, response.headers.get("Content-Type")
+                                 or "no content type", _ROOT_HINT), EXIT_CONNECTION) from e
+
     def api_get(self, call: str) -> Any:
-        return self.request("GET", API + call).json()
+        """``GET`` a call of the sharing API; its JSON answer."""
+        return self._json(self.request("GET", API + call), call)
 
     def api_post(self, call: str, data: dict[str, Any]) -> Any:
         """A change: always a JSON object with Content-Type application/json (else 415)."""
-        return self.request("POST", API + call, json=data).json()
+        answer = self._json(self.request("POST", API + call, json=data), call)
+        self._me = self._me_card = None  # a change may change what GET /me says
+        return answer
+
+    def me(self) -> dict[str, Any]:
+        """``GET /me``, asked once per command (until a change is posted)."""
+        if self._me is None:
+            self._me = self.api_get("/me")
+        return self._me
+
+    def me_card(self) -> tuple[str | None, str | None]:
+        """(path below the root, vCard text) of the owner's me card, or (None, None)."""
+        if self._me_card is None:
+            path = self.me().get("me_card")
+            self._me_card = (path, self.get(path)) if path else (None, None)
+        return self._me_card
 
     def resolve(self, keys: list[str]) -> dict[str, list[str]]:
         """Key → [user], asked in calls of at most the server's bound (GET /me "limits")."""
         if not keys:
             return {}
-        limits = self.api_get("/me").get("limits") or {}
+        limits = self.me().get("limits") or {}
         size = max(1, int(limits.get("resolve_max_keys") or len(keys)))
         found: dict[str, list[str]] = {}
         for start in range(0, len(keys), size):
@@ -73,29 +162,37 @@ class Server:
         return found
 
     # -- CardDAV ---------------------------------------------------------
+    def _multistatus(self, response: requests.Response, path: str) -> ET.Element:
+        try:
+            return ET.fromstring(response.content)
+        except ET.ParseError as e:
+            raise BridgeError("%s answered %s with something that is not WebDAV XML: %s"
+                              % (self.url, path, _ROOT_HINT), EXIT_CONNECTION) from e
+
     def address_books(self) -> list[str]:
-        """Paths of the user's address books."""
+        """Paths (below the root) of the user's address books."""
         body = ("<?xml version='1.0'?><D:propfind xmlns:D='DAV:'><D:prop><D:resourcetype/>"
                 "</D:prop></D:propfind>")
-        response = self.request("PROPFIND", "/%s/" % self.user, data=body,
-                                headers={"Depth": "1"})
+        home = "/%s/" % self.user
+        response = self.request("PROPFIND", home, data=body, headers={"Depth": "1"})
         books = []
-        for item in ET.fromstring(response.content).iter(_DAV + "response"):
+        for item in self._multistatus(response, home).iter(_DAV + "response"):
             href = item.findtext(_DAV + "href") or ""
             if item.find(".//%sresourcetype/%saddressbook" % (_DAV, _CARD)) is not None:
-                books.append(href)
+                books.append(self.below_root(href))
         return sorted(books)
 
     def cards(self, book: str) -> dict[str, str]:
-        """href → vCard text of every card in one address book."""
+        """Path (below the root) → vCard text of every card in one address book."""
         response = self.request("REPORT", book, data=_QUERY, headers={
             "Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
         out = {}
-        for item in ET.fromstring(response.content).iter(_DAV + "response"):
+        for item in self._multistatus(response, book).iter(_DAV + "response"):
             text = item.findtext(".//%saddress-data" % _CARD)
             if text:
-                out[item.findtext(_DAV + "href") or ""] = text
+                out[self.below_root(item.findtext(_DAV + "href") or "")] = text
         return out
 
     def get(self, path: str) -> str:
+        """The text of one resource, ``path`` below the root (e.g. the me card's path)."""
         return self.request("GET", path).text

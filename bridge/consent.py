@@ -5,7 +5,8 @@
 ``refuse``, ``postpone`` and ``block`` answer one owner's offer; ``policy``
 sets how an owner's changes arrive; ``verify`` and ``keys`` prove and list
 your numbers and e-mails; ``privacy`` is who may learn that they are yours.
-Each command prints what happened in a line or a small table.
+Each command prints what happened in a line or a small table, or with
+``--json`` the server's answer as one JSON document.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import datetime
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from radicale_plugin.errors import BadCard
@@ -22,6 +23,7 @@ from radicale_plugin.vcard import components, parse_line, unescape
 
 from bridge.client import Server
 from bridge.errors import BridgeError
+from bridge.output import emit, wants_json
 
 PRIVACY = {
     "everyone": "any user of this server may learn that your numbers and e-mails are yours",
@@ -91,10 +93,12 @@ def readable(content_line: str | None) -> str:
     return "%s (%s)" % (value, types) if types else value
 
 
-def cmd_offers(args: argparse.Namespace, server: Server, region: str, out) -> int:
-    offers = server.api_get("/offers")["offers"]
-    if not offers:
-        print("No offers wait for you.", file=out)
+def cmd_offers(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``offers``: what each waiting change would do to which card."""
+    answer = server.api_get("/offers")
+    offers = answer["offers"]
+    if not offers or wants_json(args):
+        emit(args, out, answer, ["No offers wait for you."])
         return 0
     rows = []
     for o in offers:
@@ -121,7 +125,8 @@ def cmd_offers(args: argparse.Namespace, server: Server, region: str, out) -> in
     return 0
 
 
-def cmd_accept(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_accept(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``accept OWNER``: apply the owner's offered change now."""
     data: dict[str, Any] = {"once": args.once}
     if args.card:
         data["card"] = args.card
@@ -129,32 +134,39 @@ def cmd_accept(args: argparse.Namespace, server: Server, region: str, out) -> in
     then = ("%s's next change will be offered again" % answer["owner"] if args.once else
             "%s's changes now arrive without asking (policy %s)" % (answer["owner"],
                                                                     answer["policy"]))
-    print("Accepted %s's change into %s; %s." % (answer["owner"], answer["card"], then), file=out)
+    emit(args, out, answer, ["Accepted %s's change into %s; %s." % (answer["owner"],
+                                                                      answer["card"], then)])
     return 0
 
 
-def cmd_refuse(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_refuse(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``refuse OWNER``: drop this change; the next one is offered again."""
     answer = server.api_post(_owner_call(args.owner, "refuse"), {})
-    print("Refused %s's change; their next change will be offered again." % answer["owner"],
-          file=out)
+    emit(args, out, answer, ["Refused %s's change; their next change will be offered again."
+                             % answer["owner"]])
     return 0
 
 
-def cmd_postpone(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_postpone(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``postpone OWNER --until TIME``: ask again later."""
     until = parse_until(args.until, _now())
     answer = server.api_post(_owner_call(args.owner, "postpone"), {"until": until})
-    print("Postponed %s's change until %s." % (answer["owner"], answer["until"]), file=out)
+    emit(args, out, answer, ["Postponed %s's change until %s." % (answer["owner"],
+                                                                   answer["until"])])
     return 0
 
 
-def cmd_block(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_block(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``block OWNER``: never take the owner's changes."""
     answer = server.api_post(_owner_call(args.owner, "block"), {})
-    print("Blocked %s: their changes no longer reach you (undo: mecard-bridge policy %s "
-          "default)." % (answer["owner"], answer["owner"]), file=out)
+    emit(args, out, answer, ["Blocked %s: their changes no longer reach you (undo: "
+                             "mecard-bridge policy %s default)." % (answer["owner"],
+                                                                    answer["owner"])])
     return 0
 
 
-def cmd_policy(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_policy(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``policy [OWNER POLICY]``: show the policies, or set one."""
     if args.owner is None:
         answer = server.api_get("/policies")
     elif args.policy is None:
@@ -168,15 +180,17 @@ def cmd_policy(args: argparse.Namespace, server: Server, region: str, out) -> in
             "owner": args.owner, "policy": None if choice == "default" else choice})
     policies = answer["policies"]
     mine = policies.get("*")
-    print("your default: %s (%s)" % (mine or answer["default_policy"],
-                                     "yours" if mine else "the server's"), file=out)
+    lines = ["your default: %s (%s)" % (mine or answer["default_policy"],
+                                        "yours" if mine else "the server's")]
     for owner in sorted(o for o in policies if o != "*"):
-        print("%-20s %-6s %s" % (owner, policies[owner], POLICIES.get(policies[owner], "")),
-              file=out)
+        lines.append("%-20s %-6s %s" % (owner, policies[owner],
+                                         POLICIES.get(policies[owner], "")))
+    emit(args, out, answer, lines)
     return 0
 
 
-def cmd_privacy(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_privacy(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``privacy [CHOICE]``: show or set who may learn that my keys are mine."""
     if args.choice is None:
         answer = server.api_get("/privacy")
         verb = "is"
@@ -187,40 +201,47 @@ def cmd_privacy(args: argparse.Namespace, server: Server, region: str, out) -> i
         answer = server.api_post("/privacy", {"discoverability": choice})
         verb = "is now"
     value = answer["discoverability"]
-    print("Discoverability %s %s: %s." % (verb, value, PRIVACY.get(value, "")), file=out)
+    emit(args, out, answer, ["Discoverability %s %s: %s." % (verb, value,
+                                                             PRIVACY.get(value, ""))])
     return 0
 
 
-def cmd_verify(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_verify(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``verify KEY``: send a code to a number or e-mail of my me card, then confirm it."""
     key, code = args.key, args.code
     if code is None:
         answer = server.api_post("/keys/verify", {"key": key})
         key = answer["key"]
-        print("%s: %s" % (key, answer["status"]), file=out)
-        if not sys.stdin.isatty():
-            print("When the code arrives: mecard-bridge verify --code CODE %s" % key, file=out)
+        if not sys.stdin.isatty() or wants_json(args):
+            emit(args, out, answer, ["%s: %s" % (key, answer["status"]),
+                                     "When the code arrives: mecard-bridge verify --code CODE "
+                                     "%s" % key])
             return 0
+        print("%s: %s" % (key, answer["status"]), file=out)
         code = input("Code for %s: " % key).strip()
         if not code:
             raise BridgeError("no code typed; when it arrives: mecard-bridge verify --code "
                               "CODE %s" % key)
     answer = server.api_post("/keys/confirm", {"key": key, "code": code.strip()})
-    print("%s is verified: it is yours now." % answer["key"], file=out)
+    emit(args, out, answer, ["%s is verified: it is yours now." % answer["key"]])
     return 0
 
 
-def cmd_keys(args: argparse.Namespace, server: Server, region: str, out) -> int:
+def cmd_keys(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``keys``: my numbers and e-mails, their state, and notices."""
     keys = server.api_get("/keys")["keys"]
+    notices = server.me().get("notices") or []
+    lines = []
     if not keys:
-        print("You have no numbers or e-mails yet: add them to your me card.", file=out)
+        lines.append("You have no numbers or e-mails yet: add them to your me card.")
     else:
         width = max(len("key"), *(len(k["key"]) for k in keys))
         fmt = "%%-%ds  %%-10s  %%-10s  %%s" % width
-        print(fmt % ("key", "state", "me card", "verified"), file=out)
+        lines.append(fmt % ("key", "state", "me card", "verified"))
         for k in keys:
-            print(fmt % (k["key"], k["state"], "yes" if k["on_me_card"] else "no",
-                         k["verified"] or "-") + (" (moved %s)" % k["moved"] if k["moved"] else ""),
-                  file=out)
-    for notice in server.api_get("/me").get("notices") or []:
-        print("notice: %s" % notice, file=out)
+            lines.append(fmt % (k["key"], k["state"], "yes" if k["on_me_card"] else "no",
+                                k["verified"] or "-")
+                         + (" (moved %s)" % k["moved"] if k["moved"] else ""))
+    lines.extend("notice: %s" % notice for notice in notices)
+    emit(args, out, {"keys": keys, "notices": notices}, lines)
     return 0

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from radicale_plugin.matching import email_key, phone_key
-from radicale_plugin.rules import Book, Contact
+from radicale_plugin.rules import Book, Contact, contact_name, is_group
+from radicale_plugin.vcard import Card, split_list
 
 from bridge.calllog import Log
 from bridge.errors import BridgeError
@@ -34,6 +35,9 @@ SERVER_SIDE = ("all", "group")
 
 @dataclass(frozen=True)
 class Selector:
+    """One selector: its kind (``all``, ``group``, ``frequent``, ``contact``, ``pick``)
+    and argument."""
+
     kind: str
     arg: str = ""
 
@@ -42,6 +46,7 @@ class Selector:
 
 
 def parse_selector(text: str) -> Selector:
+    """``frequent:5`` → Selector("frequent", "5"); a :class:`BridgeError` for anything else."""
     kind, sep, arg = text.strip().partition(":")
     kind = kind.lower()
     if kind in ("all", "pick") and not sep:
@@ -56,11 +61,27 @@ def parse_selector(text: str) -> Selector:
 
 @dataclass
 class Frequency:
-    """How often each number (by its normal form) appears in the logs."""
+    """How often each number (by its normal form) appears in the logs, and what was read."""
 
     counts: dict[str, int]
     months: int
     kinds: tuple[str, ...]
+    #: for saying why nobody was selected: events read, those of the kinds counted in the
+    #: window, the newest of the kinds counted, the end of the window, the files read
+    events: int = 0
+    in_window: int = 0
+    newest: datetime.datetime | None = None
+    now: datetime.datetime | None = None
+    sources: str = ""
+
+    def what(self) -> str:
+        """``call/sms`` (for messages)."""
+        return "/".join(self.kinds)
+
+
+def event_key(number: str, region: str) -> str | None:
+    """The key of a log entry's number; iMessage and FaceTime log e-mail addresses too."""
+    return email_key(number) if "@" in number else phone_key(number, region)
 
 
 def count_contacts(log: Log, region: str, months: int, kinds: Iterable[str],
@@ -69,12 +90,52 @@ def count_contacts(log: Log, region: str, months: int, kinds: Iterable[str],
     wanted = tuple(kinds)
     since = now - datetime.timedelta(days=round(months * 30.44))
     counts: collections.Counter[str] = collections.Counter()
+    in_window = 0
+    newest: datetime.datetime | None = None
     for event in log.events:
-        if event.kind in wanted and since <= event.time <= now:
-            key = phone_key(event.number, region)
+        if event.kind not in wanted:
+            continue
+        if newest is None or event.time > newest:
+            newest = event.time
+        if since <= event.time <= now:
+            in_window += 1
+            key = event_key(event.number, region)
             if key:
                 counts[key] += 1
-    return Frequency(dict(counts), months, wanted)
+    return Frequency(dict(counts), months, wanted, len(log.events), in_window, newest, now,
+                     log.names())
+
+
+def unmatched(frequency: Frequency, book: Book) -> tuple[int, int]:
+    """(events, of all counted) with numbers that are no contact's: a high share means the
+    numbers were read in the wrong region, or the contacts are not the phone's."""
+    known = {k for c in book.contacts for k in c.keys}
+    total = sum(frequency.counts.values())
+    return sum(n for k, n in frequency.counts.items() if k not in known), total
+
+
+def group_names(cards: Iterable[Card]) -> dict[str, str]:
+    """Case-folded name → name as written, of every group card and category in ``cards``."""
+    names: dict[str, str] = {}
+    for card in cards:
+        if is_group(card):
+            name = contact_name(card)
+            names.setdefault(name.casefold(), name)
+        for line in card.get("CATEGORIES"):
+            for category in split_list(line.value):
+                if category:
+                    names.setdefault(category.casefold(), category)
+    return names
+
+
+def check_groups(selectors: Iterable[Selector], groups: dict[str, str]) -> None:
+    """A :class:`BridgeError` for a ``group:NAME`` naming no group or category: a typo in
+    ``--except group:Wrok`` would otherwise leave out nobody without a word."""
+    for selector in selectors:
+        if selector.kind == "group" and selector.arg.casefold() not in groups:
+            known = ", ".join(sorted(groups.values(), key=str.casefold)) or "none"
+            raise BridgeError("no group or category %r in your contacts (yours: %s); "
+                              "names are matched without case" % (selector.arg, known))
 
 
 def _matches_text(contact: Contact, text: str, region: str) -> bool:
@@ -84,6 +145,29 @@ def _matches_text(contact: Contact, text: str, region: str) -> bool:
     return bool(keys & contact.keys)
 
 
+def select_one(selector: Selector, book: Book, frequency: Frequency | None, region: str,
+               picked: Iterable[int] = ()) -> dict[int, str]:
+    """Indices into ``book.contacts`` one selector selects, each with the reason why."""
+    if selector.kind == "pick":
+        return {i: "picked by hand" for i in picked}
+    if selector.kind == "all":
+        return {i: "all" for i in range(len(book.contacts))}
+    if selector.kind == "group":
+        members = {id(c) for c in book.group_members(selector.arg)}
+        return {i: str(selector) for i, c in enumerate(book.contacts) if id(c) in members}
+    if selector.kind == "contact":
+        return {i: str(selector) for i, c in enumerate(book.contacts)
+                if _matches_text(c, selector.arg, region)}
+    if frequency is None:
+        raise BridgeError("frequent:N needs a call log: add --log FILE")
+    out = {}
+    for i, contact in enumerate(book.contacts):
+        n = sum(frequency.counts.get(k, 0) for k in contact.keys)
+        if n >= int(selector.arg):
+            out[i] = "%d %s in %d months" % (n, frequency.what(), frequency.months)
+    return out
+
+
 def evaluate(first: Selector, steps: list[tuple[str, Selector]], book: Book,
              frequency: Frequency | None, region: str,
              picked: Iterable[int] = ()) -> dict[int, list[str]]:
@@ -91,30 +175,11 @@ def evaluate(first: Selector, steps: list[tuple[str, Selector]], book: Book,
 
     ``picked``: the indices the user chose by hand, for the ``pick`` selector.
     """
-
-    def one(selector: Selector) -> dict[int, str]:
-        if selector.kind == "pick":
-            return {i: "picked by hand" for i in picked}
-        if selector.kind == "all":
-            return {i: "all" for i in range(len(book.contacts))}
-        if selector.kind == "group":
-            members = {id(c) for c in book.group_members(selector.arg)}
-            return {i: str(selector) for i, c in enumerate(book.contacts) if id(c) in members}
-        if selector.kind == "contact":
-            return {i: str(selector) for i, c in enumerate(book.contacts)
-                    if _matches_text(c, selector.arg, region)}
-        if frequency is None:
-            raise BridgeError("frequent:N needs a call log: add --log FILE")
-        out = {}
-        for i, contact in enumerate(book.contacts):
-            n = sum(frequency.counts.get(k, 0) for k in contact.keys)
-            if n >= int(selector.arg):
-                out[i] = "%d %s in %d months" % (n, "/".join(frequency.kinds), frequency.months)
-        return out
-
-    result = {i: [reason] for i, reason in one(first).items()}
+    picked = list(picked)
+    result = {i: [reason] for i, reason in
+              select_one(first, book, frequency, region, picked).items()}
     for op, selector in steps:
-        chosen = one(selector)
+        chosen = select_one(selector, book, frequency, region, picked)
         if op == "or":
             for i, reason in chosen.items():
                 result.setdefault(i, []).append(reason)
@@ -123,6 +188,62 @@ def evaluate(first: Selector, steps: list[tuple[str, Selector]], book: Book,
         else:
             result = {i: reasons for i, reasons in result.items() if i not in chosen}
     return result
+
+
+def _why_none(selector: Selector, book: Book, frequency: Frequency | None,
+              region: str) -> str:
+    """Why one selector selects nobody, in words that say what to change."""
+    if selector.kind == "all":
+        return "you have no contacts"
+    if selector.kind == "pick":
+        return "you picked no contact"
+    if selector.kind == "group":
+        return "group %r has no contacts" % selector.arg
+    if selector.kind == "contact":
+        return "no contact's name, e-mail or number matches %r" % selector.arg
+    assert frequency is not None  # select_one refused frequent:N without a log
+    window = "the %d months before %s" % (frequency.months, frequency.now.date().isoformat()
+                                          if frequency.now else "now")
+    if not frequency.in_window:
+        newest = (" (the newest is from %s)" % frequency.newest.date().isoformat()
+                  if frequency.newest else "")
+        return ("the call log (%s) holds no %s in %s%s: give more --months, other --kinds or "
+                "a newer export" % (frequency.sources, frequency.what(), window, newest))
+    # the most frequent contact; of equally frequent ones the first by name
+    best = min(((sum(frequency.counts.get(k, 0) for k in c.keys), c.name)
+                for c in book.contacts), key=lambda t: (-t[0], t[1].casefold()),
+               default=(0, ""))
+    if not best[0]:
+        return ("none of the %d numbers in the call log (%s) is one of your contacts' "
+                "numbers, read as region %s: if that is not the phone's region, give --region"
+                % (len(frequency.counts), frequency.sources, region))
+    return ("nobody reaches %s: the most frequent of your contacts, %s, has %d %s in %s"
+            % (selector, best[1], best[0], frequency.what(), window))
+
+
+def explain_empty(first: Selector, steps: list[tuple[str, Selector]], book: Book,
+                  frequency: Frequency | None, region: str,
+                  picked: Iterable[int] = ()) -> str:
+    """Why :func:`evaluate` selected nobody: the first selector or step that left none."""
+    picked = list(picked)
+    result = set(select_one(first, book, frequency, region, picked))
+    if not result:
+        return _why_none(first, book, frequency, region)
+    for op, selector in steps:
+        chosen = set(select_one(selector, book, frequency, region, picked))
+        before = len(result)
+        if op == "or":
+            result |= chosen
+        elif op == "and":
+            result &= chosen
+        else:
+            result -= chosen
+        if not result:
+            if op == "and" and not chosen:
+                return "--and %s: %s" % (selector, _why_none(selector, book, frequency, region))
+            return "--%s %s leaves none of the %d contact(s) selected before it" % (
+                op, selector, before)
+    return "no contact is selected"
 
 
 def is_server_rule(first: Selector, steps: list[tuple[str, Selector]]) -> bool:

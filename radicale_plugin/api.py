@@ -131,6 +131,8 @@ class Api:
             "targets": owner.rules,
             "policies": s.index.consent.policies(user),
             "default_policy": s.settings.default_policy,
+            # the region numbers without a country code are read in (the bridge uses it)
+            "default_region": s.settings.region,
             "discoverability": s.ctx.discoverability(owner),
             "notices": owner.notices,
             "limits": {"resolve_max_keys": s.settings.resolve_max_keys,

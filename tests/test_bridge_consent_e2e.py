@@ -365,13 +365,13 @@ def test_rate_limits_are_one_line_saying_how_long_to_wait(tmp_path, monkeypatch,
         _contacts_with_several_keys(alice)
         login(monkeypatch, server, "alice")
         capsys.readouterr()
-        assert bridge("select", "all")[0] == 1
+        assert bridge("select", "all")[0] == 4  # try again later
         line = advice(capsys)
         wait = re.search(r"wait (\d+) seconds, then try again", line)
         assert "at most 3 an hour" in line and wait and 3000 < int(wait.group(1)) <= 10800
         assert bridge("verify", "+1 202 555 0101")[0] == 0
         capsys.readouterr()
-        assert bridge("verify", "alice@example.org")[0] == 1
+        assert bridge("verify", "alice@example.org")[0] == 4
         assert "wait 600 seconds, then try again" in advice(capsys)
     finally:
         server.stop()

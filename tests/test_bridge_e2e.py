@@ -98,7 +98,7 @@ def test_update_some_reaches_the_chosen_recipients_only(world, server):
     bridge("select", "contact:Bob", "--or", "contact:Carol", "--apply", "replace")
     settled(world)
     bob, carol = server.client("bob"), server.client("carol")
-    code, out = bridge("update", "--tel", "+1 202 555 0199", "--type", "cell",
+    code, out = bridge("update", "--tel", "+1 202 555 0199", "--type", "cell", "--replace",
                        "--only", "contact:Bob")
     assert code == 0, out
     assert "Sent to bob." in out
@@ -125,7 +125,8 @@ def test_status_shows_delivery_state(world):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["select", "group:Nobody"], "matches no contact"),
+    (["select", "group:Nobody"], "no group or category 'Nobody' in your contacts"),
+    (["select", "contact:Nobody"], "matches no contact"),
     (["select", "frequent:2"], "needs a call log"),
     (["select", "frequent:2", "--log", str(FIXTURES / "not-a-log.csv")], "CSV with the header"),
     (["select", "sometimes"], "unknown selector"),
@@ -142,10 +143,10 @@ def test_bad_input_is_one_line_of_advice_and_changes_nothing(world, capsys, argv
 
 def test_wrong_password_and_unreachable_server(world, capsys, monkeypatch):
     monkeypatch.setenv("MECARD_PASSWORD", "wrong")
-    assert bridge("status")[0] == 1
+    assert bridge("status")[0] == 3
     assert "refused the password of 'alice'" in capsys.readouterr().err
     code, _ = bridge("status", "--url", "http://127.0.0.1:%d" % free_port())
-    assert code == 1 and "cannot reach the server" in capsys.readouterr().err
+    assert code == 3 and "cannot reach the server" in capsys.readouterr().err
 
 
 def test_contacts_from_a_vcf_export(world, tmp_path):
