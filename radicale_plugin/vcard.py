@@ -38,9 +38,20 @@ class Line:
                 out.extend(x for x in _split_unquoted(v, ",") if x != "")
         return out
 
+    def type_values(self) -> list[str]:
+        """TYPE values as written, unquoted: vCard 4.0 may quote a list
+        (``TYPE="voice,home"``), iOS repeats the parameter (``type=CELL;type=pref``)."""
+        out: list[str] = []
+        for value in self.param("TYPE"):
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                out.extend(v for v in value[1:-1].split(",") if v)
+            else:
+                out.append(value)
+        return out
+
     def types(self) -> set[str]:
         """TYPE values, upper-cased, including vCard 2.1 style bare params."""
-        found = {t.upper() for t in self.param("TYPE")}
+        found = {t.upper() for t in self.type_values()}
         found.update(k.upper() for k, v in self.params if v == "" and k)
         return found
 

@@ -10,16 +10,20 @@ owner's shared fields is ever in it.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Iterable
 
+import phonenumbers
+
 from radicale_plugin.errors import BadRequest
 from radicale_plugin.matching import line_key
-from radicale_plugin.vcard import Card, Line
+from radicale_plugin.vcard import Card, Line, unescape
 
 DEFAULT_SHARED_FIELDS: tuple[str, ...] = ("FN", "N", "TEL", "EMAIL")
 
@@ -40,6 +44,26 @@ BINARY_FIELDS: frozenset[str] = frozenset(("PHOTO", "LOGO", "KEY", "SOUND"))
 
 # Parameters that only make sense inside the owner's own card.
 _DROPPED_PARAMS = frozenset(("PID", "ALTID", "ENCODING", "VALUE", "MEDIATYPE", "CHARSET"))
+
+# What one vCard version has and the other has not, so that a copy gets only its own
+# version's forms.  TYPE values RFC 6350 removed (appendix A.2) or never had for the
+# property (its type-param ABNF), written by vCard 3.0 clients:
+_TYPES_ONLY_IN_3: dict[str, frozenset[str]] = {
+    "ADR": frozenset(("intl", "dom", "postal", "parcel")),
+    "EMAIL": frozenset(("internet", "x400")),
+    "TEL": frozenset(("msg", "bbs", "modem", "car", "isdn", "pcs")),
+}
+# ... and TYPE values RFC 2426 does not know:
+_TYPES_ONLY_IN_4: dict[str, frozenset[str]] = {
+    "TEL": frozenset(("text", "textphone")),
+}
+# Parameters RFC 6350 removed, and parameters it added (PREF becomes TYPE=pref in 3.0).
+_PARAMS_ONLY_IN_3 = frozenset(("ENCODING", "CHARSET", "CONTEXT"))
+_PARAMS_ONLY_IN_4 = frozenset(("PREF", "MEDIATYPE", "LABEL", "GEO", "TZ", "SORT-AS", "CALSCALE",
+                               "ALTID", "PID", "INDEX", "LEVEL", "CC"))
+#: Properties RFC 6350 added: a 3.0 copy does not get them.
+ONLY_IN_4: frozenset[str] = frozenset(("KIND", "GENDER", "LANG", "ANNIVERSARY", "XML",
+                                       "CLIENTPIDMAP", "MEMBER", "RELATED"))
 
 _MEDIA = {"JPEG": "image/jpeg", "JPG": "image/jpeg", "PNG": "image/png",
           "GIF": "image/gif", "BMP": "image/bmp", "WEBP": "image/webp",
@@ -92,7 +116,7 @@ class Entry:
 
 def entry_from_line(line: Line, version: str) -> Entry:
     """Read one content line of a card of ``version`` into an :class:`Entry`."""
-    types = [t.lower() for t in line.param("TYPE")]
+    types = [t.lower() for t in line.type_values()]
     # vCard 2.1 writes bare parameters: TEL;CELL;PREF:...
     types += [k.lower() for k, v in line.params if v == "" and k]
     other = []
@@ -107,12 +131,14 @@ def entry_from_line(line: Line, version: str) -> Entry:
         value = value[4:]
     elif line.name in BINARY_FIELDS:
         value = _binary_value(line, version)
-        types = [t for t in types if t.upper() not in _MEDIA]
+        # the media type is part of the data: URI; BASE64 is Apple's bare ENCODING
+        types = [t for t in types if t.upper() not in _MEDIA and t not in ("b", "base64")]
     return Entry(line.name, value, tuple(sorted(set(types))), tuple(other))
 
 
 def _binary_value(line: Line, version: str) -> str:
     encoding = {e.upper() for e in line.param("ENCODING")}
+    encoding.update(k.upper() for k, v in line.params if not v)  # Apple: PHOTO;BASE64:...
     if encoding & {"B", "BASE64"}:
         kinds = [t.upper() for t in line.param("TYPE")] + [k.upper() for k, v in line.params if not v]
         media = next((_MEDIA[t] for t in kinds if t in _MEDIA), "application/octet-stream")
@@ -120,27 +146,125 @@ def _binary_value(line: Line, version: str) -> str:
     return line.value.strip()
 
 
-def render(entry: Entry, version: str, group: str = "") -> Line:
-    """Write ``entry`` as a content line for a card of ``version``."""
+def is_tel_uri(line: Line) -> bool:
+    """A TEL line written as a ``tel:`` URI (``TEL;VALUE=uri:tel:+1-202-555-0101``)."""
+    return line.name == "TEL" and (
+        any(k.upper() == "VALUE" and v.lower() == "uri" for k, v in line.params)
+        or line.value[:4].lower() == "tel:")
+
+
+@functools.lru_cache(maxsize=4096)
+def tel_uri(number: str, region: str) -> str | None:
+    """``number`` as an RFC 3966 ``tel:`` URI (``tel:+1-202-555-0101``); None if it is not
+    a number phonenumbers can place (a national number needs ``region``)."""
+    text = unescape(number).strip()
+    try:
+        parsed = phonenumbers.parse(text, region.upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.RFC3966)
+
+
+def render(entry: Entry, version: str, group: str = "", like: Line | None = None,
+           region: str = "") -> Line:
+    """Write ``entry`` as a content line for a card of ``version``.
+
+    ``like`` is a line of the copy whose form the new line keeps: a number
+    replacing (or joining) a ``tel:`` URI in a 4.0 copy is written as a
+    ``tel:`` URI too (``region`` places national numbers).  Forms of the
+    other version are never written (see :func:`fit_params`).
+    """
+    four = version.startswith("4")
     params: list[tuple[str, str]] = []
     types = list(entry.types)
-    if version.startswith("4") and "pref" in types:
+    if four and "pref" in types:
         types.remove("pref")
         params.append(("PREF", "1"))
     value = entry.value
     if entry.name in BINARY_FIELDS and value.startswith("data:"):
-        if not version.startswith("4"):
+        if not four:
             media, _, data = value[5:].partition(",")
+            if media.split(";")[-1].lower() != "base64":  # percent-encoded bytes
+                data = base64.b64encode(urllib.parse.unquote_to_bytes(data)).decode("ascii")
             subtype = media.split(";")[0].split("/")[-1].upper() or "JPEG"
-            params = [("ENCODING", "b"), ("TYPE", subtype)]
+            # one TYPE: the kind of key (PGP, X509) if the owner said it, else the format
+            params = [("ENCODING", "b"), ("TYPE", ",".join(t.upper() for t in types)
+                                          if types else subtype)]
+            types = []
             value = data
-    elif entry.name in BINARY_FIELDS and not version.startswith("4"):
+    elif entry.name in BINARY_FIELDS and not four:
         params.append(("VALUE", "uri"))
+    elif four and like is not None and is_tel_uri(like):
+        uri = tel_uri(value, region)
+        if uri is not None:
+            params.insert(0, ("VALUE", "uri"))
+            value = uri
     if types:
-        params.insert(0, ("TYPE", ",".join(
-            t.upper() if not version.startswith("4") else t for t in types)))
+        params.insert(1 if params[:1] == [("VALUE", "uri")] else 0, ("TYPE", ",".join(
+            t.upper() if not four else t for t in types)))
     params.extend(entry.params)
-    return Line(name=entry.name, value=value, params=params, group=group)
+    return Line(name=entry.name, value=value, params=fit_params(entry.name, params, version),
+                group=group)
+
+
+def fit_params(name: str, params: list[tuple[str, str]], version: str
+               ) -> list[tuple[str, str]]:
+    """``params`` without what the other vCard version has and ``version`` has not.
+
+    Into 4.0: no ENCODING/CHARSET, no 3.0-only TYPE values (``TYPE=internet``),
+    ``TYPE=pref`` becomes ``PREF=1``.  Into 3.0: no MEDIATYPE, LABEL, ALTID,
+    PID..., ``PREF=n`` becomes ``TYPE=PREF``, no 4.0-only TYPE values, no
+    ``VALUE=uri`` on TEL (3.0 numbers are text).  The spelling of what is
+    kept is left alone.
+    """
+    if not params:
+        return params
+    four = version.startswith("4")
+    foreign_types = (_TYPES_ONLY_IN_3 if four else _TYPES_ONLY_IN_4).get(name, frozenset())
+    foreign_params = _PARAMS_ONLY_IN_3 if four else _PARAMS_ONLY_IN_4
+    out: list[tuple[str, str]] = []
+    pref = False  # a preference to write in this version's own way
+    for key, val in params:
+        upper = key.upper()
+        if not val:  # vCard 2.1's bare values (TEL;CELL;PREF:, Apple's PHOTO;BASE64:)
+            if upper.lower() in foreign_types or (four and upper == "BASE64"):
+                continue
+            if four and upper == "PREF":
+                pref = True
+                continue
+            out.append((key, val))
+        elif upper == "TYPE":
+            quoted = len(val) > 1 and val[0] == val[-1] == '"'
+            values = (val[1:-1] if quoted else val).split(",")
+            kept = [t for t in values if t.lower() not in foreign_types]
+            if four and any(t.lower() == "pref" for t in kept):
+                pref = True
+                kept = [t for t in kept if t.lower() != "pref"]
+            if kept:
+                text = ",".join(kept)
+                out.append((key, '"%s"' % text if quoted else text))
+        elif upper == "PREF" and not four:
+            pref = True
+        elif upper in foreign_params:
+            continue
+        elif upper == "VALUE" and name == "TEL" and not four and val.lower() == "uri":
+            continue
+        else:
+            out.append((key, val))
+    if pref and four:
+        if not any(k.upper() == "PREF" for k, _ in out):
+            out.append(("PREF", "1"))
+    elif pref:
+        types = [i for i, (k, _) in enumerate(out) if k.upper() == "TYPE"]
+        if not types:
+            out.append(("TYPE", "PREF"))
+        elif not any(t.strip('"').lower() == "pref" for i in types
+                     for t in out[i][1].split(",")):
+            key, val = out[types[0]]
+            out[types[0]] = (key, val[:-1] + ',PREF"' if val.endswith('"') else val + ",PREF")
+    return out
 
 
 @dataclass(frozen=True)
