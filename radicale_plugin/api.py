@@ -24,6 +24,7 @@ from radicale_plugin.reports import recipient_row
 from radicale_plugin.service import SharingService
 
 Handler = Callable[[str, dict], Any]
+Query = dict[str, str]
 
 
 def _field(data: dict, name: str, kinds: tuple[type, ...], what: str,
@@ -72,6 +73,11 @@ class Api:
             "/offers": lambda u: {"offers": self._s.offers.open_offers(u)},
             "/history": self.history,
             "/links": self.links,
+            "/push/subscriptions": lambda u: self._s.push.subscriptions(u),
+        }
+        #: GET calls that read the query string.
+        self.query_routes: dict[str, Callable[[str, Query], Any]] = {
+            "/push/book": lambda u, q: self._s.push.book_info(u, q.get("path")),
         }
         self.post_routes: dict[str, Handler] = {
             "/me-card": self.post_me_card,
@@ -88,6 +94,7 @@ class Api:
             "/keys/confirm": lambda u, d: self._s.verification.confirm(
                 u, _field(d, "key", (str,), "the number or e-mail being verified"),
                 _field(d, "code", (str,), "the code you received, as a string")),
+            "/push/subscriptions": lambda u, d: self._s.push.subscribe(u, d),
         }
         self._offer_actions: dict[str, Callable[[str, str, dict], Any]] = {
             "accept": lambda u, o, d: self._s.offers.accept(
@@ -102,7 +109,10 @@ class Api:
             "block": lambda u, o, d: self._s.offers.block(u, o),
         }
 
-    def get(self, call: str, user: str) -> Any:
+    def get(self, call: str, user: str, query: Query | None = None) -> Any:
+        with_query = self.query_routes.get(call)
+        if with_query is not None:
+            return with_query(user, query or {})
         handler = self.get_routes.get(call)
         if handler is None:
             raise NotFound("no API call GET %s; see the README" % call)
@@ -116,6 +126,9 @@ class Api:
         if match and match.group(2) in self._offer_actions:
             owner = _user_name(match.group(1), "the owner in /offers/OWNER/%s" % match.group(2))
             return self._offer_actions[match.group(2)](user, owner, data)
+        match = re.fullmatch(r"/push/subscriptions/([A-Za-z0-9_-]{1,100})/delete", call)
+        if match:
+            return self._s.push.unsubscribe(user, match.group(1))
         raise NotFound("no API call POST %s; see the README" % call)
 
     # -- reads --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from radicale import storage
 from radicale.log import logger
@@ -29,6 +29,8 @@ class Context:
     index: SharingIndex
     groups_of: Callable[[str], set[str]] = lambda user: set()
     wake: Callable[[], None] = lambda: None
+    #: Tell WebDAV-Push that these books changed (never under the storage lock; never blocks).
+    books_changed: Callable[[Iterable[str]], None] = lambda books: None
     _group_errors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set while this thread writes a copy (the hooks then know the write is ours).

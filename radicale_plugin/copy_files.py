@@ -75,6 +75,9 @@ class Write:
     renamed: bool = False
     target: str = ""            # the card's path, and its new file's: known before the lock
     new: str = ""
+    #: Why the write could not be made (an I/O error before the rename): it is done and not
+    #: renamed, the card is as it was, and its temporary files are gone.
+    error: Exception | None = None
 
 
 class CopyFiles:
@@ -155,13 +158,35 @@ class CopyFiles:
 
     # -- writing --------------------------------------------------------------------
     def prepare(self, writes: list[Write]) -> None:
-        """Write every new text to its temporary file (in parallel); make them durable."""
+        """Write every new text to its temporary file (in parallel); make them durable.
+
+        A write that fails (an I/O error, a book folder that is not a folder for the
+        moment) gets its ``error`` and is done; the others go on.  A failure of the
+        whole batch (the disk sync) is raised.
+        """
         for write in writes:
-            write.folder = self.folder(write.book)
+            try:
+                write.folder = self.folder(write.book)
+            except (OSError, ValueError) as e:
+                self.abandon(write, e)
+                continue
             write.target = os.path.join(write.folder, write.href)
             write.new = _temp_names(write.folder, write.href)[0]
-        list(self._pool.map(self._prepare_one, writes))
+        list(self._pool.map(self._prepare_or_fail, [w for w in writes if not w.done]))
         self.sync(writes, files=True)
+
+    def _prepare_or_fail(self, write: Write) -> None:
+        try:
+            self._prepare_one(write)
+        except OSError as e:
+            self.abandon(write, e)
+
+    def abandon(self, write: Write, error: Exception) -> None:
+        """Give a write up: it is done and not renamed, and what it left goes (if it can)."""
+        write.error, write.done = error, True
+        if write.folder:
+            with contextlib.suppress(OSError):
+                self._discard(write)
 
     def _prepare_one(self, write: Write) -> None:
         new, old = _temp_names(write.folder, write.href)
@@ -196,21 +221,28 @@ class CopyFiles:
                 if (done or changed) and (time.monotonic() > deadline
                                           or len(done) >= MAX_RENAMES_PER_HOLD):
                     break
-                try:
-                    now = _identity(os.stat(write.target))
-                except FileNotFoundError:
-                    now = None
                 write.done = True  # decided in this hold, one way or the other
-                if now != write.was:
+                try:
+                    try:
+                        now = _identity(os.stat(write.target))
+                    except FileNotFoundError:
+                        now = None
+                    if now != write.was:
+                        changed.append(write)
+                        continue
+                    os.replace(write.new, write.target)
+                except OSError as e:  # the card is as it was: the fan-out tries again later
+                    write.error = e
                     changed.append(write)
                     continue
-                os.replace(write.new, write.target)
                 write.renamed = True
                 done.append(write)
         for write in changed:
-            logger.debug("Copy /%s/%s changed while being written: tried again later",
-                         write.book, write.href)
-            self._discard(write)
+            if write.error is None:
+                logger.debug("Copy /%s/%s changed while being written: tried again later",
+                             write.book, write.href)
+            with contextlib.suppress(OSError):
+                self._discard(write)
         return done
 
     def finish(self, writes: list[Write]) -> None:

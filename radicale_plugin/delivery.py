@@ -15,12 +15,19 @@ and the history is neither lost nor doubled.  The fan-out writes files
 itself (:mod:`copy_files`); an accepted offer is written through Radicale
 by the request that accepts it.  Everything here reads files directly, so
 it needs no lock; writing needs the caller's exclusive lock.
+
+A delivery that fails for a passing reason (:func:`transient`: an I/O
+error, a book folder that is not there for the moment, the database busy)
+is tried again later by the fan-out, with growing waits; every other
+failure is an answer that waiting would not change.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import os
+import sqlite3
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,7 +38,7 @@ from radicale_plugin.card_index import index_card, index_parsed
 from radicale_plugin.consent import Candidate, card_fit
 from radicale_plugin.context import Context
 from radicale_plugin.copy_files import CopyFiles, Identity, Write
-from radicale_plugin.errors import NotFound
+from radicale_plugin.errors import NotFound, SharingError
 from radicale_plugin.history import diff
 from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
                                    Owner)
@@ -44,6 +51,28 @@ _KEY_FIELDS = ("TEL", "EMAIL")
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class BookUnavailable(SharingError):
+    """A recipient's address book the index knows cannot be read for now (its folder is
+    missing or not a folder): the fan-out tries again later, and a request is told to."""
+
+    status = 503
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a delivery that failed with ``error`` may well succeed if tried again later.
+
+    I/O errors (a full or failing disk, a folder replaced or unreadable for a
+    moment), an unreadable book, a busy database and a storage lock that could not
+    be taken pass; a malformed card, a refusal or a bug do not.
+    """
+    if isinstance(error, (BookUnavailable, OSError, sqlite3.OperationalError)):
+        return True
+    # Radicale's wording when flock fails; the copy's own when a card keeps changing
+    return isinstance(error, RuntimeError) and (
+        str(error).startswith("Locking the storage failed")
+        or "keeps changing while it is read" in str(error))
 
 
 def _now_iso() -> str:
@@ -115,7 +144,7 @@ class Deliverer:
             return Placement(no_book=True)
         link = index.links.get(owner.user, recipient)
         if link is not None:
-            found = self.files.read(link.book, link.href)
+            found = self._read(link.book, link.href)
             if found is not None:
                 return Placement(linked=(link.book, link.href), found=found)
             return Placement(deleted=True)
@@ -138,6 +167,24 @@ class Deliverer:
                 placement.candidates.append(
                     Candidate(card.book, card.href, fit, len(card.keys & mine)))
         return placement
+
+    def _read(self, book: str, href: str) -> tuple[str, Identity] | None:
+        """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder
+        is not there raises :class:`BookUnavailable` (no card is taken for deleted then)."""
+        found = self.files.read(book, href)
+        if found is not None or book not in self._books_of(book.split("/", 1)[0]):
+            return found  # a book deleted through Radicale has left the index
+        try:
+            folder = self.files.folder(book)
+        except ValueError:
+            return None
+        except OSError as e:
+            raise BookUnavailable("the address book /%s/ cannot be read for now (%s); try "
+                                  "again later" % (book, e.strerror)) from e
+        if not os.path.isdir(folder):
+            raise BookUnavailable("the address book /%s/ cannot be read for now (its folder "
+                                  "is missing); try again later" % book)
+        return None
 
     def card_text(self, book: str, href: str) -> str | None:
         """The text of a card, or None if it (or its book) does not exist."""
@@ -224,7 +271,7 @@ class Deliverer:
             link_kind = LINK_CREATED
         book, href = card
         if found is None:
-            found = self.files.read(book, href)
+            found = self._read(book, href)
         text, was = (found[0], found[1]) if found else (None, None)
         before, after = self._render(owner, delivery, view, book, text)
         new_text = after.serialize()

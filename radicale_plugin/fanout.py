@@ -23,6 +23,14 @@ Everything written is recorded before it is written (an intent), each
 round's records are one transaction, and merging again into a copy that
 already holds the change writes nothing: a crash at any point loses nothing
 and writes nothing twice.
+
+A delivery that fails for a passing reason (:func:`delivery.transient`: an
+I/O error, a book unreadable for a moment, a lock not obtained) keeps
+waiting and is tried again on a timer, ``mecard_retry_base`` seconds later,
+doubling up to ``mecard_retry_max``; after ``mecard_retry_attempts`` such
+failures in a row it is ``failed`` with the last error.  The owner sees it
+as *retrying* meanwhile (:mod:`reports`).  One recipient's failure never
+holds up the others of its round.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from radicale_plugin import index as idx
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.copy_files import Write
-from radicale_plugin.delivery import Deliverer, Planned
+from radicale_plugin.delivery import BookUnavailable, Deliverer, Planned, transient
 from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.offers import Offers
@@ -69,6 +77,15 @@ class _Outcome:
     planned: Planned | None = None           # a write (or a link) to make
     offer: tuple[str, str] | None = None     # an offer to make, naming this card
     offering: bool = False
+    # the delivery as it waited, to wait again in if it fails for a passing reason
+    waiting: str = ""
+    delivered_seq: int = 0
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.waiting = self.delivery.state
+        self.delivered_seq = self.delivery.delivered_seq
+        self.attempts = self.delivery.attempts
 
 
 class FanoutWorker:
@@ -130,7 +147,13 @@ class FanoutWorker:
         self._card_keys.reconcile(self._files)
         for delivery in self._ctx.index.outbox.interrupted():
             owner = self._ctx.index.owners.get(delivery.owner)
-            self._deliverer.settle(owner, delivery)  # and its temporary files go
+            try:
+                self._deliverer.settle(owner, delivery)  # and its temporary files go
+            except Exception as e:
+                # e.g. its book cannot be read for now: settled when it is next decided,
+                # and the me cards below are still checked
+                logger.warning("Fan-out: the interrupted write of %r's copy for %r is "
+                               "settled later: %s", delivery.owner, delivery.recipient, e)
         for owner in self._ctx.index.owners.with_me_card():
             found = self._files.read(owner.book or "", owner.href or "")
             if found is None:
@@ -215,9 +238,10 @@ class FanoutWorker:
         with self._ctx.index.transaction(durable=False):
             self._after(current.outcomes)
         current.clock.lap("record results")
-        self.stats.add(len(current.outcomes), len(current.writes), current.clock)
+        written = sum(w.renamed for w in current.writes)  # not those that failed or changed
+        self.stats.add(len(current.outcomes), written, current.clock)
         logger.debug("Fan-out round: %d deliveries, %d copies written; %s",
-                     len(current.outcomes), len(current.writes), current.clock)
+                     len(current.outcomes), written, current.clock)
 
     def _plan(self, job: Job) -> None:
         outbox = self._ctx.index.outbox
@@ -242,6 +266,7 @@ class FanoutWorker:
         outcome = _Outcome(delivery, owner)
         try:
             outcome.delivery = delivery = self._deliverer.settle(owner, delivery)
+            delivery.attempts = 0  # whatever is decided now ends a run of failures
             self._decide_one(outcome)
         except Exception as e:
             self._failed(outcome, e)
@@ -251,12 +276,55 @@ class FanoutWorker:
         # one recipient's failure must neither stop the others nor be retried forever;
         # the owner sees a fixed reason: an error's text may quote the recipient's card
         delivery = outcome.delivery
+        if transient(e):
+            if outcome.planned is not None and not outcome.planned.write.done:
+                try:  # it failed while its intent was recorded (_before): nothing is written
+                    self._forget_write(outcome.planned)
+                except Exception:
+                    pass  # settle() does it at the next attempt
+            outcome.planned, outcome.offer, outcome.offering = None, None, False
+            self._retry(outcome, e)
+            return
+        delivery.attempts = 0
         logger.warning("Copy of %r's card for %r not written: %s", delivery.owner,
                        delivery.recipient, e, exc_info=not isinstance(e, SharingError))
         outcome.planned, outcome.offering = None, False
         delivery.state = idx.FAILED
         delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
                           else "the copy could not be written; the server's log says why")
+
+    def _forget_write(self, planned: Planned) -> None:
+        """A write that was not made: forget its intent, and the link to a card that was to
+        be created (as :meth:`Deliverer.settle` does after a crash)."""
+        delivery = planned.delivery
+        self._ctx.index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+        if planned.intent.action == "create":
+            self._ctx.index.links.remove(delivery.owner, delivery.recipient)
+
+    def _retry(self, outcome: _Outcome, e: BaseException) -> None:
+        """A failure that may pass: the delivery waits as it did, and is tried again after
+        a growing wait; after ``retry_attempts`` of them in a row it is failed."""
+        settings = self._ctx.settings
+        delivery = outcome.delivery
+        attempts = outcome.attempts + 1
+        # a fixed reason for the owner: the error's text names the recipient's files
+        reason = ("the recipient's address book could not be read"
+                  if isinstance(e, BookUnavailable)
+                  else "the copy could not be written (a storage error on the server)")
+        delivery.attempts, delivery.delivered_seq = attempts, outcome.delivered_seq
+        if attempts >= settings.retry_attempts:
+            delivery.state, delivery.due = idx.FAILED, 0.0
+            delivery.error = "%s; gave up after %d attempts" % (reason, attempts)
+            logger.warning("Copy of %r's card for %r not written after %d attempts, given "
+                           "up until the owner's next change: %s", delivery.owner,
+                           delivery.recipient, attempts, e)
+            return
+        wait = settings.retry_delay(attempts)
+        delivery.state, delivery.error = outcome.waiting, reason
+        delivery.due = time.time() + wait
+        logger.warning("Copy of %r's card for %r not written (attempt %d of %d), tried again "
+                       "in %g s: %s", delivery.owner, delivery.recipient, attempts,
+                       settings.retry_attempts, wait, e)
 
     def _decide_one(self, outcome: _Outcome) -> None:
         delivery, owner = outcome.delivery, outcome.owner
@@ -329,19 +397,31 @@ class FanoutWorker:
         if not writes:
             return
         settings = self._ctx.settings
-        self._files.prepare(writes)
-        clock.lap("prepare files")
-        done = []
-        while not all(w.done for w in writes):
-            start = time.monotonic()
-            done += self._files.commit(writes, settings.lock_hold)
-            clock.hold(time.monotonic() - start)
-            if not all(w.done for w in writes):
-                time.sleep(settings.lock_gap)  # let waiting requests have the lock
+        done: list[Write] = []
+        try:
+            self._files.prepare(writes)  # a write that fails alone gets its error
+            clock.lap("prepare files")
+            while not all(w.done for w in writes):
+                start = time.monotonic()
+                done += self._files.commit(writes, settings.lock_hold)
+                clock.hold(time.monotonic() - start)
+                if not all(w.done for w in writes):
+                    time.sleep(settings.lock_gap)  # let waiting requests have the lock
+        except (OSError, RuntimeError) as e:
+            # the whole batch failed (the disk sync, the storage lock): what is not renamed
+            # yet is tried again later (see _after); what is renamed is finished below
+            logger.warning("Fan-out: %d of %d copies not written: %s",
+                           sum(not w.done for w in writes), len(writes), e)
+            for write in writes:
+                if not write.done:
+                    self._files.abandon(write, e)
+            done = [w for w in writes if w.renamed]
         clock.lap("renames")
         self._files.finish(done)
         clock.lap("sync, clean")
         if done:
+            # the copies are in place and the lock is free: their books' subscribers may sync
+            self._ctx.books_changed({w.book for w in done})
             # before the next round's files appear: the hook sees only finished copies
             self._files.run_storage_hook()
 
@@ -354,7 +434,11 @@ class FanoutWorker:
             if planned is None:
                 continue
             delivery = planned.delivery
-            if planned.intent.after_hash and not planned.write.renamed:
+            if planned.write.error is not None:
+                # nothing was renamed: the card is as it was; try again later
+                self._forget_write(planned)
+                self._retry(outcome, planned.write.error)
+            elif planned.intent.after_hash and not planned.write.renamed:
                 # the card changed while we wrote: decided again in the next round
                 index.outbox.set_intent(delivery.owner, delivery.recipient, None)
                 delivery.state, delivery.due = idx.PENDING, 0.0

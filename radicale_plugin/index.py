@@ -10,7 +10,8 @@ split into one store per concern:
 ``links``     which card in a recipient's book holds which owner's copy;
 ``consent``   the recipients' policies and the offers waiting for them;
 ``outbox``    owner changes still to plan, and one delivery per (owner, recipient);
-``history``   every change the sharing code made to a recipient's card.
+``history``   every change the sharing code made to a recipient's card;
+``push``      WebDAV-Push: each book's topic, and the subscriptions to books.
 
 Every method is atomic.  :meth:`SharingIndex.transaction` groups several
 calls into one transaction (it nests); never take Radicale's storage lock
@@ -29,7 +30,7 @@ from radicale_plugin.records import (  # noqa: F401  (the contract's vocabulary)
     BLOCKED, DELIVERED, DISCOVERABILITY, FAILED, LINK_ACCEPTED, LINK_CREATED, LINK_MIGRATED,
     LINK_VERIFIED, OFFER_PENDING, OFFER_POSTPONED, OFFER_REFUSED, OFFERED, PENDING, POLICIES,
     STOPPED, WITHDRAWING, WITHDRAWN, Change, Code, Delivery, HistoryEntry, IndexedCard, Intent,
-    Job, Key, Link, Offer, Owner)
+    Job, Key, Link, Offer, Owner, PushSubscription, QueueCounts)
 from radicale_plugin.view import View
 
 
@@ -95,6 +96,28 @@ class OwnerStore(abc.ABC):
     def add_notice(self, user: str, text: str) -> None:
         """Tell the owner something at their next look (e.g. a key moved away); newest kept."""
 
+    # -- backups and accounts (the admin's export, import and delete-user) -------
+    @abc.abstractmethod
+    def all(self) -> list[Owner]:
+        """Every owner record, with a me card or not, by user."""
+
+    @abc.abstractmethod
+    def views(self, user: str) -> dict[int, View]:
+        """The views the owner's changes had, by ``seq``, as far as they are kept."""
+
+    @abc.abstractmethod
+    def restore(self, owner: Owner, views: dict[int, View],
+                values: Iterable[tuple[str, str]]) -> None:
+        """Store an owner exactly as given (an import): nothing is queued or counted.
+
+        ``views`` join the views kept per change, ``values`` the (field,
+        compare key) pairs the owner's view ever had.
+        """
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the owner record, its views and past values (an account deleted)."""
+
 
 class KeyStore(abc.ABC):
     """Claimed and verified keys, and verification codes."""
@@ -155,6 +178,22 @@ class KeyStore(abc.ABC):
     def sends_since(self, since: float, user: str | None = None,
                     key: str | None = None) -> int:
         """How many codes were sent since ``since``, by ``user`` and/or to ``key``."""
+
+    # -- backups and accounts -------------------------------------------------
+    @abc.abstractmethod
+    def all(self) -> list[Key]:
+        """Every key of every user, by user and key."""
+
+    @abc.abstractmethod
+    def restore(self, key: Key) -> None:
+        """Store a key exactly as given (an import).
+
+        Raises ``ValueError`` if another user already holds it verified.
+        """
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the user's keys (their verified keys are free again), codes and sends."""
 
 
 class CardIndex(abc.ABC):
@@ -264,6 +303,11 @@ class LinkStore(abc.ABC):
     def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
         """A linked card was moved: the link follows it; a link of the card it replaced ends."""
 
+    # -- backups --------------------------------------------------------------
+    @abc.abstractmethod
+    def all(self) -> list[Link]:
+        """Every link, by owner and recipient."""
+
 
 class ConsentStore(abc.ABC):
     """Recipients' policies and the offers waiting for them."""
@@ -307,6 +351,28 @@ class ConsentStore(abc.ABC):
         Counted from a log that forgetting an offer does not shorten.
         """
 
+    # -- backups and accounts -------------------------------------------------
+    @abc.abstractmethod
+    def all_policies(self) -> list[tuple[str, str, str]]:
+        """Every policy as (recipient, owner, policy), by recipient and owner."""
+
+    @abc.abstractmethod
+    def all_offers(self) -> list[Offer]:
+        """Every offer, by owner and recipient."""
+
+    @abc.abstractmethod
+    def restore_offer(self, offer: Offer) -> None:
+        """Store an offer exactly as given, times included (an import).
+
+        Unlike :meth:`put_offer` it is not counted against the owner's offers
+        of the day.
+        """
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the policies the user set and those naming them, and every offer
+        from or to them (offers made to them still count for their owners' day)."""
+
 
 class Outbox(abc.ABC):
     """Owner changes still to plan, and one delivery per (owner, recipient)."""
@@ -346,6 +412,8 @@ class Outbox(abc.ABC):
         each time).  Deliveries already waiting keep their place in the queue.
         Views no delivery, offer or job needs are forgotten.  Large plans may
         be committed in parts; planning the same job again is harmless.
+        A planned delivery starts its ``attempts`` again from 0 (so do those
+        :meth:`reopen_for` and :meth:`withdraw` make waiting).
         """
 
     @abc.abstractmethod
@@ -379,7 +447,7 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:
         """Store the outcome of one delivery (state, error, ``delivered_seq``, due,
-        ``delivered_at``).
+        ``delivered_at``, ``attempts``).
 
         Nothing is stored if the delivery was planned again meanwhile (its
         ``wanted_seq`` changed): the newer plan wins.
@@ -417,6 +485,44 @@ class Outbox(abc.ABC):
     def next_due(self) -> float | None:
         """When the earliest waiting delivery is due (None: nothing waits)."""
 
+    # -- backups, accounts and monitoring ---------------------------------------
+    @abc.abstractmethod
+    def all_jobs(self) -> list[Job]:
+        """Every owner change still to plan, oldest first, none dropped (unlike
+        :meth:`pending_jobs`)."""
+
+    @abc.abstractmethod
+    def all_deliveries(self) -> list[Delivery]:
+        """Every delivery, in queue order (then by owner and recipient)."""
+
+    @abc.abstractmethod
+    def restore_job(self, job: Job) -> None:
+        """Queue a change exactly as given, ``id`` included (an import)."""
+
+    @abc.abstractmethod
+    def restore_deliveries(self, deliveries: Iterable[Delivery]) -> None:
+        """Store deliveries exactly as given (an import), queued in the order given.
+
+        ``delivered_view`` is not stored: it is the owner's view of
+        ``delivered_seq`` (see :meth:`OwnerStore.restore`).
+        """
+
+    @abc.abstractmethod
+    def deliveries_to(self, recipient: str) -> list[Delivery]:
+        """Every delivery of any owner's card to ``recipient``, by owner."""
+
+    @abc.abstractmethod
+    def forget_user(self, user: str, keep_withdrawing: bool = False) -> None:
+        """Forget the user's queued changes and every delivery from or to them.
+
+        With ``keep_withdrawing`` the user's deliveries still being withdrawn
+        stay, so that the worker can remove their values from those copies.
+        """
+
+    @abc.abstractmethod
+    def counts(self, now: float) -> QueueCounts:
+        """How much work waits: changes to plan, deliveries per state, those due by ``now``."""
+
 
 class HistoryLog(abc.ABC):
     """Every change the sharing code made to a recipient's card."""
@@ -433,13 +539,82 @@ class HistoryLog(abc.ABC):
     def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
         """The newest changes made to a recipient's cards, newest first."""
 
+    # -- backups and accounts -------------------------------------------------
+    @abc.abstractmethod
+    def all(self, after: int = 0, limit: int = 1000) -> list[HistoryEntry]:
+        """Entries with an ``id`` above ``after``, oldest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def restore_many(self, entries: Iterable[HistoryEntry]) -> None:
+        """Append entries exactly as given, ``id`` and ``time`` included (an import)."""
+
+    @abc.abstractmethod
+    def forget_recipient(self, recipient: str) -> int:
+        """Forget every change made to the recipient's cards; how many entries."""
+
+
+class PushStore(abc.ABC):
+    """WebDAV-Push: each book's random topic, and the subscriptions to books."""
+
+    @abc.abstractmethod
+    def topic(self, book: str) -> str | None:
+        """The book's topic, if it has one."""
+
+    @abc.abstractmethod
+    def ensure_topic(self, book: str, topic: str) -> str:
+        """The book's topic; ``topic`` becomes it if the book has none yet (for good)."""
+
+    @abc.abstractmethod
+    def put(self, subscription: PushSubscription) -> PushSubscription:
+        """Register a subscription, or renew the one of the same book and push resource.
+
+        A renewal takes the new keys, encoding and expiry and keeps the stored
+        ``id``, ``user`` and ``created``.  Returns what is stored.
+        """
+
+    @abc.abstractmethod
+    def get(self, subscription_id: str) -> PushSubscription | None:
+        """One subscription (expired or not)."""
+
+    @abc.abstractmethod
+    def of_user(self, user: str, now: float) -> list[PushSubscription]:
+        """The user's subscriptions that have not expired by ``now``, by book and age."""
+
+    @abc.abstractmethod
+    def of_book(self, book: str, now: float) -> list[PushSubscription]:
+        """The book's subscriptions that have not expired by ``now``."""
+
+    @abc.abstractmethod
+    def count(self, now: float, user: str | None = None, book: str | None = None) -> int:
+        """How many subscriptions of ``user`` and/or to ``book`` have not expired by ``now``."""
+
+    @abc.abstractmethod
+    def remove(self, subscription_id: str) -> bool:
+        """Forget a subscription; whether there was one."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: float) -> int:
+        """Forget the subscriptions expired by ``now``; how many."""
+
+    # -- backups and accounts -------------------------------------------------
+    @abc.abstractmethod
+    def topics(self) -> dict[str, str]:
+        """Every book's topic, by book."""
+
+    @abc.abstractmethod
+    def all(self) -> list[PushSubscription]:
+        """Every subscription, expired or not, by id."""
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the user's subscriptions, those to their books, and their books' topics."""
 
 
 class SharingIndex(abc.ABC):
     """All sharing state of one server, one store per concern."""
 
     #: The schema version this code writes.
-    SCHEMA_VERSION = 2
+    SCHEMA_VERSION = 4
 
     owners: OwnerStore
     keys: KeyStore
@@ -448,6 +623,7 @@ class SharingIndex(abc.ABC):
     consent: ConsentStore
     outbox: Outbox
     history: HistoryLog
+    push: PushStore
 
     @abc.abstractmethod
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
@@ -461,3 +637,15 @@ class SharingIndex(abc.ABC):
     def close(self) -> None:
         """Release resources."""
 
+    @abc.abstractmethod
+    def is_empty(self) -> bool:
+        """Whether the index holds no sharing state at all (an import goes only there).
+
+        The card-key index does not count: it is rebuilt from the collections.
+        """
+
+    @abc.abstractmethod
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Group reads so that they see one moment of the index (an export while the
+        server runs); writers are not held up meanwhile where the backend allows it.
+        Inside a :meth:`transaction` it joins it.  Only reads belong in it."""

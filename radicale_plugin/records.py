@@ -182,6 +182,9 @@ class Delivery:
     updated: str = ""
     due: float = 0.0                  # not before this time (seconds since 1970)
     delivered_at: float = 0.0         # when the copy was last written (seconds since 1970)
+    #: Transient failures in a row (an I/O error, a book unreadable for now): while it is
+    #: above 0 a waiting delivery is *retrying* at ``due``; a success or a new plan resets it.
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -205,3 +208,34 @@ class HistoryEntry:
     changes: tuple[Change, ...]
     time: str = ""
     id: int = 0
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """A WebDAV-Push subscription: a push resource told about changes of one address book.
+
+    Registered by the book's owner; ``public_key`` and ``auth_secret`` encrypt
+    every message (RFC 8291).  A subscription past ``expires`` is never sent to
+    and is purged.  One subscription per (book, push resource): registering
+    the same push resource again renews it.
+    """
+
+    id: str
+    user: str
+    book: str                      # collection path, e.g. "alice/contacts"
+    push_resource: str             # the push service's URL for it (RFC 8030 push resource)
+    public_key: str                # the subscriber's P-256 ECDH key (base64url, "p256dh")
+    auth_secret: str               # base64url, 16 bytes
+    expires: float                 # seconds since 1970
+    content_encoding: str = "aes128gcm"
+    created: float = 0.0           # seconds since 1970
+
+
+@dataclass
+class QueueCounts:
+    """How much work waits in the outbox, for the admin's ``status`` (monitoring)."""
+
+    jobs: int                      # owner changes still to plan
+    states: dict[str, int]         # deliveries per stored state
+    due: int                       # pending or withdrawing deliveries due now
+    oldest_job: str | None = None  # when the oldest change still to plan was queued (ISO)

@@ -3,18 +3,24 @@
 
 An owner learns per recipient whether the latest change arrived
 (``delivered``), arrived only in part of its history (``behind``), waits
-(``pending``), waits for the recipient's answer (``offered``,
-``postponed``, ``refused``), is ``blocked``, or ``failed`` and why — never
-the href, name or content of the recipient's card.
+(``pending``), failed for a passing reason and is tried again on a timer
+(``retrying``, with the next attempt's time and the last error), waits for
+the recipient's answer (``offered``, ``postponed``, ``refused``), is
+``blocked``, or ``failed`` and why — never the href, name or content of the
+recipient's card.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from radicale_plugin import index as idx
 from radicale_plugin.index import Delivery, Offer
 from radicale_plugin.consent import offer_state
+
+#: What owners see of a waiting delivery whose last attempt failed for a passing reason.
+RETRYING = "retrying"
 
 _OFFER_STATES = {idx.OFFER_PENDING: "offered", idx.OFFER_POSTPONED: "postponed",
                  idx.OFFER_REFUSED: "refused"}
@@ -26,7 +32,7 @@ def owner_state(delivery: Delivery | None, offer: Offer | None, seq: int) -> tup
         return "pending", ""
     state = delivery.state
     if state in (idx.PENDING, idx.WITHDRAWING):
-        return "pending", delivery.error
+        return (RETRYING if delivery.attempts else "pending"), delivery.error
     if state == idx.DELIVERED:
         return ("delivered" if delivery.delivered_seq >= seq else "behind"), ""
     if state == idx.OFFERED:
@@ -47,4 +53,13 @@ def recipient_row(user: str, is_target: bool, reasons: list[str],
         "updated": delivery.updated if delivery else None,
         "seq": delivery.wanted_seq if delivery else None,
         "delivered_seq": delivery.delivered_seq if delivery else None,
+        # retrying: when it is tried next, and how many attempts failed in a row
+        "next_attempt": _iso(delivery.due) if delivery and state == RETRYING else None,
+        "attempts": delivery.attempts if delivery else 0,
     }
+
+
+def _iso(seconds: float) -> str:
+    """A time as the API gives times (UTC, ISO 8601, seconds)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
+        timespec="seconds")

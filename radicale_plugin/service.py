@@ -7,7 +7,9 @@ loads a third, and all of them must share one index and one fan-out worker.
 
 The storage hooks (``on_*``) run inside a request that holds the storage
 write lock; they keep the card-key index, the links and the me cards
-current, and never write into anybody else's book.
+current, and never write into anybody else's book.  They also note which
+books changed; WebDAV-Push hears of them when the lock is released
+(:meth:`SharingService.wake`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import ClassVar
 import radicale.item as radicale_item
 from radicale import config, group
 from radicale import storage as radicale_storage
+from radicale.log import logger
 
 from radicale_plugin import index as idx
-from radicale_plugin import store
+from radicale_plugin import recovery, store
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.copy_files import CopyFiles
@@ -33,6 +36,9 @@ from radicale_plugin.links import Links
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import ME_CARD_PROPERTY, Owners
 from radicale_plugin.policies import Policies
+from radicale_plugin.push import Push
+from radicale_plugin.push_keys import VapidKeys
+from radicale_plugin.push_sender import PushSender
 from radicale_plugin.selection import Targets
 from radicale_plugin.settings import Settings
 from radicale_plugin.sqlite import SQLiteIndex
@@ -72,6 +78,12 @@ class SharingService:
         self.worker = FanoutWorker(self.ctx, self.owners, self.card_keys, self.targets,
                                    self.deliverer, self.offers)
         self.ctx.wake = self.worker.wake
+        self.push = Push(self.ctx, VapidKeys(settings.push_vapid_key or os.path.join(
+            os.path.dirname(settings.database), ".mecard-vapid.pem")))
+        self.push_sender = PushSender(self.ctx, self.push.keys, self.push.topic)
+        self.ctx.books_changed = self.push_sender.mark
+        #: Books this thread changed under the storage lock, told to push when it is released.
+        self._changed = threading.local()
 
     @property
     def index(self) -> SharingIndex:
@@ -93,14 +105,39 @@ class SharingService:
             service = cls._services.get(settings.database)
             if service is None:
                 os.makedirs(os.path.dirname(settings.database), exist_ok=True)
+                existed = os.path.exists(settings.database)
                 index = SQLiteIndex(settings.database, settings.region)
                 service = cls(store_, settings, index, configuration)
                 cls._services[settings.database] = service
+                service.check_at_start(existed, configuration)
             return service
 
+    def check_at_start(self, existed: bool,
+                       configuration: config.Configuration | None = None) -> None:
+        """Say loudly if the database was lost or belongs to other collections (see
+        :mod:`radicale_plugin.recovery`); it only logs, and never stops the server."""
+        try:
+            recovery.check_at_start(self.storage, self.deliverer.files, self.index,
+                                    self.settings.database, existed, self.push.keys.path,
+                                    recovery.admin_command(configuration))
+        except Exception as e:  # a failed check must not keep every user from their books
+            logger.warning("Sharing: the start-up check of %s failed: %s",
+                           self.settings.database, e, exc_info=True)
+
     def wake(self) -> None:
-        """Tell the worker that a write lock was released (work may be queued)."""
+        """A write lock was released: wake the worker, and push the books this thread changed."""
+        books = getattr(self._changed, "books", None)
+        if books:
+            self._changed.books = set()
+            self.push_sender.mark(books)
         self.worker.wake()
+
+    def _book_changed(self, *paths: str) -> None:
+        """Remember books changed under the lock (pushed when it is released, see wake)."""
+        books = getattr(self._changed, "books", None)
+        if books is None:
+            books = self._changed.books = set()
+        books.update(paths)
 
     # -- hooks, called under the request's write lock ---------------------------
     def check_upload(self, collection: radicale_storage.BaseCollection, href: str,
@@ -124,6 +161,7 @@ class SharingService:
 
     def on_item_written(self, collection: radicale_storage.BaseCollection, href: str,
                         item: radicale_item.Item) -> None:
+        self._book_changed(collection.path)
         text = item.serialize()
         # One commit per write, which need not wait for the disk: Radicale made the file
         # durable, and if a power loss takes the commit back, the start-up check reads
@@ -153,6 +191,7 @@ class SharingService:
 
     def on_item_deleted(self, collection: radicale_storage.BaseCollection,
                         href: str | None) -> None:
+        self._book_changed(collection.path)
         with self.index.transaction():
             self.card_keys.on_deleted(collection, href)
             self.links.on_deleted(collection.path if href is None else
@@ -161,6 +200,7 @@ class SharingService:
             self._contacts_changed(collection.path)
 
     def on_collection_replaced(self, collection: radicale_storage.BaseCollection) -> None:
+        self._book_changed(collection.path)
         with self.index.transaction():
             self.card_keys.on_replaced(collection)
             self.owners.on_replaced(collection)
@@ -169,6 +209,7 @@ class SharingService:
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
                       to_collection: radicale_storage.BaseCollection, to_href: str,
                       text: str) -> None:
+        self._book_changed(from_collection.path, to_collection.path)
         with self.index.transaction():
             self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
             self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import phonenumbers
 from radicale import config
 
+from radicale_plugin import push_hosts
 from radicale_plugin.consent import Preauthorization
 from radicale_plugin.index import DISCOVERABILITY, POLICIES
 from radicale_plugin.limits import Limits
@@ -50,8 +51,27 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _positive_seconds(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):  # also refuses nan
+        raise ValueError("must be more than 0 seconds (and finite)")
+    return number
+
+
 def _preauthorization(value: str) -> str:
     Preauthorization.parse(value)
+    return value
+
+
+def _push_services(value: str) -> str:
+    for entry in value.split():
+        push_hosts.parse_entry(entry)
+    return value
+
+
+def _push_contact(value: str) -> str:
+    if value and not value.startswith(("mailto:", "https://")):
+        raise ValueError("must be a mailto: or https:// address, not %r" % value)
     return value
 
 
@@ -174,6 +194,58 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "help": "web origins besides this server's own allowed to change settings through "
                 "the API (space-separated, e.g. https://contacts.example.org)",
         "type": str},
+    "mecard_push_services": {
+        "value": " ".join(push_hosts.DEFAULT_SERVICES),
+        "help": "WebDAV-Push: the push services this server may send to (space-separated host "
+                "names, *.domain for its subdomains, host:port for another port than 443); "
+                "empty: no push",
+        "type": _push_services},
+    "mecard_push_vapid_key": {
+        "value": "",
+        "help": "WebDAV-Push: PEM file of the server's VAPID key pair, made at the first start "
+                "(default: .mecard-vapid.pem beside the sharing database)",
+        "type": str},
+    "mecard_push_contact": {
+        "value": "",
+        "help": "WebDAV-Push: how push services reach the admin, a mailto: or https:// "
+                "address (default: mailto: and mecard_smtp_from)",
+        "type": _push_contact},
+    "mecard_push_per_user": {
+        "value": "20", "help": "WebDAV-Push: subscriptions one user may have at once",
+        "type": _positive_int},
+    "mecard_push_per_book": {
+        "value": "10", "help": "WebDAV-Push: subscriptions to one address book at once",
+        "type": _positive_int},
+    "mecard_push_max_expiry": {
+        "value": "604800",
+        "help": "WebDAV-Push: longest time, in seconds, a subscription is granted before the "
+                "client must renew it", "type": _seconds},
+    "mecard_push_coalesce": {
+        "value": "0.5",
+        "help": "WebDAV-Push: at most one message per address book within this many seconds",
+        "type": _seconds},
+    "mecard_push_timeout": {
+        "value": "10",
+        "help": "WebDAV-Push: seconds one attempt to reach a push service may take in all",
+        "type": _seconds},
+    "mecard_push_allow_insecure_loopback": {
+        "value": "False",
+        "help": "WebDAV-Push, for tests only: allow push services at loopback addresses, "
+                "over http", "type": bool},
+    "mecard_retry_base": {
+        "value": "60",
+        "help": "seconds before the first retry of a delivery that failed for a passing reason "
+                "(an I/O error, an address book that cannot be read for now); each next wait "
+                "doubles", "type": _positive_seconds},
+    "mecard_retry_max": {
+        "value": "3600",
+        "help": "longest wait, in seconds, between two retries of a delivery",
+        "type": _positive_seconds},
+    "mecard_retry_attempts": {
+        "value": "10",
+        "help": "attempts at a delivery that keeps failing for a passing reason before it is "
+                "marked failed (tried again at the owner's next change)",
+        "type": _positive_int},
 }}
 
 
@@ -211,6 +283,23 @@ class Settings:
     max_body: int = 1048576
     limits: Limits = Limits()
     allowed_origins: tuple[str, ...] = ()
+    push_services: tuple[str, ...] = push_hosts.DEFAULT_SERVICES
+    push_vapid_key: str = ""
+    push_contact: str = "mailto:radicale-mecard@localhost"
+    push_per_user: int = 20
+    push_per_book: int = 10
+    push_max_expiry: float = 604800
+    push_coalesce: float = 0.5
+    push_timeout: float = 10
+    push_allow_insecure_loopback: bool = False
+    retry_base: float = 60
+    retry_max: float = 3600
+    retry_attempts: int = 10
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th transient failure in a row (1, 2, ...):
+        ``retry_base`` doubling with each, at most ``retry_max``."""
+        return min(self.retry_max, self.retry_base * 2.0 ** min(max(attempts - 1, 0), 60))
 
     @classmethod
     def from_configuration(cls, configuration: config.Configuration) -> "Settings":
@@ -219,8 +308,11 @@ class Settings:
 
         folder = os.path.expanduser(configuration.get("storage", "filesystem_folder"))
         database = get("database") or os.path.join(folder, ".mecard.sqlite")
+        database = os.path.abspath(os.path.expanduser(database))
+        vapid_key = get("push_vapid_key") or os.path.join(os.path.dirname(database),
+                                                          ".mecard-vapid.pem")
         return cls(
-            database=os.path.abspath(os.path.expanduser(database)),
+            database=database,
             default_policy=get("default_policy"),
             preauthorize=Preauthorization.parse(get("preauthorize")),
             default_discoverability=get("default_discoverability"),
@@ -249,4 +341,16 @@ class Settings:
             offers_per_day=get("offers_per_day"),
             max_body=get("max_body"),
             limits=Limits(get("max_properties"), get("max_photo")),
-            allowed_origins=tuple(get("allowed_origins").split()))
+            allowed_origins=tuple(get("allowed_origins").split()),
+            push_services=tuple(get("push_services").split()),
+            push_vapid_key=os.path.abspath(os.path.expanduser(vapid_key)),
+            push_contact=get("push_contact") or "mailto:" + get("smtp_from"),
+            push_per_user=get("push_per_user"),
+            push_per_book=get("push_per_book"),
+            push_max_expiry=get("push_max_expiry"),
+            push_coalesce=get("push_coalesce"),
+            push_timeout=get("push_timeout"),
+            push_allow_insecure_loopback=get("push_allow_insecure_loopback"),
+            retry_base=get("retry_base"),
+            retry_max=get("retry_max"),
+            retry_attempts=get("retry_attempts"))

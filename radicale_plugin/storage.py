@@ -6,7 +6,8 @@ PUT of a card (``upload``), PUT of a whole book (``create_collection``), MOVE
 (``move``), DELETE (``delete``) and PROPPATCH of Apple's me-card property on
 the address-book home (``set_meta``).  The hooks keep the card-key index,
 links and me cards current and only record changes; the fan-out worker is
-woken when the request releases the write lock.
+woken, and WebDAV-Push told which books changed, when the request releases
+the write lock.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ class Storage(multifilesystem.Storage):
         self.sharing = SharingService.for_storage(
             self, Settings.from_configuration(configuration), configuration)
         self.sharing.worker.start()
+        self.sharing.push_sender.start()
 
     @types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
-        with super().acquire_lock(mode, user, *args, **kwargs):
-            yield
-        if mode == "w":
-            self.sharing.wake()
+        try:
+            with super().acquire_lock(mode, user, *args, **kwargs):
+                yield
+        finally:
+            if mode == "w":
+                # also after a failed request: what it did write must reach the worker
+                # and the push subscribers
+                self.sharing.wake()
 
     def create_collection(self, href: str,
                           items: Optional[Iterable[radicale_item.Item]] = None,

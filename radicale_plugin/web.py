@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from http import client
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from radicale import config, httputils, types
 from radicale import storage as radicale_storage
@@ -47,6 +47,11 @@ def _netloc(url: str) -> str:
         return (urlsplit(url).netloc or "").lower()
     except ValueError:
         return ""
+
+
+def _query(environ: types.WSGIEnviron) -> dict[str, str]:
+    """The query string's parameters (the first value of each)."""
+    return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
 
 
 def check_change(environ: types.WSGIEnviron, settings: Settings) -> None:
@@ -119,7 +124,8 @@ class Web(internal.Web):
             return super().get(environ, base_prefix, path, user, user_groups, request_info)
         if not user:
             return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in
-        return self._answer(environ, path, user, lambda call: self._api.get(call, user))
+        return self._answer(environ, path, user,
+                            lambda call: self._api.get(call, user, _query(environ)))
 
     def post(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
              user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:

@@ -39,15 +39,12 @@ import re
 import xml.etree.ElementTree as ET
 from http import client
 from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from radicale import types
 from radicale.log import logger
 
-try:  # TEMP until push_dav lands
-    from radicale_plugin import push_dav
-except ImportError:
-    push_dav = None  # type: ignore
+from radicale_plugin import push_dav
 from radicale_plugin.web import PREFIX as API
 
 DAV = "DAV:"
@@ -101,9 +98,14 @@ class Layer:
 
     def _handle(self, environ: types.WSGIEnviron) -> Response:
         length = environ.get("CONTENT_LENGTH") or ""
-        if length and not length.strip().isdigit():
-            return _plain(400, "Content-Length must be a number of bytes, not %r"
-                          % length[:40])
+        try:
+            int(length or 0)
+        except ValueError:
+            why = "Content-Length must be a number of bytes, not %r" % length[:40]
+            if (environ.get("PATH_INFO") or "").startswith(API):
+                return 400, {"Content-Type": "application/json; charset=utf-8"}, (
+                    json.dumps({"error": why}).encode())
+            return _plain(400, why)
         method = environ.get("REQUEST_METHOD", "").upper()
         path = environ.get("PATH_INFO", "") or "/"
         if method == "PROPPATCH" and _home(path):
@@ -112,7 +114,7 @@ class Layer:
             return answer if answer is not None else self._pass(environ, body)
         if method == "POST" and not path.startswith("/.web") and _is_xml(environ):
             body = self._body(environ)
-            if push_dav and push_dav.is_register(body):
+            if push_dav.is_register(body):
                 return self._push_register(environ, path, body)
             return self._pass(environ, body)
         if method == "DELETE" and path.startswith(PUSH_PATH):
@@ -131,8 +133,8 @@ class Layer:
 
     # -- calls of the wrapped application ---------------------------------------------
     def _body(self, environ: types.WSGIEnviron) -> bytes:
-        length = int((environ.get("CONTENT_LENGTH") or "0").strip() or 0)
-        if length > MAX_XML:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length < 0 or length > MAX_XML:
             raise _Passed(self._pass(environ, None))  # Radicale applies its own limit
         body = environ["wsgi.input"].read(length) if length else b""
         return body
@@ -236,7 +238,7 @@ class Layer:
     def _propfind(self, environ: types.WSGIEnviron, request: bytes, answer: bytes) -> bytes:
         """Answer the properties Radicale cannot: Apple's me card, push properties."""
         wants_me = b"me-card" in request
-        wants_push = bool(push_dav) and push_dav.NS.encode() in request
+        wants_push = push_dav.NS.encode() in request
         if not (wants_me or wants_push):
             return answer
         try:
@@ -270,7 +272,10 @@ class Layer:
             if status == 401:
                 return self._challenge(environ)
             return _plain(status, str(answer.get("error", "")) or _reason(status))
-        location = _prefix(environ) + PUSH_PATH + str(answer["id"])
+        # the draft wants an absolute URL; the client DELETEs it to unsubscribe
+        location = "%s://%s%s%s%s" % (_scheme(environ),
+                                      environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+                                      _prefix(environ), PUSH_PATH, answer["id"])
         return push_dav.registration_answer(answer, location)
 
     def _push_unregister(self, environ: types.WSGIEnviron, ident: str) -> Response:
@@ -303,7 +308,7 @@ class Layer:
         book = _local_path(environ, href)
         if book is None:
             return False
-        status, info = self._api(environ, "GET", "/push/book", query="path=" + book)
+        status, info = self._api(environ, "GET", "/push/book", query=urlencode({"path": book}))
         if status != 200:
             return False
         values = push_dav.property_elements(info)
@@ -349,6 +354,14 @@ def _prefix(environ: types.WSGIEnviron) -> str:
     return "/" + prefix.strip("/") if prefix.strip("/") else ""
 
 
+def _scheme(environ: types.WSGIEnviron) -> str:
+    """The scheme the client used: a reverse proxy that ends TLS says so in
+    X-Forwarded-Proto (the server itself then speaks plain http)."""
+    forwarded = (environ.get("HTTP_X_FORWARDED_PROTO") or "").split(",")[0].strip().lower()
+    return forwarded if forwarded in ("http", "https") else str(
+        environ.get("wsgi.url_scheme", "http"))
+
+
 def _local_path(environ: types.WSGIEnviron, href: str) -> str | None:
     """A client's href (absolute URL or path, under our prefix) as a path on this server."""
     try:
@@ -370,7 +383,7 @@ def _local_path(environ: types.WSGIEnviron, href: str) -> str | None:
 def _with_push_class(headers: dict[str, str]) -> dict[str, str]:
     """Add the webdav-push compliance class to a DAV: header."""
     for name in headers:
-        if push_dav and name.lower() == "dav" and push_dav.COMPLIANCE not in headers[name]:
+        if name.lower() == "dav" and push_dav.COMPLIANCE not in headers[name]:
             return {**headers, name: headers[name] + ", " + push_dav.COMPLIANCE}
     return headers
 

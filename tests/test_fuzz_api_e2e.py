@@ -30,8 +30,8 @@ of every user's API state (``/me``, ``/targets``, ``/policies``,
 Radicale itself answers a few requests before the API sees them (a path
 with control or reserved characters: a plain 400; a ``Content-Length``
 above its own 100 MB limit: a plain 413); those answers need not be JSON.
-A ``Content-Length`` that is no number is left out: Radicale's own request
-handling fails on it with a 500 before any plugin runs.
+A ``Content-Length`` that is no number gets the WSGI layer's JSON 400 (Radicale
+alone would fail on it with a 500 before any plugin runs).
 Through CardDAV, Radicale strips control characters such as NUL and adds a
 missing VERSION before the plugin sees the card, so it stores such a card
 repaired: those two defects are fuzzed through the API only.
@@ -478,7 +478,8 @@ def refused_calls(port: int) -> st.SearchStrategy[Call]:
     length = st.one_of(
         st.integers(MAX_BODY + 1, RADICALE_MAX_BODY).map(str),
         st.integers(RADICALE_MAX_BODY + 1, 10 ** 30).map(str),
-        st.integers(-10 ** 12, -1).map(str))
+        st.integers(-10 ** 12, -1).map(str),
+        st.sampled_from(["twelve", "1e3", "0x10", "12abc", "1 2", "+-3", "٣"]))
 
     @st.composite
     def build(draw) -> Call:

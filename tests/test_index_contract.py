@@ -1445,3 +1445,303 @@ def test_record_many_appends_entries_in_order(backend):
     assert bob[0].changes == entries[1].changes and bob[0].time
     assert [e.owner for e in backend.history.of_recipient("carol")] == ["dave"]
     backend.history.record_many([])
+
+
+# -- WebDAV-Push: topics and subscriptions ---------------------------------------------
+
+def push_subscription(sub_id: str, book: str = "alice/contacts", user: str = "alice",
+                      resource: str = "https://push.example.org/1", expires: float = 2000.0,
+                      key: str = "K1", created: float = 100.0) -> idx.PushSubscription:
+    return idx.PushSubscription(sub_id, user, book, resource, key, "S1", expires,
+                                "aes128gcm", created)
+
+
+def test_a_book_keeps_the_first_topic_it_gets(backend):
+    assert backend.push.topic("alice/contacts") is None
+    assert backend.push.ensure_topic("alice/contacts", "T1") == "T1"
+    assert backend.push.ensure_topic("alice/contacts", "T2") == "T1"
+    assert backend.push.topic("alice/contacts") == "T1"
+    assert backend.push.ensure_topic("alice/other", "T3") == "T3"
+
+
+def test_registering_the_same_push_resource_again_renews_the_subscription(backend):
+    first = backend.push.put(push_subscription("s1"))
+    assert first == push_subscription("s1")
+    again = backend.push.put(push_subscription("s2", expires=5000.0, key="K2", created=300.0))
+    # the id, owner and creation stay; keys and expiry are the new ones
+    assert (again.id, again.user, again.created, again.public_key, again.expires) == (
+        "s1", "alice", 100.0, "K2", 5000.0)
+    assert backend.push.get("s1") == again and backend.push.get("s2") is None
+    # the same push resource for another book is another subscription
+    other = backend.push.put(push_subscription("s3", book="alice/other"))
+    assert other.id == "s3"
+    assert backend.push.count(1000.0, user="alice") == 2
+
+
+def test_expired_subscriptions_are_left_out_counted_out_and_purged(backend):
+    backend.push.put(push_subscription("old", resource="https://p/old", expires=1000.0))
+    backend.push.put(push_subscription("new", resource="https://p/new", expires=3000.0))
+    backend.push.put(push_subscription("bob", user="bob", book="bob/contacts",
+                                       resource="https://p/bob", expires=3000.0))
+    assert {s.id for s in backend.push.of_book("alice/contacts", 500.0)} == {"new", "old"}
+    assert [s.id for s in backend.push.of_book("alice/contacts", 1000.0)] == ["new"]
+    assert [s.id for s in backend.push.of_user("alice", 1500.0)] == ["new"]
+    assert backend.push.count(1500.0) == 2
+    assert backend.push.count(1500.0, book="alice/contacts") == 1
+    assert backend.push.count(1500.0, user="bob", book="bob/contacts") == 1
+    assert backend.push.get("old") is not None  # still there until purged
+    assert backend.push.purge_expired(1500.0) == 1
+    assert backend.push.get("old") is None and backend.push.get("new") is not None
+
+
+def test_of_user_lists_by_book_then_age_and_remove_says_whether_there_was_one(backend):
+    backend.push.put(push_subscription("b", book="alice/zz", resource="https://p/1"))
+    backend.push.put(push_subscription("a2", resource="https://p/2", created=200.0))
+    backend.push.put(push_subscription("a1", resource="https://p/3", created=150.0))
+    assert [s.id for s in backend.push.of_user("alice", 0.0)] == ["a1", "a2", "b"]
+    assert backend.push.remove("a1") is True
+    assert backend.push.remove("a1") is False
+    assert [s.id for s in backend.push.of_user("alice", 0.0)] == ["a2", "b"]
+    assert backend.push.of_user("bob", 0.0) == []
+
+
+def test_push_calls_join_an_outer_transaction(backend):
+    with pytest.raises(RuntimeError):
+        with backend.transaction():
+            backend.push.put(push_subscription("s1"))
+            backend.push.ensure_topic("alice/contacts", "T1")
+            raise RuntimeError("rolled back")
+    assert backend.push.get("s1") is None and backend.push.topic("alice/contacts") is None
+
+
+# -- backups and accounts: listing everything, restoring exactly, forgetting a user ------------
+
+def test_owners_all_lists_every_owner_record_and_views_are_kept_per_change(backend):
+    change(backend, "+1 202 555 0111")
+    change(backend, "+1 202 555 0122")
+    backend.owners.set_discoverability("dave", "nobody")  # an owner record without a me card
+    assert [o.user for o in backend.owners.all()] == ["alice", "dave"]
+    assert backend.owners.all()[0] == backend.owners.get("alice")
+    assert backend.owners.views("alice") == {1: view("+1 202 555 0111"),
+                                             2: view("+1 202 555 0122")}
+    assert backend.owners.views("dave") == {}
+
+
+def test_restore_stores_an_owner_exactly_and_queues_nothing(backend):
+    v6, v7 = view("+1 202 555 0111"), view("+1 202 555 0122")
+    owner = idx.Owner("alice", "alice/contacts", "alice.vcf", "alice-me", ["FN", "TEL"],
+                      ["EMAIL"], ["all", "user:bob"], v7, v7, 7, "everyone", ["a notice"])
+    backend.owners.restore(owner, {6: v6, 7: v7}, v6.values(REGION) | v7.values(REGION))
+    assert backend.owners.get("alice") == owner
+    assert backend.owners.views("alice") == {6: v6, 7: v7}
+    assert backend.owners.view_at("alice", 6) == v6
+    assert backend.owners.past_values("alice") == v6.values(REGION) | v7.values(REGION)
+    assert backend.outbox.pending_jobs(10) == []
+    # the next change continues from the restored seq
+    v8 = view("+1 202 555 0133")
+    assert backend.owners.record_view("alice", v8, v8, v8.values(REGION))
+    assert backend.owners.get("alice").seq == 8
+
+
+def test_forget_user_drops_the_owner_record_views_and_values(backend):
+    change(backend, "+1 202 555 0111")
+    change(backend, "+1 202 555 0122", user="bob")
+    backend.owners.forget_user("alice")
+    assert backend.owners.get("alice") == idx.Owner("alice")
+    assert backend.owners.views("alice") == {} and backend.owners.past_values("alice") == set()
+    assert [o.user for o in backend.owners.all()] == ["bob"]
+
+
+def test_keys_all_restore_and_forget_user(backend):
+    backend.keys.set_claims("alice", [A, MAIL])
+    backend.keys.verify("alice", A)
+    backend.keys.verify("bob", A)  # moves: alice's verification is lost
+    assert [(k.user, k.key, k.state) for k in backend.keys.all()] == [
+        ("alice", MAIL, "unverified"), ("alice", A, "moved"), ("bob", A, "verified")]
+
+    backend.keys.restore(idx.Key("carol", B, True, "2026-11-01T10:00:00+00:00", None))
+    assert backend.keys.of_user("carol") == [
+        idx.Key("carol", B, True, "2026-11-01T10:00:00+00:00", None)]
+    assert backend.keys.holders([A, B]) == {A: "bob", B: "carol"}
+    with pytest.raises(ValueError):
+        backend.keys.restore(idx.Key("dave", B, False, "2026-11-02T10:00:00+00:00", None))
+    assert backend.keys.holders([B]) == {B: "carol"}
+
+    backend.keys.put_code(Code("bob", A, "digest", time.time() + 600, 0))
+    backend.keys.record_send("bob", A, time.time())
+    backend.keys.forget_user("bob")
+    assert backend.keys.of_user("bob") == [] and backend.keys.holders([A]) == {}
+    assert backend.keys.code("bob", A) is None and backend.keys.sends_since(0, user="bob") == 0
+    # the key is free: verifying it now moves it from nobody
+    assert backend.keys.verify("dave", A) is None
+
+
+def test_links_all_lists_every_link_by_owner_and_recipient(backend):
+    backend.links.put(Link("bob", "alice", "alice/contacts", "b.vcf", idx.LINK_CREATED, "t1"))
+    backend.links.put(Link("alice", "carol", "carol/contacts", "a.vcf", idx.LINK_ACCEPTED, "t2"))
+    backend.links.put(Link("alice", "bob", "bob/contacts", "a.vcf", idx.LINK_VERIFIED, "t3"))
+    assert [(k.owner, k.recipient) for k in backend.links.all()] == [
+        ("alice", "bob"), ("alice", "carol"), ("bob", "alice")]
+    assert backend.links.all()[0] == Link("alice", "bob", "bob/contacts", "a.vcf",
+                                          idx.LINK_VERIFIED, "t3")
+
+
+def test_consent_lists_restores_offers_as_given_and_forgets_a_user(backend):
+    backend.consent.set_policy("bob", "alice", "auto")
+    backend.consent.set_policy("bob", "*", "ask")
+    backend.consent.set_policy("carol", "bob", "block")
+    backend.consent.set_policy("alice", "carol", "auto")
+    assert backend.consent.all_policies() == [
+        ("alice", "carol", "auto"), ("bob", "*", "ask"), ("bob", "alice", "auto"),
+        ("carol", "bob", "block")]
+    old = Offer("alice", "bob", 3, idx.OFFER_POSTPONED, "bob/contacts", "ally.vcf",
+                "2026-11-01T10:00:00+00:00", "2026-10-01T10:00:00+00:00",
+                "2026-12-01T09:00:00+00:00", 2)
+    backend.consent.restore_offer(old)
+    assert backend.consent.offer("alice", "bob") == old
+    assert backend.consent.new_offers_since("alice", "2000-01-01T00:00:00+00:00") == 0
+    backend.consent.put_offer(Offer("carol", "alice", 1))
+    backend.consent.put_offer(Offer("dave", "carol", 1))
+    assert [(o.owner, o.recipient) for o in backend.consent.all_offers()] == [
+        ("alice", "bob"), ("carol", "alice"), ("dave", "carol")]
+
+    backend.consent.forget_user("alice")
+    assert backend.consent.all_policies() == [("bob", "*", "ask"), ("carol", "bob", "block")]
+    assert [(o.owner, o.recipient) for o in backend.consent.all_offers()] == [("dave", "carol")]
+    assert backend.consent.new_offers_since("carol", "2000-01-01T00:00:00+00:00") == 1
+
+
+def test_all_jobs_drops_nothing_and_restore_job_keeps_the_id(backend):
+    for number in ("+1 202 555 0111", "+1 202 555 0122"):
+        v = view(number)
+        backend.owners.record_view("alice", v, v, v.values(REGION))
+    assert [(j.owner, j.seq) for j in backend.outbox.all_jobs()] == [("alice", 1), ("alice", 2)]
+    assert len(backend.outbox.all_jobs()) == 2  # listing drops nothing (pending_jobs would)
+
+    for job in backend.outbox.all_jobs():
+        backend.outbox.plan(job, {})
+    backend.outbox.restore_job(Job(40, "bob", 5, ["carol"], False))
+    backend.outbox.restore_job(Job(41, "bob", 6, None, True))
+    assert backend.outbox.all_jobs() == [Job(40, "bob", 5, ["carol"], False),
+                                         Job(41, "bob", 6, None, True)]
+    with pytest.raises(ValueError):
+        backend.outbox.restore_job(Job(41, "carol", 1))
+    backend.outbox.requeue("alice")
+    assert backend.outbox.all_jobs()[-1].id > 41  # new changes come after the restored ones
+
+
+def test_restore_deliveries_round_trips_them_in_queue_order(backend):
+    v1, v2 = view("+1 202 555 0111"), view("+1 202 555 0122")
+    backend.owners.restore(idx.Owner("alice", view=v2, card_view=v2, seq=2), {1: v1, 2: v2},
+                           v1.values(REGION) | v2.values(REGION))
+    given = [
+        idx.Delivery("alice", "erin", idx.PENDING, 2, 1, None, intent(v2), v1.values(REGION),
+                     ["all"], "", "2026-11-01T10:00:00+00:00", 0.0, 1700000000.0, 2),
+        idx.Delivery("alice", "bob", idx.WITHDRAWING, 2, 2, None, None, v2.values(REGION),
+                     ["user:bob"], "", "2026-11-01T10:00:01+00:00", 0.0, 1700000001.0),
+        idx.Delivery("alice", "carol", idx.FAILED, 2, 0, None, None, set(), ["all"],
+                     "the recipient has no address book", "2026-11-01T10:00:02+00:00",
+                     1800000000.0, 0.0),
+    ]
+    backend.outbox.restore_deliveries(given)
+    backend.outbox.restore_deliveries([])
+    found = backend.outbox.all_deliveries()
+    assert [d.recipient for d in found] == ["erin", "bob", "carol"]  # the order given
+    expected = [idx.Delivery(**{**d.__dict__, "delivered_view": {1: v1, 2: v2}.get(
+        d.delivered_seq)}) for d in given]
+    assert found == expected
+    assert [(d.owner, d.recipient) for d in backend.outbox.pending_deliveries(10, 2e9)] == [
+        ("alice", "erin"), ("alice", "bob")]
+    assert backend.outbox.deliveries_to("bob") == [expected[1]]
+    with pytest.raises(ValueError):
+        backend.outbox.restore_deliveries([given[0]])
+
+
+def test_outbox_forget_user_ends_deliveries_from_and_to_the_user(backend):
+    planned(backend, "bob", "carol", "dave")
+    backend.owners.restore(idx.Owner("bob", view=view("+1 202 555 0122", "Bob"), seq=1),
+                           {1: view("+1 202 555 0122", "Bob")}, ())
+    backend.outbox.restore_deliveries([idx.Delivery("bob", "alice", idx.DELIVERED, 1, 1)])
+    finish(backend, "alice", "carol", idx.STOPPED)
+    finish(backend, "alice", "dave", idx.STOPPED)
+    backend.outbox.set_intent("alice", "carol", None, {("TEL", A)})
+    backend.outbox.withdraw("alice", ["carol"])
+    backend.outbox.requeue("alice")
+
+    backend.outbox.forget_user("alice", keep_withdrawing=True)
+    assert [(d.owner, d.recipient, d.state) for d in backend.outbox.all_deliveries()] == [
+        ("alice", "carol", idx.WITHDRAWING)]
+    assert backend.outbox.delivery("alice", "carol").written_values == {("TEL", A)}
+    assert backend.outbox.all_jobs() == []
+
+    backend.outbox.forget_user("alice")
+    assert backend.outbox.all_deliveries() == []
+    assert backend.outbox.deliveries_to("carol") == []
+
+
+def test_counts_tell_how_much_work_waits(backend):
+    empty = backend.outbox.counts(time.time())
+    assert (empty.jobs, empty.states, empty.due, empty.oldest_job) == (0, {}, 0, None)
+    planned(backend, "bob", "carol", "dave")
+    finish(backend, "alice", "carol", idx.FAILED, error="no book")
+    finish(backend, "alice", "dave", idx.PENDING, due=time.time() + 3600)
+    backend.outbox.requeue("alice")
+    counts = backend.outbox.counts(time.time())
+    assert counts.jobs == 1 and counts.oldest_job
+    assert counts.states == {idx.PENDING: 2, idx.FAILED: 1}
+    assert counts.due == 1  # dave waits an hour
+
+
+def test_history_all_pages_restore_many_keeps_ids_and_forget_recipient(backend):
+    restored = [HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "create",
+                             (Change("TEL", None, "TEL:+1 202 555 0111"),),
+                             "2026-11-01T10:00:00+00:00", 7),
+                HistoryEntry("alice", "carol", "carol/contacts", "c.vcf", "update", (),
+                             "2026-11-01T10:00:01+00:00", 9)]
+    backend.history.restore_many(restored)
+    assert backend.history.all() == restored
+    assert backend.history.all(after=7) == restored[1:]
+    assert backend.history.all(limit=1) == restored[:1]
+    with pytest.raises(ValueError):
+        backend.history.restore_many(restored[:1])
+    backend.history.record(HistoryEntry("dave", "bob", "bob/contacts", "d.vcf", "update", ()))
+    newest = backend.history.of_recipient("bob")[0]
+    assert newest.owner == "dave" and newest.id > 9
+    assert backend.history.forget_recipient("bob") == 2
+    assert backend.history.all() == restored[1:]
+
+
+def test_push_topics_all_and_forget_user(backend):
+    backend.push.ensure_topic("alice/contacts", "T1")
+    backend.push.ensure_topic("alice/work", "T2")
+    backend.push.ensure_topic("alicia/contacts", "T3")
+    backend.push.put(push_subscription("s1"))
+    backend.push.put(push_subscription("s2", book="alicia/contacts", user="alicia",
+                                       expires=10.0))
+    assert backend.push.topics() == {"alice/contacts": "T1", "alice/work": "T2",
+                                     "alicia/contacts": "T3"}
+    assert [s.id for s in backend.push.all()] == ["s1", "s2"]  # expired ones too
+    backend.push.forget_user("alice")
+    assert backend.push.topics() == {"alicia/contacts": "T3"}
+    assert [s.id for s in backend.push.all()] == ["s2"]
+
+
+def test_is_empty_until_sharing_state_is_stored(backend):
+    assert backend.is_empty()
+    backend.cards.put(card("bob/contacts", "a.vcf", A))  # the card-key index does not count
+    backend.cards.set_built()
+    assert backend.is_empty()
+    backend.consent.set_policy("bob", "alice", "auto")
+    assert not backend.is_empty()
+
+
+def test_a_snapshot_sees_one_moment_and_joins_an_outer_transaction(backend):
+    backend.consent.set_policy("bob", "alice", "auto")
+    with backend.snapshot():
+        assert backend.consent.all_policies() == [("bob", "alice", "auto")]
+        assert not backend.is_empty()
+    with backend.transaction():
+        backend.consent.set_policy("carol", "alice", "block")
+        with backend.snapshot():  # inside a transaction: its own writes are seen
+            assert len(backend.consent.all_policies()) == 2
+    assert len(backend.consent.all_policies()) == 2

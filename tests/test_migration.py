@@ -71,7 +71,7 @@ def test_the_migrated_database_has_the_current_schema_version(tmp_path):
     load_v1(path)
     assert user_version(path) == 0  # version 1 wrote no number
     SQLiteIndex(str(path)).close()
-    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 2
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 4
 
 
 @pytest.mark.parametrize("start", ["fresh", "v1"])
@@ -234,7 +234,7 @@ def test_opening_a_migrated_database_again_changes_nothing(tmp_path):
     try:
         assert (again.owners.with_me_card(), again.links.under("bob"),
                 again.outbox.deliveries("alice"), again.owners.past_values("alice")) == before
-        assert user_version(path) == 2
+        assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
     finally:
         again.close()
 
@@ -258,7 +258,7 @@ def test_version_1_failure_states_become_failed_with_a_reason(tmp_path, state, e
         index.close()
 
 
-@pytest.mark.parametrize("version", [3, 99])
+@pytest.mark.parametrize("version", [idx.SharingIndex.SCHEMA_VERSION + 1, 99])
 def test_a_database_of_a_newer_version_is_refused_with_advice(tmp_path, version):
     path = tmp_path / "new.sqlite"
     SQLiteIndex(str(path)).close()
@@ -337,3 +337,180 @@ def test_after_the_upgrade_a_new_number_reaches_the_copies_version_1_wrote(upgra
         "alice", "/bob/contacts/ally.vcf", "update")
     assert [(c["before"], c["after"]) for c in update["changes"]] == [
         ("TEL;TYPE=CELL:+1 202 555 0199", "TEL;TYPE=CELL:+1 202 555 0142")]
+
+
+# -- version 3 to 4: a delivery's transient failures are counted ------------------------
+
+def test_a_version_3_database_gains_the_attempts_of_its_deliveries_and_keeps_them(tmp_path):
+    """Version 4 adds ``deliveries.attempts`` (retries with backoff); every delivery of
+    version 3 starts at 0 and keeps its state, due time and error."""
+    path = tmp_path / "v3.sqlite"
+    index = SQLiteIndex(str(path))
+    index.owners.set_rules("alice", ["all"])
+    index.close()
+    with sqlite3.connect(path) as conn:  # as version 3 left it: no attempts column
+        conn.execute("ALTER TABLE deliveries DROP COLUMN attempts")
+        conn.execute("INSERT INTO deliveries (owner, recipient, state, wanted_seq, error, due,"
+                     " reasons) VALUES ('alice', 'bob', 'pending', 2, 'held back', 99.5, '[]')")
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    assert "attempts" not in columns(path, "deliveries")
+    index = SQLiteIndex(str(path))
+    try:
+        assert user_version(path) == 4 and "attempts" in columns(path, "deliveries")
+        bob = index.outbox.delivery("alice", "bob")
+        assert bob is not None
+        assert (bob.state, bob.wanted_seq, bob.error, bob.due, bob.attempts) == (
+            idx.PENDING, 2, "held back", 99.5, 0)
+        assert index.owners.get("alice").rules == ["all"]
+        # the new column is written and read back (a retry counts here)
+        bob.attempts, bob.due = 3, 120.0
+        index.outbox.finish(bob)
+        assert index.outbox.delivery("alice", "bob").attempts == 3
+    finally:
+        index.close()
+    again = SQLiteIndex(str(path))  # opening it again migrates nothing
+    try:
+        assert again.outbox.delivery("alice", "bob").attempts == 3
+    finally:
+        again.close()
+
+
+# -- from the previous release: schema version 2 ---------------------------------------------
+#
+# ``tests/fixtures/schema-v2.sql`` is the sharing database the previous release
+# (commit 37ca920, schema version 2) wrote, made by its own code with
+# ``tests/fixtures/make_schema_v2.py``, whose docstring tells the story.
+
+V2_TIME = "2026-11-26T09:00:00+00:00"
+#: Every table of version 2, all kept by later versions (they only add).
+V2_TABLES = ("owners", "owner_views", "owner_values", "keys", "codes", "code_sends", "cards",
+             "card_keys", "books", "meta", "links", "policies", "offers", "offer_log", "jobs",
+             "deliveries", "written", "history")
+
+
+def load_v2(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(fixture("schema-v2.sql"))
+    conn.close()
+
+
+def rows(path: Path, table: str, columns: list[str] | None = None) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        names = columns or [r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)]
+        found = sorted(conn.execute("SELECT %s FROM %s" % (", ".join(names), table)),
+                       key=repr)
+    conn.close()
+    return found
+
+
+@pytest.fixture
+def from_v2(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    load_v2(path)
+    index = SQLiteIndex(str(path))
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+def test_version_2_migrates_to_the_current_version_and_keeps_every_row(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    load_v2(path)
+    assert user_version(path) == 2
+    before = {}
+    for table in V2_TABLES:
+        names = sorted(columns(path, table))
+        before[table] = (names, rows(path, table, names))
+    assert all(before[t][1] for t in ("owners", "links", "offers", "history", "deliveries",
+                                      "jobs", "keys", "policies", "written", "owner_views"))
+    SQLiteIndex(str(path)).close()
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
+    for table, (names, old) in before.items():
+        assert set(names) <= columns(path, table), table  # later versions only add
+        assert rows(path, table, names) == old, table
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                             "'table'")}
+    conn.close()
+    assert {"push_topics", "push_subscriptions"} <= tables
+
+
+def test_every_me_card_and_owner_setting_of_version_2_is_kept(from_v2):
+    owners = {o.user: o for o in from_v2.owners.all()}
+    assert sorted(owners) == ["alice", "bob", "carol", "dave"]
+    alice, bob, carol, dave = (owners[u] for u in ("alice", "bob", "carol", "dave"))
+    assert (alice.book, alice.href, alice.uid) == ("alice/contacts", "alice.vcf", "alice-me")
+    assert (bob.book, bob.href, bob.uid) == ("bob/contacts", "bob.vcf", "bob-me")
+    assert (carol.book, carol.href, carol.uid) == ("carol/contacts", "carol.vcf", "carol-me")
+    assert dave.href is None and dave.discoverability == "nobody"
+    assert [o.user for o in from_v2.owners.with_me_card()] == ["alice", "bob", "carol"]
+    assert alice.shared_fields == ["FN", "N", "TEL", "EMAIL", "ORG"]
+    assert (carol.shared_fields, carol.withdrawn_fields) == (["FN", "N", "TEL"], ["EMAIL"])
+    assert (alice.rules, bob.rules, carol.rules) == (["all"], ["user:carol", "user:alice"], [])
+    assert (alice.seq, bob.seq, carol.seq) == (2, 1, 1)
+    assert alice.discoverability == "everyone"
+    assert alice.notices == ["tel:+12025550101 was verified by another user"]
+    assert alice.view is not None and Entry("TEL", "+1 202 555 0199", ("cell",)) \
+        in alice.view.entries
+    assert from_v2.owners.views("alice") == {1: from_v2.owners.view_at("alice", 1),
+                                             2: alice.view}
+    assert ("TEL", OLD) in from_v2.owners.past_values("alice")
+
+
+def test_keys_and_their_verification_of_version_2_are_kept(from_v2):
+    assert {(k.user, k.key): (k.on_card, k.state) for k in from_v2.keys.all()} == {
+        ("alice", ALICE_MAIL): (True, "verified"),
+        ("alice", OLD): (False, "moved"),
+        ("alice", NOW): (True, "unverified"),
+        ("bob", "mailto:bob@example.org"): (True, "unverified"),
+        ("bob", "tel:+12025550102"): (True, "verified"),
+        ("carol", "mailto:carol@example.org"): (True, "unverified"),
+        ("carol", "tel:+12025550103"): (True, "verified"),
+        ("erin", OLD): (False, "verified"),
+    }
+    assert from_v2.keys.holders([OLD, ALICE_MAIL]) == {OLD: "erin", ALICE_MAIL: "alice"}
+    assert from_v2.keys.code("bob", "mailto:bob@example.org") is not None
+
+
+def test_every_link_offer_and_policy_of_version_2_is_kept(from_v2):
+    assert from_v2.links.all() == [
+        idx.Link("alice", "bob", "bob/contacts", "ally.vcf", idx.LINK_VERIFIED, V2_TIME),
+        idx.Link("alice", "carol", "carol/contacts", CAROLS_COPY, idx.LINK_CREATED, V2_TIME),
+        idx.Link("bob", "carol", "carol/contacts", "bob.vcf", idx.LINK_ACCEPTED, V2_TIME),
+        idx.Link("carol", "bob", "bob/contacts", "carol.vcf", idx.LINK_CREATED, V2_TIME)]
+    assert from_v2.consent.all_offers() == [
+        idx.Offer("alice", "dave", 1, idx.OFFER_REFUSED, None, None, V2_TIME, V2_TIME, None, 1),
+        idx.Offer("alice", "erin", 2, idx.OFFER_PENDING, None, None, V2_TIME, V2_TIME),
+        idx.Offer("bob", "alice", 1, idx.OFFER_POSTPONED, "alice/contacts", "bob.vcf", V2_TIME,
+                  V2_TIME, "2026-12-01T09:00:00+00:00")]
+    assert from_v2.consent.all_policies() == [
+        ("bob", "alice", "auto"), ("carol", "*", "ask"), ("carol", "bob", "auto"),
+        ("dave", "carol", "block")]
+
+
+def test_every_history_entry_delivery_and_queued_change_of_version_2_is_kept(from_v2):
+    history = from_v2.history.all()
+    assert [(e.id, e.owner, e.recipient, e.href, e.action) for e in history] == [
+        (1, "alice", "bob", "ally.vcf", "update"), (2, "alice", "carol", CAROLS_COPY, "create"),
+        (3, "alice", "bob", "ally.vcf", "update"), (4, "bob", "carol", "bob.vcf", "update")]
+    assert history[2].changes == (idx.Change("TEL", "TEL;TYPE=CELL:+1 202 555 0101",
+                                             "TEL;TYPE=CELL:+1 202 555 0199"),)
+    assert all(e.time == V2_TIME for e in history)
+    states = {(d.owner, d.recipient): (d.state, d.wanted_seq, d.delivered_seq)
+              for d in from_v2.outbox.all_deliveries()}
+    assert states == {
+        ("alice", "bob"): (idx.DELIVERED, 2, 2), ("alice", "carol"): (idx.PENDING, 2, 1),
+        ("alice", "dave"): (idx.OFFERED, 2, 0), ("alice", "erin"): (idx.OFFERED, 2, 0),
+        ("bob", "alice"): (idx.OFFERED, 1, 0), ("bob", "carol"): (idx.DELIVERED, 1, 1),
+        ("carol", "bob"): (idx.WITHDRAWING, 1, 1)}
+    carol = from_v2.outbox.delivery("alice", "carol")
+    assert carol is not None and carol.intent is not None  # the interrupted write
+    assert carol.intent.href == CAROLS_COPY and carol.intent.after_hash == "h3"
+    assert carol.delivered_view == from_v2.owners.view_at("alice", 1)
+    assert ("TEL", OLD) in carol.written_values and ("TEL", NOW) in carol.written_values
+    assert [d.recipient for d in from_v2.outbox.interrupted()] == ["carol"]
+    assert from_v2.outbox.all_jobs() == [idx.Job(4, "bob", 1, ["carol"], False)]
+    assert [(d.owner, d.recipient) for d in from_v2.outbox.pending_deliveries(10, 2e9)] == [
+        ("alice", "carol"), ("carol", "bob")]

@@ -312,11 +312,18 @@ def shared(family) -> tuple[Client, Client, Client]:
 
 
 def me_card_patch(client: Client, path: str) -> int:
+    """Apple's PROPPATCH of the me card: the status of that property (207) or of the request."""
     body = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
             'xmlns:CS="http://calendarserver.org/ns/"><D:set><D:prop>'
-            '<CS:me-card>%s</CS:me-card></D:prop></D:set></D:propertyupdate>' % path)
-    return client.http.request("PROPPATCH", client.url + "/%s/" % client.user, data=body,
-                               headers={"Content-Type": "application/xml"}).status_code
+            '<CS:me-card><D:href>%s</D:href></CS:me-card></D:prop></D:set>'
+            '</D:propertyupdate>' % path)
+    r = client.http.request("PROPPATCH", client.url + "/%s/" % client.user, data=body,
+                            headers={"Content-Type": "application/xml"})
+    if r.status_code != 207:
+        return r.status_code
+    status = re.search(r"HTTP/1\.1 (\d{3})", r.text)
+    assert status, r.text
+    return int(status.group(1))
 
 
 def assert_not_republished(bob: Client, carol: Client) -> None:

@@ -21,6 +21,7 @@ from radicale_plugin.sqlite.keys import SQLiteKeyStore
 from radicale_plugin.sqlite.links import SQLiteLinkStore
 from radicale_plugin.sqlite.outbox import SQLiteOutbox
 from radicale_plugin.sqlite.owners import SQLiteOwnerStore
+from radicale_plugin.sqlite.push import SQLitePushStore
 from radicale_plugin.sqlite.schema import migrate
 
 
@@ -37,9 +38,23 @@ class SQLiteIndex(index.SharingIndex):
         self.consent = SQLiteConsentStore(self.db)
         self.outbox = SQLiteOutbox(self.db)
         self.history = SQLiteHistoryLog(self.db)
+        self.push = SQLitePushStore(self.db)
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         return self.db.transaction(durable)
 
     def close(self) -> None:
         self.db.close()
+
+    #: Tables of sharing state; the card-key index (cards, card_keys, books) and ``meta``
+    #: are left out: they are rebuilt from the collections.
+    _STATE_TABLES = ("owners", "owner_views", "owner_values", "keys", "codes", "code_sends",
+                     "links", "policies", "offers", "offer_log", "jobs", "deliveries",
+                     "written", "history", "push_topics", "push_subscriptions")
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        return self.db.snapshot()
+
+    def is_empty(self) -> bool:
+        return not any(self.db.value("SELECT EXISTS (SELECT 1 FROM %s)" % table)
+                       for table in self._STATE_TABLES)

@@ -86,6 +86,33 @@ class SQLiteConsentStore(index.ConsentStore):
         return int(self._db.value(
             "SELECT COUNT(*) FROM offer_log WHERE owner = ? AND time >= ?", (owner, since)))
 
+    # -- backups and accounts -------------------------------------------------------
+    def all_policies(self) -> list[tuple[str, str, str]]:
+        return [(r[0], r[1], r[2]) for r in self._db.rows(
+            "SELECT recipient, owner, policy FROM policies ORDER BY recipient, owner")]
+
+    def all_offers(self) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers ORDER BY owner, recipient")]
+
+    def restore_offer(self, offer: Offer) -> None:
+        # straight in: an offer carried over is no new offer of the day (offer_log)
+        self._db.execute(
+            "INSERT OR REPLACE INTO offers (owner, recipient, seq, state, book, href, created, "
+            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
+             offer.created, offer.first_offered, offer.until, offer.refused_seq))
+
+    def forget_user(self, user: str) -> None:
+        with self._db.transaction():
+            self._db.execute("DELETE FROM policies WHERE recipient = ? OR owner = ?",
+                             (user, user))
+            self._db.execute("DELETE FROM offers WHERE owner = ? OR recipient = ?",
+                             (user, user))
+            # the log of offers made to the user stays: it is their owners' daily count
+            self._db.execute("DELETE FROM offer_log WHERE owner = ?", (user,))
+
+
 
 def _days_ago(days: int) -> str:
     when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)

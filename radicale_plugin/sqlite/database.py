@@ -62,6 +62,22 @@ class Database:
                 if not durable:
                     self.conn.execute("PRAGMA synchronous=FULL")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read in it sees one moment, and writers go on meanwhile
+        (WAL mode).  Inside a transaction it joins it (that is one moment already)."""
+        with self.lock:
+            if self._depth:
+                yield
+                return
+            self.conn.execute("BEGIN DEFERRED")
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+                self.conn.execute("COMMIT")
+
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self.lock:
             return self.conn.execute(sql, tuple(args))

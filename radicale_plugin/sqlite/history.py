@@ -41,3 +41,27 @@ class SQLiteHistoryLog(index.HistoryLog):
         return [_entry(r) for r in self._db.rows(
             "SELECT * FROM history WHERE recipient = ? ORDER BY id DESC LIMIT ?",
             (recipient, limit))]
+
+    # -- backups and accounts -------------------------------------------------------
+    def all(self, after: int = 0, limit: int = 1000) -> list[HistoryEntry]:
+        return [_entry(r) for r in self._db.rows(
+            "SELECT * FROM history WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
+
+    def restore_many(self, entries: Iterable[HistoryEntry]) -> None:
+        try:
+            self._db.executemany(
+                "INSERT INTO history (id, time, owner, recipient, book, href, action, changes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.id or None, e.time or now_iso(), e.owner, e.recipient, e.book, e.href,
+                  e.action, _changes_json(e.changes)) for e in entries])
+        except sqlite3.IntegrityError as e:
+            raise ValueError("two history entries have the same id: %s" % e) from e
+
+    def forget_recipient(self, recipient: str) -> int:
+        return self._db.execute("DELETE FROM history WHERE recipient = ?",
+                                (recipient,)).rowcount
+
+
+def _changes_json(changes: Iterable[Change]) -> str:
+    return json.dumps([{"field": c.field, "before": c.before, "after": c.after}
+                       for c in changes])

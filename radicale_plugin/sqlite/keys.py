@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
@@ -125,3 +126,23 @@ class SQLiteKeyStore(index.KeyStore):
             args.append(key)
         return int(self._db.value("SELECT COUNT(*) FROM code_sends WHERE " + " AND ".join(where),
                                   args))
+
+    # -- backups and accounts -------------------------------------------------------
+    def all(self) -> list[Key]:
+        return [Key(r["user"], r["key"], bool(r["on_card"]), r["verified"], r["lost"])
+                for r in self._db.rows("SELECT * FROM keys ORDER BY user, key")]
+
+    def restore(self, key: Key) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO keys (user, key, on_card, verified, lost) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key.user, key.key, int(key.on_card), key.verified, key.lost))
+        except sqlite3.IntegrityError as e:
+            raise ValueError("%s of %s is given twice, or verified for another user already"
+                             % (key.key, key.user)) from e
+
+    def forget_user(self, user: str) -> None:
+        with self._db.transaction():
+            for table in ("keys", "codes", "code_sends"):
+                self._db.execute("DELETE FROM %s WHERE user = ?" % table, (user,))

@@ -68,3 +68,8 @@ class SQLiteLinkStore(index.LinkStore):
                              "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
             self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
                              (to_book, to_href, book, href))
+
+    # -- backups ----------------------------------------------------------------------
+    def all(self) -> list[Link]:
+        return [_link(r) for r in self._db.rows(
+            "SELECT * FROM links ORDER BY owner, recipient")]

@@ -9,7 +9,7 @@ import time
 from typing import Iterable
 
 from radicale_plugin import index
-from radicale_plugin.index import Change, Delivery, Intent, Job
+from radicale_plugin.index import Change, Delivery, Intent, Job, QueueCounts
 from radicale_plugin.sqlite.database import Database, marks, now_iso
 from radicale_plugin.view import View
 
@@ -52,7 +52,8 @@ def _delivery(row: sqlite3.Row) -> Delivery:
                     _intent(row["intent"]),
                     {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
                     json.loads(row["reasons"] or "[]"), row["error"] or "",
-                    row["updated"] or "", row["due"] or 0.0, row["delivered_at"] or 0.0)
+                    row["updated"] or "", row["due"] or 0.0, row["delivered_at"] or 0.0,
+                    row["attempts"] or 0)
 
 
 class SQLiteOutbox(index.Outbox):
@@ -115,7 +116,7 @@ class SQLiteOutbox(index.Outbox):
                     "ELSE excluded.queued END, "
                     "due = CASE WHEN deliveries.delivered_at > ? THEN deliveries.delivered_at + ? "
                     "ELSE 0 END, wanted_seq = excluded.wanted_seq, reasons = excluded.reasons, "
-                    "error = NULL, updated = excluded.updated",
+                    "error = NULL, updated = excluded.updated, attempts = 0",
                     [(job.owner, recipient, index.PENDING, job.seq, json.dumps(targets[recipient]),
                       now, first + i, index.DELIVERED, clock - spacing, spacing)
                      for i, recipient in enumerate(chunk)])
@@ -137,7 +138,7 @@ class SQLiteOutbox(index.Outbox):
             % marks(list(spared)), (job.owner, *spared)) if r[0] not in wanted]
         first = self._positions(len(gone)) if gone else 0
         self._db.executemany(
-            "UPDATE deliveries SET state = ?, updated = ?, due = 0, queued = ? "
+            "UPDATE deliveries SET state = ?, updated = ?, due = 0, queued = ?, attempts = 0 "
             "WHERE owner = ? AND recipient = ?",
             [(state, now, first + i, job.owner, r) for i, r in enumerate(gone)])
         # a pending offer goes with the target; a refusal stays the recipient's answer
@@ -203,9 +204,10 @@ class SQLiteOutbox(index.Outbox):
     def finish_many(self, deliveries: Iterable[Delivery]) -> None:
         self._db.executemany(
             "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
-            "delivered_at = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
-            [(d.state, d.delivered_seq, d.error, d.due, d.delivered_at, now_iso(), d.owner,
-              d.recipient, d.wanted_seq) for d in deliveries])
+            "delivered_at = ?, updated = ?, attempts = ? "
+            "WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            [(d.state, d.delivered_seq, d.error, d.due, d.delivered_at, now_iso(), d.attempts,
+              d.owner, d.recipient, d.wanted_seq) for d in deliveries])
 
     def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
         self._db.executemany("UPDATE deliveries SET intent = NULL WHERE owner = ? "
@@ -214,10 +216,11 @@ class SQLiteOutbox(index.Outbox):
     def finish(self, delivery: Delivery) -> None:
         self._db.execute(
             "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
-            "delivered_at = ?, updated = ? WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            "delivered_at = ?, updated = ?, attempts = ? "
+            "WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
             (delivery.state, delivery.delivered_seq, delivery.error, delivery.due,
-             delivery.delivered_at, now_iso(), delivery.owner, delivery.recipient,
-             delivery.wanted_seq))
+             delivery.delivered_at, now_iso(), delivery.attempts, delivery.owner,
+             delivery.recipient, delivery.wanted_seq))
 
     def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
         wanted = list(states)
@@ -232,8 +235,8 @@ class SQLiteOutbox(index.Outbox):
             rows = self._db.rows("SELECT owner, recipient FROM deliveries WHERE " + where, args)
             first = self._positions(len(rows)) if rows else 0
             self._db.executemany(
-                "UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ?, queued = ? "
-                "WHERE owner = ? AND recipient = ?",
+                "UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ?, queued = ?, "
+                "attempts = 0 WHERE owner = ? AND recipient = ?",
                 [(index.PENDING, now_iso(), first + i, r[0], r[1]) for i, r in enumerate(rows)])
 
     def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
@@ -249,7 +252,7 @@ class SQLiteOutbox(index.Outbox):
                 "SELECT recipient FROM deliveries WHERE " + where, args)]
             first = self._positions(len(found)) if found else 0
             self._db.executemany(
-                "UPDATE deliveries SET state = ?, due = 0, updated = ?, queued = ? "
+                "UPDATE deliveries SET state = ?, due = 0, updated = ?, queued = ?, attempts = 0 "
                 "WHERE owner = ? AND recipient = ?",
                 [(index.WITHDRAWING, now_iso(), first + i, owner, r)
                  for i, r in enumerate(found)])
@@ -278,3 +281,75 @@ class SQLiteOutbox(index.Outbox):
         found = self._db.value("SELECT MIN(due) FROM deliveries WHERE state IN (?, ?)",
                                _WAITING)
         return float(found) if found is not None else None
+
+    # -- backups, accounts and monitoring -------------------------------------------
+    def all_jobs(self) -> list[Job]:
+        return [Job(r["id"], r["owner"], r["seq"],
+                    json.loads(r["only_recipients"]) if r["only_recipients"] else None,
+                    bool(r["withdraw"]))
+                for r in self._db.rows("SELECT * FROM jobs ORDER BY id")]
+
+    def all_deliveries(self) -> list[Delivery]:
+        return [_delivery(r) for r in self._db.rows(
+            _SELECT + " ORDER BY d.queued, d.owner, d.recipient")]
+
+    def restore_job(self, job: Job) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO jobs (id, owner, seq, created, only_recipients, withdraw) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (job.id, job.owner, job.seq, now_iso(),
+                 json.dumps(job.only) if job.only is not None else None, int(job.withdraw)))
+        except sqlite3.IntegrityError as e:
+            raise ValueError("two queued changes have the id %d" % job.id) from e
+
+    def restore_deliveries(self, deliveries: Iterable[Delivery]) -> None:
+        found = list(deliveries)
+        if not found:
+            return
+        with self._db.transaction():
+            first = self._positions(len(found))  # the order given is the queue's
+            try:
+                self._db.executemany(
+                    "INSERT INTO deliveries (owner, recipient, state, wanted_seq, "
+                    "delivered_seq, reasons, error, updated, intent, due, queued, "
+                    "delivered_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(d.owner, d.recipient, d.state, d.wanted_seq, d.delivered_seq,
+                      json.dumps(d.reasons), d.error, d.updated,
+                      _intent_json(d.intent) if d.intent else None, d.due, first + i,
+                      d.delivered_at, d.attempts) for i, d in enumerate(found)])
+            except sqlite3.IntegrityError as e:
+                raise ValueError("a delivery is given twice: %s" % e) from e
+            self._db.executemany(
+                "INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
+                "VALUES (?, ?, ?, ?)", [(d.owner, d.recipient, f, k) for d in found
+                                        for f, k in sorted(d.written_values)])
+
+    def deliveries_to(self, recipient: str) -> list[Delivery]:
+        return [_delivery(r) for r in self._db.rows(
+            _SELECT + " WHERE d.recipient = ? ORDER BY d.owner", (recipient,))]
+
+    def forget_user(self, user: str, keep_withdrawing: bool = False) -> None:
+        with self._db.transaction():
+            self._db.execute("DELETE FROM jobs WHERE owner = ?", (user,))
+            self._db.execute("DELETE FROM deliveries WHERE recipient = ?", (user,))
+            self._db.execute("DELETE FROM written WHERE recipient = ?", (user,))
+            if keep_withdrawing:
+                self._db.execute("DELETE FROM deliveries WHERE owner = ? AND state != ?",
+                                 (user, index.WITHDRAWING))
+                self._db.execute("DELETE FROM written WHERE owner = ? AND recipient NOT IN "
+                                 "(SELECT recipient FROM deliveries WHERE owner = ?)",
+                                 (user, user))
+            else:
+                self._db.execute("DELETE FROM deliveries WHERE owner = ?", (user,))
+                self._db.execute("DELETE FROM written WHERE owner = ?", (user,))
+
+    def counts(self, now: float) -> QueueCounts:
+        with self._db.snapshot():
+            jobs = self._db.row("SELECT COUNT(*), MIN(created) FROM jobs")
+            states = {r[0]: r[1] for r in self._db.rows(
+                "SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state")}
+            due = self._db.value("SELECT COUNT(*) FROM deliveries WHERE state IN (?, ?) "
+                                 "AND due <= ?", (*_WAITING, now))
+        assert jobs is not None
+        return QueueCounts(int(jobs[0]), states, int(due), jobs[1])

@@ -128,6 +128,46 @@ class SQLiteOwnerStore(index.OwnerStore):
             notices = [n for n in self.get(user).notices if n != text] + [text]
             self._set(user, "notices", json.dumps(notices[-MAX_NOTICES:]))
 
+    # -- backups and accounts -------------------------------------------------------
+    def all(self) -> list[Owner]:
+        return [self._owner(r["user"], r) for r in self._db.rows(
+            "SELECT * FROM owners ORDER BY user")]
+
+    def views(self, user: str) -> dict[int, View]:
+        out: dict[int, View] = {}
+        for row in self._db.rows("SELECT seq, view FROM owner_views WHERE owner = ? "
+                                 "ORDER BY seq", (user,)):
+            found = View.from_json(row["view"])
+            if found is not None:
+                out[row["seq"]] = found
+        return out
+
+    def restore(self, owner: Owner, views: dict[int, View],
+                values: Iterable[tuple[str, str]]) -> None:
+        o = owner
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO owners (user, book, href, uid, shared_fields, rules, "
+                "view, seq, withdrawn_fields, card_view, discoverability, notices, card_stat) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (o.user, o.book, o.href, o.uid, json.dumps(o.shared_fields),
+                 json.dumps(o.rules), o.view.to_json() if o.view else None, o.seq,
+                 json.dumps(o.withdrawn_fields), o.card_view.to_json() if o.card_view else None,
+                 o.discoverability, json.dumps(o.notices), o.card_stat or None))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
+                [(o.user, seq, v.to_json()) for seq, v in sorted(views.items())])
+            self._db.executemany(
+                "INSERT OR IGNORE INTO owner_values (owner, field, value_key) VALUES (?, ?, ?)",
+                [(o.user, f, k) for f, k in sorted(set(values))])
+
+    def forget_user(self, user: str) -> None:
+        with self._db.transaction():
+            self._db.execute("DELETE FROM owners WHERE user = ?", (user,))
+            self._db.execute("DELETE FROM owner_views WHERE owner = ?", (user,))
+            self._db.execute("DELETE FROM owner_values WHERE owner = ?", (user,))
+
+
 
 def _same(old: View | None, new: View | None) -> bool:
     if old is None or new is None:

@@ -2,8 +2,11 @@
 """The SQLite schema, its version (``PRAGMA user_version``) and forward migrations.
 
 Version 1 is the schema of the first release (it carried no version number:
-``user_version`` 0 with an ``owners`` table).  A database made by newer code
-than this is refused with a message, never guessed at.
+``user_version`` 0 with an ``owners`` table); version 2 added keys, links,
+consent and history; version 3 the WebDAV-Push topics and subscriptions; version 4
+counts a delivery's transient failures (``deliveries.attempts``, for retries with
+backoff).  A database made by newer code than this is refused with a message, never
+guessed at.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from radicale.log import logger
 
 from radicale_plugin.records import LINK_MIGRATED
+from radicale_plugin.sqlite import push
 from radicale_plugin.sqlite.database import Database
 from radicale_plugin.view import View
 
@@ -119,8 +123,12 @@ def migrate(db: Database, region: str, target: int) -> None:
         if version == 0:
             for statement in _statements(_TABLES_V2):
                 db.execute(statement)
-        elif version == 1:
+        if version == 1:
             _v1_to_v2(db, region)
+        if version < 3:
+            _v2_to_v3(db)
+        if version < 4:
+            _v3_to_v4(db)
         db.execute("PRAGMA user_version = %d" % target)
     if version:
         logger.info("Sharing database %s migrated from schema version %d to %d",
@@ -129,6 +137,20 @@ def migrate(db: Database, region: str, target: int) -> None:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _v2_to_v3(db: Database) -> None:
+    # new tables only: nothing of version 2 changes
+    for statement in _statements(push.TABLES):
+        db.execute(statement)
+
+
+def _v3_to_v4(db: Database) -> None:
+    # one column with a default: every delivery of version 3 has had no transient failure
+    # counted yet.  Checked first, as a database rolled back to an older version number by
+    # hand (tests do) may have it already.
+    if "attempts" not in {r[1] for r in db.rows("PRAGMA table_info(deliveries)")}:
+        db.execute("ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
 
 
 def _v1_to_v2(db: Database, region: str) -> None:

@@ -1,0 +1,527 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Operating the server: backups and restore, a lost database, accounts, status.
+
+The end-to-end tests run a real server (``tests/server.py``) and the admin
+command as the admin would, in a subprocess against the server's own data
+folder.  Their world: Alice shares her card with Bob (his own card "Ally"
+for her, linked because her keys are verified) and Carol (a copy the server
+created); Bob shares his with Carol (created too) and offers it to Dave, who
+asked to be asked; Dave blocks Alice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from radicale_plugin import admin, backup, recovery
+from radicale_plugin import index as idx
+from radicale_plugin.merge import copy_uid
+from radicale_plugin.sqlite import SQLiteIndex
+from tests.server import Client, RadicaleServer, fixture, settled, wait_until
+from tests.test_fanout_e2e import person
+from tests.test_migration import load_v2
+
+REGION = "US"
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def run_admin(server: RadicaleServer, *args: str, config: Path | None = None,
+              stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "radicale_plugin", "--config",
+         str(config or server.root / "config"), *args],
+        capture_output=True, text=True, timeout=120, input=stdin)
+
+
+def ok(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout
+
+
+def refused(done: subprocess.CompletedProcess) -> str:
+    """A refusal: exit 1 and one line on stderr, never a traceback."""
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def database(server: RadicaleServer) -> Path:
+    return server.root / "collections" / ".mecard.sqlite"
+
+
+def lose_database(server: RadicaleServer) -> None:
+    """The database file and its journal are gone (the server is stopped)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database(server)) + suffix).unlink(missing_ok=True)
+
+
+def config_with(server: RadicaleServer, name: str, **options: str) -> Path:
+    """A copy of the server's config with other ``[storage]`` options (another database)."""
+    text = (server.root / "config").read_text()
+    extra = "".join("%s = %s\n" % kv for kv in options.items())
+    path = server.root / name
+    path.write_text(text.replace("[storage]\n", "[storage]\n" + extra, 1))
+    return path
+
+
+def links(client: Client) -> list[tuple[str, str, str]]:
+    return sorted((k["owner"], k["card"], k["made_by"])
+                  for k in client.api_ok("GET", "/links")["links"])
+
+
+def without_time(document: dict[str, Any]) -> dict[str, Any]:
+    """An export without what differs between two exports of one state."""
+    return {k: v for k, v in document.items() if k != "exported"}
+
+
+def world(server: RadicaleServer) -> dict[str, Any]:
+    alice = person(server, "alice", "alice-me.vcf")
+    bob = person(server, "bob", "bob-me.vcf")
+    carol = person(server, "carol", "carol-me.vcf")
+    dave = person(server, "dave")
+    assert bob.put("ally.vcf", fixture("bob-contact-alice.vcf")).status_code == 201
+    dave.api_ok("POST", "/policies", {"owner": "alice", "policy": "block"})
+    dave.api_ok("POST", "/policies", {"owner": "bob", "policy": "ask"})
+    carol.api_ok("POST", "/privacy", {"discoverability": "nobody"})
+    alice.api_ok("POST", "/targets", {"targets": ["user:bob", "user:carol", "user:dave"]})
+    bob.api_ok("POST", "/targets", {"targets": ["user:carol", "user:dave"]})
+    settled(alice)
+    settled(bob)
+    assert bob.copy_of("alice") == "ally.vcf"
+    assert dave.api_ok("GET", "/offers")["offers"][0]["owner"] == "bob"
+    return {"alice": alice, "bob": bob, "carol": carol, "dave": dave,
+            "carols_alice": carol.copy_of("alice"), "carols_bob": carol.copy_of("bob")}
+
+
+# -- a lost database ---------------------------------------------------------------------
+
+def test_a_lost_database_is_said_loudly_at_start_checked_and_rebuilt(server):
+    w = world(server)
+    alice, bob, carol = w["alice"], w["bob"], w["carol"]
+    assert ok(run_admin(server, "check")).startswith("consistent: 3 me card(s), 3 link(s)")
+
+    server.stop(sink=False)
+    lose_database(server)
+    log_before = server.log.read_text()
+    server.start()
+    errors = wait_until(lambda: [ln for ln in server.log.read_text()[len(log_before):]
+                                 .splitlines() if "[ERROR]" in ln], 10, "the error at start")
+    assert len(errors) == 1, errors
+    error = errors[0]
+    assert "did not exist and was created empty" in error and str(database(server)) in error
+    assert "3 address-book home(s) name a me card: alice, bob, carol" in error
+    command = "python -m radicale_plugin --config %s" % (server.root / "config")
+    assert "'%s rebuild'" % command in error and "'%s import BACKUP.json'" % command in error
+    # the server knows nothing, and says so; the collections still hold everything
+    assert alice.api_ok("GET", "/me")["me_card"] is None
+    assert links(carol) == []
+
+    done = run_admin(server, "check")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    problems = done.stdout.splitlines()
+    assert "me card: alice's address-book home names /alice/contacts/alice.vcf (CS:me-card), " \
+           "but the sharing database has no me card for alice: run rebuild" in problems
+    created = [p for p in problems if p.startswith("link: ")]
+    assert created == [
+        "link: /carol/contacts/%s is the copy the server created of %s's card for carol, but "
+        "no link says so: run rebuild" % (w["carols_%s" % owner], owner)
+        for owner in ("alice", "bob")]
+    assert len(problems) == 5, problems  # three me cards, two links
+
+    out = ok(run_admin(server, "rebuild"))
+    assert "3 me card(s) designated again: alice, bob, carol" in out
+    assert "2 link(s) of created copies made again" in out
+    assert "only an export brings them back" in out
+    assert ok(run_admin(server, "check")).startswith("consistent: 3 me card(s), 2 link(s)")
+    assert alice.api_ok("GET", "/me")["me_card"] == "/alice/contacts/alice.vcf"
+    assert links(carol) == [("alice", "/carol/contacts/" + w["carols_alice"], "created"),
+                            ("bob", "/carol/contacts/" + w["carols_bob"], "created")]
+    assert links(bob) == []  # Bob's own card for Alice: only an export knew it was linked
+    assert ok(run_admin(server, "rebuild-index")).startswith("card-key index rebuilt from 4")
+
+    # the rebuilt link is used: Alice's next change goes into the same copy, no second card
+    hrefs = carol.hrefs()
+    alice.verify_me_card()
+    alice.api_ok("POST", "/targets", {"targets": ["user:carol"]})
+    assert alice.put("alice.vcf", fixture("alice-me-new-number.vcf")).status_code in (201, 204)
+    report = settled(alice)
+    assert [(r["user"], r["state"]) for r in report["recipients"]] == [("carol", "delivered")]
+    assert carol.hrefs() == hrefs and "0199" in carol.card(w["carols_alice"])
+    # and running rebuild again finds nothing left to do
+    again = ok(run_admin(server, "rebuild"))
+    assert "0 me card(s)" in again and "0 link(s)" in again
+
+
+def test_a_database_of_other_collections_is_said_at_start(server):
+    w = world(server)
+    server.stop(sink=False)
+    lose_database(server)
+    SQLiteIndex(str(database(server))).close()  # an empty database in its place
+    log_before = server.log.read_text()
+    server.start()
+    error = wait_until(lambda: [ln for ln in server.log.read_text()[len(log_before):]
+                                .splitlines() if "[ERROR]" in ln], 10, "the error at start")[0]
+    assert "3 address-book home(s) name a me card the sharing database" in error
+    assert "knows nothing of (alice, bob, carol)" in error and "check" in error
+    assert w["alice"].api_ok("GET", "/me")["me_card"] is None
+
+
+def test_check_without_a_database_creates_none_and_other_commands_refuse(server):
+    world(server)
+    server.stop(sink=False)
+    lose_database(server)
+    done = run_admin(server, "check")
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0].startswith(
+        "database: there is no sharing database at %s" % database(server))
+    for command in (["status"], ["export"], ["delete-user", "bob"], ["export-user", "bob"],
+                    ["verify-key", "bob", "+1 202 555 0102"], ["rebuild-index"], ["schema"]):
+        assert "no sharing database at" in refused(run_admin(server, *command)), command
+    assert not database(server).exists()
+    server.start()
+
+
+def test_a_first_start_on_existing_collections_says_nothing(tmp_path):
+    # a Radicale that ran without the plugin: no me card anywhere, no error
+    srv = RadicaleServer(tmp_path, {"alice": "pw"}).start()
+    try:
+        srv.client("alice").login()
+        srv.stop(sink=False)
+        lose_database(srv)
+        (srv.root / "collections" / ".mecard-vapid.pem").unlink(missing_ok=True)
+        srv.start()
+        srv.client("alice").login()
+        assert "[ERROR]" not in srv.log.read_text()
+    finally:
+        srv.stop()
+
+
+# -- export and import -------------------------------------------------------------------
+
+def test_export_then_import_into_a_fresh_database_exports_the_same(server, tmp_path):
+    world(server)
+    first = tmp_path / "backup.json"
+    ok(run_admin(server, "export", str(first)))
+    assert first.stat().st_mode & 0o777 == 0o600
+    document = json.loads(first.read_text())
+    assert (document["format"], document["version"]) == (backup.FORMAT, backup.VERSION)
+    assert [o["user"] for o in document["owners"] if o["me_card"]] == ["alice", "bob", "carol"]
+    assert {(k["owner"], k["recipient"], k["made_by"]) for k in document["links"]} == {
+        ("alice", "bob", "verified"), ("alice", "carol", "created"),
+        ("bob", "carol", "created")}
+    assert {(p["recipient"], p["owner"], p["policy"]) for p in document["policies"]} == {
+        ("dave", "alice", "block"), ("dave", "bob", "ask")}
+    assert [(o["owner"], o["recipient"], o["state"]) for o in document["offers"]] == [
+        ("bob", "dave", "pending")]
+    assert [(e["owner"], e["recipient"], e["action"]) for e in document["history"]] == [
+        ("alice", "carol", "create"), ("bob", "carol", "create")]
+    assert document["keys"]
+    # stdout gives the same document
+    assert without_time(json.loads(ok(run_admin(server, "export")))) == without_time(document)
+
+    fresh = config_with(server, "fresh-config", mecard_database=str(tmp_path / "fresh.sqlite"))
+    out = ok(run_admin(server, "import", str(first), config=fresh))
+    assert out.startswith("imported into %s: 3 owners, 6 keys, 3 links, 2 policies, 1 offers"
+                          % (tmp_path / "fresh.sqlite"))
+    again = json.loads(ok(run_admin(server, "export", config=fresh)))
+    assert without_time(again) == without_time(document)
+
+    # into a database that holds sharing state: refused, nothing changed
+    line = refused(run_admin(server, "import", str(first)))
+    assert "the sharing database is not empty" in line
+    line = refused(run_admin(server, "import", "-", config=fresh, stdin=first.read_text()))
+    assert "not empty" in line
+
+
+def test_an_import_the_server_runs_on(server, tmp_path):
+    """Restore: stop, move the database away, import, start: sharing goes on as before."""
+    w = world(server)
+    saved = tmp_path / "backup.json"
+    ok(run_admin(server, "export", str(saved)))
+    server.stop(sink=False)
+    lose_database(server)
+    ok(run_admin(server, "import", str(saved)))
+    log_before = server.log.read_text()
+    server.start()
+    alice, bob, carol = w["alice"], w["bob"], w["carol"]
+    assert links(bob) == [("alice", "/bob/contacts/ally.vcf", "verified")]
+    assert alice.put("alice.vcf", fixture("alice-me-new-number.vcf")).status_code in (201, 204)
+    report = settled(alice)
+    assert {r["user"]: r["state"] for r in report["recipients"]} == {
+        "bob": "delivered", "carol": "delivered", "dave": "blocked"}
+    assert "0199" in bob.card("ally.vcf") and "0101" not in bob.card("ally.vcf")
+    assert "0199" in carol.card(w["carols_alice"])
+    assert "[ERROR]" not in server.log.read_text()[len(log_before):]
+    assert ok(run_admin(server, "check")).startswith("consistent")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("not json", "is not a JSON export"),
+    ("[]", "not an export of radicale-mecard"),
+    ('{"format": "radicale-mecard-sharing-state", "version": 2}',
+     "format version 2, this radicale-mecard reads version 1 at most"),
+    ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "DE"}',
+     "made with mecard_default_region = DE and this server uses US"),
+    ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "US", "owners": '
+     '[{"user": "alice"}]}', "owners[0]: 'views' is missing"),
+])
+def test_a_bad_export_is_refused_with_one_line(tmp_path, text, expected):
+    srv = RadicaleServer(tmp_path, {"alice": "pw"})
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    assert expected in refused(run_admin(srv, "import", str(path)))
+    assert "missing.json" in refused(run_admin(srv, "import", str(tmp_path / "missing.json")))
+    # a refused import leaves no database behind: the server's check at start still works
+    assert not (tmp_path / "collections" / ".mecard.sqlite").exists()
+
+
+# -- round trips through the contract (every kind of record) ------------------------------
+
+def migrated_v2(path: Path) -> SQLiteIndex:
+    load_v2(path)
+    return SQLiteIndex(str(path), REGION)
+
+
+def test_every_record_of_the_previous_release_survives_export_and_import(tmp_path):
+    source = migrated_v2(tmp_path / "v2.sqlite")
+    source.push.ensure_topic("alice/contacts", "T-alice")
+    source.push.put(idx.PushSubscription("s1", "alice", "alice/contacts",
+                                         "https://push.example.org/x", "PK", "AS", 2e9,
+                                         "aes128gcm", 1.7e9))
+    document = backup.export_state(source, REGION)
+    text = backup.dumps(document)
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        counts = backup.import_state(target, json.loads(text), REGION)
+        assert counts == {"owners": 4, "keys": 8, "links": 4, "policies": 4, "offers": 3,
+                          "jobs": 1, "deliveries": 7, "history": 4, "push subscriptions": 1}
+        assert without_time(backup.export_state(target, REGION)) == without_time(document)
+        # the records themselves, through the contract
+        assert target.owners.all() == [idx.Owner(**{**o.__dict__, "card_stat": ""})
+                                       for o in source.owners.all()]
+        assert target.outbox.all_deliveries() == source.outbox.all_deliveries()
+        assert target.outbox.interrupted() == source.outbox.interrupted()
+        assert target.history.all() == source.history.all()
+        assert target.consent.all_offers() == source.consent.all_offers()
+        assert target.keys.all() == source.keys.all()
+        assert target.outbox.pending_jobs(10) == source.outbox.pending_jobs(10)
+        assert target.push.all() == source.push.all()
+        with pytest.raises(backup.BackupError, match="not empty"):
+            backup.import_state(target, document, REGION)
+    finally:
+        source.close()
+        target.close()
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d["keys"].append(dict(d["keys"][1])), "keys[8]: tel:+12025550101 of alice is "
+                                                    "given twice"),
+    (lambda d: d["links"].append({**d["links"][0], "recipient": "erin"}),
+     "links[4]: /bob/contacts/ally.vcf already holds alice's copy"),
+    (lambda d: d["deliveries"][0].update(state="lost"), "deliveries[0].state: 'lost' is not"),
+    (lambda d: d["owners"][0].update(seq="2"), "owners[0].seq: expected a whole number, "
+                                               "found a string"),
+    (lambda d: d["owners"][0]["view"]["entries"].append([1]), "owners[0].view.entries"),
+    (lambda d: d["history"][0].update(changes=[{"before": None}]),
+     "history[0].changes[0]: 'field' is missing"),
+    (lambda d: d["jobs"][0].update(withdraw=0), "jobs[0].withdraw: expected true or false"),
+])
+def test_an_export_that_contradicts_itself_is_refused_and_nothing_is_stored(tmp_path, change,
+                                                                            expected):
+    source = migrated_v2(tmp_path / "v2.sqlite")
+    document = json.loads(backup.dumps(backup.export_state(source, REGION)))
+    source.close()
+    change(document)
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        with pytest.raises(backup.BackupError) as e:
+            backup.import_state(target, document, REGION)
+        assert expected in str(e.value) and "\n" not in str(e.value)
+        assert target.is_empty()  # all or nothing
+    finally:
+        target.close()
+
+
+def test_created_copies_are_found_by_href_or_uid_and_only_for_real_owners():
+    users = ["alice", "bob", "carol"]
+    uid = copy_uid("alice", "carol")
+    cards = [
+        idx.IndexedCard("carol/contacts", uid + ".vcf", uid, False, frozenset()),
+        # the recipient had that UID already: the copy got a random one, the href tells
+        idx.IndexedCard("carol/contacts", copy_uid("bob", "carol") + ".vcf",
+                        "3b241101-e2bb-4255-8caf-4136c566a962", False, frozenset()),
+        # moved by the recipient: the UID tells
+        idx.IndexedCard("bob/work", "moved.vcf", copy_uid("carol", "bob"), False, frozenset()),
+        # a version-5 UUID of somebody else's making
+        idx.IndexedCard("bob/contacts", copy_uid("mallory", "bob") + ".vcf",
+                        copy_uid("mallory", "bob"), False, frozenset()),
+        idx.IndexedCard("alice/contacts", "plain.vcf", "plain", False, frozenset()),
+    ]
+    assert recovery.created_copies(cards, users) == [
+        recovery.CreatedCopy("alice", "carol", "carol/contacts", uid + ".vcf"),
+        recovery.CreatedCopy("bob", "carol", "carol/contacts",
+                             copy_uid("bob", "carol") + ".vcf"),
+        recovery.CreatedCopy("carol", "bob", "bob/work", "moved.vcf")]
+
+
+# -- accounts --------------------------------------------------------------------------
+
+def assert_gone(exported: dict[str, Any], user: str) -> None:
+    """Nothing of ``user`` in an export but the history of others' books."""
+    assert user not in {o["user"] for o in exported["owners"]}
+    assert user not in {k["user"] for k in exported["keys"]}
+    for name in ("links", "offers", "deliveries"):
+        assert all(user not in (r["owner"], r["recipient"]) for r in exported[name]), name
+    assert all(user not in (p["owner"], p["recipient"]) for p in exported["policies"])
+    assert all(j["owner"] != user for j in exported["jobs"])
+    assert all(e["recipient"] != user for e in exported["history"])
+    assert all(not b["book"].startswith(user + "/") for b in exported["push"]["topics"])
+
+def test_delete_user_drops_their_state_and_leaves_their_copies(server, tmp_path):
+    w = world(server)
+    bob, carol, dave = w["bob"], w["carol"], w["dave"]
+    copy_before = carol.card(w["carols_bob"])
+    out = ok(run_admin(server, "delete-user", "bob"))
+    assert out.startswith("sharing state of bob deleted: 2 link(s), 1 offer(s)")
+    assert "withdrawal" not in out
+    # Bob's copies stay as they are, unlinked; what was his is gone everywhere
+    assert carol.card(w["carols_bob"]) == copy_before
+    assert links(carol) == [("alice", "/carol/contacts/" + w["carols_alice"], "created")]
+    assert dave.api_ok("GET", "/offers")["offers"] == []
+    assert dave.api_ok("GET", "/policies")["policies"] == {"alice": "block"}
+    assert "removed from the targets of alice" in out
+    exported = json.loads(ok(run_admin(server, "export")))
+    assert_gone(exported, "bob")
+    alice = next(o for o in exported["owners"] if o["user"] == "alice")
+    assert alice["rules"] == ["user:carol", "user:dave"]  # a new "bob" is somebody else
+    assert alice["notices"] == ["bob no longer has an account here: removed from your targets"]
+    # his verified number is free: somebody else may verify it and it moves from nobody
+    assert "moved" not in ok(run_admin(server, "verify-key", "dave", "+1 202 555 0102"))
+    # the home no longer names a me card: rebuild does not bring his back
+    assert "0 me card(s)" in ok(run_admin(server, "rebuild"))
+    assert bob.api_ok("GET", "/me")["me_card"] is None
+    assert ok(run_admin(server, "check")).startswith("consistent")
+    line = refused(run_admin(server, "delete-user", "nobody-here"))
+    assert "no user 'nobody-here'" in line
+
+
+def test_delete_user_with_withdraw_has_the_worker_remove_their_values(server):
+    w = world(server)
+    alice, bob, carol = w["alice"], w["bob"], w["carol"]
+    out = ok(run_admin(server, "delete-user", "alice", "--withdraw"))
+    assert "2 withdrawal(s) queued (bob, carol)" in out  # Dave blocks her: nothing written
+    wait_until(lambda: "0101" not in bob.card("ally.vcf")
+               and "0101" not in carol.card(w["carols_alice"]), 30, "the withdrawals")
+    ally = bob.card("ally.vcf")
+    assert "alice@example.org" not in ally and "NICKNAME:Sis" in ally and "FN:Ally" in ally
+    wait_until(lambda: links(bob) == [] and links(carol) == [
+        ("bob", "/carol/contacts/" + w["carols_bob"], "created")], 10, "the links to end")
+    # what the withdrawals needed goes with the second run
+    ok(run_admin(server, "delete-user", "alice"))
+    exported = json.loads(ok(run_admin(server, "export")))
+    assert_gone(exported, "alice")
+    history = [e for e in exported["history"] if e["owner"] == "alice"]
+    assert {e["action"] for e in history} >= {"withdraw"}  # the recipients' record stays
+    assert alice.api_ok("GET", "/me")["me_card"] is None
+
+
+def test_export_user_gives_their_own_data_and_nothing_of_others_cards(server):
+    w = world(server)
+    carol = json.loads(ok(run_admin(server, "export-user", "carol")))
+    assert (carol["format"], carol["user"]) == ("radicale-mecard-user", "carol")
+    assert carol["owner"]["me_card"] == "/carol/contacts/carol.vcf"
+    assert carol["owner"]["discoverability"] == "nobody"
+    assert [(k["owner"], k["card"]) for k in carol["links"]] == [
+        ("alice", "/carol/contacts/" + w["carols_alice"]),
+        ("bob", "/carol/contacts/" + w["carols_bob"])]
+    assert {e["owner"] for e in carol["history"]} == {"alice", "bob"}
+    assert {k["key"]: k["state"] for k in carol["keys"]} == {
+        "tel:+12025550103": "verified", "mailto:carol@example.org": "verified"}
+    bob = json.loads(ok(run_admin(server, "export-user", "bob")))
+    assert {r["user"]: r["state"] for r in bob["recipients"]} == {
+        "carol": "delivered", "dave": "offered"}
+    assert bob["offers_made"][0]["recipient"] == "dave"
+    assert "carols_bob" not in json.dumps(bob) and w["carols_bob"] not in json.dumps(bob)
+    assert bob["owner"]["targets"] == ["user:carol", "user:dave"]
+    dave = json.loads(ok(run_admin(server, "export-user", "dave")))
+    assert dave["policies"] == {"alice": "block", "bob": "ask"}
+    assert [o["owner"] for o in dave["offers"]] == ["bob"]
+    assert "no user 'zed'" in refused(run_admin(server, "export-user", "zed"))
+
+
+# -- status ----------------------------------------------------------------------------
+
+def test_status_says_queue_failures_subscriptions_and_schema(server):
+    world(server)
+    text = ok(run_admin(server, "status"))
+    assert text.splitlines()[0] == "schema version %d (current)" % idx.SharingIndex.SCHEMA_VERSION
+    assert "queue: 0 change(s) to plan, 0 delivery(ies) and 0 withdrawal(s) waiting" in text
+    assert "failed deliveries: 0" in text and "push subscriptions: 0" in text
+    report = json.loads(ok(run_admin(server, "status", "--json")))
+    assert report["schema_version"] == report["schema_current"] == \
+        idx.SharingIndex.SCHEMA_VERSION
+    assert (report["queue"], report["failed"], report["subscriptions"]) == (0, 0, 0)
+    assert report["deliveries"] == {"blocked": 1, "delivered": 3, "offered": 1}
+
+
+def test_status_counts_what_waits_and_what_failed(tmp_path):
+    index = migrated_v2(tmp_path / "v2.sqlite")
+    try:
+        index.push.put(idx.PushSubscription("s1", "alice", "alice/contacts", "https://p/1",
+                                            "K", "S", time.time() + 60))
+        index.push.put(idx.PushSubscription("s2", "bob", "bob/contacts", "https://p/2",
+                                            "K", "S", time.time() - 60))  # expired
+        found = index.outbox.delivery("alice", "erin")
+        assert found is not None
+        found.state, found.error = idx.FAILED, "the recipient has no address book"
+        index.outbox.finish(found)
+        report = admin.status(index, "x.sqlite", 2)
+        assert (report["schema_version"], report["schema_current"]) == (
+            2, idx.SharingIndex.SCHEMA_VERSION)
+        assert (report["jobs"], report["pending"], report["withdrawing"]) == (1, 1, 1)
+        assert report["queue"] == 3 and report["due"] == 2
+        assert report["failed"] == 1 and report["subscriptions"] == 1
+        assert report["oldest_job"] == "2026-11-26T09:00:00+00:00"
+    finally:
+        index.close()
+
+
+def test_commands_without_a_config_file_or_with_bad_input_say_one_line(tmp_path):
+    srv = RadicaleServer(tmp_path, {"alice": "pw"})
+    line = refused(run_admin(srv, "status", config=tmp_path / "nowhere"))
+    assert "nowhere" in line
+    (tmp_path / "collections").mkdir()
+    SQLiteIndex(str(tmp_path / "collections" / ".mecard.sqlite")).close()
+    with sqlite3.connect(tmp_path / "collections" / ".mecard.sqlite") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    assert "schema version 99" in refused(run_admin(srv, "status"))
+
+
+def test_an_export_sees_one_moment_and_holds_up_no_writer(tmp_path):
+    path = str(tmp_path / "x.sqlite")
+    reader, writer = SQLiteIndex(path), SQLiteIndex(path)  # the admin and the server
+    try:
+        reader.consent.set_policy("bob", "alice", "auto")
+        with reader.snapshot():
+            assert len(reader.consent.all_policies()) == 1
+            started = time.monotonic()
+            writer.consent.set_policy("carol", "alice", "block")
+            assert time.monotonic() - started < 5  # not held up by the export
+            assert len(reader.consent.all_policies()) == 1  # still the same moment
+        assert len(reader.consent.all_policies()) == 2
+    finally:
+        reader.close()
+        writer.close()
