@@ -66,8 +66,14 @@ def _servers(configuration: config.Configuration, application: Layer
     return servers
 
 
-def serve(configuration: config.Configuration, shutdown: socket.socket) -> None:
-    """Serve until ``shutdown`` becomes readable (the loop of radicale.server.serve)."""
+def serve(configuration: config.Configuration, shutdown: socket.socket,
+          wakeup: socket.socket | None = None) -> None:
+    """Serve until ``shutdown`` becomes readable (the loop of radicale.server.serve).
+
+    ``wakeup`` is the read end of :func:`signal.set_wakeup_fd`: a signal may be
+    delivered to any thread (the fan-out worker, the push sender...), and Python
+    runs its handler only when the main thread leaves ``select``.
+    """
     application = Layer(Application(configuration))
     servers = _servers(configuration, application)
     max_connections: int = configuration.get("server", "max_connections")
@@ -78,7 +84,15 @@ def serve(configuration: config.Configuration, shutdown: socket.socket) -> None:
                                             for s in h.worker_sockets]
             if max_connections <= 0 or len(waiting) < max_connections:
                 waiting.extend(servers)
-            ready = set(select.select(waiting + [shutdown], [], [])[0])
+            extra = [shutdown] + ([wakeup] if wakeup is not None else [])
+            ready = set(select.select(waiting + extra, [], [])[0])
+            if wakeup is not None and wakeup in ready:
+                ready.discard(wakeup)
+                try:
+                    wakeup.recv(4096)  # the handler has run by now
+                except BlockingIOError:
+                    pass
+                continue
             if shutdown in ready:
                 logger.info("Stopping Radicale")
                 break
@@ -114,13 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("radicale_plugin.serve: cannot load the config: %s" % e, file=sys.stderr)
         return 2
     stop, stop_out = socket.socketpair()
+    wakeup, wakeup_in = socket.socketpair()
+    for end in (wakeup, wakeup_in):
+        end.setblocking(False)
+    signal.set_wakeup_fd(wakeup_in.fileno())
 
     def on_signal(number: int, frame: object) -> None:
         stop.close()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, on_signal)
     try:
-        serve(configuration, stop_out)
+        serve(configuration, stop_out, wakeup)
     except Exception as e:
         logger.critical("Cannot serve: %s", e, exc_info=True)
         return 1
