@@ -748,6 +748,8 @@ STATES = {
     "postponed": "will decide about your change later",
     "refused": "refused this change; your next change is offered again",
     "blocked": "does not take your card",
+    "retrying": "could not be written for now (a passing error on the server); tried "
+                "again by itself",
     "failed": "your change could not be delivered; it is tried again at your next change",
     "stopped": "no longer a target; their copy is left as it was",
     "withdrawn": "no longer a target; your values were taken out of their copy",
@@ -787,7 +789,12 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
             what = "%d change(s) behind (holds change %d of %d); the latest reaches them with " \
                    "your next update to everyone" % (r["behind"], r["delivered_seq"],
                                                      report["seq"])
-        if r["reason"]:
+        if r["state"] == "retrying":
+            what = "%s; tried again by itself%s (attempt %s failed)" % (
+                r.get("reason") or "a passing error",
+                " at %s" % r["next_attempt"] if r.get("next_attempt") else "",
+                r.get("attempts") or "?")
+        elif r["reason"]:
             what = "%s: %s" % (what, r["reason"]) if r["state"] != "failed" else \
                 "%s; tried again at your next change" % r["reason"]
         if not r.get("target", True) and r["state"] not in ("stopped", "withdrawn"):

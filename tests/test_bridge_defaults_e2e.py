@@ -327,7 +327,9 @@ def test_status_works_out_behind_when_the_server_says_delivered():
             ("dave", "offered", None, 2), ("erin", "refused", None, 2),
             ("frank", "blocked", None, 0), ("gina", "failed", "the recipient removed the copy",
                                             4),
-            ("hugo", "withdrawn", None, 1), ("ida", "postponed", None, 1))]}
+            ("hugo", "withdrawn", None, 1), ("ida", "postponed", None, 1),
+            ("jo", "retrying", "the recipient's address book could not be read", 4))]}
+    report["recipients"][-1].update(next_attempt="2026-11-26T04:00:00+00:00", attempts=2)
     out = io.StringIO()
     assert cmd_status(__import__("argparse").Namespace(json=False), CannedServer(report),
                       out) == 0
@@ -340,6 +342,9 @@ def test_status_works_out_behind_when_the_server_says_delivered():
     assert "the recipient removed the copy; tried again at your next change" in lines["gina"]
     assert "your values were taken out of their copy" in lines["hugo"]
     assert "will decide about your change later" in lines["ida"]
+    assert lines["jo"].split()[1] == "retrying"
+    assert ("the recipient's address book could not be read; tried again by itself at "
+            "2026-11-26T04:00:00+00:00 (attempt 2 failed)") in lines["jo"]
 
 
 def test_status_shows_offered_and_blocked_on_a_server_that_asks(public_server, monkeypatch):
