@@ -133,10 +133,16 @@ class CopyFiles:
         with os.scandir(self._root) as users:
             for user in sorted((u for u in users if u.is_dir() and _visible(u.name)),
                                key=lambda u: u.name):
-                with os.scandir(user.path) as books:
-                    for book in sorted(books, key=lambda b: b.name):
-                        if book.is_dir() and _visible(book.name) and _is_address_book(book.path):
-                            yield "%s/%s" % (user.name, book.name), book.path
+                try:
+                    with os.scandir(user.path) as books:
+                        found = sorted(books, key=lambda b: b.name)
+                except (FileNotFoundError, NotADirectoryError):
+                    # gone meanwhile: Radicale's own storage checks make and remove tmp*
+                    # folders here at every start
+                    continue
+                for book in found:
+                    if book.is_dir() and _visible(book.name) and _is_address_book(book.path):
+                        yield "%s/%s" % (user.name, book.name), book.path
 
     def book_cards(self, book: str) -> list[tuple[str, str]]:
         """(href, text) of every card of a book, read from its files."""

@@ -308,6 +308,10 @@ class Deliverer:
         index.cards.put_many(
             index_parsed(p.write.book, p.write.href, p.card, region) if p.card is not None
             else index_card(p.write.book, p.write.href, p.write.text, region) for p in done)
+        # as the hooks do: the index knows these books as they are now, else every start
+        # would read again each book the fan-out ever wrote into
+        for book in sorted({p.write.book for p in done}):
+            index.cards.set_book_mtime(book, self.files.folder_mtime(self.files.folder(book)))
 
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that

@@ -452,7 +452,7 @@ class FanoutWorker:
             finished.append(delivery)
         self._deliverer.after_writes(written)
         index.consent.drop_offers(offers_gone)
-        index.outbox.finish_many(finished)
+        index.outbox.finish_many(finished, self._ctx.settings.rewrite_spacing)
 
 
 class _Clock:

@@ -441,8 +441,15 @@ class Outbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    def finish_many(self, deliveries: Iterable[Delivery]) -> None:
-        """:meth:`finish` for many deliveries (a round's outcome), in one go."""
+    def finish_many(self, deliveries: Iterable[Delivery], spacing: float = 0.0) -> None:
+        """:meth:`finish` for many deliveries (a round's outcome), in one go.
+
+        A delivery planned again while it was being written keeps its new plan,
+        but the write that was made is recorded: ``delivered_seq`` (never
+        lowered) and ``delivered_at``, and the new plan waits until
+        ``delivered_at + spacing`` (the rewrite spacing), as :meth:`plan` would
+        have made it wait had it known of the write.
+        """
 
     @abc.abstractmethod
     def finish(self, delivery: Delivery) -> None:

@@ -171,7 +171,11 @@ class SharingService:
             self.card_keys.on_written(collection, href, text)
             if owner.book == collection.path:
                 self.owners.on_written(collection, href, text, item.uid)
-            self._contacts_changed(collection.path, owner)
+            if not (owner.book == collection.path and owner.href == href):
+                # the me card is no contact of its owner's rules: its own change (if its
+                # view changed) is queued by on_written; re-planning every target for an
+                # edit of an unshared note made the owner's PUTs several times slower
+                self._contacts_changed(collection.path, owner)
 
     def _contacts_changed(self, path: str, owner: idx.Owner | None = None) -> None:
         """A contact of an owner changed: their ``all``/``group:`` rules may select others now.

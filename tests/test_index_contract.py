@@ -1745,3 +1745,31 @@ def test_a_snapshot_sees_one_moment_and_joins_an_outer_transaction(backend):
         with backend.snapshot():  # inside a transaction: its own writes are seen
             assert len(backend.consent.all_policies()) == 2
     assert len(backend.consent.all_policies()) == 2
+
+
+def test_a_copy_written_while_planned_again_is_recorded_and_its_next_write_waits(backend):
+    """A burst: the owner's next change is planned while the round writes her last one."""
+    job = planned(backend, "bob", "carol")
+    bob, carol = (backend.outbox.delivery("alice", r) for r in ("bob", "carol"))
+    newer = change(backend, "+1 202 555 0122")
+    backend.outbox.plan(newer, {"bob": ["user:bob"], "carol": ["user:carol"]}, 10.0)
+    written_at = time.time()
+    bob.state, bob.delivered_seq, bob.delivered_at = idx.DELIVERED, job.seq, written_at
+    carol.state, carol.delivered_seq = idx.DELIVERED, job.seq  # held it already: no write
+    backend.outbox.finish_many([bob, carol], spacing=10.0)
+
+    got = backend.outbox.delivery("alice", "bob")
+    assert (got.state, got.wanted_seq, got.delivered_seq) == (idx.PENDING, newer.seq, job.seq)
+    assert got.delivered_at == pytest.approx(written_at)
+    assert got.due == pytest.approx(written_at + 10.0)   # the newer change waits its turn
+    assert [d.recipient for d in backend.outbox.pending_deliveries(10, time.time())] == [
+        "carol"]
+    assert [d.recipient for d in backend.outbox.pending_deliveries(
+        10, written_at + 10.5)] == ["carol", "bob"]
+    untouched = backend.outbox.delivery("alice", "carol")
+    assert (untouched.delivered_seq, untouched.delivered_at, untouched.due) == (0, 0.0, 0.0)
+
+    # an older write reported late never moves a newer record back
+    bob.delivered_at = written_at - 100
+    backend.outbox.finish_many([bob], spacing=10.0)
+    assert backend.outbox.delivery("alice", "bob").delivered_at == pytest.approx(written_at)
