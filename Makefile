@@ -21,9 +21,15 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy radicale_plugin bridge
 
+# the fan-out benchmarks build worlds in $TMPDIR/mecard-bench (up to ~3 GB, deleted by
+# fanout_scale.py) and take about an hour in all on 2 cores; see README.md, Performance
 bench: $(STAMP)
 	$(PY) bench/merge_vs_vobject.py
 	$(PY) bench/bridge_selection.py
+	$(PY) bench/fanout_throughput.py 1000
+	$(PY) bench/fanout_latency.py --recipients 1000
+	$(PY) bench/fanout_burst.py
+	$(PY) bench/fanout_scale.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
