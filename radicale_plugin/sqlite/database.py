@@ -98,6 +98,18 @@ class Database:
         found = self.row(sql, args)
         return found[0] if found is not None else None
 
+    def count(self, table: str, condition: str, args: Iterable[Any],
+              **equal: Any) -> int:
+        """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
+        and not None, ``column = value`` (names are the caller's, never user input)."""
+        where, values = [condition], list(args)
+        for column, value in equal.items():
+            if value is not None:
+                where.append("%s = ?" % column)
+                values.append(value)
+        return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
+                              values))
+
     def close(self) -> None:
         with self.lock:
             self.conn.close()

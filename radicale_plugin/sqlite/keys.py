@@ -117,15 +117,7 @@ class SQLiteKeyStore(index.KeyStore):
 
     def sends_since(self, since: float, user: str | None = None,
                     key: str | None = None) -> int:
-        where, args = ["time >= ?"], [since]  # type: list[str], list[object]
-        if user is not None:
-            where.append("user = ?")
-            args.append(user)
-        if key is not None:
-            where.append("key = ?")
-            args.append(key)
-        return int(self._db.value("SELECT COUNT(*) FROM code_sends WHERE " + " AND ".join(where),
-                                  args))
+        return self._db.count("code_sends", "time >= ?", [since], user=user, key=key)
 
     # -- backups and accounts -------------------------------------------------------
     def all(self) -> list[Key]:

@@ -74,15 +74,7 @@ class SQLitePushStore(index.PushStore):
             "ORDER BY created, id", (book, now))]
 
     def count(self, now: float, user: str | None = None, book: str | None = None) -> int:
-        where, args = ["expires > ?"], [now]  # type: list[str], list[object]
-        if user is not None:
-            where.append("user = ?")
-            args.append(user)
-        if book is not None:
-            where.append("book = ?")
-            args.append(book)
-        return int(self._db.value("SELECT COUNT(*) FROM push_subscriptions WHERE "
-                                  + " AND ".join(where), args))
+        return self._db.count("push_subscriptions", "expires > ?", [now], user=user, book=book)
 
     def remove(self, subscription_id: str) -> bool:
         with self._db.transaction():
