@@ -621,7 +621,7 @@ class SharingIndex(abc.ABC):
     """All sharing state of one server, one store per concern."""
 
     #: The schema version this code writes.
-    SCHEMA_VERSION = 4
+    SCHEMA_VERSION = 5
 
     owners: OwnerStore
     keys: KeyStore

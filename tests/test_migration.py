@@ -71,7 +71,7 @@ def test_the_migrated_database_has_the_current_schema_version(tmp_path):
     load_v1(path)
     assert user_version(path) == 0  # version 1 wrote no number
     SQLiteIndex(str(path)).close()
-    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 4
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 5
 
 
 @pytest.mark.parametrize("start", ["fresh", "v1"])
@@ -357,7 +357,7 @@ def test_a_version_3_database_gains_the_attempts_of_its_deliveries_and_keeps_the
     assert "attempts" not in columns(path, "deliveries")
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 4 and "attempts" in columns(path, "deliveries")
+        assert user_version(path) == 5 and "attempts" in columns(path, "deliveries")
         bob = index.outbox.delivery("alice", "bob")
         assert bob is not None
         assert (bob.state, bob.wanted_seq, bob.error, bob.due, bob.attempts) == (
@@ -514,3 +514,29 @@ def test_every_history_entry_delivery_and_queued_change_of_version_2_is_kept(fro
     assert from_v2.outbox.all_jobs() == [idx.Job(4, "bob", 1, ["carol"], False)]
     assert [(d.owner, d.recipient) for d in from_v2.outbox.pending_deliveries(10, 2e9)] == [
         ("alice", "carol"), ("carol", "bob")]
+
+
+# -- version 4 to 5: invites, guesses per key, claims per day, a user's region ----------
+
+def test_a_version_4_database_gains_the_tables_of_version_5_and_keeps_its_state(tmp_path):
+    """Version 5 adds tables (invites, key_guesses, key_claims) and ``owners.region``;
+    what version 4 held stays as it was."""
+    path = tmp_path / "v4.sqlite"
+    index = SQLiteIndex(str(path))
+    index.owners.set_rules("alice", ["all"])
+    index.close()
+    with sqlite3.connect(path) as conn:  # as version 4 left it
+        for table in ("invites", "invite_uses", "key_guesses", "key_claims"):
+            conn.execute("DROP TABLE %s" % table)
+        conn.execute("ALTER TABLE owners DROP COLUMN region")
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    assert "region" not in columns(path, "owners")
+    index = SQLiteIndex(str(path))
+    try:
+        assert user_version(path) == 5 and "region" in columns(path, "owners")
+        for table in ("invites", "invite_uses", "key_guesses", "key_claims"):
+            assert columns(path, table), table
+        assert index.owners.get("alice").rules == ["all"]
+    finally:
+        index.close()

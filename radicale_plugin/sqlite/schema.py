@@ -5,7 +5,8 @@ Version 1 is the schema of the first release (it carried no version number:
 ``user_version`` 0 with an ``owners`` table); version 2 added keys, links,
 consent and history; version 3 the WebDAV-Push topics and subscriptions; version 4
 counts a delivery's transient failures (``deliveries.attempts``, for retries with
-backoff).  A database made by newer code than this is refused with a message, never
+backoff); version 5 adds invites, wrong verification answers per key, the keys an
+owner put on a me card per day, and a user's own region (``owners.region``).  A database made by newer code than this is refused with a message, never
 guessed at.
 """
 
@@ -129,6 +130,8 @@ def migrate(db: Database, region: str, target: int) -> None:
             _v2_to_v3(db)
         if version < 4:
             _v3_to_v4(db)
+        if version < 5:
+            _v4_to_v5(db)
         db.execute("PRAGMA user_version = %d" % target)
     if version:
         logger.info("Sharing database %s migrated from schema version %d to %d",
@@ -151,6 +154,34 @@ def _v3_to_v4(db: Database) -> None:
     # hand (tests do) may have it already.
     if "attempts" not in {r[1] for r in db.rows("PRAGMA table_info(deliveries)")}:
         db.execute("ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+
+
+#: Added by schema version 5.
+TABLES_V5 = """
+CREATE TABLE IF NOT EXISTS invites (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL, expires REAL, max_uses INTEGER, uses INTEGER NOT NULL DEFAULT 0,
+    revoked REAL, label TEXT);
+CREATE INDEX IF NOT EXISTS invites_by_owner ON invites (owner);
+CREATE TABLE IF NOT EXISTS invite_uses (
+    invite TEXT NOT NULL, recipient TEXT NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY (invite, recipient));
+CREATE TABLE IF NOT EXISTS key_guesses (key TEXT NOT NULL, user TEXT NOT NULL,
+    time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS key_guesses_by_key ON key_guesses (key, time);
+CREATE TABLE IF NOT EXISTS key_claims (user TEXT NOT NULL, key TEXT NOT NULL,
+    time REAL NOT NULL, PRIMARY KEY (user, key));
+CREATE INDEX IF NOT EXISTS key_claims_by_user ON key_claims (user, time);
+CREATE INDEX IF NOT EXISTS offer_log_by_time ON offer_log (time);
+"""
+
+
+def _v4_to_v5(db: Database) -> None:
+    # new tables, and one nullable column: a user without a region of their own
+    for statement in _statements(TABLES_V5):
+        db.execute(statement)
+    if "region" not in {r[1] for r in db.rows("PRAGMA table_info(owners)")}:
+        db.execute("ALTER TABLE owners ADD COLUMN region TEXT")
 
 
 def _v1_to_v2(db: Database, region: str) -> None:
