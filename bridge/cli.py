@@ -18,6 +18,12 @@ Your numbers and e-mails, and who may learn they are yours:
   mecard-bridge verify --code 123456 +493023125000
   mecard-bridge keys
   mecard-bridge privacy [everyone|contacts|nobody]
+  mecard-bridge region [DE | --clear]   the region your national numbers are read in
+
+Invites (no verified number, SMS gateway or SMTP needed):
+  mecard-bridge invite create [--expires 7d] [--uses N]   a link that gives your card
+  mecard-bridge invite list | invite revoke ID
+  mecard-bridge invite accept URL [--card PATH]           take the card a link gives
 
 Options before the command (--url, --user, --json, ...) apply to it, as after it.
 """
@@ -45,13 +51,13 @@ from radicale_plugin.rules import Book
 from radicale_plugin.vcard import Card, Line, parse_card, parse_cards, unescape
 from tqdm import tqdm
 
-from bridge import consent
-from bridge.calllog import FORMATS, KINDS, read_logs
+from bridge import consent, invite
+from bridge.calllog import FORMATS, KINDS, Log, read_logs
 from bridge.client import Server, check_url
 from bridge.errors import (EXIT_CONNECTION, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE,
                            BridgeError)
 from bridge.output import emit, note
-from bridge.region import Region, choose_region
+from bridge.region import Region, choose_region, cmd_region
 from bridge.select import (Frequency, Selector, check_groups, count_contacts, evaluate,
                            explain_empty, group_names, is_server_rule, parse_selector,
                            unmatched)
@@ -59,7 +65,7 @@ from bridge.select import (Frequency, Selector, check_groups, count_contacts, ev
 EPILOG = """\
 configuration:
   The server URL and user come from --url/--user, MECARD_URL/MECARD_USER, or
-  url= and user= (and region=) in section [server] of the config file:
+  url= and user= (and region=, ca_bundle=) in section [server] of the config file:
   $XDG_CONFIG_HOME/mecard/bridge.ini, else ~/.config/mecard/bridge.ini.
   The password comes from MECARD_PASSWORD, ~/.netrc, or a prompt.
 
@@ -123,6 +129,9 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
                         help="region for numbers without a country code, e.g. DE (default: "
                              "region= in the config, else the country code of your me card's "
                              "numbers, the server's default, your locale)")
+    parser.add_argument("--ca-bundle", default=default(None), metavar="FILE",
+                        help="trust the server's certificate if this CA (a PEM file) signed "
+                             "it: a server with a private CA (or ca_bundle= in the config)")
     parser.add_argument("--json", action="store_true", default=default(False),
                         help="print the result as one JSON document (for scripts)")
     parser.add_argument("--debug", action="store_true", default=default(False),
@@ -239,6 +248,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("privacy", "who may learn your numbers and e-mails are yours", [common])
     p.add_argument("choice", nargs="?", metavar="everyone|contacts|nobody",
                    help="set it (without: show it)")
+    invite.register(command, common)
+    p = command("region", "the region your national numbers are read in; set or --clear it",
+                [common])
+    p.add_argument("code", nargs="?", metavar="CODE",
+                   help="a two-letter country code such as DE (without: show it)")
+    p.add_argument("--clear", action="store_true",
+                   help="use your me card's country code, else the server's default")
     return parser
 
 
@@ -250,6 +266,7 @@ class Settings:
     url: str
     user: str
     region: tuple[str, str] | None  # (code, where it was given)
+    ca_bundle: str | None = None  # the PEM file of a private CA
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -278,7 +295,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         region = (args.region, "--region")
     elif section.get("region"):
         region = (section.get("region"), "region= in %s" % path)
-    return Settings(check_url(url), user, region)
+    ca_bundle = args.ca_bundle or section.get("ca_bundle")
+    return Settings(check_url(url), user, region,
+                    os.path.expanduser(ca_bundle) if ca_bundle else None)
 
 
 def _password(url: str, user: str) -> str:
@@ -316,7 +335,9 @@ def _region(args: argparse.Namespace, server: Server, explicit: tuple[str, str] 
         return choose_region(explicit, [], None)
     _, card = _me_card(server)
     numbers = [unescape(line.value) for line in card.get("TEL")] if card else []
-    return choose_region(None, numbers, server.me().get("default_region"))
+    mine = server.me().get("region") or {}
+    return choose_region(None, numbers, server.me().get("default_region"),
+                         setting=mine.get("code") if mine.get("source") == "setting" else None)
 
 
 # -- selection --------------------------------------------------------------
@@ -436,6 +457,26 @@ def _pick(book: Book, mine: set[int]) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
+_KIND_WORDS = {"call": ("calls", "call"), "sms": ("messages", "write to")}
+
+
+def _lacking(log: Log, kinds: tuple[str, ...]) -> list[str]:
+    """A warning per kind counted that the logs hold none of: the counts are the other
+    kind's only (an iPhone backup with "Messages in iCloud" holds no messages)."""
+    warnings = []
+    for kind in log.lacking(kinds):
+        other = next((k for k in kinds if k != kind), None)
+        if other is None:
+            continue  # nothing at all of the only kind counted: the caller's error says so
+        plural, verb = _KIND_WORDS[kind]
+        why = log.missing.get(kind) or "the log (%s) holds no %s" % (log.names(), plural)
+        warnings.append(
+            "mecard-bridge: warning: %s; frequent:N counted %s only, so people you only %s "
+            "are not counted (add a --log with the %s, or --kinds %s to count %s on purpose)"
+            % (why, _KIND_WORDS[other][0], verb, plural, other, _KIND_WORDS[other][0]))
+    return warnings
+
+
 def _frequency(args: argparse.Namespace, region: str) -> tuple[Frequency, list[str]]:
     """How often each number appears in the logs, and warnings about skipped entries."""
     if not args.log:
@@ -449,9 +490,20 @@ def _frequency(args: argparse.Namespace, region: str) -> tuple[Frequency, list[s
     log = read_logs(args.log)
     if not log.events:
         withheld = " (%d with a withheld number)" % log.withheld if log.withheld else ""
-        raise BridgeError("the call log (%s) holds no calls or messages%s: export it again, "
-                          "or give another --log" % (log.names(), withheld))
-    warnings = ["mecard-bridge: warning: skipped %s" % problem for problem in log.malformed[:5]]
+        raise BridgeError("the call log (%s) holds no calls or messages%s%s: export it again, "
+                          "or give another --log" % (log.names(), withheld, "".join(
+                              " (%s)" % why for why in log.missing.values())))
+    if not log.lacking(kinds) or len(kinds) > 1:
+        warnings = _lacking(log, kinds)
+    else:  # the one kind counted is not in the logs: nothing could be counted
+        plural = _KIND_WORDS[kinds[0]][0]
+        raise BridgeError("%s: --kinds %s counts nothing; add a --log with the %s, or count "
+                          "the others with --kinds %s" % (
+                              log.missing.get(kinds[0]) or "the log (%s) holds no %s" % (
+                                  log.names(), plural), kinds[0], plural,
+                              ",".join(k for k in KINDS if k != kinds[0])))
+    warnings += ["mecard-bridge: warning: skipped %s" % problem
+                 for problem in log.malformed[:5]]
     if len(log.malformed) > 5:
         warnings.append("mecard-bridge: warning: %d more malformed entries skipped"
                         % (len(log.malformed) - 5))
@@ -500,7 +552,9 @@ def _selection(args: argparse.Namespace, first_text: str, server: Server,
         elif found == {server.user}:
             why_not = "that is you"
         elif not users:
-            why_not = "not a user of this server"
+            # the server names only users who let the owner see them: never claim that
+            # somebody does not exist
+            why_not = "no user you may see here (they may not have you in their contacts)"
         elif len(users) > 1:
             why_not = "matches several users (%s): skipped" % ", ".join(users)
         else:
@@ -771,17 +825,22 @@ def _status_report(server: Server) -> dict[str, Any]:
         recipients.append({**r, "state": state, "server_state": r["state"],
                            "behind": behind,
                            "description": STATES.get(state, "")})
-    return {**report, "recipients": recipients}
+    # e.g. "your number ... is not verified": what the owner should fix first
+    return {**report, "recipients": recipients, "notices": server.me().get("notices") or []}
 
 
 def _status_lines(report: dict[str, Any]) -> list[str]:
     """The status report for people: one line per recipient, then a count per state."""
     lines = ["targets: %s" % (", ".join(report["targets"]) or "(none)")]
+    lines.extend("notice: %s" % notice for notice in report.get("notices") or [])
     recipients = report["recipients"]
+    # a recipient no longer a target is skipped with the reason, shown on their own line
+    users = {r["user"] for r in recipients}
+    skipped = [s for s in report["skipped"] if s.get("user") not in users]
     width = max([len("recipient")] + [len(r["user"]) for r in recipients]
-                + [len(s["contact"]) for s in report["skipped"]])
+                + [len(s["contact"]) for s in skipped])
     fmt = "%%-%ds  %%-10s %%s" % width
-    if recipients or report["skipped"]:
+    if recipients or skipped:
         lines.append((fmt % ("recipient", "state", "")).rstrip())
     for r in recipients:
         what = r["description"]
@@ -794,13 +853,17 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
                 r.get("reason") or "a passing error",
                 " at %s" % r["next_attempt"] if r.get("next_attempt") else "",
                 r.get("attempts") or "?")
+        elif r["state"] == "behind" and r["reason"] and not r["behind"]:
+            # their phone wrote an older copy back: the server's reason says what happens
+            what = "%s%s" % (r["reason"], " (at %s)" % r["next_attempt"]
+                             if r.get("next_attempt") else "")
         elif r["reason"]:
             what = "%s: %s" % (what, r["reason"]) if r["state"] != "failed" else \
                 "%s; tried again at your next change" % r["reason"]
         if not r.get("target", True) and r["state"] not in ("stopped", "withdrawn"):
             what += " (no longer a target)"
         lines.append(fmt % (r["user"], r["state"], what))
-    for s in report["skipped"]:
+    for s in skipped:
         lines.append(fmt % (s["contact"], "skipped", s["reason"]))
     counts: dict[str, int] = {}
     for r in recipients:
@@ -808,6 +871,10 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     if recipients:
         lines.append("%d recipient(s): %s." % (len(recipients), ", ".join(
             "%d %s" % (n, state) for state, n in sorted(counts.items()))))
+    held = report.get("held_back")
+    if held:
+        lines.append("%d offer(s) held back by your limit of %d new offers a day; the next go "
+                     "out at %s." % (held["count"], held["per_day"], held["next"]))
     if report["queued"]:
         lines.append("(%d change(s) still queued on the server)" % report["queued"])
     return lines
@@ -825,7 +892,8 @@ COMMANDS = {"select": cmd_select, "update": cmd_update, "status": cmd_status,
             "refuse": consent.cmd_refuse, "postpone": consent.cmd_postpone,
             "block": consent.cmd_block, "policy": consent.cmd_policy,
             "verify": consent.cmd_verify, "keys": consent.cmd_keys,
-            "privacy": consent.cmd_privacy}
+            "privacy": consent.cmd_privacy, "invite": invite.cmd_invite,
+            "region": cmd_region}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -839,7 +907,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         args.settings = _settings(args)
         server = Server(args.settings.url, args.settings.user,
-                        _password(args.settings.url, args.settings.user))
+                        _password(args.settings.url, args.settings.user),
+                        ca_bundle=args.settings.ca_bundle)
         return COMMANDS[args.command](args, server, out)
     except (BridgeError, BadCard) as e:
         if args.debug:

@@ -111,6 +111,7 @@ def delete_user(ctx: Context, user: str, withdraw: bool = False) -> Deleted:
         index.keys.forget_user(user)
         done.history = index.history.forget_recipient(user)
         index.push.forget_user(user)
+        index.invites.forget_user(user)
         rule = "user:%s" % user
         for other in index.owners.all():
             if rule in other.rules and other.user != user:

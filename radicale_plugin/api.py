@@ -17,13 +17,16 @@ from typing import Any, Callable
 
 from radicale import pathutils
 
-from radicale_plugin import store
-from radicale_plugin.errors import BadRequest, NotFound
+from radicale_plugin import key_notices, store
+from radicale_plugin.errors import BadRequest, Conflict, NotFound
 from radicale_plugin.index import DISCOVERABILITY, POLICIES
-from radicale_plugin.reports import recipient_row
+from radicale_plugin.reports import dropped, held_back, recipient_row
 from radicale_plugin.service import SharingService
 
 Handler = Callable[[str, dict], Any]
+
+#: Most policies one recipient may keep (one per named owner, and ``*``).
+MAX_POLICIES = 10000
 Query = dict[str, str]
 
 
@@ -74,6 +77,7 @@ class Api:
             "/history": self.history,
             "/links": self.links,
             "/push/subscriptions": lambda u: self._s.push.subscriptions(u),
+            "/invites": lambda u: self._s.invites.of_owner(u),
         }
         #: GET calls that read the query string.
         self.query_routes: dict[str, Callable[[str, Query], Any]] = {
@@ -87,6 +91,7 @@ class Api:
             "/withdraw": self.post_withdraw,
             "/policies": self.post_policy,
             "/privacy": self.post_privacy,
+            "/region": self.post_region,
             "/resolve": lambda u, d: self._s.discovery.resolve(
                 u, _names(d, "keys", "a list of keys such as [\"tel:+12025550101\"]") or []),
             "/keys/verify": lambda u, d: self._s.verification.start(
@@ -114,14 +119,35 @@ class Api:
         if with_query is not None:
             return with_query(user, query or {})
         handler = self.get_routes.get(call)
+        match = re.fullmatch(r"/invite/([^/]+)", call)
+        if handler is None and match:
+            return self._s.invites.preview(user, match.group(1), (query or {}).get("card"))
         if handler is None:
             raise NotFound("no API call GET %s; see the README" % call)
         return handler(user)
 
-    def post(self, call: str, user: str, data: dict) -> Any:
+    def post(self, call: str, user: str, data: dict, base: str = "") -> Any:
+        """A change; ``base`` is the server's root URL as the request reached it (links)."""
         handler = self.post_routes.get(call)
         if handler is not None:
             return handler(user, data)
+        if call == "/invites":
+            return self._s.invites.create(
+                user, base,
+                _field(data, "expires_in", (int, float), "a number of seconds, e.g. 604800 "
+                       "for a week", required=False, nullable=True),
+                _field(data, "max_uses", (int,), "how many people may accept it, e.g. 1",
+                       required=False, nullable=True),
+                _field(data, "label", (str,), "a note for you, e.g. \"for Bob\"",
+                       required=False, nullable=True))
+        match = re.fullmatch(r"/invites/([^/]+)/revoke", call)
+        if match:
+            return self._s.invites.revoke(user, match.group(1))
+        match = re.fullmatch(r"/invite/([^/]+)/accept", call)
+        if match:
+            return self._s.invites.accept(user, match.group(1), _field(
+                data, "card", (str,), "the path of one of your cards, or \"new\"",
+                required=False, nullable=True))
         match = re.fullmatch(r"/offers/([^/]+)/([a-z]+)", call)
         if match and match.group(2) in self._offer_actions:
             owner = _user_name(match.group(1), "the owner in /offers/OWNER/%s" % match.group(2))
@@ -135,6 +161,7 @@ class Api:
     def me(self, user: str) -> dict[str, Any]:
         s = self._s
         owner = s.index.owners.get(user)
+        unverified = key_notices.unverified(s.index.keys.of_user(user))
         return {
             "user": user,
             "me_card": "/%s/%s" % (owner.book, owner.href) if owner.href else None,
@@ -146,8 +173,12 @@ class Api:
             "default_policy": s.settings.default_policy,
             # the region numbers without a country code are read in (the bridge uses it)
             "default_region": s.settings.region,
+            # the region this user's national numbers are read in, and why (regions.py)
+            "region": s.ctx.region(owner).to_json(),
             "discoverability": s.ctx.discoverability(owner),
-            "notices": owner.notices,
+            # numbers and e-mails of the me card not verified (key_notices), then the rest
+            "unverified": unverified,
+            "notices": [u["notice"] for u in unverified] + owner.notices,
             "limits": {"resolve_max_keys": s.settings.resolve_max_keys,
                        "max_body": s.settings.max_body},
         }
@@ -173,8 +204,16 @@ class Api:
             recipient_row(r, r in targets, targets.get(r, []), deliveries.get(r), offers.get(r),
                           owner.seq)
             for r in sorted(set(targets) | set(deliveries))]
-        return {"targets": owner.rules, "recipients": recipients, "skipped": skipped,
-                "seq": owner.seq, "queued": queued}
+        # a recipient no longer a target is in "skipped" too, always with the reason
+        gone = dropped(deliveries.values(), targets, owner.rules)
+        why = {g["user"]: g["reason"] for g in gone}
+        for row in recipients:
+            if row["user"] in why and not row["reason"]:
+                row["reason"] = why[row["user"]]
+        return {"targets": owner.rules, "recipients": recipients, "skipped": skipped + gone,
+                "seq": owner.seq, "queued": queued,
+                # offers waiting for the owner's daily limit: {"count", "next", "per_day"}
+                "held_back": held_back(deliveries.values(), s.settings.offers_per_day)}
 
     def links(self, user: str) -> dict[str, Any]:
         """Which cards of mine hold whose copy."""
@@ -205,6 +244,11 @@ class Api:
     def post_content(self, user: str, data: dict) -> Any:
         card = _field(data, "card", (str,), "the vCard text of your me card")
         only = _names(data, "only", "a list of user names", required=False)
+        if only:
+            # a name that is no user and a user the owner may not see are left out alike
+            # (the same answer, the same report); the names count like keys in /resolve
+            self._s.discovery.charge(user, len(set(only)))
+            only = sorted(self._s.targets.seen_by_name(user, set(only)))
         return self._s.owners.update_me_card(user, card, only)
 
     def post_fields(self, user: str, data: dict) -> Any:
@@ -249,11 +293,25 @@ class Api:
                 policy if isinstance(policy, str) else type(policy).__name__,
                 ", ".join(POLICIES)))
         if owner != "*":
-            with self._s.storage.acquire_lock("r", user):
-                if not store.user_exists(self._s.storage, owner):
-                    raise NotFound("no user %r on this server" % owner)
+            # kept whether or not such a user exists or may be seen: the answer tells
+            # nothing about them (a policy for a future user applies once they exist);
+            # the names asked about count like /resolve, and their number is bounded
+            self._s.discovery.charge(user, 1)
+            current = self._s.index.consent.policies(user)
+            if owner not in current and len(current) >= MAX_POLICIES:
+                raise Conflict("you have %d policies, the most there may be: remove some "
+                               "(\"policy\": null) first" % len(current))
         self._s.policies.set(user, owner, policy)
         return self.policies(user)
+
+    def post_region(self, user: str, data: dict) -> Any:
+        if "region" not in data:
+            raise BadRequest("give {\"region\": \"DE\"} (a two-letter country code), or "
+                             "{\"region\": null} to use your me card's or the server's")
+        self._s.owners.set_region(user, data["region"])
+        # the books are read again now (no lock held meanwhile): the answer is in effect
+        self._s.card_keys.reindex(user, self._s.deliverer.files)
+        return self.me(user)
 
     def post_privacy(self, user: str, data: dict) -> Any:
         value = data.get("discoverability")

@@ -11,7 +11,8 @@ split into one store per concern:
 ``consent``   the recipients' policies and the offers waiting for them;
 ``outbox``    owner changes still to plan, and one delivery per (owner, recipient);
 ``history``   every change the sharing code made to a recipient's card;
-``push``      WebDAV-Push: each book's topic, and the subscriptions to books.
+``push``      WebDAV-Push: each book's topic, and the subscriptions to books;
+``invites``   the invites owners hand out, and who accepted them.
 
 Every method is atomic.  :meth:`SharingIndex.transaction` groups several
 calls into one transaction (it nests); never take Radicale's storage lock
@@ -31,6 +32,9 @@ from radicale_plugin.records import (  # noqa: F401  (the contract's vocabulary)
     LINK_VERIFIED, OFFER_PENDING, OFFER_POSTPONED, OFFER_REFUSED, OFFERED, PENDING, POLICIES,
     STOPPED, WITHDRAWING, WITHDRAWN, Change, Code, Delivery, HistoryEntry, IndexedCard, Intent,
     Job, Key, Link, Offer, Owner, PushSubscription, QueueCounts)
+from radicale_plugin.records import LINK_INVITED, Invite, InviteUse  # noqa: F401
+from radicale_plugin.records import BEHIND, ROLLED_BACK  # noqa: F401
+from radicale_plugin.records import PushQueued  # noqa: F401
 from radicale_plugin.view import View
 
 
@@ -69,6 +73,10 @@ class OwnerStore(abc.ABC):
     @abc.abstractmethod
     def set_discoverability(self, user: str, value: str) -> None:
         """Who may learn that the user's keys belong to a user here."""
+
+    @abc.abstractmethod
+    def set_region(self, user: str, region: str | None) -> None:
+        """Set or (with ``None``) clear the region the user's national numbers are read in."""
 
     @abc.abstractmethod
     def record_view(self, user: str, card_view: View | None, view: View | None,
@@ -179,6 +187,23 @@ class KeyStore(abc.ABC):
                     key: str | None = None) -> int:
         """How many codes were sent since ``since``, by ``user`` and/or to ``key``."""
 
+    @abc.abstractmethod
+    def record_guess(self, user: str, key: str, when: float) -> None:
+        """Remember one wrong answer to a code for ``key`` given by ``user``."""
+
+    @abc.abstractmethod
+    def guess_times(self, key: str, since: float) -> list[float]:
+        """When wrong answers for ``key`` were given since ``since``, by any user, oldest
+        first (the bound on guesses is per key, not per code or account)."""
+
+    @abc.abstractmethod
+    def record_claims(self, user: str, keys: Iterable[str], when: float) -> None:
+        """Remember that ``keys`` newly appeared on the user's me card at ``when``."""
+
+    @abc.abstractmethod
+    def claimed_since(self, user: str, since: float) -> set[str]:
+        """The keys that newly appeared on the user's me card since ``since``."""
+
     # -- backups and accounts -------------------------------------------------
     @abc.abstractmethod
     def all(self) -> list[Key]:
@@ -237,7 +262,9 @@ class CardIndex(abc.ABC):
         """Those of ``users`` with a card carrying one of ``keys`` in their books.
 
         Copies the server created for ``not_created_for`` do not count: they
-        are no sign that the user knows them.
+        are no sign that the user knows them.  Nor do cards linked to another
+        owner: such a card stands for that owner, and the values the owner put
+        on it are plain text that matches nobody.
         """
 
     @abc.abstractmethod
@@ -258,7 +285,17 @@ class CardIndex(abc.ABC):
 
     @abc.abstractmethod
     def set_book_mtime(self, book: str, mtime: int) -> None:
-        """Remember the folder modification time the book has now."""
+        """Remember the folder modification time the book has now (a book marked to be
+        read again, see :meth:`mark_stale`, stays marked)."""
+
+    @abc.abstractmethod
+    def mark_stale(self, user: str) -> list[str]:
+        """Mark every indexed book of ``user`` to be read again (their region changed):
+        the mark lasts until :meth:`replace_book`, also across a restart.  Returns them."""
+
+    @abc.abstractmethod
+    def stale_books(self, user: str) -> list[str]:
+        """The user's books marked to be read again."""
 
     @abc.abstractmethod
     def is_built(self) -> bool:
@@ -286,9 +323,10 @@ class LinkStore(abc.ABC):
 
     @abc.abstractmethod
     def put(self, link: Link) -> None:
-        """Make a link (replacing the pair's earlier one).
+        """Make a link (replacing the pair's earlier one), keeping its ``uid``.
 
-        Raises ``ValueError`` if the card already holds another owner's copy.
+        Raises ``ValueError`` if the card already holds another owner's copy, or
+        is the recipient's me card (a me card never holds a copy).
         """
 
     @abc.abstractmethod
@@ -302,6 +340,11 @@ class LinkStore(abc.ABC):
     @abc.abstractmethod
     def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
         """A linked card was moved: the link follows it; a link of the card it replaced ends."""
+
+    @abc.abstractmethod
+    def astray(self) -> list[Link]:
+        """Links whose card the card-key index does not hold at their href, or holds with a
+        UID other than the link's (a link whose ``uid`` is not known: only the first)."""
 
     # -- backups --------------------------------------------------------------
     @abc.abstractmethod
@@ -333,8 +376,12 @@ class ConsentStore(abc.ABC):
         """Every offer an owner made."""
 
     @abc.abstractmethod
-    def put_offer(self, offer: Offer) -> None:
-        """Make or replace the offer of (owner, recipient); ``first_offered`` is kept."""
+    def put_offer(self, offer: Offer, counted: bool = True) -> None:
+        """Make or replace the offer of (owner, recipient); ``first_offered`` is kept.
+
+        A new offer (the recipient had none) is logged for :meth:`new_offers_since`
+        unless ``counted`` is False (an offer of the owner's first share).
+        """
 
     @abc.abstractmethod
     def drop_offer(self, owner: str, recipient: str) -> None:
@@ -350,6 +397,26 @@ class ConsentStore(abc.ABC):
 
         Counted from a log that forgetting an offer does not shorten.
         """
+
+    @abc.abstractmethod
+    def oldest_new_offer_since(self, owner: str, since: str) -> str | None:
+        """When the oldest of the offers :meth:`new_offers_since` counts was made (ISO)."""
+
+    @abc.abstractmethod
+    def purge_offer_log(self, before: str) -> int:
+        """Forget the log of new offers made before ``before`` (ISO time); how many.
+
+        Cheap whatever the log's length (the fan-out calls it once per round).
+        """
+
+    @abc.abstractmethod
+    def first_share(self, owner: str) -> tuple[int, str] | None:
+        """The owner's first share: the change (``seq``) and time (ISO) of their first new
+        offer ever, kept for good (until :meth:`forget_user`); None: none made yet."""
+
+    @abc.abstractmethod
+    def start_first_share(self, owner: str, seq: int, when: str) -> tuple[int, str]:
+        """Record the owner's first share unless there is one; return the one recorded."""
 
     # -- backups and accounts -------------------------------------------------
     @abc.abstractmethod
@@ -419,13 +486,25 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     def pending_deliveries(self, limit: int, now: float,
                            skip: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
-        """Deliveries waiting for the worker (pending or withdrawing) and due by ``now``,
-        in queue order, leaving out the (owner, recipient) pairs in ``skip`` (being
-        written); the cost does not grow with the length of the queue."""
+        """Deliveries waiting for the worker (pending, withdrawing or rolled-back) and due
+        by ``now``, in queue order, leaving out the (owner, recipient) pairs in ``skip``
+        (being written); the cost does not grow with the length of the queue."""
 
     @abc.abstractmethod
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         """One delivery."""
+
+    @abc.abstractmethod
+    def rolled_back(self, owner: str, recipient: str, seq: int, due: float,
+                    max_repairs: int) -> str | None:
+        """The recipient's copy no longer holds the change ``seq`` delivered into it.
+
+        Only a delivery ``delivered`` with ``wanted_seq`` == ``delivered_seq`` ==
+        ``seq`` changes: below ``max_repairs`` repairs it becomes ``rolled-back``
+        (waiting, due at ``due``, ``repairs`` + 1); at the bound it is ``behind``
+        (left as it is until the owner's next change).  Returns the new state,
+        None if nothing changed.  A new plan of another change resets ``repairs``.
+        """
 
     @abc.abstractmethod
     def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -603,6 +682,25 @@ class PushStore(abc.ABC):
     def purge_expired(self, now: float) -> int:
         """Forget the subscriptions expired by ``now``; how many."""
 
+    @abc.abstractmethod
+    def forget_book(self, book: str) -> list[tuple[PushSubscription, str | None]]:
+        """A book (or with a user's name, all their books) was deleted: forget its
+        subscriptions, their messages not sent yet, and its topic.  Returns the
+        subscriptions gone, each with its book's topic."""
+
+    # -- messages not sent yet (they survive a restart) ---------------------------
+    @abc.abstractmethod
+    def queue_put(self, messages: list[PushQueued]) -> None:
+        """Store messages to send (one per subscription: a newer one replaces it)."""
+
+    @abc.abstractmethod
+    def queue_done(self, subscription_id: str) -> None:
+        """The subscription's message was sent, or given up."""
+
+    @abc.abstractmethod
+    def queued(self) -> list[PushQueued]:
+        """Every message not sent yet, the soonest due first."""
+
     # -- backups and accounts -------------------------------------------------
     @abc.abstractmethod
     def topics(self) -> dict[str, str]:
@@ -615,6 +713,69 @@ class PushStore(abc.ABC):
     @abc.abstractmethod
     def forget_user(self, user: str) -> None:
         """Forget the user's subscriptions, those to their books, and their books' topics."""
+
+
+class InviteStore(abc.ABC):
+    """Invites: links owners hand out (only their tokens' hashes), and who accepted them."""
+
+    @abc.abstractmethod
+    def add(self, invite: Invite) -> None:
+        """Store a new invite; ``ValueError`` if its id or token hash is taken."""
+
+    @abc.abstractmethod
+    def get(self, invite_id: str) -> Invite | None:
+        """One invite, by id."""
+
+    @abc.abstractmethod
+    def by_token_hash(self, token_hash: str) -> Invite | None:
+        """The invite whose token hashes to ``token_hash`` (whatever its state)."""
+
+    @abc.abstractmethod
+    def of_owner(self, owner: str) -> list[Invite]:
+        """The owner's invites, newest first (expired and revoked ones too)."""
+
+    @abc.abstractmethod
+    def uses(self, invite_id: str) -> list[InviteUse]:
+        """Who accepted the invite, oldest first."""
+
+    @abc.abstractmethod
+    def use(self, invite_id: str, recipient: str, now: float) -> bool:
+        """Record that ``recipient`` accepted the invite at ``now``, in one step.
+
+        True if it was usable at ``now`` (not revoked, not expired, fewer
+        uses than ``max_uses``): the use is counted.  True also, counted
+        no second time, if the recipient used it before and it is neither
+        revoked nor expired.  False otherwise, and nothing changes.
+        """
+
+    @abc.abstractmethod
+    def revoke(self, invite_id: str, now: float) -> bool:
+        """Revoke an invite at ``now``; False if it was revoked already (the time stays)."""
+
+    @abc.abstractmethod
+    def created_since(self, owner: str, since: float) -> int:
+        """How many invites the owner created since ``since`` (revoked ones count)."""
+
+    # -- backups and accounts -------------------------------------------------
+    @abc.abstractmethod
+    def all(self) -> list[Invite]:
+        """Every invite, by owner, then creation time and id."""
+
+    @abc.abstractmethod
+    def all_uses(self) -> list[InviteUse]:
+        """Every use of every invite, by invite, then time and recipient."""
+
+    @abc.abstractmethod
+    def restore(self, invite: Invite, uses: Iterable[InviteUse]) -> None:
+        """Store an invite and its uses exactly as given (an import).
+
+        Raises ``ValueError`` if its id or token hash is taken.
+        """
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the user's invites with their uses, and the user's uses of others'
+        invites (those invites keep their counts: a use is not given back)."""
 
 
 class SharingIndex(abc.ABC):
@@ -631,6 +792,7 @@ class SharingIndex(abc.ABC):
     outbox: Outbox
     history: HistoryLog
     push: PushStore
+    invites: InviteStore
 
     @abc.abstractmethod
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:

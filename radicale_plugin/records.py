@@ -22,6 +22,11 @@ FAILED = "failed"              # could not be done; ``error`` says why
 STOPPED = "stopped"            # no longer a target (or no me card); the copy is left
 WITHDRAWING = "withdrawing"    # the owner's values are to be removed from the copy
 WITHDRAWN = "withdrawn"        # they were; the link has ended
+#: The recipient's phone wrote an older copy back over the delivered one (see
+#: :mod:`radicale_plugin.rollback`): put right by the fan-out at ``due``.
+ROLLED_BACK = "rolled-back"
+#: The same, after ``repairs`` reached the bound: left as it is until the owner's next change.
+BEHIND = "behind"
 
 #: Offer states.
 OFFER_PENDING = "pending"
@@ -33,6 +38,7 @@ LINK_CREATED = "created"       # the server created the card
 LINK_ACCEPTED = "accepted"     # the recipient accepted an offer naming the card
 LINK_VERIFIED = "verified"     # every matching key on the card is verified for the owner
 LINK_MIGRATED = "migrated"     # found by the matching of schema version 1
+LINK_INVITED = "invited"       # the recipient accepted an invite into this card of theirs
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Owner:
     discoverability: str | None = None  # None: the server's default
     notices: list[str] = field(default_factory=list)
     card_stat: str = ""  # the me card file's size and time when last read (start-up check)
+    region: str | None = None  # the user's own region setting (None: none set)
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,9 @@ class Link:
     href: str
     made_by: str
     made: str = ""
+    #: The UID of the linked card when it was linked ("": not known): a link belongs to
+    #: that card, not to its href.  Not part of a link's equality (the pair and the card).
+    uid: str = field(default="", compare=False)
 
 
 @dataclass
@@ -185,6 +195,8 @@ class Delivery:
     #: Transient failures in a row (an I/O error, a book unreadable for now): while it is
     #: above 0 a waiting delivery is *retrying* at ``due``; a success or a new plan resets it.
     attempts: int = 0
+    #: Rollbacks of the copy put right for the change ``wanted_seq`` (a new change resets it).
+    repairs: int = 0
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,55 @@ class PushSubscription:
     expires: float                 # seconds since 1970
     content_encoding: str = "aes128gcm"
     created: float = 0.0           # seconds since 1970
+
+
+@dataclass(frozen=True)
+class PushQueued:
+    """A WebDAV-Push message not sent yet (kept across restarts): the subscription's book
+    changed."""
+
+    subscription: str
+    book: str
+    due: float                     # when it may go (seconds since 1970)
+    attempt: int                   # the attempt it will be; the first is 1
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A link an owner hands out: whoever signs in and accepts it gets the owner's copy.
+
+    Only a hash of its random token is kept.  ``expires`` and ``revoked`` are
+    seconds since 1970 (None: never, not revoked); ``max_uses`` None: no limit.
+    """
+
+    id: str
+    owner: str
+    token_hash: str
+    created: float
+    expires: float | None = None
+    max_uses: int | None = None
+    uses: int = 0
+    revoked: float | None = None
+    label: str = ""
+
+    def state(self, now: float) -> str:
+        """``active``, ``revoked``, ``expired`` or ``used up`` at ``now``."""
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is not None and now >= self.expires:
+            return "expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "used up"
+        return "active"
+
+
+@dataclass(frozen=True)
+class InviteUse:
+    """A recipient who accepted an invite, and when (seconds since 1970)."""
+
+    invite: str
+    recipient: str
+    time: float
 
 
 @dataclass

@@ -14,9 +14,10 @@ books changed; WebDAV-Push hears of them when the lock is released
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import radicale.item as radicale_item
 from radicale import config, group
@@ -24,7 +25,7 @@ from radicale import storage as radicale_storage
 from radicale.log import logger
 
 from radicale_plugin import index as idx
-from radicale_plugin import recovery, store
+from radicale_plugin import recovery, running, store
 from radicale_plugin.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.copy_files import CopyFiles
@@ -32,6 +33,7 @@ from radicale_plugin.delivery import Deliverer
 from radicale_plugin.discovery import Discovery
 from radicale_plugin.fanout import FanoutWorker
 from radicale_plugin.index import SharingIndex
+from radicale_plugin.invites import Invites
 from radicale_plugin.links import Links
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import ME_CARD_PROPERTY, Owners
@@ -69,11 +71,13 @@ class SharingService:
         self.discovery = Discovery(self.ctx)
         self.owners = Owners(self.ctx, self.discovery)
         self.card_keys = CardKeys(self.ctx)
+        self.ctx.region_changed = self.card_keys.region_changed
         self.links = Links(self.ctx)
         self.policies = Policies(self.ctx, self.links)
         self.targets = Targets(self.ctx, self.discovery)
         self.deliverer = Deliverer(self.ctx, CopyFiles(store_))
         self.offers = Offers(self.ctx, self.deliverer)
+        self.invites = Invites(self.ctx, self.deliverer)
         self.verification = Verification(self.ctx, self.owners)
         self.worker = FanoutWorker(self.ctx, self.owners, self.card_keys, self.targets,
                                    self.deliverer, self.offers)
@@ -84,6 +88,8 @@ class SharingService:
         self.ctx.books_changed = self.push_sender.mark
         #: Books this thread changed under the storage lock, told to push when it is released.
         self._changed = threading.local()
+        #: The server's mark on its database (:mod:`radicale_plugin.running`).
+        self._running_mark: IO[bytes] | None = None
 
     @property
     def index(self) -> SharingIndex:
@@ -105,12 +111,42 @@ class SharingService:
             service = cls._services.get(settings.database)
             if service is None:
                 os.makedirs(os.path.dirname(settings.database), exist_ok=True)
+                # a server runs on it from now on: the admin's import is refused
+                mark = running.hold(settings.database)
                 existed = os.path.exists(settings.database)
-                index = SQLiteIndex(settings.database, settings.region)
+                # its clean stop may wait a little for an admin command to checkpoint
+                index = SQLiteIndex(settings.database, settings.region, checkpoint_wait=5.0)
                 service = cls(store_, settings, index, configuration)
+                service._running_mark = mark
+                if not cls._services:
+                    # a clean stop (stock radicale too) checkpoints the database
+                    atexit.register(cls.close_all)
                 cls._services[settings.database] = service
                 service.check_at_start(existed, configuration)
             return service
+
+    def close(self) -> None:
+        """A clean stop: the fan-out ends its round, then the database is checkpointed and
+        closed, so that its file alone is a complete backup."""
+        if not self.worker.stop():
+            logger.warning("Sharing: the fan-out did not end its round in time; it is "
+                           "finished at the next start")
+        self.index.close()
+        logger.info("Sharing: database %s checkpointed and closed", self.settings.database)
+        if self._running_mark is not None:
+            self._running_mark.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every service of this process (at exit; once)."""
+        with cls._services_lock:
+            services = list(cls._services.values())
+            cls._services.clear()
+        for service in services:
+            try:
+                service.close()
+            except Exception as e:  # the others still close
+                logger.warning("Sharing: closing %s failed: %s", service.settings.database, e)
 
     def check_at_start(self, existed: bool,
                        configuration: config.Configuration | None = None) -> None:
@@ -154,7 +190,7 @@ class SharingService:
             return
         for item in items:
             if self.owners.is_me_card(owner, book, item.href or "", item.uid):
-                self.owners.check_upload_text(item.serialize())
+                self.owners.check_upload_text(item.serialize(), owner.user)
 
     def _is_owner_book(self, collection: radicale_storage.BaseCollection) -> bool:
         return self.index.owners.get(store.user_of(collection.path)).book == collection.path
@@ -168,14 +204,24 @@ class SharingService:
         # again the books and me cards whose files changed.
         owner = self.index.owners.get(store.user_of(collection.path))
         with self.index.transaction(durable=False):
+            before = self.index.cards.card(collection.path, href)
             self.card_keys.on_written(collection, href, text)
             if owner.book == collection.path:
+                # before the links: a card that held a copy is never the me card by its UID
                 self.owners.on_written(collection, href, text, item.uid)
+            # another card where a linked one was (a new card at a deleted copy's href, a
+            # changed UID): that link ends, before anything reads it as a copy
+            self.links.on_written(collection.path, href, item.uid,
+                                  before.uid if before is not None else None)
             if not (owner.book == collection.path and owner.href == href):
                 # the me card is no contact of its owner's rules: its own change (if its
                 # view changed) is queued by on_written; re-planning every target for an
                 # edit of an unshared note made the owner's PUTs several times slower
                 self._contacts_changed(collection.path, owner)
+            if not self.ctx.writing_copy():
+                # a client that saves without If-Match may have written an older copy of
+                # an owner's card back: the owner is told, the fan-out puts it right
+                self.deliverer.check_copy(collection.path, href, text)
 
     def _contacts_changed(self, path: str, owner: idx.Owner | None = None) -> None:
         """A contact of an owner changed: their ``all``/``group:`` rules may select others now.
@@ -202,24 +248,30 @@ class SharingService:
                                   "%s/%s" % (collection.path, href))
             self.owners.on_deleted(collection.path, href)
             self._contacts_changed(collection.path)
+            if href is None:  # a whole book (or home): its push subscriptions go with it
+                self.push_sender.forget_book(collection.path)
 
     def on_collection_replaced(self, collection: radicale_storage.BaseCollection) -> None:
         self._book_changed(collection.path)
         with self.index.transaction():
+            linked = self.links.uids_before(collection.path)
             self.card_keys.on_replaced(collection)
+            self.links.on_replaced(collection.path, linked)  # each follows its card, or ends
             self.owners.on_replaced(collection)
             self._contacts_changed(collection.path)
 
     def on_item_moved(self, from_collection: radicale_storage.BaseCollection, from_href: str,
                       to_collection: radicale_storage.BaseCollection, to_href: str,
-                      text: str) -> None:
+                      text: str) -> tuple[str, str | None] | None:
+        """Returns (user, new ``CS:me-card`` value; None: remove it) if a me card moved."""
         self._book_changed(from_collection.path, to_collection.path)
         with self.index.transaction():
             self.card_keys.on_moved(from_collection, from_href, to_collection, to_href, text)
             self.links.on_moved(from_collection.path, from_href, to_collection.path, to_href)
-            self.owners.on_moved(from_collection.path, from_href, to_collection, to_href,
-                                 text)
+            moved = self.owners.on_moved(from_collection.path, from_href, to_collection,
+                                         to_href, text)
             self._contacts_changed(to_collection.path)
+        return moved
 
     def on_me_card_property(self, principal: radicale_storage.BaseCollection,
                             value: str | None) -> str | None:

@@ -58,6 +58,13 @@ def _positive_seconds(value: str) -> float:
     return number
 
 
+def _window(value: str) -> float:
+    number = _positive_seconds(value)
+    if number > 604800:
+        raise ValueError("must be at most 604800 seconds (a week)")
+    return number
+
+
 def _preauthorization(value: str) -> str:
     Preauthorization.parse(value)
     return value
@@ -95,7 +102,8 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
     "mecard_preauthorize": {
         "value": "",
         "help": "users between whom updates are applied without asking, unless a recipient "
-                "set a policy: * (everyone) or group:NAME, ... (Radicale's [group] backend)",
+                "set a policy: group:NAME, ... (Radicale's [group] backend) or * (everyone: "
+                "then any user may create a card in any other user's book; prefer a group)",
         "type": _preauthorization},
     "mecard_default_discoverability": {
         "value": "contacts",
@@ -170,6 +178,23 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
     "mecard_codes_per_key": {
         "value": "10", "help": "verification codes sent to one number or e-mail per hour, "
                               "whoever asks", "type": _positive_int},
+    "mecard_wrong_codes_per_key": {
+        "value": "30",
+        "help": "wrong verification codes accepted for one number or e-mail within "
+                "mecard_wrong_codes_window, from all accounts together; then nobody can "
+                "verify it until the oldest of them is that old, and its holder is told",
+        "type": _positive_int},
+    "mecard_wrong_codes_window": {
+        "value": "86400",
+        "help": "seconds over which wrong codes for one number or e-mail are counted "
+                "(at most 604800, a week)", "type": _window},
+    "mecard_max_card_keys": {
+        "value": "20", "help": "most phone numbers and e-mails a me card may carry",
+        "type": _positive_int},
+    "mecard_new_keys_per_day": {
+        "value": "20",
+        "help": "phone numbers and e-mails new to a user's me card accepted per day",
+        "type": _positive_int},
     "mecard_resolve_max_keys": {
         "value": "10000", "help": "numbers and e-mails one /resolve call may ask about",
         "type": _positive_int},
@@ -179,6 +204,13 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "type": _positive_int},
     "mecard_offers_per_day": {
         "value": "100", "help": "new offers one owner may make per day",
+        "type": _positive_int},
+    "mecard_invites_per_day": {
+        "value": "20", "help": "invites one owner may create per day",
+        "type": _positive_int},
+    "mecard_invite_opens_per_hour": {
+        "value": "30",
+        "help": "invite links one user may open or accept per hour (also the burst)",
         "type": _positive_int},
     "mecard_max_body": {
         "value": "1048576", "help": "largest API request body, in bytes",
@@ -277,9 +309,15 @@ class Settings:
     codes_per_user: int = 10
     codes_per_user_key: int = 3
     codes_per_key: int = 10
+    wrong_codes_per_key: int = 30
+    wrong_codes_window: float = 86400
+    max_card_keys: int = 20
+    new_keys_per_day: int = 20
     resolve_max_keys: int = 10000
     resolve_per_hour: int = 20000
     offers_per_day: int = 100
+    invites_per_day: int = 20
+    invite_opens_per_hour: int = 30
     max_body: int = 1048576
     limits: Limits = Limits()
     allowed_origins: tuple[str, ...] = ()
@@ -336,9 +374,15 @@ class Settings:
             codes_per_user=get("codes_per_user"),
             codes_per_user_key=get("codes_per_user_key"),
             codes_per_key=get("codes_per_key"),
+            wrong_codes_per_key=get("wrong_codes_per_key"),
+            wrong_codes_window=get("wrong_codes_window"),
+            max_card_keys=get("max_card_keys"),
+            new_keys_per_day=get("new_keys_per_day"),
             resolve_max_keys=get("resolve_max_keys"),
             resolve_per_hour=get("resolve_per_hour"),
             offers_per_day=get("offers_per_day"),
+            invites_per_day=get("invites_per_day"),
+            invite_opens_per_hour=get("invite_opens_per_hour"),
             max_body=get("max_body"),
             limits=Limits(get("max_properties"), get("max_photo")),
             allowed_origins=tuple(get("allowed_origins").split()),

@@ -16,6 +16,7 @@ browser's remembered password to change anything here.
 from __future__ import annotations
 
 import json
+import re
 from http import client
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +53,21 @@ def _netloc(url: str) -> str:
 def _query(environ: types.WSGIEnviron) -> dict[str, str]:
     """The query string's parameters (the first value of each)."""
     return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def request_base(environ: types.WSGIEnviron, base_prefix: str) -> str:
+    """The server's root URL as this request reached it (for links handed out, e.g. invites).
+
+    A proxy's ``X-Forwarded-Proto`` is believed: the URL goes only to the one who asked.
+    """
+    scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+    if scheme not in ("http", "https"):
+        scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST", "")
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,300}", host):
+        host = "%s:%s" % (environ.get("SERVER_NAME", "localhost"),
+                          environ.get("SERVER_PORT", "80"))
+    return "%s://%s%s" % (scheme, host, base_prefix.rstrip("/"))
 
 
 def check_change(environ: types.WSGIEnviron, settings: Settings) -> None:
@@ -137,7 +153,8 @@ class Web(internal.Web):
         def call(name: str) -> Any:
             settings = self._sharing.settings
             check_change(environ, settings)
-            return self._api.post(name, user, read_json(environ, settings))
+            return self._api.post(name, user, read_json(environ, settings),
+                                  request_base(environ, base_prefix))
         return self._answer(environ, path, user, call)
 
     def _answer(self, environ: types.WSGIEnviron, path: str, user: str, run

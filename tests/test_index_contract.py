@@ -386,6 +386,34 @@ def test_sends_are_counted_by_user_by_key_and_by_time(backend):
     assert backend.keys.sends_since(now - 200, user="carol") == 0
 
 
+def test_wrong_answers_are_counted_per_key_across_users_and_survive_the_guesser(backend):
+    now = time.time()
+    backend.keys.record_guess("mallory", A, now - 100)
+    backend.keys.record_guess("mal2", A, now - 50)
+    backend.keys.record_guess("mallory", B, now - 40)
+    backend.keys.record_guess("mal3", A, now - 10)
+    assert backend.keys.guess_times(A, now - 200) == [now - 100, now - 50, now - 10]
+    assert backend.keys.guess_times(A, now - 60) == [now - 50, now - 10]
+    assert backend.keys.guess_times(B, now - 200) == [now - 40]
+    assert backend.keys.guess_times(C, now - 200) == []
+    backend.keys.forget_user("mallory")  # the guesses were about the key, not the account
+    assert len(backend.keys.guess_times(A, now - 200)) == 3
+
+
+def test_new_claims_are_remembered_per_user_with_their_time(backend):
+    now = time.time()
+    backend.keys.record_claims("alice", [A, B], now - 100)
+    backend.keys.record_claims("alice", [B, C], now - 10)   # B anew: its time moves
+    backend.keys.record_claims("bob", [A], now - 5)
+    assert backend.keys.claimed_since("alice", now - 200) == {A, B, C}
+    assert backend.keys.claimed_since("alice", now - 50) == {B, C}
+    assert backend.keys.claimed_since("bob", now - 200) == {A}
+    assert backend.keys.claimed_since("carol", now - 200) == set()
+    backend.keys.forget_user("alice")
+    assert backend.keys.claimed_since("alice", now - 200) == set()
+    assert backend.keys.claimed_since("bob", now - 200) == {A}
+
+
 # -- the card-key index ------------------------------------------------------------
 
 def test_a_card_is_put_read_replaced_and_removed(backend):
@@ -510,6 +538,8 @@ def test_href_of_uid_finds_the_card_with_that_uid_in_that_book(backend):
 
 
 def test_users_knowing_counts_cards_but_not_copies_created_for_the_one_asking(backend):
+    """Nor cards linked to another owner: they stand for that owner, whatever values the
+    owner put on them (an owner's claims are plain text there)."""
     # alice's keys A and MAIL in other users' books
     backend.cards.put(card("bob/contacts", "own.vcf", A))              # bob's own card
     backend.cards.put(card("carol/contacts", "copy.vcf", A, MAIL))     # created for alice
@@ -521,16 +551,16 @@ def test_users_knowing_counts_cards_but_not_copies_created_for_the_one_asking(ba
                           ("gina", idx.LINK_MIGRATED)):                # linked, but theirs
         backend.cards.put(card(user + "/contacts", "c.vcf", A))
         backend.links.put(Link("alice", user, user + "/contacts", "c.vcf", made_by, "t"))
-    backend.cards.put(card("hank/contacts", "z.vcf", A))               # created for zoe
+    backend.cards.put(card("hank/contacts", "z.vcf", A))               # zoe's copy, with A
     backend.links.put(Link("zoe", "hank", "hank/contacts", "z.vcf", idx.LINK_CREATED, "t"))
     backend.cards.put(card("ivan/contacts", "other.vcf", B))           # another key
 
     everyone = ["bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy"]
     assert backend.cards.users_knowing([A, MAIL], everyone, "alice") == {
-        "bob", "dave", "erin", "frank", "gina", "hank"}
+        "bob", "dave", "erin", "frank", "gina"}
     assert backend.cards.users_knowing([A, MAIL], ["carol", "ivan"], "alice") == set()
     assert backend.cards.users_knowing([A], ["bob", "hank"], "zoe") == {"bob"}
-    assert backend.cards.users_knowing([A, MAIL], ["carol"], "zoe") == {"carol"}
+    assert backend.cards.users_knowing([A, MAIL], ["carol", "erin"], "zoe") == set()
     assert backend.cards.users_knowing([MAIL], ["dave", "bob"], "alice") == {"dave"}
     assert backend.cards.users_knowing([], everyone, "alice") == set()
     assert backend.cards.users_knowing([A], [], "alice") == set()
@@ -682,6 +712,46 @@ def test_a_link_follows_its_card_and_ends(backend):
     assert backend.links.under("bob") == []
 
 
+def test_a_link_keeps_the_uid_of_its_card_through_a_move(backend):
+    made = Link("alice", "bob", "bob/contacts", "a.vcf", idx.LINK_CREATED, "t", uid="u-1")
+    backend.links.put(made)
+    assert backend.links.get("alice", "bob").uid == "u-1"
+    assert backend.links.at("bob/contacts", "a.vcf").uid == "u-1"
+    backend.links.move("bob/contacts", "a.vcf", "bob/work", "b.vcf")
+    assert backend.links.get("alice", "bob").uid == "u-1"
+    backend.links.put(link("carol", "bob", "c.vcf"))  # a link whose card's UID is not known
+    assert backend.links.get("carol", "bob").uid == ""
+
+
+def test_a_me_card_never_holds_a_link(backend):
+    backend.owners.set_me_card("bob", "bob/contacts", "bob.vcf", "bob-uid")
+    with pytest.raises(ValueError):
+        backend.links.put(link("alice", "bob", "bob.vcf"))
+    assert backend.links.get("alice", "bob") is None
+    backend.links.put(link("alice", "bob", "ally.vcf"))  # another card of his: fine
+    backend.links.put(link("bob", "carol", "bob.vcf"))    # the same href in another's book too
+    assert backend.links.at("carol/contacts", "bob.vcf") is not None
+
+
+def test_links_astray_are_those_whose_card_is_gone_or_another(backend):
+    def uid_link(owner: str, href: str, uid: str) -> Link:
+        return Link(owner, "bob", "bob/contacts", href, idx.LINK_CREATED, "t", uid=uid)
+    backend.cards.put(IndexedCard("bob/contacts", "same.vcf", "u-same", False, frozenset()))
+    backend.cards.put(IndexedCard("bob/contacts", "other.vcf", "mom", False, frozenset()))
+    backend.cards.put(IndexedCard("bob/contacts", "unknown.vcf", "x", False, frozenset()))
+    backend.links.put(uid_link("alice", "same.vcf", "u-same"))       # its card: kept
+    backend.links.put(uid_link("carol", "other.vcf", "u-carol"))     # another card there
+    backend.links.put(uid_link("dave", "gone.vcf", "u-dave"))        # no card there
+    backend.links.put(uid_link("erin", "unknown.vcf", ""))           # UID not known: kept
+    backend.links.put(uid_link("frank", "lost.vcf", ""))             # ... unless no card
+    assert [(k.owner, k.href) for k in backend.links.astray()] == [
+        ("carol", "other.vcf"), ("dave", "gone.vcf"), ("frank", "lost.vcf")]
+    backend.links.remove("carol", "bob")
+    backend.links.remove("dave", "bob")
+    backend.links.remove("frank", "bob")
+    assert backend.links.astray() == []
+
+
 # -- consent -------------------------------------------------------------------------
 
 def test_policies_are_set_replaced_and_removed_per_recipient(backend):
@@ -761,6 +831,33 @@ def test_dropping_and_making_offers_again_cannot_reset_the_daily_limit(backend):
     for recipient in ("bob", "carol"):
         backend.consent.put_offer(Offer("alice", recipient, job.seq))
     assert backend.consent.new_offers_since("alice", an_hour_ago()) == 5
+
+
+def test_offers_of_a_first_share_are_not_counted_and_the_log_is_purged_by_time(backend):
+    backend.consent.put_offer(Offer("alice", "bob", 1), counted=False)
+    backend.consent.put_offer(Offer("alice", "carol", 1))
+    assert backend.consent.offer("alice", "bob") is not None
+    assert backend.consent.new_offers_since("alice", an_hour_ago()) == 1
+    oldest = backend.consent.oldest_new_offer_since("alice", an_hour_ago())
+    assert oldest is not None and oldest >= an_hour_ago()
+    assert backend.consent.oldest_new_offer_since("erin", an_hour_ago()) is None
+    assert backend.consent.purge_offer_log(an_hour_ago()) == 0   # nothing that old
+    assert backend.consent.purge_offer_log("2999-01-01T00:00:00+00:00") == 1
+    assert backend.consent.new_offers_since("alice", "2000-01-01T00:00:00+00:00") == 0
+    assert backend.consent.offer("alice", "carol") is not None   # the offers stay
+
+
+def test_an_owners_first_share_is_recorded_once_and_forgotten_with_the_user(backend):
+    assert backend.consent.first_share("alice") is None
+    assert backend.consent.start_first_share("alice", 3, "2026-01-01T00:00:00+00:00") == (
+        3, "2026-01-01T00:00:00+00:00")
+    # a later change cannot start another one
+    assert backend.consent.start_first_share("alice", 4, "2026-02-01T00:00:00+00:00") == (
+        3, "2026-01-01T00:00:00+00:00")
+    assert backend.consent.first_share("alice") == (3, "2026-01-01T00:00:00+00:00")
+    assert backend.consent.first_share("bob") is None
+    backend.consent.forget_user("alice")
+    assert backend.consent.first_share("alice") is None
 
 
 # -- the outbox ------------------------------------------------------------------------
@@ -1290,6 +1387,50 @@ def test_withdraw_marks_only_stopped_deliveries(backend):
     assert backend.outbox.withdraw("bob", None) == []
 
 
+def delivered(ix: SharingIndex, recipient: str = "bob") -> Job:
+    """Alice's change planned and delivered to ``recipient``."""
+    job = planned(ix, recipient)
+    finish(ix, "alice", recipient, idx.DELIVERED, delivered_seq=job.seq, delivered_at=100.0)
+    return job
+
+
+def test_a_rolled_back_copy_waits_for_its_repair_until_the_bound(backend):
+    job = delivered(backend)
+    assert backend.outbox.rolled_back("alice", "bob", job.seq, 50.0, 2) == idx.ROLLED_BACK
+    found = backend.outbox.delivery("alice", "bob")
+    assert (found.state, found.due, found.repairs) == (idx.ROLLED_BACK, 50.0, 1)
+    # waiting like a pending delivery, when due
+    assert backend.outbox.pending_deliveries(10, 49.0) == []
+    assert [d.recipient for d in backend.outbox.pending_deliveries(10, 50.0)] == ["bob"]
+    assert backend.outbox.has_work(50.0) and backend.outbox.next_due() == 50.0
+    assert backend.outbox.counts(50.0).due == 1
+    # only a delivered copy of that change can be rolled back
+    assert backend.outbox.rolled_back("alice", "bob", job.seq, 60.0, 2) is None
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    assert backend.outbox.rolled_back("alice", "bob", job.seq + 1, 60.0, 2) is None
+    assert backend.outbox.rolled_back("alice", "carol", job.seq, 60.0, 2) is None
+    assert backend.outbox.rolled_back("alice", "bob", job.seq, 60.0, 2) == idx.ROLLED_BACK
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    # the bound reached: left behind, not waiting
+    assert backend.outbox.rolled_back("alice", "bob", job.seq, 70.0, 2) == idx.BEHIND
+    found = backend.outbox.delivery("alice", "bob")
+    assert (found.state, found.repairs) == (idx.BEHIND, 2)
+    assert backend.outbox.pending_deliveries(10, 1e12) == []
+
+
+def test_repairs_are_counted_per_change(backend):
+    job = delivered(backend)
+    backend.outbox.rolled_back("alice", "bob", job.seq, 50.0, 1)
+    finish(backend, "alice", "bob", idx.DELIVERED, delivered_seq=job.seq)
+    assert backend.outbox.rolled_back("alice", "bob", job.seq, 50.0, 1) == idx.BEHIND
+    backend.outbox.requeue("alice")          # the same change planned again: still counted
+    plan_next(backend, "bob")
+    assert backend.outbox.delivery("alice", "bob").repairs == 1
+    assert states(backend) == {"bob": idx.PENDING}
+    planned(backend, "bob", number="+1 202 555 0122")   # a new change: counted afresh
+    assert backend.outbox.delivery("alice", "bob").repairs == 0
+
+
 # -- history ---------------------------------------------------------------------------
 
 def test_history_round_trips_changes_and_lists_newest_first(backend):
@@ -1512,6 +1653,128 @@ def test_push_calls_join_an_outer_transaction(backend):
             backend.push.ensure_topic("alice/contacts", "T1")
             raise RuntimeError("rolled back")
     assert backend.push.get("s1") is None and backend.push.topic("alice/contacts") is None
+
+
+# -- invites ----------------------------------------------------------------------------
+
+def invite(id_: str = "i1", owner: str = "alice", created: float = 1000.0, **fields
+           ) -> idx.Invite:
+    return idx.Invite(id_, owner, "hash-" + id_, created, **fields)
+
+
+def test_an_invite_is_found_by_id_and_token_hash_and_listed_newest_first(backend):
+    backend.invites.add(invite("i1", created=1000.0, expires=2000.0, max_uses=3,
+                               label="for Bob"))
+    backend.invites.add(invite("i2", created=1500.0))
+    backend.invites.add(invite("i3", owner="carol"))
+    assert backend.invites.get("i1") == idx.Invite("i1", "alice", "hash-i1", 1000.0, 2000.0,
+                                                   3, 0, None, "for Bob")
+    assert backend.invites.get("i2") == idx.Invite("i2", "alice", "hash-i2", 1500.0)
+    assert backend.invites.by_token_hash("hash-i3").id == "i3"
+    assert backend.invites.get("nope") is None and backend.invites.by_token_hash("x") is None
+    assert [i.id for i in backend.invites.of_owner("alice")] == ["i2", "i1"]
+    assert backend.invites.of_owner("bob") == []
+
+
+def test_an_invites_id_and_token_hash_are_unique(backend):
+    backend.invites.add(invite("i1"))
+    with pytest.raises(ValueError):
+        backend.invites.add(invite("i1", owner="carol"))
+    with pytest.raises(ValueError):
+        backend.invites.add(idx.Invite("i2", "carol", "hash-i1", 1.0))
+    assert [i.owner for i in backend.invites.all()] == ["alice"]
+
+
+def test_use_counts_each_recipient_once_up_to_max_uses(backend):
+    backend.invites.add(invite("i1", max_uses=2))
+    assert backend.invites.use("i1", "bob", 1100.0)
+    assert backend.invites.use("i1", "bob", 1200.0)      # again: harmless, not counted
+    assert backend.invites.use("i1", "carol", 1300.0)
+    assert not backend.invites.use("i1", "dave", 1400.0)  # used up
+    assert backend.invites.use("i1", "bob", 1500.0)      # an earlier recipient still may
+    assert backend.invites.get("i1").uses == 2
+    assert backend.invites.uses("i1") == [idx.InviteUse("i1", "bob", 1100.0),
+                                          idx.InviteUse("i1", "carol", 1300.0)]
+    assert not backend.invites.use("nope", "bob", 1100.0)
+
+
+def test_an_invite_without_max_uses_has_no_limit(backend):
+    backend.invites.add(invite("i1"))
+    for n, user in enumerate(("bob", "carol", "dave", "erin")):
+        assert backend.invites.use("i1", user, 1100.0 + n)
+    assert backend.invites.get("i1").uses == 4
+
+
+def test_a_revoked_or_expired_invite_can_be_used_by_nobody(backend):
+    backend.invites.add(invite("i1", expires=2000.0))
+    backend.invites.add(invite("i2"))
+    assert backend.invites.use("i1", "bob", 1999.0) and backend.invites.use("i2", "bob", 1100.0)
+    assert not backend.invites.use("i1", "bob", 2000.0)   # expired, even for bob
+    assert not backend.invites.use("i1", "carol", 2500.0)
+    assert backend.invites.revoke("i2", 1200.0)
+    assert not backend.invites.revoke("i2", 1300.0)       # revoked already: the time stays
+    assert backend.invites.get("i2").revoked == 1200.0
+    assert not backend.invites.use("i2", "bob", 1250.0)
+    assert not backend.invites.use("i2", "carol", 1250.0)
+    assert [i.uses for i in (backend.invites.get("i1"), backend.invites.get("i2"))] == [1, 1]
+    assert not backend.invites.revoke("nope", 1.0)
+
+
+def test_an_invites_state_says_why_it_cannot_be_used():
+    assert invite(expires=2000.0, max_uses=1).state(1500.0) == "active"
+    assert invite(expires=2000.0).state(2000.0) == "expired"
+    assert invite(max_uses=2, uses=2).state(1500.0) == "used up"
+    assert invite(expires=2000.0, max_uses=1, uses=1, revoked=1200.0).state(3000.0) == "revoked"
+
+
+def test_created_since_counts_the_owners_invites_revoked_ones_too(backend):
+    for n, when in enumerate((100.0, 200.0, 300.0)):
+        backend.invites.add(invite("i%d" % n, created=when))
+    backend.invites.add(invite("c1", owner="carol", created=300.0))
+    backend.invites.revoke("i2", 400.0)
+    assert backend.invites.created_since("alice", 200.0) == 2
+    assert backend.invites.created_since("alice", 0.0) == 3
+    assert backend.invites.created_since("bob", 0.0) == 0
+
+
+def test_invites_all_restore_and_forget_user(backend):
+    backend.invites.add(invite("a1", max_uses=5))
+    backend.invites.add(invite("c1", owner="carol", created=900.0))
+    backend.invites.use("a1", "bob", 1100.0)
+    backend.invites.use("c1", "alice", 1200.0)
+    backend.invites.use("c1", "bob", 1300.0)
+    restored = idx.Invite("d1", "dave", "hash-d1", 500.0, 9000.0, 2, 1, 800.0, "old")
+    backend.invites.restore(restored, [idx.InviteUse("d1", "erin", 600.0)])
+    assert backend.invites.get("d1") == restored
+    assert backend.invites.uses("d1") == [idx.InviteUse("d1", "erin", 600.0)]
+    with pytest.raises(ValueError):
+        backend.invites.restore(restored, [])
+    assert [i.id for i in backend.invites.all()] == ["a1", "c1", "d1"]
+    assert [(u.invite, u.recipient) for u in backend.invites.all_uses()] == [
+        ("a1", "bob"), ("c1", "alice"), ("c1", "bob"), ("d1", "erin")]
+
+    backend.invites.forget_user("alice")
+    assert [i.id for i in backend.invites.all()] == ["c1", "d1"]
+    assert [(u.invite, u.recipient) for u in backend.invites.all_uses()] == [
+        ("c1", "bob"), ("d1", "erin")]
+    assert backend.invites.get("c1").uses == 2  # alice's use of carol's invite is not given back
+
+
+def test_invite_calls_join_an_outer_transaction(backend):
+    backend.invites.add(invite("i1", max_uses=1))
+    with pytest.raises(RuntimeError):
+        with backend.transaction():
+            backend.invites.use("i1", "bob", 1100.0)
+            backend.invites.add(invite("i2"))
+            raise RuntimeError("rolled back")
+    assert backend.invites.get("i2") is None and backend.invites.get("i1").uses == 0
+    assert backend.invites.use("i1", "carol", 1200.0)
+
+
+def test_an_invite_is_sharing_state(backend):
+    assert backend.is_empty()
+    backend.invites.add(invite("i1"))
+    assert not backend.is_empty()
 
 
 # -- backups and accounts: listing everything, restoring exactly, forgetting a user ------------
@@ -1773,3 +2036,33 @@ def test_a_copy_written_while_planned_again_is_recorded_and_its_next_write_waits
     bob.delivered_at = written_at - 100
     backend.outbox.finish_many([bob], spacing=10.0)
     assert backend.outbox.delivery("alice", "bob").delivered_at == pytest.approx(written_at)
+
+
+# -- a user's region (schema 5) -----------------------------------------------------------
+def test_a_users_region_is_set_cleared_and_restored(backend):
+    assert backend.owners.get("bob").region is None  # none set: the card, then the default
+    backend.owners.set_region("bob", "DE")
+    assert backend.owners.get("bob").region == "DE"
+    assert backend.owners.get("alice").region is None
+    restored = backend.owners.get("bob")
+    backend.owners.set_region("bob", None)
+    assert backend.owners.get("bob").region is None
+    backend.owners.restore(restored, {}, ())
+    assert backend.owners.get("bob").region == "DE"
+
+
+def test_books_marked_stale_stay_so_until_read_whole_again(backend):
+    for book in ("bob/contacts", "bob/work", "bobby/contacts"):
+        backend.cards.set_book_mtime(book, 5)
+    assert backend.cards.mark_stale("bob") == ["bob/contacts", "bob/work"]
+    assert backend.cards.stale_books("bob") == ["bob/contacts", "bob/work"]
+    assert backend.cards.stale_books("bobby") == []
+    # a single card written meanwhile does not end the mark: the others are still old
+    backend.cards.set_book_mtime("bob/work", 9)
+    assert backend.cards.stale_books("bob") == ["bob/contacts", "bob/work"]
+    assert backend.cards.book_mtimes()["bob/work"] != 9  # read again at the next start too
+    backend.cards.replace_book("bob/work", [], 9)
+    assert backend.cards.stale_books("bob") == ["bob/contacts"]
+    assert backend.cards.book_mtimes()["bob/work"] == 9
+    assert backend.cards.book_mtimes()["bobby/contacts"] == 5
+    assert backend.cards.mark_stale("carol") == []

@@ -17,6 +17,7 @@ from radicale_plugin.sqlite.cards import SQLiteCardIndex
 from radicale_plugin.sqlite.consent import SQLiteConsentStore
 from radicale_plugin.sqlite.database import Database
 from radicale_plugin.sqlite.history import SQLiteHistoryLog
+from radicale_plugin.sqlite.invites import SQLiteInviteStore
 from radicale_plugin.sqlite.keys import SQLiteKeyStore
 from radicale_plugin.sqlite.links import SQLiteLinkStore
 from radicale_plugin.sqlite.outbox import SQLiteOutbox
@@ -28,8 +29,9 @@ from radicale_plugin.sqlite.schema import migrate
 class SQLiteIndex(index.SharingIndex):
     """Sharing index and outbox in a SQLite database file."""
 
-    def __init__(self, path: str, region: str = "US") -> None:
+    def __init__(self, path: str, region: str = "US", checkpoint_wait: float = 0.0) -> None:
         self.db = Database(path)
+        self.db.checkpoint_wait = checkpoint_wait  # see Database.close
         migrate(self.db, region, self.SCHEMA_VERSION)
         self.owners = SQLiteOwnerStore(self.db)
         self.keys = SQLiteKeyStore(self.db)
@@ -39,6 +41,7 @@ class SQLiteIndex(index.SharingIndex):
         self.outbox = SQLiteOutbox(self.db)
         self.history = SQLiteHistoryLog(self.db)
         self.push = SQLitePushStore(self.db)
+        self.invites = SQLiteInviteStore(self.db)
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         return self.db.transaction(durable)
@@ -50,7 +53,8 @@ class SQLiteIndex(index.SharingIndex):
     #: are left out: they are rebuilt from the collections.
     _STATE_TABLES = ("owners", "owner_views", "owner_values", "keys", "codes", "code_sends",
                      "links", "policies", "offers", "offer_log", "jobs", "deliveries",
-                     "written", "history", "push_topics", "push_subscriptions")
+                     "written", "history", "push_topics", "push_subscriptions",
+                     "invites", "invite_uses")
 
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         return self.db.snapshot()
