@@ -1,10 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Me cards: which card is whose, what of it is shared, and the owner's choices.
 
-A me card is shared only through keys verified by its owner: a number or
-e-mail on it that is verified for somebody else never leaves the owner's
-book (the *view* drops it), and designating a copy of somebody else's card,
-or a card carrying somebody else's verified keys, is refused.
+A me card's numbers and e-mails travel as plain values: only keys verified
+for the owner ever link or match anything.  What the copies carry never
+depends on other users' keys beyond what ``/resolve`` would tell the owner:
+the *view* leaves out keys verified for another user the owner may discover,
+and keys found on copies of other owners' cards in the owner's own books
+(no re-publication of what somebody shared with them) — never a key because
+it is verified for somebody hidden, which would make every copy an oracle.
+A me card carries at most ``mecard_max_card_keys`` numbers and e-mails, and
+at most ``mecard_new_keys_per_day`` new ones a day (every path that writes
+or designates one is checked).  Designating a copy of somebody else's card,
+or a card carrying a discoverable user's verified keys, is refused.
 
 Hooks named ``on_*`` run inside a request that holds the storage write
 lock; the operations of the API take the lock themselves.
@@ -12,18 +19,24 @@ lock; the operations of the API take the lock themselves.
 
 from __future__ import annotations
 
+import time
+
 from radicale import storage
 from radicale.log import logger
 
 from radicale_plugin import store
 from radicale_plugin.context import Context
 from radicale_plugin.discovery import Discovery
-from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound
-from radicale_plugin.index import Owner
+from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound, TooLarge, TooMany
+from radicale_plugin.index import Link, Owner
 from radicale_plugin.limits import check_me_card
 from radicale_plugin.matching import card_keys, line_key
+from radicale_plugin.regions import Region, check_region
 from radicale_plugin.vcard import Card, parse_card, read_card
 from radicale_plugin.view import View, check_fields, shared_view
+
+#: The window of ``mecard_new_keys_per_day``, in seconds.
+NEW_KEYS_WINDOW = 86400
 
 #: Apple's "My Card" pointer on the address-book home, as Radicale names it.
 ME_CARD_PROPERTY = "CS:me-card"
@@ -38,19 +51,83 @@ class Owners:
 
     # -- hooks, under the request's write lock ---------------------------------
     def is_me_card(self, owner: Owner, book: str, href: str, uid: str | None) -> bool:
-        """Whether the card at book/href (or with that UID in the me card's book) is the me card."""
-        return owner.book == book and (owner.href == href or bool(owner.uid and uid == owner.uid))
+        """Whether the card at book/href (or with that UID in the me card's book) is the me card.
+
+        A card holding somebody's copy never becomes the me card by its UID.
+        """
+        if owner.book != book:
+            return False
+        if owner.href == href:
+            return True
+        return bool(owner.uid and uid == owner.uid) and self._ctx.index.links.at(book,
+                                                                               href) is None
+
+    def copy_of(self, user: str, book: str, href: str, uid: str | None) -> Link | None:
+        """The link if the card at book/href holds somebody's copy for ``user``, or carries the
+        UID of a card of theirs that does (a link belongs to the card: its UID, not its href).
+        Such a card is never ``user``'s me card, whatever path would make it one."""
+        index = self._ctx.index
+        link = index.links.at(book, href)
+        if link is not None and link.recipient == user:
+            return link
+        if not uid:
+            return None
+        for link in index.links.under(user):
+            if link.recipient != user:
+                continue
+            linked_uid = link.uid
+            if not linked_uid:
+                card = index.cards.card(link.book, link.href)
+                linked_uid = card.uid if card is not None else ""
+            if linked_uid == uid:
+                return link
+        return None
 
     def check_upload(self, collection: storage.BaseCollection, href: str, text: str,
                      uid: str | None) -> None:
         """Refuse a write of a me card that breaks the rules, before it is stored."""
         owner = self._ctx.index.owners.get(store.user_of(collection.path))
         if self.is_me_card(owner, collection.path, href, uid):
-            self.check_upload_text(text)
+            link = self.copy_of(owner.user, collection.path, href, uid)
+            if link is not None:
+                # e.g. a MOVE of the copy onto a me card given its UID: re-publication
+                raise Conflict("that card holds the card %s shares with you (UID %s); a copy "
+                               "of somebody else's card cannot be your me card"
+                               % (link.owner, uid))
+            self.check_upload_text(text, owner.user)
 
-    def check_upload_text(self, text: str) -> None:
+    def check_upload_text(self, text: str, user: str) -> None:
         """The checks a me card's text must pass (the same through CardDAV and the API)."""
-        check_me_card(text, self._ctx.settings.limits)
+        self.check_keys(user, check_me_card(text, self._ctx.settings.limits))
+
+    def check_keys(self, user: str, card: Card, charge: bool = True) -> None:
+        """Bound the numbers and e-mails a me card carries, and those new to it per day.
+
+        A real person has a handful; a card of hundreds is a list of guesses.
+        New keys count against the user's ``/resolve`` budget too: the copies
+        may tell (at most) what ``/resolve`` would (a designation, which
+        pays for every key of the card, asks not to ``charge`` twice).
+        """
+        settings = self._ctx.settings
+        index = self._ctx.index
+        keys = card_keys(card, self._ctx.region(user, shared_view(
+            card, index.owners.get(user).shared_fields)).code)
+        if len(keys) > settings.max_card_keys:
+            raise TooLarge("the card carries %d phone numbers and e-mails; a me card may "
+                           "carry at most %d" % (len(keys), settings.max_card_keys))
+        recent = index.keys.claimed_since(user, time.time() - NEW_KEYS_WINDOW)
+        current = {k.key for k in index.keys.of_user(user) if k.on_card or k.verified}
+        new = keys - current - recent
+        if not new:
+            return
+        if len(recent | new) > settings.new_keys_per_day:
+            raise TooMany("%d phone numbers or e-mails are new to your me card, and %d were "
+                          "added within the last day; at most %d new ones a day are accepted: "
+                          "add the rest tomorrow" % (len(new), len(recent),
+                                                     settings.new_keys_per_day),
+                          NEW_KEYS_WINDOW / settings.new_keys_per_day)
+        if charge:
+            self._discovery.charge(user, len(new))
 
     def on_written(self, collection: storage.BaseCollection, href: str, text: str,
                    uid: str | None) -> None:
@@ -59,7 +136,13 @@ class Owners:
         owner = self._ctx.index.owners.get(user)
         if not self.is_me_card(owner, collection.path, href, uid):
             return
-        if owner.href != href:
+        if self.copy_of(user, collection.path, href, uid) is not None:
+            logger.warning("Me card of %r now holds somebody's copy: it is no me card any "
+                           "more", user)
+            self.forget(user)
+            return
+        if owner.href != href or owner.uid != uid:
+            # the me card is known by its UID too: the one it has now
             self._ctx.index.owners.set_me_card(user, collection.path, href, uid)
         self.refresh(owner, text)
 
@@ -94,18 +177,28 @@ class Owners:
         self.forget(user)
 
     def on_moved(self, from_path: str, from_href: str,
-                 to_collection: storage.BaseCollection, to_href: str, text: str) -> None:
-        """A card was moved: the me card is followed (or forgotten if it left the user)."""
+                 to_collection: storage.BaseCollection, to_href: str, text: str
+                 ) -> tuple[str, str | None] | None:
+        """A card was moved: the me card is followed (or forgotten if it left the user).
+
+        Returns (user, new value of their ``CS:me-card``; None: removed) when the me
+        card moved, so that Apple's My Card keeps pointing at it.
+        """
         user = store.user_of(from_path)
         owner = self._ctx.index.owners.get(user)
+        moved: tuple[str, str | None] | None = None
         if owner.book == from_path and owner.href == from_href:
             if store.user_of(to_collection.path) != user:
                 self.forget(user)
-                return
+                return user, None
             self._ctx.index.owners.set_me_card(user, to_collection.path, to_href, owner.uid)
+            moved = user, "/%s/%s" % (to_collection.path, to_href)
         target = self._ctx.index.owners.get(store.user_of(to_collection.path))
         if target.book == to_collection.path and target.href == to_href:
-            self.refresh(target, text)
+            if not self.refresh(target, text) and \
+                    self._ctx.index.owners.get(target.user).href is None:
+                return target.user, None  # it held somebody's copy: no me card any more
+        return moved
 
     def on_me_card_property(self, principal: storage.BaseCollection,
                             value: str | None) -> str | None:
@@ -135,6 +228,7 @@ class Owners:
         if text is None:
             raise NotFound("no card %s in /%s/" % (href, book_path))
         card = check_me_card(text, self._ctx.settings.limits)
+        self.check_keys(user, card, charge=False)
         self._check_designation(user, book_path, href, card)
         self._ctx.index.owners.set_me_card(user, book_path, href, card.first_value("UID"))
         logger.info("Me card of %r is now /%s/%s", user, book_path, href)
@@ -143,11 +237,16 @@ class Owners:
 
     def _check_designation(self, user: str, book: str, href: str, card: Card) -> None:
         """No re-publication: a copy, or another user's verified keys, cannot be shared."""
-        link = self._ctx.index.links.at(book, href)
-        if link is not None and link.recipient == user:
-            raise Conflict("/%s/%s holds the card %s shares with you; a copy of somebody "
-                           "else's card cannot be your me card" % (book, href, link.owner))
-        keys = card_keys(card, self._ctx.settings.region)
+        link = self.copy_of(user, book, href, card.first_value("UID"))
+        if link is not None:
+            where = "holds" if (link.book, link.href) == (book, href) else \
+                "has the UID of /%s/%s, which holds" % (link.book, link.href)
+            raise Conflict("/%s/%s %s the card %s shares with you; a copy of somebody "
+                           "else's card cannot be your me card" % (book, href, where, link.owner))
+        # read in the region the card itself gives (its own +CC numbers), unless the user set one
+        region = self._ctx.region(user, shared_view(card, self._ctx.index.owners.get(
+            user).shared_fields)).code
+        keys = card_keys(card, region)
         # this answer tells whether keys belong to somebody: it costs like /resolve
         self._discovery.charge(user, len(keys))
         holders = self._ctx.index.keys.holders(keys)
@@ -159,11 +258,22 @@ class Owners:
 
     # -- views -----------------------------------------------------------------
     def refresh(self, owner: Owner, text: str) -> bool:
-        """Read the me card's shared view anew; queue it if it changed."""
+        """Read the me card's shared view anew; queue it if it changed.
+
+        A me card that came to hold somebody's copy stops being one (nothing of it
+        is shared any more), whatever path brought the copy there.
+        """
         try:
             card = read_card(text)
         except BadCard as e:
             logger.warning("Me card of %r not shared: %s", owner.user, e)
+            return False
+        current = self._ctx.index.owners.get(owner.user)
+        if current.book and current.href and self.copy_of(
+                owner.user, current.book, current.href, card.first_value("UID")) is not None:
+            logger.warning("Me card of %r holds somebody's copy: it is no me card any more",
+                           owner.user)
+            self.forget(owner.user)
             return False
         return self._record(owner.user, shared_view(card, owner.shared_fields,
                                                     owner.withdrawn_fields))
@@ -176,30 +286,57 @@ class Owners:
         return self._record(user, owner.card_view)
 
     def _record(self, user: str, card_view: View | None) -> bool:
-        region = self._ctx.settings.region
         index = self._ctx.index
+        before = self._ctx.region_of(user)
+        # the claims are read in the region this very me card gives (or the user's setting)
+        region = self._ctx.region(user, card_view).code
         with index.transaction():
+            if region != before:
+                logger.info("Region of %r is now %s (their me card): their books are read "
+                            "again", user, region)
+                self._ctx.region_changed(user)
             if card_view is None:
                 index.keys.set_claims(user, ())
                 changed = index.owners.record_view(user, None, None, ())
             else:
-                index.keys.set_claims(user, card_view.keys(region))
-                view = self._effective(user, card_view)
+                claims = card_view.keys(region)
+                before_claims = {k.key for k in index.keys.of_user(user) if k.on_card}
+                if claims - before_claims:  # counted for mecard_new_keys_per_day
+                    index.keys.record_claims(user, claims - before_claims, time.time())
+                index.keys.set_claims(user, claims)
+                view = self._effective(user, card_view, region)
                 changed = index.owners.record_view(user, card_view, view, view.values(region))
         if changed and card_view is not None:
             logger.info("Me card of %r changed: update queued for its targets", user)
         return changed
 
-    def _effective(self, user: str, card_view: View) -> View:
-        """The view without numbers and e-mails verified for somebody else."""
-        region = self._ctx.settings.region
+    def _effective(self, user: str, card_view: View, region: str) -> View:
+        """The view without keys that are evidently somebody else's.
+
+        Left out: keys verified for another user the owner may discover (what
+        ``/resolve`` would tell him), and keys on copies of other owners' cards
+        in his own books.  A key verified for a user hidden from the owner
+        stays, as a plain value: leaving it out would tell him that it is
+        somebody's.  Keys verified for the owner always stay.
+        """
+        index = self._ctx.index
         keys = card_view.keys(region)
-        holders = self._ctx.index.keys.holders(keys)
-        foreign = {k for k, holder in holders.items() if holder != user}
+        if not keys:
+            return card_view
+        mine = index.keys.verified(user)
+        visible = self._discovery.visible_holders(user, keys - mine)
+        foreign = {k for k, holder in visible.items() if holder != user}
+        copied: set[str] = set()
+        for link in index.links.under(user):
+            if link.recipient == user and link.owner != user:
+                card = index.cards.card(link.book, link.href)
+                if card is not None:
+                    copied |= card.keys
+        foreign |= (copied & keys) - mine
         if not foreign:
             return card_view
-        logger.info("Me card of %r: %d number(s)/e-mail(s) verified by another user not "
-                    "shared", user, len(foreign))
+        logger.info("Me card of %r: %d number(s)/e-mail(s) of other users not shared",
+                    user, len(foreign))
         return card_view.without(e for e in card_view.entries
                                  if line_key(e.name, e.value, region) in foreign)
 
@@ -225,6 +362,32 @@ class Owners:
             gone = self._ctx.index.outbox.withdraw(user, None)
             logger.info("Owner %r withdraws their values from %d copies", user, len(gone))
             self._ctx.wake()
+
+    def set_region(self, user: str, value: object) -> Region:
+        """Set (a region code) or clear (None) the user's own region; the region in use.
+
+        When the region in use changes, the user's me card is read again (its
+        claims) and their books are marked to be read again; the caller reads
+        them (:meth:`CardKeys.reindex`) once no lock is held.
+        """
+        try:
+            code = None if value is None else check_region(value)
+        except ValueError as e:
+            raise BadRequest("%s; or null to use your me card's country code or the "
+                             "server's default (%s)" % (e, self._ctx.settings.region)) from None
+        index = self._ctx.index
+        # the hooks read the region under this lock: none of them reads it half-changed
+        with self._ctx.storage.acquire_lock("w", user):
+            before = self._ctx.region_of(user)
+            with index.transaction():
+                index.owners.set_region(user, code)
+                after = self._ctx.region_of(user)
+                if after != before:
+                    logger.info("Region of %r is now %s (their setting): their books are "
+                                "read again", user, after)
+                    self._ctx.region_changed(user)
+                    self.refresh_keys(user)
+        return self._ctx.region(user)
 
     def set_shared_fields(self, user: str, fields: list[str], withdraw: bool = False) -> None:
         """Share these fields; the values of fields no longer shared are withdrawn if asked."""
@@ -253,9 +416,6 @@ class Owners:
                 raise NotFound("you have no me card yet: designate one first")
             if card.first_value("UID") != owner.uid:
                 raise BadRequest("the card's UID must stay %r (the me card's)" % owner.uid)
-            for name in only or []:
-                if not store.user_exists(self._ctx.storage, name):
-                    raise NotFound("no user %r on this server" % name)
             collection = store.book(self._ctx.storage, owner.book)
             if collection is None:
                 raise NotFound("your me card's book /%s/ is gone" % owner.book)

@@ -34,6 +34,10 @@ class Policies:
             one = None if owner == "*" else owner
             self._links.forget_deleted(recipient, one)
             index.outbox.reopen_for(recipient, one, _REDECIDED)
+            if one is not None and policy in ("auto", "ask") and index.owners.get(one).view:
+                # naming the owner makes their user:NAME rule reach the recipient (see
+                # Targets.seen_by_name): the owner's targets are planned again
+                index.outbox.requeue(one)
         logger.info("Recipient %r set policy %s towards %s", recipient, policy,
                     "everybody" if owner == "*" else repr(owner))
         self._ctx.wake()

@@ -99,6 +99,18 @@ def members(card: Card) -> list[str]:
     return [ln.value for ln in card.lines if ln.name in ("MEMBER", "X-ADDRESSBOOKSERVER-MEMBER")]
 
 
+def group_names(cards: Iterable[IndexedCard]) -> dict[str, str]:
+    """Case-folded name → name as shown, of every group card and category in ``cards``
+    (the index keeps categories case-folded)."""
+    names: dict[str, str] = {}
+    for card in cards:
+        if card.is_group and card.name:
+            names[card.name.casefold()] = card.name  # as written: before a category's
+        for category in card.categories:
+            names.setdefault(category.casefold(), category)
+    return names
+
+
 class Book:
     """The owner's contacts and groups, read once for evaluating many rules."""
 
@@ -167,7 +179,8 @@ def evaluate(rules: Iterable[Rule], book: Book, resolve: Callable[[Contact], set
         if rule.kind == "user":
             if known_users is not None and rule.arg not in known_users:
                 selection.skipped.append({"contact": rule.arg, "rule": str(rule),
-                                          "reason": "no such user on this server"})
+                                          "reason": "no user you may see here (they may "
+                                                    "not have you in their contacts)"})
             elif rule.arg != owner:
                 selection.add(rule.arg, str(rule))
             continue

@@ -6,13 +6,19 @@ codes through the admin's SMS command (given the number and the text as two
 arguments, never through a shell); an admin may also verify a key by command.
 Codes are random, six digits or more, expire, allow a few attempts, and are
 bound to one user and one key; only their hash is stored.  Starting a
-verification answers the same whether or not the key belongs to somebody:
-there is nothing to probe.  A key verified by a new holder (a recycled
-number) moves to them, and the previous holder is told.
+verification answers the same whether or not the key belongs to somebody,
+and whether or not a code went out (sends are capped per account and per
+key): there is nothing to probe, and no code is stored that was not sent.
+Wrong answers are bounded per *key*, across every account: after
+``mecard_wrong_codes_per_key`` within the window nobody can verify the key
+until they age out, and its holder is told — ten accounts guessing in
+parallel get no further than one.  A key verified by a new holder (a
+recycled number) moves to them, and the previous holder is told.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.message
 import hashlib
 import hmac
@@ -39,6 +45,24 @@ SENT = ("if this number or e-mail can receive messages, a code is on its way to 
 
 
 _EMAIL = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
+
+
+#: What is stored for a code that was not sent: no answer's digest (hex) ever equals it.
+UNSENT = "unsent"
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        return "a day" if days == 1 else "%d days" % days
+    if seconds >= 3600:
+        return "%g hours" % round(seconds / 3600, 1)
+    return "%d seconds" % seconds
 
 
 class Unavailable(SharingError):
@@ -149,7 +173,7 @@ class Verification:
         """Send a code to a key on the user's me card; the same answer for any key."""
         settings = self._ctx.settings
         index = self._ctx.index
-        key = normalize_key(text, settings.region)
+        key = normalize_key(text, self._ctx.region_of(user))
         if key not in {k.key for k in index.keys.of_user(user) if k.on_card}:
             raise Conflict("%s is not on your me card: add it there first" % key)
         if not self._senders.can_send(key):
@@ -165,20 +189,23 @@ class Verification:
         code = new_code()
         with index.transaction():
             # each account may send only a few codes to one key, and the key gets only so
-            # many in all: a claimant can neither flood the holder nor lock them out
-            send = (index.keys.sends_since(now - 3600, user=user, key=key)
+            # many in all: a claimant can neither flood the holder nor lock them out; a key
+            # that had too many wrong answers gets none (they could not be confirmed)
+            send = (self._locked_until(key, now) is None
+                    and index.keys.sends_since(now - 3600, user=user, key=key)
                     < settings.codes_per_user_key
                     and index.keys.sends_since(now - 3600, key=key) < settings.codes_per_key)
             if send:
                 index.keys.record_send(user, key, now)
-            # stored either way ("pending" must not tell whether it was sent), but an unsent
-            # code never replaces one that was sent
-            if send or index.keys.code(user, key) is None:
                 index.keys.put_code(Code(user, key, digest(user, key, code),
                                          now + settings.code_lifetime, 0))
+            elif index.keys.code(user, key) is None:
+                # no code is stored that was not sent: a blank that no answer matches keeps
+                # "pending" and the answers to confirm the same whether or not one went out
+                index.keys.put_code(Code(user, key, UNSENT, now + settings.code_lifetime, 0))
         if not send:
-            logger.warning("Verification code for %r not sent: too many codes for this key "
-                           "within the hour", user)
+            logger.warning("Verification code for %r not sent: too many codes or wrong "
+                           "answers for this key", user)
             return answer
         try:
             self._senders.send(user, key, code)
@@ -189,6 +216,14 @@ class Verification:
                              "failed); try again later") from e
         logger.info("Verification code sent for %r", user)
         return answer
+
+    def _locked_until(self, key: str, now: float) -> float | None:
+        """When ``key`` may be verified again after too many wrong answers (None: it may)."""
+        settings = self._ctx.settings
+        times = self._ctx.index.keys.guess_times(key, now - settings.wrong_codes_window)
+        if len(times) < settings.wrong_codes_per_key:
+            return None
+        return times[len(times) - settings.wrong_codes_per_key] + settings.wrong_codes_window
 
     def confirm(self, user: str, text: str, code_text: str) -> dict:
         """Check a code; on success the key is the user's (and moves from anybody else)."""
@@ -202,14 +237,22 @@ class Verification:
         # the attempt is counted even though the answer is an error: decide in the
         # transaction, raise after it has committed
         with index.transaction():
+            now = time.time()
             code = index.keys.code(user, key)
-            if code is None:
+            until = self._locked_until(key, now)
+            if until is not None:
+                # not even a right code is taken: guessing must stop, not only slow down
+                refusal = TooMany(
+                    "too many wrong codes were entered for %s: nobody can verify it before "
+                    "%s; try again then (or ask the admin)" % (key, _iso(until)), until - now)
+            elif code is None:
                 refusal = Conflict("no code is waiting for %s: start a verification first" % key)
-            elif code.expires < time.time():
+            elif code.expires < now:
                 index.keys.drop_code(user, key)
                 refusal = Conflict("the code for %s has expired: start a verification again"
                                    % key)
             elif not hmac.compare_digest(code.digest, digest(user, key, code_text.strip())):
+                self._wrong_answer(user, key, now)
                 left = settings.code_attempts - code.attempts - 1
                 if left <= 0:
                     index.keys.drop_code(user, key)
@@ -224,6 +267,27 @@ class Verification:
             raise refusal
         self.mark_verified(user, key)
         return {"key": key, "state": "verified"}
+
+    def _wrong_answer(self, user: str, key: str, now: float) -> None:
+        """Count a wrong answer against the key; the one that locks it tells its holder."""
+        settings = self._ctx.settings
+        index = self._ctx.index
+        index.keys.record_guess(user, key, now)
+        until = self._locked_until(key, now)
+        if until is None or len(index.keys.guess_times(
+                key, now - settings.wrong_codes_window)) != settings.wrong_codes_per_key:
+            return
+        logger.warning("Verification of a key locked after %d wrong codes within %d s (the "
+                       "last from %r)", settings.wrong_codes_per_key,
+                       settings.wrong_codes_window, user)
+        holder = index.keys.holders([key]).get(key)
+        if holder is not None:
+            index.owners.add_notice(holder, (
+                "%d wrong codes were entered for %s within %s by accounts trying to verify "
+                "it: it stays yours, and nobody can verify it before %s. If that was not you, "
+                "somebody tried to take it over." % (
+                    settings.wrong_codes_per_key, key,
+                    _duration(settings.wrong_codes_window), _iso(until))))
 
     def mark_verified(self, user: str, key: str) -> str | None:
         """Verify ``key`` for ``user`` (a code or the admin); return who held it before."""

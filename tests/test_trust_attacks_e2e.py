@@ -260,6 +260,11 @@ def test_a_stranger_cannot_plant_a_card_in_a_book(shipped, variant):
     if variant == "all-rule-undiscoverable":
         assert report["recipients"] == [] and report["skipped"] == []
         assert "bob" not in json.dumps(report)
+    elif rules == ["user:bob"]:
+        # named, but Bob may not be seen by Mallory: the same answer as for no user at all
+        assert report["recipients"] == [], report
+        assert [(s["rule"], s["reason"][:24]) for s in report["skipped"]] == [
+            ("user:bob", "no user you may see here")]
     else:
         row = rows(report)["bob"]
         assert row["state"] == "failed" and row["reason"], row
@@ -283,8 +288,9 @@ def test_only_owners_the_recipient_knows_or_allowed_can_make_offers(shipped):
         owner.api_ok("POST", "/targets", {"targets": ["user:bob"]})
     reports = {o.user: settled(o) for o in (carol, dave, mallory)}
 
-    row = rows(reports["mallory"])["bob"]
-    assert row["state"] == "failed" and row["reason"]
+    # Bob may not be seen by Mallory: his user:bob rule reaches nobody
+    assert "bob" not in rows(reports["mallory"])
+    assert reports["mallory"]["skipped"][0]["reason"].startswith("no user you may see here")
     assert rows(reports["carol"])["bob"]["state"] == rows(reports["dave"])["bob"]["state"] \
         == "offered"
     assert sorted(bob.hrefs()) == ["bob.vcf", "c-carol.vcf"]
@@ -390,9 +396,9 @@ def test_pasting_a_copy_into_my_me_card_passes_none_of_its_keys_on(shared):
     bob.api_ok("POST", "/me-card/content", {"card": pasted.replace("Ally", "Ally B.")})
     settled(bob)
     copy = carol.card(carol.copy_of("bob"))
-    # the paste did go out (Bob's own work number for her, verified by nobody, too), but
-    # not the keys verified by Alice
-    assert "FN:Ally B." in copy and "2025550777" in numbers(copy)
+    # the paste did go out, but none of the numbers and e-mails on Bob's copy of Alice's
+    # card (Bob's own work number for her, verified by nobody, neither)
+    assert "FN:Ally B." in copy and "2025550777" not in numbers(copy)
     assert ALICE_TEL not in numbers(copy) and "alice@example.org" not in emails(copy)
 
 

@@ -11,6 +11,10 @@ from radicale_plugin.index import LINK_CREATED, IndexedCard
 from radicale_plugin.sqlite.database import Database, chunks, marks, under_path
 
 
+#: The ``books.mtime`` of a book to be read again (no folder has it).
+STALE = -1
+
+
 class SQLiteCardIndex(index.CardIndex):
     """Which card of which book carries which key."""
 
@@ -61,7 +65,9 @@ class SQLiteCardIndex(index.CardIndex):
             self._db.execute("DELETE FROM card_keys WHERE book = ?", (book,))
             for card in cards:
                 self._insert(card)
-            self.set_book_mtime(book, mtime)
+            # read whole again: a stale mark ends here
+            self._db.execute("INSERT OR REPLACE INTO books (path, mtime) VALUES (?, ?)",
+                             (book, mtime))
 
     def _cards(self, where: str, args: Iterable[object]) -> list[IndexedCard]:
         rows = self._db.rows("SELECT * FROM cards WHERE %s ORDER BY book, href" % where, args)
@@ -105,8 +111,8 @@ class SQLiteCardIndex(index.CardIndex):
         for chunk in chunks(sorted(set(users)), 400):
             out.update(r[0] for r in self._db.rows(
                 "SELECT DISTINCT ck.user FROM card_keys ck LEFT JOIN links l ON l.book = ck.book "
-                "AND l.href = ck.href AND l.owner = ? AND l.made_by = ? "
-                "WHERE l.owner IS NULL AND ck.user IN (%s) AND ck.key IN (%s)"
+                "AND l.href = ck.href WHERE (l.owner IS NULL OR (l.owner = ? AND l.made_by != ?)) "
+                "AND ck.user IN (%s) AND ck.key IN (%s)"
                 % (marks(chunk), marks(wanted)),
                 [not_created_for, LINK_CREATED, *chunk, *wanted]))
         return out
@@ -130,8 +136,22 @@ class SQLiteCardIndex(index.CardIndex):
         return {r[0]: r[1] for r in self._db.rows("SELECT path, mtime FROM books")}
 
     def set_book_mtime(self, book: str, mtime: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO books (path, mtime) VALUES (?, ?)",
-                         (book, mtime))
+        # a stale mark (STALE) stays until replace_book: the book's other cards were
+        # indexed in the user's former region
+        self._db.execute("INSERT INTO books (path, mtime) VALUES (?, ?) ON CONFLICT(path) "
+                         "DO UPDATE SET mtime = excluded.mtime WHERE books.mtime != ?",
+                         (book, mtime, STALE))
+
+    def mark_stale(self, user: str) -> list[str]:
+        books = self.books_of(user)
+        self._db.execute("UPDATE books SET mtime = ? WHERE path >= ? AND path < ?",
+                         (STALE, user + "/", user + "0"))
+        return books
+
+    def stale_books(self, user: str) -> list[str]:
+        return [r[0] for r in self._db.rows(
+            "SELECT path FROM books WHERE path >= ? AND path < ? AND mtime = ? ORDER BY path",
+            (user + "/", user + "0", STALE))]
 
     def is_built(self) -> bool:
         return self._db.value("SELECT value FROM meta WHERE name = 'card_index'") == "built"

@@ -12,7 +12,7 @@ from radicale_plugin.sqlite.database import Database, chunks, marks, now_iso
 
 
 class SQLiteKeyStore(index.KeyStore):
-    """The ``keys``, ``codes`` and ``code_sends`` tables."""
+    """The ``keys``, ``codes``, ``code_sends``, ``key_guesses`` and ``key_claims`` tables."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -119,6 +119,30 @@ class SQLiteKeyStore(index.KeyStore):
                     key: str | None = None) -> int:
         return self._db.count("code_sends", "time >= ?", [since], user=user, key=key)
 
+    def record_guess(self, user: str, key: str, when: float) -> None:
+        with self._db.transaction():
+            self._db.execute("INSERT INTO key_guesses (key, user, time) VALUES (?, ?, ?)",
+                             (key, user, when))
+            # a week: the longest window the settings allow
+            self._db.execute("DELETE FROM key_guesses WHERE time < ?", (when - 7 * 86400,))
+
+    def guess_times(self, key: str, since: float) -> list[float]:
+        return [r[0] for r in self._db.rows(
+            "SELECT time FROM key_guesses WHERE key = ? AND time >= ? ORDER BY time",
+            (key, since))]
+
+    def record_claims(self, user: str, keys: Iterable[str], when: float) -> None:
+        with self._db.transaction():
+            self._db.executemany(
+                "INSERT INTO key_claims (user, key, time) VALUES (?, ?, ?) "
+                "ON CONFLICT (user, key) DO UPDATE SET time = excluded.time",
+                [(user, k, when) for k in sorted(set(keys))])
+            self._db.execute("DELETE FROM key_claims WHERE time < ?", (when - 7 * 86400,))
+
+    def claimed_since(self, user: str, since: float) -> set[str]:
+        return {r[0] for r in self._db.rows(
+            "SELECT key FROM key_claims WHERE user = ? AND time >= ?", (user, since))}
+
     # -- backups and accounts -------------------------------------------------------
     def all(self) -> list[Key]:
         return [Key(r["user"], r["key"], bool(r["on_card"]), r["verified"], r["lost"])
@@ -136,5 +160,6 @@ class SQLiteKeyStore(index.KeyStore):
 
     def forget_user(self, user: str) -> None:
         with self._db.transaction():
-            for table in ("keys", "codes", "code_sends"):
+            # key_guesses stay: they are about the key, whoever guessed
+            for table in ("keys", "codes", "code_sends", "key_claims"):
                 self._db.execute("DELETE FROM %s WHERE user = ?" % table, (user,))
