@@ -15,7 +15,13 @@ The format is recognised from the content, not the file name:
   (``2026-05-01T18:30:00``) or seconds since 1970, ``kind`` is ``call`` or
   ``sms``, ``direction`` is ``in``, ``out`` or ``missed``.
 
-``sms`` stands for every kind of message (SMS, MMS, iMessage, RCS).
+``sms`` stands for every kind of message (SMS, MMS, iMessage, RCS).  A
+message to a group counts once for each member it went to (an MMS to
+``a~b``, an iPhone group chat's members); a message *received* in a group
+counts for its sender only.  A log that holds no calls, or no messages, is
+read, and the part it lacks is named (:attr:`Log.missing`; an iPhone with
+"Messages in iCloud" keeps its messages out of its backups), since the counts
+then stand for the other kind only.
 Withheld numbers are skipped and counted; malformed entries are counted with
 their line numbers; a file that is none of these is an error that says so.
 """
@@ -77,6 +83,13 @@ class Log:
     malformed: list[str] = field(default_factory=list)  # "file:line: problem"
     #: what each file or folder given held: (name, entries read)
     sources: list[tuple[str, int]] = field(default_factory=list)
+    #: kind ("call"/"sms") → why a file given lacks it (an iPhone backup without messages)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def lacking(self, kinds: Iterable[str]) -> list[str]:
+        """Of ``kinds``, those no file given holds a single entry of."""
+        held = {e.kind for e in self.events}
+        return [k for k in kinds if k not in held]
 
     def names(self) -> str:
         """The files read, for messages: ``calls.xml, sms.xml``."""
@@ -241,9 +254,26 @@ def _database_events(path: Path, kind: str, log: Log) -> Iterator[Event]:
         yield Event(number.strip(), when, what, direction)
 
 
+#: why an iPhone backup lacks a part, for the warning about the counts
+_BACKUP_LACKS = {
+    SMS: "the iPhone backup %s holds no messages: with \"Messages in iCloud\" on (Settings, "
+         "your name, iCloud) the phone keeps them in iCloud, not in its backups",
+    CALL: "the iPhone backup %s holds no call history (CallHistory.storedata)",
+}
+
+
 def _backup_events(folder: Path, log: Log) -> Iterator[Event]:
-    for kind, path in sorted(iphone.backup_files(folder).items()):
-        yield from _database_events(path, kind, log)
+    found = iphone.backup_files(folder)
+    for kind in KINDS:
+        if kind not in found:
+            log.missing.setdefault(kind, _BACKUP_LACKS[kind] % folder.name)
+    for kind, path in sorted(found.items()):
+        count = 0
+        for event in _database_events(path, kind, log):
+            count += 1
+            yield event
+        if not count:  # the file is there, but empty: iCloud keeps the messages
+            log.missing.setdefault(kind, _BACKUP_LACKS[kind] % folder.name)
 
 
 def _file_events(path: Path, log: Log) -> Iterator[Event]:

@@ -12,6 +12,8 @@ are turned back into paths below the root before they are requested again
 
 from __future__ import annotations
 
+import os
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +50,8 @@ def check_url(url: str) -> str:
 class Server:
     """One user's session with the server at ``url`` (its root, with a proxy's prefix)."""
 
-    def __init__(self, url: str, user: str, password: str, timeout: float = 60) -> None:
+    def __init__(self, url: str, user: str, password: str, timeout: float = 60,
+                 ca_bundle: str | None = None) -> None:
         self.url = check_url(url)
         #: the reverse proxy's path prefix ("/dav"), "" when the server is at the host's root
         self.prefix = urlsplit(self.url).path.rstrip("/")
@@ -56,6 +59,14 @@ class Server:
         self.timeout = timeout
         self.http = requests.Session()
         self.http.auth = (user, password)
+        if ca_bundle:
+            # a private CA (a home server's own): trust its certificates, and only them
+            if not os.path.isfile(ca_bundle):
+                raise BridgeError("--ca-bundle %s: no such file (give the PEM file of the CA "
+                                  "that signed the server's certificate)" % ca_bundle,
+                                  EXIT_CONNECTION)
+            self.http.verify = ca_bundle
+        self.ca_bundle = ca_bundle
         self._me: dict[str, Any] | None = None
         self._me_card: tuple[str | None, str | None] | None = None
 
@@ -70,12 +81,13 @@ class Server:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """``method`` on ``path`` below the root; every failure is one :class:`BridgeError`."""
         target = self.url + "/" + path.lstrip("/")
+        if self.ca_bundle:
+            # per request: requests lets REQUESTS_CA_BUNDLE override the session's verify
+            kwargs.setdefault("verify", self.ca_bundle)
         try:
             response = self.http.request(method, target, timeout=self.timeout, **kwargs)
         except requests.exceptions.SSLError as e:
-            raise BridgeError("the TLS certificate of %s could not be checked: fix the "
-                              "server's certificate, or use the URL its certificate names"
-                              % self.url, EXIT_CONNECTION) from e
+            raise self._tls_problem(e) from e
         except requests.ConnectionError as e:
             raise BridgeError("cannot reach the server at %s: check --url and that the server "
                               "is running" % self.url, EXIT_CONNECTION) from e
@@ -93,6 +105,49 @@ class Server:
             raise self._refusal(response, path)
         return response
 
+    def _tls_problem(self, error: requests.exceptions.SSLError) -> BridgeError:
+        """What a failed TLS connection means: a certificate this computer cannot check
+        (a private CA: ``--ca-bundle``), or no TLS at all (a plain-HTTP server)."""
+        text = str(error)
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            reason = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+            why = " (%s)" % reason.group(1).strip() if reason else ""
+            if self.ca_bundle:
+                return BridgeError("the TLS certificate of %s is not signed by the CA in "
+                                   "--ca-bundle %s%s: give the CA that signed it, or use the "
+                                   "URL its certificate names" % (self.url, self.ca_bundle, why),
+                                   EXIT_CONNECTION)
+            return BridgeError("the TLS certificate of %s could not be checked%s: if the "
+                               "server's certificate comes from a private CA, give that CA "
+                               "with --ca-bundle FILE.pem (or ca_bundle= in the config); else "
+                               "fix the server's certificate, or use the URL it names"
+                               % (self.url, why), EXIT_CONNECTION)
+        plain = "http" + self.url[len("https"):] if self.url.startswith("https") else None
+        if plain and self._answers_http(plain):
+            return BridgeError("the server at %s speaks plain HTTP, not HTTPS: give the URL as "
+                               "%s (on a network, put it behind TLS first)" % (self.url, plain),
+                               EXIT_CONNECTION)
+        return BridgeError("the TLS connection to %s failed (%s): check that the server "
+                           "speaks HTTPS on that port" % (self.url, text[:160]), EXIT_CONNECTION)
+
+    def _answers_http(self, url: str) -> bool:
+        """Whether something answers plain HTTP at ``url`` (a short look, no password)."""
+        try:
+            requests.get(url + "/", timeout=min(5.0, self.timeout), allow_redirects=False)
+        except requests.RequestException:
+            return False
+        return True
+
+    def _is_radicale_without_plugin(self) -> bool:
+        """Whether ``url`` is the root of a Radicale whose sharing API is missing: its
+        built-in web interface is there (so the path is right)."""
+        try:
+            page = self.http.get(self.url + "/.web/", timeout=min(10.0, self.timeout),
+                                 verify=self.ca_bundle or True)
+        except requests.RequestException:
+            return False
+        return page.status_code == 200 and "Radicale" in page.text
+
     def _refusal(self, response: requests.Response, path: str) -> BridgeError:
         status = "%d %s" % (response.status_code, response.reason)
         try:
@@ -102,6 +157,12 @@ class Server:
         if message is None:
             # not the sharing API speaking: the URL's path leads somewhere else (another
             # user's space, another web application behind the same proxy)
+            if response.status_code in (404, 405) and path.startswith(API) \
+                    and self._is_radicale_without_plugin():
+                return BridgeError("the server at %s is a Radicale without the sharing plugin "
+                                   "(radicale-mecard): its contacts work, sharing does not. "
+                                   "Ask its admin to install the plugin (README, Install)"
+                                   % self.url, EXIT_CONNECTION)
             if response.status_code in (403, 404, 405):
                 return BridgeError("the server at %s answered %s for %s: %s"
                                    % (self.url, status, path, _ROOT_HINT), EXIT_CONNECTION)

@@ -8,6 +8,9 @@ not ``+49 30 23125000``, and the person is simply not selected.  So the
 bridge takes the region from the best clue it has, in this order:
 
 1. ``--region`` or ``region=`` in the config file (the user said so);
+1b. the user's own region setting on the server (``mecard-bridge region DE``,
+   ``GET /me`` ``"region"`` with source ``setting``): the server reads the
+   user's books in it too;
 2. the country code of the international numbers on the owner's own me
    card (the most frequent one): the phone the log comes from is theirs;
 3. the server's ``mecard_default_region`` (``GET /me`` ``"default_region"``,
@@ -20,16 +23,23 @@ and says which it used, in one line on stderr.
 
 from __future__ import annotations
 
-import collections
+import argparse
 import locale
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, TextIO
 
 import phonenumbers
 
+from bridge.client import Server
 from bridge.errors import BridgeError
+from bridge.output import emit
+# the server reads each user's national numbers by the same guess: one function for both
+from radicale_plugin.regions import region_of_numbers
+
+__all__ = ["Region", "check_region", "choose_region", "cmd_region", "region_lines",
+           "region_of_locale", "region_of_numbers", "FALLBACK"]
 
 FALLBACK = "US"
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}[_-]([A-Za-z]{2})\b")
@@ -57,41 +67,6 @@ def check_region(text: str, where: str) -> str:
     return code
 
 
-def region_of_numbers(numbers: Iterable[str]) -> tuple[str, str] | None:
-    """(region, "+CC") most frequent among the numbers written with a country code.
-
-    National forms are left out: reading them needs the very region sought.
-    Of equally frequent regions, the one of the earliest number wins.
-    """
-    found: collections.Counter[str] = collections.Counter()
-    first: dict[str, int] = {}
-    codes: dict[str, int] = {}
-    for n, raw in enumerate(numbers):
-        text = raw.strip()
-        if text.lower().startswith("tel:"):
-            text = text[4:].split(";", 1)[0]
-        if not text.startswith("+"):
-            continue
-        try:
-            number = phonenumbers.parse(text, None)
-        except phonenumbers.NumberParseException:
-            continue
-        country_code = number.country_code or 0
-        # a number of a country sharing its code (+1: US, CA, …) names its own region when
-        # it is valid; else the code's main region is the best guess
-        region = (phonenumbers.region_code_for_number(number)
-                  or phonenumbers.region_code_for_country_code(country_code))
-        if not region or region == phonenumbers.UNKNOWN_REGION:
-            continue
-        found[region] += 1
-        first.setdefault(region, n)
-        codes[region] = country_code
-    if not found:
-        return None
-    best = max(found, key=lambda r: (found[r], -first[r]))
-    return best, "+%d" % codes[best]
-
-
 def region_of_locale(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """(region, locale name) from the environment's locale, or None (``C``, ``POSIX``)."""
     env = os.environ if environ is None else environ
@@ -110,13 +85,17 @@ def region_of_locale(environ: Mapping[str, str] | None = None) -> tuple[str, str
 
 def choose_region(explicit: tuple[str, str] | None, me_card_numbers: Iterable[str],
                   server_region: str | None,
-                  environ: Mapping[str, str] | None = None) -> Region:
+                  environ: Mapping[str, str] | None = None,
+                  setting: str | None = None) -> Region:
     """The region to read national numbers in, by the order in the module docstring.
 
-    ``explicit``: (code, where it was given) from the command line or config.
+    ``explicit``: (code, where it was given) from the command line or config;
+    ``setting``: the user's own region setting on the server, if any.
     """
     if explicit:
         return Region(check_region(explicit[0], explicit[1]), explicit[1])
+    if setting and setting.strip().upper() in phonenumbers.SUPPORTED_REGIONS:
+        return Region(setting.strip().upper(), "your region setting on the server")
     from_card = region_of_numbers(me_card_numbers)
     if from_card:
         return Region(from_card[0], "the country code %s of your me card's numbers"
@@ -128,3 +107,39 @@ def choose_region(explicit: tuple[str, str] | None, me_card_numbers: Iterable[st
         return Region(from_locale[0], "this computer's locale %s" % from_locale[1])
     return Region(FALLBACK, "a guess: neither your me card, the server nor the locale "
                             "tells the region")
+
+
+# -- the command -------------------------------------------------------------
+_SOURCES = {"setting": "your setting",
+            "me card": "the country code %s of your me card's numbers",
+            "server default": "the server's default"}
+
+
+def region_lines(me: dict[str, Any]) -> list[str]:
+    """``GET /me``'s region for people: which, and why."""
+    region = me.get("region") or {"code": me.get("default_region"), "source": "server default"}
+    why = _SOURCES.get(region.get("source", ""), region.get("source", ""))
+    if "%s" in why:
+        why %= region.get("detail") or "?"
+    lines = ["Your numbers without a country code are read as %s (%s)."
+             % (region.get("code"), why)]
+    if region.get("source") != "setting":
+        lines.append("Set yours: mecard-bridge region CODE (e.g. DE); it comes before your "
+                     "me card's country code and the server's default.")
+    return lines
+
+
+def cmd_region(args: argparse.Namespace, server: Server, out: TextIO) -> int:
+    """``region [CODE|--clear]``: show, set or clear the region the server reads your
+    books and me card in (your setting comes first, then your me card, then the server)."""
+    if args.clear and args.code:
+        raise BridgeError("give a region code or --clear, not both")
+    if args.clear:
+        me = server.api_post("/region", {"region": None})
+    elif args.code:
+        me = server.api_post("/region", {"region": check_region(args.code, "region")})
+    else:
+        me = server.me()
+    emit(args, out, {"region": me.get("region"), "default_region": me.get("default_region")},
+         region_lines(me))
+    return 0

@@ -17,7 +17,9 @@ from radicale.log import logger
 
 from radicale_plugin import consent
 from radicale_plugin.index import Owner, SharingIndex
+from radicale_plugin.regions import Region, choose
 from radicale_plugin.settings import Settings
+from radicale_plugin.view import View
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Context:
     wake: Callable[[], None] = lambda: None
     #: Tell WebDAV-Push that these books changed (never under the storage lock; never blocks).
     books_changed: Callable[[Iterable[str]], None] = lambda books: None
+    #: A user's region changed: their books are to be indexed again (set by the service).
+    region_changed: Callable[[str], None] = lambda user: None
     _group_errors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set while this thread writes a copy (the hooks then know the write is ours).
@@ -69,3 +73,21 @@ class Context:
 
     def discoverability(self, owner: Owner) -> str:
         return owner.discoverability or self.settings.default_discoverability
+
+    def region(self, user: str | Owner, card_view: View | None | bool = True) -> Region:
+        """The region ``user``'s national numbers are read in, and where it came from
+        (see :mod:`radicale_plugin.regions`): their setting, their me card, the default.
+
+        ``card_view``: the me card's shared view to guess from, when it is being
+        recorded (None: no me card); True: the one the index holds.
+        """
+        owner = user if isinstance(user, Owner) else self.index.owners.get(user)
+        view = owner.card_view if card_view is True else card_view
+        numbers = [e.value for e in view.entries if e.name == "TEL"] \
+            if isinstance(view, View) else []
+        return choose(owner.region, numbers, self.settings.region)
+
+    def region_of(self, user: str | Owner) -> str:
+        """The region code ``user``'s books and me card are read in: every caller that
+        normalises a number of a user's card asks this."""
+        return self.region(user).code

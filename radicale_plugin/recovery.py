@@ -26,11 +26,12 @@ start-up check as before.  Nothing else is repaired without the admin.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, ContextManager, Iterable
 
 from radicale import config
 from radicale import storage as radicale_storage
@@ -48,6 +49,14 @@ from radicale_plugin.owners import ME_CARD_PROPERTY, Owners
 _COPY_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 #: Users named in one log line at most.
 _NAMED = 5
+
+#: Takes Radicale's storage lock in a mode (``"r"``, ``"w"``) for one book or card.
+Lock = Callable[[str], ContextManager[None]]
+
+
+def no_lock(mode: str) -> ContextManager[None]:
+    """For callers that hold the storage lock already, or need none (tests)."""
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -173,12 +182,16 @@ def _copy_unlinked(index: SharingIndex, copy: CreatedCopy) -> bool:
 # -- check -----------------------------------------------------------------------------
 
 def check(storage: radicale_storage.BaseStorage, files: CopyFiles, index: SharingIndex,
-          region: str, database: str, missing: bool = False) -> list[str]:
+          region_of: Callable[[str], str], database: str, missing: bool = False,
+          lock: Lock = no_lock) -> list[str]:
     """One line per way the index and the collections disagree (none: consistent).
 
-    Reads every address book.  ``missing``: there is no database file (``index``
-    is then an empty stand-in).  Run it while the server is idle, or run it again
-    on a difference: a write between reading a book and the index shows as one.
+    Reads every address book, each in its user's region (``region_of``, see
+    :meth:`Context.region_of`).  ``missing``: there is no database file (``index``
+    is then an empty stand-in).  Each book is read without ``lock`` and compared
+    with the card-key index under it, one book at a time (writers wait only for
+    that); me cards and links are compared without it, so run it again on a
+    difference there: a write meanwhile shows as one.
     """
     problems = []
     homes = designations(storage)
@@ -209,11 +222,13 @@ def check(storage: radicale_storage.BaseStorage, files: CopyFiles, index: Sharin
 
     # every card as its file says, for the card-key index and the created copies
     on_disk: dict[str, dict[str, IndexedCard]] = {}
-    for book, _ in files.books():
-        on_disk[book] = {href: index_card(book, href, text, region)
-                         for href, text in files.book_cards(book)}
+    indexed: dict[str, dict[str, IndexedCard]] = {}
+    for book, folder in files.books():
+        region = region_of(store.user_of(book))
+        on_disk[book], indexed[book] = _book_and_index(files, index, book, folder, region,
+                                                       lock, missing)
     if not missing:
-        problems += _card_index_problems(index, on_disk)
+        problems += _card_index_problems(index, on_disk, indexed)
     owners = {o.user for o in index.owners.with_me_card()} | {d.user for d in homes if d.href}
     everyone = users(storage)
     for copy in created_copies((c for cards in on_disk.values() for c in cards.values()),
@@ -225,17 +240,36 @@ def check(storage: radicale_storage.BaseStorage, files: CopyFiles, index: Sharin
     return problems
 
 
-def _card_index_problems(index: SharingIndex, on_disk: dict[str, dict[str, IndexedCard]]
-                         ) -> list[str]:
+def _book_and_index(files: CopyFiles, index: SharingIndex, book: str, folder: str,
+                    region: str, lock: Lock, missing: bool
+                    ) -> tuple[dict[str, IndexedCard], dict[str, IndexedCard]]:
+    """A book's cards as its files say and as the card-key index says, at one moment.
+
+    The files are read without the lock (Radicale replaces them atomically); under
+    it, only the folder's time is compared and the index read: a few ms.  A book
+    written meanwhile is read again, under the lock.
+    """
+    def read() -> dict[str, IndexedCard]:
+        return {href: index_card(book, href, text, region)
+                for href, text in files.book_cards(book)}
+    mtime = files.folder_mtime(folder)
+    cards = read()
+    with lock("r"):
+        if files.folder_mtime(folder) != mtime:
+            cards = read()
+        if missing:
+            return cards, {}
+        user = store.user_of(book)
+        return cards, {c.href: c for c in index.cards.cards_of(user) if c.book == book}
+
+
+def _card_index_problems(index: SharingIndex, on_disk: dict[str, dict[str, IndexedCard]],
+                         indexed: dict[str, dict[str, IndexedCard]]) -> list[str]:
     if not index.cards.is_built():
         return ["card-key index: never built (the server builds it at its next start; or "
                 "run rebuild-index)"]
     problems = []
     known = index.cards.book_mtimes()
-    indexed: dict[str, dict[str, IndexedCard]] = {}
-    for user in sorted({b.split("/", 1)[0] for b in on_disk}):
-        for card in index.cards.cards_of(user):
-            indexed.setdefault(card.book, {})[card.href] = card
     for book, cards in sorted(on_disk.items()):
         if book not in known:
             problems.append("card-key index: /%s/ is not indexed: run rebuild-index" % book)
@@ -255,37 +289,44 @@ def _card_index_problems(index: SharingIndex, on_disk: dict[str, dict[str, Index
 # -- rebuild ---------------------------------------------------------------------------
 
 def rebuild(storage: radicale_storage.BaseStorage, files: CopyFiles, index: SharingIndex,
-            card_keys: CardKeys, owners_: Owners) -> Rebuilt:
-    """Rebuild what the collections tell; the caller holds the storage's write lock.
+            card_keys: CardKeys, owners_: Owners, lock: Lock = no_lock) -> Rebuilt:
+    """Rebuild what the collections tell, taking ``lock`` per book, link and me card.
 
     The card-key index is read anew from every book.  Me cards are designated
     (with every check of a designation) only for users the index knows nothing
     about, and links made only for created copies nothing else claims: whatever
     the index still holds wins.  Links come first, so that a copy can never be
-    designated as somebody's me card.
+    designated as somebody's me card.  Each is decided again under the lock, as
+    the server may have changed it since it was found.
     """
-    done = Rebuilt(books=card_keys.rebuild(files))
+    done = Rebuilt(books=card_keys.rebuild(files, hold=lambda: lock("r")))
     homes = designations(storage)
     everyone = users(storage)
     cards = [c for user in everyone for c in index.cards.cards_of(user)]
     owners = {o.user for o in index.owners.with_me_card()} | {d.user for d in homes if d.href}
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     for copy in created_copies(cards, everyone):
-        if copy.owner in owners and _copy_unlinked(index, copy):
-            index.links.put(Link(copy.owner, copy.recipient, copy.book, copy.href,
-                                 LINK_CREATED, now))
-            done.links.append(copy)
+        if copy.owner not in owners or not _copy_unlinked(index, copy):
+            continue
+        with lock("r"):  # writers wait (the server's readers go on): decided again
+            if _exists(files, copy.book, copy.href) and _copy_unlinked(index, copy):
+                index.links.put(Link(copy.owner, copy.recipient, copy.book, copy.href,
+                                     LINK_CREATED, now))
+                done.links.append(copy)
     for d in homes:
         if not (_exists(files, d.book, d.href) and _lost_me_card(index, d)):
             continue
-        home = next(iter(storage.discover("/%s/" % d.user)), None)
-        try:
-            if not isinstance(home, radicale_storage.BaseCollection):
-                raise SharingError("no address-book home")
-            owners_.on_me_card_property(home, d.value)
-        except SharingError as e:
-            done.left.append("me card: %s's %s not designated: %s" % (d.user, d.path, e))
-            continue
+        with lock("r"):  # writers wait (the server's readers go on): decided again
+            if not (_exists(files, d.book, d.href) and _lost_me_card(index, d)):
+                continue
+            home = next(iter(storage.discover("/%s/" % d.user)), None)
+            try:
+                if not isinstance(home, radicale_storage.BaseCollection):
+                    raise SharingError("no address-book home")
+                owners_.on_me_card_property(home, d.value)
+            except SharingError as e:
+                done.left.append("me card: %s's %s not designated: %s" % (d.user, d.path, e))
+                continue
         done.me_cards.append(d.user)
     return done
 
@@ -293,15 +334,15 @@ def rebuild(storage: radicale_storage.BaseStorage, files: CopyFiles, index: Shar
 # -- at start ---------------------------------------------------------------------------
 
 def admin_command(configuration: config.Configuration | None) -> str:
-    """The admin command for this server's config file, as the admin would type it."""
-    path = "FILE"
+    """The admin command for this server's config files, as the admin would type it."""
+    paths = []
     for source, missing in (configuration.sources() if configuration is not None else []):
         if not missing and source.startswith("config file "):
             try:
-                path = str(ast.literal_eval(source[len("config file "):]))
+                paths.append(str(ast.literal_eval(source[len("config file "):])))
             except (ValueError, SyntaxError):
                 continue
-    return "python -m radicale_plugin --config %s" % path
+    return "python -m radicale_plugin --config %s" % (os.pathsep.join(paths) or "FILE")
 
 
 def check_at_start(storage: radicale_storage.BaseStorage, files: CopyFiles,

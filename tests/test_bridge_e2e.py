@@ -78,7 +78,8 @@ def test_combination_frequent_except_group(world):
 
 def test_unresolved_contacts_say_why(world):
     code, out = bridge("select", "contact:Frank")
-    assert code == 0 and "not a user of this server" in out
+    assert code == 0 and "no user you may see here (they may not have you in their " \
+        "contacts)" in out
 
 
 def test_apply_replace_is_idempotent_and_prints_what_changed(world):

@@ -18,7 +18,7 @@ from bridge import iphone
 from bridge.calllog import read_logs
 from bridge.errors import BridgeError
 from bridge.select import count_contacts
-from tests.test_bridge_defaults_e2e import DE_USERS, de, de_server, NOW  # noqa: F401
+from tests.test_bridge_defaults_e2e import DE_LOG, DE_USERS, NOW, de, de_server  # noqa: F401
 from tests.test_bridge_e2e import bridge, rows
 
 UTC = datetime.timezone.utc
@@ -308,3 +308,60 @@ def test_an_iphone_backup_selects_like_the_android_export(de, phone, tmp_path): 
     assert sorted(rows(out)) == ["Bob", "Dave"]
     assert "bob" in rows(out)["Bob"] and "dave" in rows(out)["Dave"]
     assert set(DE_USERS) >= {"bob", "dave"}
+
+
+# -- a log without its messages or its calls (issue 13, section 4) ------------------------
+def test_a_backup_without_messages_names_what_is_missing(phone, tmp_path):
+    _, calls = phone
+    absent = read_logs([backup(tmp_path / "absent", None, calls)])
+    # "Messages in iCloud": the backup holds an sms.db with no messages in it
+    empty = sms_db(tmp_path / "empty-sms.db", [], [])
+    icloud = read_logs([backup(tmp_path / "icloud", empty, calls)])
+    for log, folder in ((absent, "absent"), (icloud, "icloud")):
+        assert log.lacking(["call", "sms"]) == ["sms"]
+        assert log.missing == {"sms": "the iPhone backup %s holds no messages: with \"Messages "
+                                      "in iCloud\" on (Settings, your name, iCloud) the phone "
+                                      "keeps them in iCloud, not in its backups" % folder}
+    sms, _ = phone
+    only_messages = read_logs([backup(tmp_path / "texts", sms, None)])
+    assert only_messages.missing == {
+        "call": "the iPhone backup texts holds no call history (CallHistory.storedata)"}
+    assert read_logs([backup(tmp_path / "both", sms, calls)]).missing == {}
+
+
+def test_counting_without_the_messages_warns_what_the_counts_mean(de, phone, tmp_path,  # noqa: F811
+                                                                  capsys):
+    sms, calls = phone
+    folder = backup(tmp_path / "icloud", sms_db(tmp_path / "empty.db", [], []), calls)
+    code, out = bridge("select", "frequent:2", "--log", str(folder), *NOW)
+    assert code == 0 and sorted(rows(out)) == ["Dave"]  # the caller only: Bob texts
+    err = capsys.readouterr().err
+    assert "warning: the iPhone backup icloud holds no messages: with \"Messages in iCloud\" " \
+           "on" in err
+    assert "frequent:N counted calls only, so people you only write to are not counted (add " \
+           "a --log with the messages, or --kinds call to count calls on purpose)" in err
+    # counting calls on purpose: no warning
+    code, out = bridge("select", "frequent:2", "--log", str(folder), "--kinds", "call", *NOW)
+    assert code == 0 and "holds no messages" not in capsys.readouterr().err
+    # counting only the part that is missing: nothing can be counted, one line says why
+    assert bridge("select", "frequent:2", "--log", str(folder), "--kinds", "sms", *NOW)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no messages" in err \
+        and "--kinds sms counts nothing; add a --log with the messages" in err
+
+
+def test_counting_without_the_calls_warns_too(de, phone, tmp_path, capsys):  # noqa: F811
+    sms, _ = phone
+    code, out = bridge("select", "frequent:2", "--log",
+                       str(backup(tmp_path / "texts", sms, None)), *NOW)
+    assert code == 0 and sorted(rows(out)) == ["Bob"]
+    err = capsys.readouterr().err
+    assert "warning: the iPhone backup texts holds no call history (CallHistory.storedata); " \
+           "frequent:N counted messages only, so people you only call are not counted" in err
+
+
+def test_an_android_calls_file_alone_says_the_messages_are_not_counted(de, capsys):  # noqa: F811
+    code, out = bridge("select", "frequent:3", "--log", DE_LOG, *NOW)
+    assert code == 0 and len(rows(out)) == 4
+    assert "warning: the log (de-calls.xml) holds no messages; frequent:N counted calls " \
+           "only" in capsys.readouterr().err

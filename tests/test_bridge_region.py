@@ -48,3 +48,23 @@ def test_then_the_server_then_the_locale_then_a_guess():
 @pytest.mark.parametrize("name", ["C", "POSIX", "C.UTF-8", "", "en"])
 def test_locales_without_a_country(name):
     assert region_of_locale({"LANG": name}) is None
+
+
+def test_the_server_reads_a_users_numbers_in_their_setting_then_their_me_card_then_its_own():
+    from radicale_plugin.regions import DEFAULT, ME_CARD, SETTING, check_region, choose
+    assert choose("DE", ["+33 6 98 76 54 32"], "US") == choose("DE", [], "US")
+    assert (choose("DE", ["+33 6 98 76 54 32"], "US").source) == SETTING
+    found = choose(None, ["06 98 76 54 32", "+33 6 98 76 54 32"], "US")
+    assert (found.code, found.source, found.detail) == ("FR", ME_CARD, "+33")
+    assert choose(None, ["06 98 76 54 32"], "US").to_json() == {
+        "code": "US", "source": DEFAULT, "detail": ""}
+    assert check_region(" gb ") == "GB"
+    for bad in ("Germany", "XX", "", None, 49):
+        with pytest.raises(ValueError, match="is not a region: give a two-letter country"):
+            check_region(bad)
+
+
+def test_the_users_setting_on_the_server_comes_after_the_command_line_only():
+    region = choose_region(None, ["+1 202 555 0101"], "US", NO_LOCALE, setting="de")
+    assert (region.code, region.source) == ("DE", "your region setting on the server")
+    assert choose_region(("FR", "--region"), [], "US", NO_LOCALE, setting="DE").code == "FR"

@@ -31,7 +31,7 @@ class SQLiteOwnerStore(index.OwnerStore):
                       card_view=View.from_json(row["card_view"]),
                       view=View.from_json(row["view"]), seq=row["seq"],
                       discoverability=row["discoverability"], card_stat=row["card_stat"] or "",
-                      notices=json.loads(row["notices"] or "[]"))
+                      notices=json.loads(row["notices"] or "[]"), region=row["region"])
         if row["shared_fields"]:
             owner.shared_fields = json.loads(row["shared_fields"])
         owner.withdrawn_fields = json.loads(row["withdrawn_fields"] or "[]")
@@ -82,6 +82,9 @@ class SQLiteOwnerStore(index.OwnerStore):
 
     def set_discoverability(self, user: str, value: str) -> None:
         self._set(user, "discoverability", value)
+
+    def set_region(self, user: str, region: str | None) -> None:
+        self._set(user, "region", region)
 
     def record_view(self, user: str, card_view: View | None, view: View | None,
                     values: Iterable[tuple[str, str]]) -> bool:
@@ -148,12 +151,12 @@ class SQLiteOwnerStore(index.OwnerStore):
         with self._db.transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO owners (user, book, href, uid, shared_fields, rules, "
-                "view, seq, withdrawn_fields, card_view, discoverability, notices, card_stat) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "view, seq, withdrawn_fields, card_view, discoverability, notices, card_stat, "
+                "region) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (o.user, o.book, o.href, o.uid, json.dumps(o.shared_fields),
                  json.dumps(o.rules), o.view.to_json() if o.view else None, o.seq,
                  json.dumps(o.withdrawn_fields), o.card_view.to_json() if o.card_view else None,
-                 o.discoverability, json.dumps(o.notices), o.card_stat or None))
+                 o.discoverability, json.dumps(o.notices), o.card_stat or None, o.region))
             self._db.executemany(
                 "INSERT OR REPLACE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
                 [(o.user, seq, v.to_json()) for seq, v in sorted(views.items())])
