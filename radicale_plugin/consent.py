@@ -171,6 +171,30 @@ class Preauthorization:
         return bool(shared & self.groups)
 
 
+#: How long an owner's first share may make offers beyond the daily limit.
+FIRST_SHARE_WINDOW = datetime.timedelta(days=1)
+
+
+def in_first_share(first: tuple[int, str], seq: int, now: datetime.datetime) -> bool:
+    """Whether a new offer of the owner's change ``seq`` belongs to their first share.
+
+    ``first`` is the change and time (ISO) of the owner's first new offer ever.
+    Offers reach only people who have the owner's verified key in their books
+    (or named the owner), so the daily limit guards against a flood, not
+    against strangers: the first share reaches everyone who knows the owner
+    at once.  It is that one change, for a day; a later change (or a day
+    later) counts against the limit.
+    """
+    first_seq, when = first
+    try:
+        started = datetime.datetime.fromisoformat(when)
+    except ValueError:
+        return False
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=datetime.timezone.utc)
+    return seq == first_seq and now < started + FIRST_SHARE_WINDOW
+
+
 def offer_state(offer: Offer, now: datetime.datetime | None = None) -> str:
     """pending, postponed or refused; a postponement that ran out is pending again."""
     if offer.state == OFFER_POSTPONED and offer.until:

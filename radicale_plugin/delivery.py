@@ -28,12 +28,14 @@ import datetime
 import hashlib
 import os
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass, field
 
 from radicale.log import logger
 
-from radicale_plugin import store
+from radicale_plugin import index as idx
+from radicale_plugin import links, store
 from radicale_plugin.card_index import index_card, index_parsed
 from radicale_plugin.consent import Candidate, card_fit
 from radicale_plugin.context import Context
@@ -43,6 +45,7 @@ from radicale_plugin.history import diff
 from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
                                    Owner)
 from radicale_plugin.merge import Previous, copy_uid, merge, new_copy
+from radicale_plugin.rollback import MAX_REPAIRS, stale_values
 from radicale_plugin.vcard import Card, parse_card
 from radicale_plugin.view import View
 
@@ -145,12 +148,19 @@ class Deliverer:
         link = index.links.get(owner.user, recipient)
         if link is not None:
             found = self._read(link.book, link.href)
-            if found is not None:
+            if found is not None and links.holds(link, parse_card(found[0]).first_value("UID")):
                 return Placement(linked=(link.book, link.href), found=found)
+            # the linked card is gone, or another card sits at its href: the link ends, and
+            # nothing is written into whatever is there now (the owner's next change is
+            # decided by the recipient's policy)
+            links.end(index, link, tell_owner=False)
             return Placement(deleted=True)
         mine = index.keys.verified(owner.user)
         cards = index.cards.cards_with_keys(recipient, mine)
-        placement = Placement(owner_key_in_books=bool(cards))
+        # a card linked to another owner stands for them: the owner's keys on it are values
+        # that owner put there (plain text), no sign that the recipient knows this owner
+        placement = Placement(owner_key_in_books=any(
+            index.links.at(c.book, c.href) is None for c in cards))
         if not cards:
             return placement
         all_keys = {k for c in cards for k in c.keys}
@@ -198,12 +208,17 @@ class Deliverer:
             raise NotFound("%s has no address book to hold a new contact" % recipient)
         mine = index.owners.get(recipient)
         book = mine.book if mine.book in books else books[0]
-        return book, copy_uid(owner, recipient) + ".vcf"
+        href = copy_uid(owner, recipient) + ".vcf"
+        if self.files.text(book, href) is not None:
+            href = str(uuid.uuid4()) + ".vcf"  # a new card never merges into one that is there
+        return book, href
 
     # -- what -------------------------------------------------------------------
-    def previous(self, owner: Owner, delivery: Delivery) -> Previous:
-        """What in the recipient's copy is provably the owner's."""
-        values = set(self._owned_by(owner.user)) | delivery.written_values
+    def previous(self, owner: Owner, delivery: Delivery, cached: bool = True) -> Previous:
+        """What in the recipient's copy is provably the owner's (``cached``: the fan-out's
+        round may reuse the owner's earlier values; a request reads them afresh)."""
+        values = set(self._owned_by(owner.user) if cached else self._owned_now(owner.user))
+        values |= delivery.written_values
         written: tuple = ()
         if delivery.delivered_view is not None:
             written += delivery.delivered_view.entries
@@ -215,12 +230,63 @@ class Deliverer:
         """The owner's earlier values that prove a value is theirs (numbers and e-mails only
         if they were verified for the owner); cached for the round."""
         if owner not in self._owned:
-            index = self._ctx.index
-            ever_verified = {k.key for k in index.keys.of_user(owner) if k.verified}
-            self._owned[owner] = frozenset(
-                (f, k) for f, k in index.owners.past_values(owner)
-                if f not in _KEY_FIELDS or k in ever_verified)
+            self._owned[owner] = self._owned_now(owner)
         return self._owned[owner]
+
+    def _owned_now(self, owner: str) -> frozenset[tuple[str, str]]:
+        index = self._ctx.index
+        ever_verified = {k.key for k in index.keys.of_user(owner) if k.verified}
+        return frozenset((f, k) for f, k in index.owners.past_values(owner)
+                         if f not in _KEY_FIELDS or k in ever_verified)
+
+    # -- a copy written by the recipient's client ---------------------------------------
+    def check_copy(self, book: str, href: str, text: str) -> str | None:
+        """The recipient's client wrote a card: if it is an owner's delivered copy that
+        now holds an older value of the owner's in place of what was written (a rollback,
+        see :mod:`radicale_plugin.rollback`), the delivery waits for its repair (or, after
+        :data:`MAX_REPAIRS` of them for this change, is left ``behind``).
+
+        Called by the storage hook, inside the request's write lock and transaction:
+        a few indexed reads, and nothing at all for a card that holds no copy.  A copy
+        whose write is still being recorded (an intent) is left to that write.  It never
+        refuses the recipient's write: a failure here is logged, and the copy is left.
+        """
+        try:
+            return self._check_copy(book, href, text)
+        except Exception as e:
+            logger.warning("Checking the card /%s/%s for a rollback failed: %s", book, href, e,
+                           exc_info=True)
+            return None
+
+    def _check_copy(self, book: str, href: str, text: str) -> str | None:
+        index = self._ctx.index
+        link = index.links.at(book, href)
+        if link is None:
+            return None
+        delivery = index.outbox.delivery(link.owner, link.recipient)
+        if delivery is None or delivery.state != idx.DELIVERED or delivery.intent is not None \
+                or delivery.delivered_view is None \
+                or delivery.delivered_seq != delivery.wanted_seq:
+            return None
+        owner = index.owners.get(link.owner)
+        stale = stale_values(parse_card(text), delivery.delivered_view,
+                             self.previous(owner, delivery, cached=False),
+                             self._ctx.region_of(owner))
+        if not stale:
+            return None  # as written, or the recipient's own edits: kept
+        # the rewrite spacing after the client's write: its sync may not be over (a phone
+        # saving in a burst), and a phone writing the old card back again and again is not
+        # answered by a rewrite each time
+        due = time.time() + self._ctx.settings.rewrite_spacing
+        state = index.outbox.rolled_back(link.owner, link.recipient, delivery.wanted_seq,
+                                         due, MAX_REPAIRS)
+        if state is not None:
+            logger.info("Copy of %r's card in %r's book was rolled back by a client (%s): %s",
+                        link.owner, link.recipient, ", ".join(sorted({v.field for v in stale})),
+                        "put right again" if state == idx.ROLLED_BACK else
+                        "repaired %d times already, left until the owner's next change"
+                        % MAX_REPAIRS)
+        return state
 
     def render(self, owner: Owner, delivery: Delivery, view: View, book: str,
                text: str | None) -> str:
@@ -237,8 +303,10 @@ class Deliverer:
             version = self._ctx.index.cards.book_version(book) or "3.0"
             return None, new_copy(view, uid, version)
         before = parse_card(text)
+        # the owner's region: what the merge replaces are the owner's values, and the
+        # values recorded as the owner's were read in it
         return before, merge(before, view, self.previous(owner, delivery),
-                             self._ctx.settings.region)
+                             self._ctx.region_of(owner))
 
     def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str],
                      found: tuple[str, Identity] | None = None) -> bool:
@@ -275,15 +343,15 @@ class Deliverer:
         text, was = (found[0], found[1]) if found else (None, None)
         before, after = self._render(owner, delivery, view, book, text)
         new_text = after.serialize()
-        link = Link(owner.user, recipient, book, href, link_kind, _now_iso()) \
-            if link_kind else None
+        link = Link(owner.user, recipient, book, href, link_kind, _now_iso(),
+                    after.first_value("UID") or "") if link_kind else None
         if new_text == text:
             return Planned(delivery, Write(book, href, new_text, was, done=True),
                            _no_intent(view, book, href), set(), link) if link else None
         intent = Intent(view, book, href, "create" if text is None else action,
                         tuple(diff(before, after)), text_hash(new_text))
         return Planned(delivery, Write(book, href, new_text, was), intent,
-                       view.values(self._ctx.settings.region), link, after)
+                       view.values(self._ctx.region_of(owner)), link, after)
 
     # -- records around a write -----------------------------------------------------
     def before_write(self, planned: Planned) -> None:
@@ -300,14 +368,16 @@ class Deliverer:
         """Record writes that were made: history, intents, the card-key index (in the
         caller's transaction, in one go)."""
         index = self._ctx.index
-        region = self._ctx.settings.region
+        region = self._ctx.region_of  # the book's: each recipient's own
         index.history.record_many(
             HistoryEntry(p.delivery.owner, p.delivery.recipient, p.intent.book, p.intent.href,
                          p.intent.action, p.intent.changes) for p in done)
         index.outbox.clear_intents((p.delivery.owner, p.delivery.recipient) for p in done)
         index.cards.put_many(
-            index_parsed(p.write.book, p.write.href, p.card, region) if p.card is not None
-            else index_card(p.write.book, p.write.href, p.write.text, region) for p in done)
+            index_parsed(p.write.book, p.write.href, p.card, region(p.delivery.recipient))
+            if p.card is not None else index_card(p.write.book, p.write.href, p.write.text,
+                                                  region(p.delivery.recipient))
+            for p in done)
         # as the hooks do: the index knows these books as they are now, else every start
         # would read again each book the fan-out ever wrote into
         for book in sorted({p.write.book for p in done}):
@@ -326,7 +396,7 @@ class Deliverer:
             if text is not None and text_hash(text) == intent.after_hash:
                 self._record(owner.user, delivery.recipient, intent)
                 index.cards.put(index_card(intent.book, intent.href, text,
-                                           self._ctx.settings.region))
+                                           self._ctx.region_of(delivery.recipient)))
             elif intent.action == "create":
                 # the new card never reached the disk: its link leads nowhere
                 index.links.remove(owner.user, delivery.recipient)

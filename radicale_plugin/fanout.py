@@ -31,6 +31,10 @@ doubling up to ``mecard_retry_max``; after ``mecard_retry_attempts`` such
 failures in a row it is ``failed`` with the last error.  The owner sees it
 as *retrying* meanwhile (:mod:`reports`).  One recipient's failure never
 holds up the others of its round.
+
+A copy a recipient's phone wrote back over (:mod:`rollback`, found by the
+storage hook) waits as ``rolled-back`` and is merged again like any delivery
+when due, without a second offer.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from radicale_plugin.copy_files import Write
 from radicale_plugin.delivery import BookUnavailable, Deliverer, Planned, transient
 from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
+from radicale_plugin.links import Links
 from radicale_plugin.offers import Offers
 from radicale_plugin.owners import Owners
 from radicale_plugin.selection import Targets
@@ -106,6 +111,8 @@ class FanoutWorker:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mecard-writer")
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        #: set by :meth:`stop`: the round in progress ends, no other begins
+        self._stopping = False
 
     def start(self) -> None:
         """Start the thread once per process; it first catches up on what changed."""
@@ -118,15 +125,27 @@ class FanoutWorker:
     def wake(self) -> None:
         self._event.set()
 
+    def stop(self, timeout: float = 10.0) -> bool:
+        """A clean stop of the server: the round in progress ends (its files written and
+        recorded), no other begins.  Whether the thread ended within ``timeout``."""
+        self._stopping = True
+        self._event.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
     def _run(self) -> None:
         settings = self._ctx.settings
         try:
             self.reconcile()
         except Exception as e:
             logger.error("Fan-out: checking me cards at start failed: %s", e, exc_info=True)
-        while True:
+        while not self._stopping:
             self._event.clear()
             try:
+                # books of users whose region changed, before the plans that read them
+                self._card_keys.reindex_pending(self._files)
                 self.drain()
             except Exception as e:
                 logger.error("Fan-out round failed, retrying later: %s", e, exc_info=True)
@@ -135,7 +154,8 @@ class FanoutWorker:
             due = self._ctx.index.outbox.next_due()
             if due is not None:
                 wait = max(0.05, min(wait, due - time.time()))
-            self._event.wait(wait)
+            if not self._stopping:  # stop() may have come between the check and clear()
+                self._event.wait(wait)
 
     def reconcile(self) -> None:
         """Catch up with writes that reached the files but not the index (a crash mid-PUT).
@@ -145,6 +165,8 @@ class FanoutWorker:
         file changed since it was last read.
         """
         self._card_keys.reconcile(self._files)
+        # cards deleted or replaced while the server was stopped: their links end
+        Links(self._ctx).reconcile()
         for delivery in self._ctx.index.outbox.interrupted():
             owner = self._ctx.index.owners.get(delivery.owner)
             try:
@@ -171,7 +193,7 @@ class FanoutWorker:
         begun, before = time.monotonic(), (self.stats.deliveries, self.stats.copies_written)
         self.stats.longest_hold_now = 0.0
         try:
-            while True:
+            while not self._stopping:
                 current = self._start_round(previous)
                 if previous is not None:
                     self._end_round(previous)
@@ -224,6 +246,7 @@ class FanoutWorker:
         with self._ctx.index.transaction():
             for outcome in outcomes:
                 self._before(outcome)
+            self._offers.end_round()  # one line for the offers held back, the log purged
         clock.lap("record intents")
         writes = [o.planned.write for o in outcomes
                   if o.planned is not None and not o.planned.write.done]
@@ -356,6 +379,11 @@ class FanoutWorker:
         allowed = consent.may_offer(chosen, placement.owner_key_in_books,
                                     placement.linked is not None)
         decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
+        if delivery.state == idx.ROLLED_BACK and placement.linked is not None \
+                and decision.action == consent.OFFER:
+            # a repair puts back the change the recipient already took (their phone wrote
+            # an older copy over it): it is not offered to them a second time
+            decision = consent.Decision(consent.WRITE, placement.linked)
         found = placement.found if decision.card == placement.linked else None
         if decision.action == consent.OFFER and decision.card is not None \
                 and (placement.linked or decision.link) \

@@ -29,6 +29,7 @@ from radicale_plugin.view import (ONLY_IN_4, SINGLE_VALUED, Entry, View, entry_f
 
 # Never removed from a copy: a card without them is invalid.
 _REQUIRED = ("FN", "N")
+REQUIRED_FIELDS = _REQUIRED  # (what :mod:`radicale_plugin.rollback` must leave alone too)
 
 PRODID = "-//radicale-mecard//copy//EN"
 

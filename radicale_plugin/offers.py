@@ -8,7 +8,11 @@ verified.  The recipient accepts (applied at once; the owner becomes
 ``auto`` unless it was "this time only"), postpones, refuses (this change
 is dropped, the next one is offered again) or blocks the owner.  A newer
 change replaces a pending offer.  Offers live in the index, so they
-survive restarts; owners may make only so many new offers a day.
+survive restarts; owners may make only so many new offers a day
+(``mecard_offers_per_day``), except in their first share
+(:func:`consent.in_first_share`): the rest wait, without a retry every hour,
+until the day's oldest offer leaves the window; the fan-out logs them once
+per round, and the owner's report says how many wait and until when.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from radicale.log import logger
 
 from radicale_plugin import index as idx
 from radicale_plugin import store
-from radicale_plugin.consent import offer_state
+from radicale_plugin.consent import in_first_share, offer_state
 from radicale_plugin.context import Context
 from radicale_plugin.delivery import Deliverer
 from radicale_plugin.errors import BadRequest, Conflict, NotFound
 from radicale_plugin.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
 from radicale_plugin.matching import line_key
+from radicale_plugin.reports import HELD_BACK
 from radicale_plugin.vcard import unescape
 from radicale_plugin.view import View
 
-#: How long an offer held back by the daily limit waits before it is tried again.
+#: How long an offer held back by the daily limit waits if the log tells no better time.
 RETRY_AFTER_LIMIT = 3600.0
+_DAY = datetime.timedelta(days=1)
 #: The latest a recipient may postpone an offer to.
 MAX_POSTPONE = datetime.timedelta(days=366)
 
@@ -70,6 +76,27 @@ class Offers:
     def __init__(self, ctx: Context, deliverer: Deliverer) -> None:
         self._ctx = ctx
         self._deliverer = deliverer
+        #: offers held back in the fan-out's round: per owner, how many and the next time
+        self._held: dict[str, tuple[int, float]] = {}
+        self._made = False  # a new offer was logged in the round
+
+    def end_round(self) -> None:
+        """After a round's offers (in its transaction): one log line for those held back,
+        and the log of new offers purged of what no day's count needs any more."""
+        held, self._held = self._held, {}
+        if held:
+            names = sorted(held, key=lambda o: -held[o][0])
+            logger.warning(
+                "Fan-out: %d offer(s) held back by the limit of %d new offers a day: %s",
+                sum(n for n, _ in held.values()), self._ctx.settings.offers_per_day,
+                ", ".join("%r %d (next at %s)" % (o, held[o][0], _iso(
+                    datetime.datetime.fromtimestamp(held[o][1], datetime.timezone.utc)))
+                    for o in names[:5]) + (" and %d more owners" % (len(names) - 5)
+                                           if len(names) > 5 else ""))
+        if self._made:
+            self._made = False
+            # a day is the longest window anyone asks about
+            self._ctx.index.consent.purge_offer_log(_iso(_now() - 2 * _DAY))
 
     # -- the fan-out's side ---------------------------------------------------
     def make(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None) -> None:
@@ -78,15 +105,14 @@ class Offers:
         existing = consent.offer(owner.user, delivery.recipient)
         book, href = card if card is not None else (None, None)
         now = _now()
+        counted = True
         if existing is None:
-            since = _iso(now - datetime.timedelta(days=1))
-            if consent.new_offers_since(owner.user, since) >= self._ctx.settings.offers_per_day:
-                logger.warning("Offer of %r's card to a recipient held back: %d new offers "
-                               "within a day", owner.user, self._ctx.settings.offers_per_day)
-                delivery.state, delivery.due = idx.PENDING, time.time() + RETRY_AFTER_LIMIT
-                delivery.error = ("held back: you made %d new offers today; the rest follow "
-                                  "later" % self._ctx.settings.offers_per_day)
+            first = consent.first_share(owner.user) or consent.start_first_share(
+                owner.user, delivery.wanted_seq, _iso(now))
+            counted = not in_first_share(first, delivery.wanted_seq, now)
+            if counted and self._hold(owner, delivery, now):
                 return
+            self._made = self._made or counted
             offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq, idx.OFFER_PENDING,
                           book, href, _iso(now))
         elif existing.state == idx.OFFER_REFUSED and existing.refused_seq >= delivery.wanted_seq:
@@ -99,9 +125,32 @@ class Offers:
                           idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book, href,
                           existing.created if same else _iso(now), existing.first_offered,
                           existing.until if postponed else None, existing.refused_seq)
-        consent.put_offer(offer)
+        consent.put_offer(offer, counted)
         delivery.state, delivery.error = idx.OFFERED, ""
         logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
+
+    def _hold(self, owner: Owner, delivery: Delivery, now: datetime.datetime) -> bool:
+        """Hold a new offer back if the owner made their day's (updates ``delivery``): it
+        waits until the day's oldest offer leaves the window, not an hour at a time."""
+        consent = self._ctx.index.consent
+        per_day = self._ctx.settings.offers_per_day
+        since = _iso(now - _DAY)
+        if consent.new_offers_since(owner.user, since) < per_day:
+            return False
+        oldest = consent.oldest_new_offer_since(owner.user, since)
+        try:
+            due = (datetime.datetime.fromisoformat(oldest) + _DAY).timestamp() + 1 \
+                if oldest else time.time() + RETRY_AFTER_LIMIT
+        except ValueError:
+            due = time.time() + RETRY_AFTER_LIMIT
+        delivery.state, delivery.due = idx.PENDING, max(due, time.time() + 1)
+        delivery.error = ("%s: you made %d new offers within a day, the most allowed; the "
+                          "next go out at %s" % (
+                              HELD_BACK, per_day, _iso(datetime.datetime.fromtimestamp(
+                                  delivery.due, datetime.timezone.utc))))
+        count, first_due = self._held.get(owner.user, (0, delivery.due))
+        self._held[owner.user] = (count + 1, min(first_due, delivery.due))
+        return True
 
     # -- the recipient's side -------------------------------------------------
     def offered_view(self, offer: Offer) -> View | None:
@@ -146,7 +195,7 @@ class Offers:
 
     def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
         verified = self._ctx.index.keys.verified(owner)
-        region = self._ctx.settings.region
+        region = self._ctx.region_of(owner)
         keys = []
         for entry in view.entries:
             key = line_key(entry.name, entry.value, region)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
 import sqlite3
 from typing import Iterable
 
@@ -52,15 +51,14 @@ class SQLiteConsentStore(index.ConsentStore):
         return [_offer(r) for r in self._db.rows(
             "SELECT * FROM offers WHERE owner = ? ORDER BY recipient", (owner,))]
 
-    def put_offer(self, offer: Offer) -> None:
+    def put_offer(self, offer: Offer, counted: bool = True) -> None:
         now = now_iso()
         with self._db.transaction():
-            if self.offer(offer.owner, offer.recipient) is None:
+            if counted and self.offer(offer.owner, offer.recipient) is None:
+                # the log is purged once per round (purge_offer_log), not per offer: a
+                # purge per offer made a fan-out of offers quadratic in the log's length
                 self._db.execute("INSERT INTO offer_log (owner, recipient, time) VALUES (?, ?, ?)",
                                  (offer.owner, offer.recipient, now))
-                # a day is the longest window anyone asks about
-                self._db.execute("DELETE FROM offer_log WHERE time < ?",
-                                 (_days_ago(2),))
             self._put(offer, now)
 
     def _put(self, offer: Offer, now: str) -> None:
@@ -85,6 +83,27 @@ class SQLiteConsentStore(index.ConsentStore):
     def new_offers_since(self, owner: str, since: str) -> int:
         return int(self._db.value(
             "SELECT COUNT(*) FROM offer_log WHERE owner = ? AND time >= ?", (owner, since)))
+
+    def oldest_new_offer_since(self, owner: str, since: str) -> str | None:
+        found = self._db.value("SELECT MIN(time) FROM offer_log WHERE owner = ? AND time >= ?",
+                               (owner, since))
+        return str(found) if found is not None else None
+
+    def purge_offer_log(self, before: str) -> int:
+        # offer_log_by_time (schema 5): a range of the index, whatever the log's length
+        return self._db.execute("DELETE FROM offer_log WHERE time < ?", (before,)).rowcount
+
+    def first_share(self, owner: str) -> tuple[int, str] | None:
+        row = self._db.row("SELECT seq, time FROM first_shares WHERE owner = ?", (owner,))
+        return (int(row[0]), str(row[1])) if row else None
+
+    def start_first_share(self, owner: str, seq: int, when: str) -> tuple[int, str]:
+        with self._db.transaction():
+            self._db.execute("INSERT OR IGNORE INTO first_shares (owner, seq, time) "
+                             "VALUES (?, ?, ?)", (owner, seq, when))
+            found = self.first_share(owner)
+        assert found is not None
+        return found
 
     # -- backups and accounts -------------------------------------------------------
     def all_policies(self) -> list[tuple[str, str, str]]:
@@ -111,9 +130,4 @@ class SQLiteConsentStore(index.ConsentStore):
                              (user, user))
             # the log of offers made to the user stays: it is their owners' daily count
             self._db.execute("DELETE FROM offer_log WHERE owner = ?", (user,))
-
-
-
-def _days_ago(days: int) -> str:
-    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
-    return when.isoformat(timespec="seconds")
+            self._db.execute("DELETE FROM first_shares WHERE owner = ?", (user,))

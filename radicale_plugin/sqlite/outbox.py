@@ -13,7 +13,8 @@ from radicale_plugin.index import Change, Delivery, Intent, Job, QueueCounts
 from radicale_plugin.sqlite.database import Database, marks, now_iso
 from radicale_plugin.view import View
 
-_WAITING = (index.PENDING, index.WITHDRAWING)
+#: What the worker picks up when due (a rolled-back copy waits for its repair).
+_WAITING = (index.PENDING, index.WITHDRAWING, index.ROLLED_BACK)
 #: Deliveries planned per transaction.
 _PLAN_PART = 500
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
@@ -53,7 +54,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
                     {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
                     json.loads(row["reasons"] or "[]"), row["error"] or "",
                     row["updated"] or "", row["due"] or 0.0, row["delivered_at"] or 0.0,
-                    row["attempts"] or 0)
+                    row["attempts"] or 0, row["repairs"] or 0)
 
 
 class SQLiteOutbox(index.Outbox):
@@ -116,7 +117,10 @@ class SQLiteOutbox(index.Outbox):
                     "ELSE excluded.queued END, "
                     "due = CASE WHEN deliveries.delivered_at > ? THEN deliveries.delivered_at + ? "
                     "ELSE 0 END, wanted_seq = excluded.wanted_seq, reasons = excluded.reasons, "
-                    "error = NULL, updated = excluded.updated, attempts = 0",
+                    "error = NULL, updated = excluded.updated, attempts = 0, "
+                    # repairs of a rolled-back copy are counted per change
+                    "repairs = CASE WHEN deliveries.wanted_seq = excluded.wanted_seq "
+                    "THEN deliveries.repairs ELSE 0 END",
                     [(job.owner, recipient, index.PENDING, job.seq, json.dumps(targets[recipient]),
                       now, first + i, index.DELIVERED, clock - spacing, spacing)
                      for i, recipient in enumerate(chunk)])
@@ -182,6 +186,24 @@ class SQLiteOutbox(index.Outbox):
         row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
                            (owner, recipient))
         return _delivery(row) if row else None
+
+    def rolled_back(self, owner: str, recipient: str, seq: int, due: float,
+                    max_repairs: int) -> str | None:
+        with self._db.transaction():
+            cursor = self._db.execute(
+                "UPDATE deliveries SET state = CASE WHEN repairs < ? THEN ? ELSE ? END, "
+                "due = CASE WHEN repairs < ? THEN ? ELSE 0 END, "
+                "repairs = MIN(repairs + 1, ?), updated = ?, attempts = 0, "
+                "queued = CASE WHEN repairs < ? THEN ? ELSE queued END "
+                "WHERE owner = ? AND recipient = ? AND state = ? AND wanted_seq = ? "
+                "AND delivered_seq = ? AND intent IS NULL",
+                (max_repairs, index.ROLLED_BACK, index.BEHIND, max_repairs, due, max_repairs,
+                 now_iso(), max_repairs, self._positions(1), owner, recipient,
+                 index.DELIVERED, seq, seq))
+            if not cursor.rowcount:
+                return None
+            return str(self._db.value("SELECT state FROM deliveries WHERE owner = ? "
+                                      "AND recipient = ?", (owner, recipient)))
 
     def ensure(self, owner: str, recipient: str, seq: int) -> Delivery:
         # not queued: the caller (an accepted offer) delivers it itself
@@ -288,12 +310,13 @@ class SQLiteOutbox(index.Outbox):
     def has_work(self, now: float) -> bool:
         return bool(self._db.value(
             "SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS "
-            "(SELECT 1 FROM deliveries WHERE state IN (?, ?) AND due <= ?)",
+            "(SELECT 1 FROM deliveries WHERE state IN (%s) AND due <= ?)"
+            % marks(list(_WAITING)),
             (*_WAITING, now)))
 
     def next_due(self) -> float | None:
-        found = self._db.value("SELECT MIN(due) FROM deliveries WHERE state IN (?, ?)",
-                               _WAITING)
+        found = self._db.value("SELECT MIN(due) FROM deliveries WHERE state IN (%s)"
+                               % marks(list(_WAITING)), _WAITING)
         return float(found) if found is not None else None
 
     # -- backups, accounts and monitoring -------------------------------------------
@@ -327,11 +350,12 @@ class SQLiteOutbox(index.Outbox):
                 self._db.executemany(
                     "INSERT INTO deliveries (owner, recipient, state, wanted_seq, "
                     "delivered_seq, reasons, error, updated, intent, due, queued, "
-                    "delivered_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "delivered_at, attempts, repairs) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(d.owner, d.recipient, d.state, d.wanted_seq, d.delivered_seq,
                       json.dumps(d.reasons), d.error, d.updated,
                       _intent_json(d.intent) if d.intent else None, d.due, first + i,
-                      d.delivered_at, d.attempts) for i, d in enumerate(found)])
+                      d.delivered_at, d.attempts, d.repairs) for i, d in enumerate(found)])
             except sqlite3.IntegrityError as e:
                 raise ValueError("a delivery is given twice: %s" % e) from e
             self._db.executemany(
@@ -363,7 +387,7 @@ class SQLiteOutbox(index.Outbox):
             jobs = self._db.row("SELECT COUNT(*), MIN(created) FROM jobs")
             states = {r[0]: r[1] for r in self._db.rows(
                 "SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state")}
-            due = self._db.value("SELECT COUNT(*) FROM deliveries WHERE state IN (?, ?) "
-                                 "AND due <= ?", (*_WAITING, now))
+            due = self._db.value("SELECT COUNT(*) FROM deliveries WHERE state IN (%s) "
+                                 "AND due <= ?" % marks(list(_WAITING)), (*_WAITING, now))
         assert jobs is not None
         return QueueCounts(int(jobs[0]), states, int(due), jobs[1])

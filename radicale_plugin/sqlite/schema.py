@@ -6,12 +6,15 @@ Version 1 is the schema of the first release (it carried no version number:
 consent and history; version 3 the WebDAV-Push topics and subscriptions; version 4
 counts a delivery's transient failures (``deliveries.attempts``, for retries with
 backoff); version 5 adds invites, wrong verification answers per key, the keys an
-owner put on a me card per day, and a user's own region (``owners.region``).  A database made by newer code than this is refused with a message, never
+owner put on a me card per day, a user's own region (``owners.region``) and the UID of
+a linked card (``links.uid``), an owner's first share of offers (``first_shares``) and
+the rollbacks of a copy put right (``deliveries.repairs``).  A database made by newer code than this is refused with a message, never
 guessed at.
 """
 
 from __future__ import annotations
 
+import functools
 
 from radicale.log import logger
 
@@ -111,7 +114,54 @@ def version_of(db: Database) -> int:
 
 
 def migrate(db: Database, region: str, target: int) -> None:
-    """Bring the database to ``target``, or refuse a newer one."""
+    """Bring the database to ``target``, or refuse a newer one or one that lacks a table
+    or column of its version (:func:`check_columns`)."""
+    _migrate(db, region, target)
+    check_columns(db, target)
+
+
+def check_columns(db: Database, target: int) -> None:
+    """Refuse a database whose tables lack what schema ``target`` has.
+
+    ``user_version`` alone can lie: a file changed by hand, a migration
+    interrupted outside a transaction, a copy of a half-restored backup.  Such a
+    database would fail at some later request with a 500; it is refused here, in
+    one line naming what is missing.  Columns and tables more than the schema's
+    are left alone.
+    """
+    want = _expected_columns(target)
+    have = _columns(db)
+    missing = ["table %s" % t for t in sorted(want) if t not in have]
+    missing += ["column %s.%s" % (t, c) for t in sorted(want) if t in have
+                for c in sorted(want[t] - have[t])]
+    if missing:
+        raise SchemaError(
+            "the sharing database %s says schema version %d but lacks %s%s: it was not made "
+            "by radicale-mecard's migrations (changed by hand, or a broken copy); put back the "
+            "copy from before the upgrade, or import the last export into a new database"
+            % (db.path, version_of(db), ", ".join(missing[:5]),
+               " and %d more" % (len(missing) - 5) if len(missing) > 5 else ""))
+
+
+def _columns(db: Database) -> dict[str, set[str]]:
+    tables = [r[0] for r in db.rows("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                    "AND name NOT LIKE 'sqlite_%'")]
+    return {t: {r[1] for r in db.rows("PRAGMA table_info(\"%s\")" % t.replace('"', '""'))}
+            for t in tables}
+
+
+@functools.lru_cache(maxsize=None)
+def _expected_columns(target: int) -> dict[str, frozenset[str]]:
+    """The tables and columns of schema ``target``, as the migrations make them."""
+    db = Database(":memory:")
+    try:
+        _migrate(db, "US", target)
+        return {t: frozenset(c) for t, c in _columns(db).items()}
+    finally:
+        db.close()
+
+
+def _migrate(db: Database, region: str, target: int) -> None:
     version = version_of(db)
     if version > target:
         raise SchemaError(
@@ -173,6 +223,10 @@ CREATE TABLE IF NOT EXISTS key_claims (user TEXT NOT NULL, key TEXT NOT NULL,
     time REAL NOT NULL, PRIMARY KEY (user, key));
 CREATE INDEX IF NOT EXISTS key_claims_by_user ON key_claims (user, time);
 CREATE INDEX IF NOT EXISTS offer_log_by_time ON offer_log (time);
+CREATE TABLE IF NOT EXISTS first_shares (owner TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS push_queue (subscription TEXT PRIMARY KEY, book TEXT NOT NULL,
+    due REAL NOT NULL, attempt INTEGER NOT NULL);
 """
 
 
@@ -182,6 +236,15 @@ def _v4_to_v5(db: Database) -> None:
         db.execute(statement)
     if "region" not in {r[1] for r in db.rows("PRAGMA table_info(owners)")}:
         db.execute("ALTER TABLE owners ADD COLUMN region TEXT")
+    if "repairs" not in {r[1] for r in db.rows("PRAGMA table_info(deliveries)")}:
+        # rollbacks of a copy put right for the current change: none counted before
+        db.execute("ALTER TABLE deliveries ADD COLUMN repairs INTEGER NOT NULL DEFAULT 0")
+    if "uid" not in {r[1] for r in db.rows("PRAGMA table_info(links)")}:
+        # a link belongs to the card (its UID), not to the href: the links of version 4
+        # take the UID the card-key index knows (none for a card already gone)
+        db.execute("ALTER TABLE links ADD COLUMN uid TEXT")
+        db.execute("UPDATE links SET uid = (SELECT cards.uid FROM cards WHERE "
+                   "cards.book = links.book AND cards.href = links.href)")
 
 
 def _v1_to_v2(db: Database, region: str) -> None:
