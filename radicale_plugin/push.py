@@ -6,8 +6,8 @@ This is the side of WebDAV-Push that answers requests (the API calls under
 :mod:`radicale_plugin.push_dav` speaks the draft's XML.
 
 * Only a book's owner registers subscriptions to it, lists them and removes
-  them; asking about somebody else's book or subscription is answered like
-  asking about one that does not exist.
+  them: any book of another user is refused (403, whether it exists or not),
+  and somebody else's subscription is answered like one that does not exist.
 * A push resource must pass the admin's allow-list and resolve to public
   addresses (:mod:`radicale_plugin.push_hosts`), and a user may have only so
   many subscriptions, a book only so many: registering cannot turn the
@@ -31,7 +31,7 @@ from radicale.log import logger
 
 from radicale_plugin import push_dav, push_hosts, store
 from radicale_plugin.context import Context
-from radicale_plugin.errors import BadRequest, Conflict, NotFound
+from radicale_plugin.errors import BadRequest, Conflict, Forbidden, NotFound
 from radicale_plugin.index import PushSubscription
 from radicale_plugin.push_keys import VapidKeys
 
@@ -83,13 +83,20 @@ class Push:
             raise NotFound("this server offers no push (mecard_push_services is empty)")
 
     def own_book(self, user: str, value: Any) -> str:
-        """The path of ``user``'s address book named by ``value``; NotFound if it is not one."""
+        """The path of ``user``'s address book named by ``value``.
+
+        Forbidden for any path of another user (whether it exists or not: the
+        answer tells nothing about their books, as the draft's 403
+        ``push-not-available`` says); NotFound for a book of one's own that does
+        not exist.
+        """
         path = book_path(value)
-        if store.user_of(path) == user:
-            with self._ctx.storage.acquire_lock("r", user):
-                if store.book(self._ctx.storage, path) is not None:
-                    return path
-        # the same answer for somebody else's book as for none: it tells nothing
+        if store.user_of(path) != user:
+            raise Forbidden("push subscriptions are for your own address books only, not "
+                            "/%s/" % path)
+        with self._ctx.storage.acquire_lock("r", user):
+            if store.book(self._ctx.storage, path) is not None:
+                return path
         raise NotFound("you have no address book /%s/" % path)
 
     def topic(self, book: str) -> str:

@@ -18,6 +18,12 @@ elements are in the namespace :data:`NS`.  What this module reads and writes:
   The answer is 201 with ``Location`` (the registration URL) and ``Expires``.
 * **Push message**: ``push-message`` with the book's ``topic`` and a
   ``content-update`` (holding ``{DAV:}sync-token`` when one is given).
+* **Refusals**: 403 with a ``{DAV:}error`` naming the draft's precondition:
+  ``invalid-subscription`` (a subscription that cannot be used),
+  ``push-not-available`` (no push here, or not the user's book),
+  ``no-supported-trigger`` (only triggers this server does not offer).
+* **Push-Dont-Notify**: the registration URLs (or ``*``) a client names with
+  the request that makes a change; those subscriptions are not told of it.
 
 The server only ever sends encrypted messages (the draft requires RFC 8291
 with Web Push), so a registration without the subscription's public key and
@@ -31,6 +37,8 @@ import base64
 import binascii
 import datetime
 import email.utils
+import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -44,6 +52,18 @@ MAX_BODY = 65536
 ENCODING = "aes128gcm"
 #: What this server pushes: changes of the cards of the subscribed book.
 SUPPORTED_TRIGGERS = (("content-update", "1"),)
+
+
+#: The draft's preconditions (403 with ``{DAV:}error``) for a registration refused.
+INVALID_SUBSCRIPTION = "invalid-subscription"
+PUSH_NOT_AVAILABLE = "push-not-available"
+#: The draft's prose names it ``no-supported-trigger``, its RELAX NG schema
+#: ``no-trigger-supported``: both are sent, so that a client reading either finds it.
+NO_SUPPORTED_TRIGGER = ("no-supported-trigger", "no-trigger-supported")
+
+
+class NoSupportedTrigger(ValueError):
+    """A registration whose triggers are all unsupported (403 ``no-supported-trigger``)."""
 
 
 def _q(name: str, ns: str = NS) -> str:
@@ -178,8 +198,8 @@ def parse_register(body: bytes) -> dict:
         raise ValueError("the content encoding must be %s, not %r" % (ENCODING, encoding[:40]))
     trigger = root.find(_q("trigger"))
     if trigger is not None and trigger.find(_q("content-update")) is None:
-        raise ValueError("no supported trigger: this server pushes content updates "
-                         "(<content-update>) only")
+        raise NoSupportedTrigger("no supported trigger: this server pushes content updates "
+                                 "(<content-update>) only")
     data = {"push_resource": resource, "public_key": check_public_key(key_element.text or ""),
             "auth_secret": check_auth_secret(secret), "content_encoding": encoding}
     expires = _text(root, "expires")
@@ -215,6 +235,40 @@ def property_elements(info: dict) -> dict[str, ET.Element]:
     for name, depth in SUPPORTED_TRIGGERS:
         ET.SubElement(ET.SubElement(triggers, _q(name)), _q("depth", DAV)).text = depth
     return {e.tag: e for e in (transports, topic, triggers)}
+
+
+def error_body(conditions: tuple[str, ...], reason: str) -> bytes:
+    """A ``{DAV:}error`` naming the draft's precondition(s), with the reason for a person."""
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:" xmlns:P="%s">%s'
+            '<D:responsedescription>%s</D:responsedescription></D:error>\n'
+            % (NS, "".join("<P:%s/>" % c for c in conditions), escape(reason))).encode("utf-8")
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def dont_notify(value: str | None, marker: str) -> frozenset[str] | str | None:
+    """The ``Push-Dont-Notify`` header: ``"*"``, the subscription ids its registration URLs
+    name (URLs whose path holds ``marker`` then the id), or None.
+
+    The header is ``1#quoted-string / "*"`` (several header lines arrive joined by
+    commas); invalid values are ignored, as the draft requires.
+    """
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "*":
+        return "*"
+    ids = set()
+    for quoted in _QUOTED.findall(value):
+        url = re.sub(r"\\(.)", r"\1", quoted).strip()
+        try:
+            path = urllib.parse.urlsplit(url).path
+        except ValueError:
+            continue
+        head, found, ident = path.rpartition(marker)
+        if found and re.fullmatch(r"[A-Za-z0-9_-]{1,100}", ident):
+            ids.add(ident)
+    return frozenset(ids) or None
 
 
 def message_body(topic: str, sync_token: str | None = None) -> bytes:

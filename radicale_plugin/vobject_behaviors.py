@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""vobject behaviours that keep URI values (vCard 4.0 ``data:`` photos) whole.
+"""vobject behaviours that keep URI values (vCard 4.0 ``data:`` photos, URLs) whole.
 
 **What is cut, and where.**  Radicale parses every card it receives (PUT of a
 card or of a whole book, MOVE, and again whenever it reads a stored item) with
@@ -33,8 +33,12 @@ that loads the plugin, before the first request.
 **What is registered.**
 
 * :class:`VCard30` and :class:`VCard40`: vobject's ``VCard3_0`` with PHOTO,
-  LOGO, SOUND, KEY and TEL mapped (``knownChildren``, by the id
-  :data:`URI_ID`) to the behaviours below.  ``VCard30`` is registered as the
+  LOGO, SOUND, KEY, TEL and the URI properties (URL, SOURCE, IMPP, MEMBER,
+  RELATED, FBURL, CALURI, CALADRURI, ORG-DIRECTORY, CONTACT-URI, Apple's
+  X-SOCIALPROFILE and X-ADDRESSBOOKSERVER-MEMBER) mapped (``knownChildren``,
+  by the id :data:`URI_ID`) to the behaviours below.  vobject has none of the
+  URI properties either, so ``URL:https://example.org/a,b`` was stored as
+  ``URL:https://example.org/a`` like the photos.  ``VCard30`` is registered as the
   default VCARD behaviour under the id ``"3.0"`` (it serves 3.0 cards, cards
   without VERSION and 2.1 cards, as ``VCard3_0`` did); ``VCard40`` under
   ``"4.0"``, which vobject had nothing for.  Both behave exactly like
@@ -44,7 +48,8 @@ that loads the plugin, before the first request.
   value is a URI, and is neither unescaped nor split nor escaped, when the
   line says ``VALUE=uri``, or when it has no VALUE and the property's values
   are URIs in that version: PHOTO, LOGO and SOUND without ENCODING in any
-  version (they have no text form), KEY in 4.0.  Values with ENCODING
+  version (they have no text form), KEY in 4.0, the URI properties above in
+  any version (RELATED with ``VALUE=text`` is text, by the VALUE rule).  Values with ENCODING
   (``ENCODING=b``, Apple's bare ``BASE64``) and text values (TEL without
   ``VALUE=uri``, KEY in 3.0) are handled by vobject's own code, unchanged.
 """
@@ -70,6 +75,11 @@ _URI_WITHOUT_VALUE: dict[str, frozenset[str]] = {
     "KEY": frozenset(("4.0",)),
     "TEL": frozenset(),  # a phone number is text unless the line says VALUE=uri
 }
+#: Properties whose value is a URI in every version (vCard 3.0 with RFC 2739/4770, and 4.0).
+URI_PROPERTIES = ("URL", "SOURCE", "IMPP", "MEMBER", "RELATED", "FBURL", "CALURI",
+                  "CALADRURI", "ORG-DIRECTORY", "CONTACT-URI", "X-SOCIALPROFILE",
+                  "X-ADDRESSBOOKSERVER-MEMBER")
+_URI_WITHOUT_VALUE.update({name: frozenset(("3.0", "4.0")) for name in URI_PROPERTIES})
 
 
 def _has_encoding(line: Any) -> bool:
@@ -139,7 +149,14 @@ class UriTel(_UriOrText, VCardTextBehavior):
     description = "Telephone number"
 
 
-_VALUE_BEHAVIORS = (UriPhoto, UriLogo, UriSound, UriKey, UriTel)
+def _uri_behavior(name: str) -> type[VCardTextBehavior]:
+    """A value behaviour for a URI property: vobject's text behaviour, URIs kept whole."""
+    return type("Uri" + name.title().replace("-", ""), (_UriOrText, VCardTextBehavior),
+                {"name": name, "description": "%s (a URI)" % name})
+
+
+_VALUE_BEHAVIORS: tuple[type[VCardTextBehavior], ...] = (
+    UriPhoto, UriLogo, UriSound, UriKey, UriTel, *(_uri_behavior(n) for n in URI_PROPERTIES))
 
 _KNOWN_CHILDREN = dict(VCard3_0.knownChildren)
 _KNOWN_CHILDREN.update({b.name: (0, None, URI_ID) for b in _VALUE_BEHAVIORS})

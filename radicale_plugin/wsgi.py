@@ -11,13 +11,32 @@ so this one thin layer wraps Radicale's WSGI application:
   Radicale keeps only an element's text, so that form would arrive empty
   and be answered ``200 OK``.  The layer designates the card through the
   sharing API (same checks: a card of one of my own books) and answers the
-  property ``200``, or ``403``/``409`` with the reason; ``PROPFIND`` returns
-  the property as ``<D:href>``, the way Apple reads it.
-* **WebDAV-Push** (draft-bitfire-webdav-push): the ``webdav-push``
-  compliance class in the ``DAV:`` header, the ``transports`` and ``topic``
-  properties of address books, registration by ``POST`` on a book and
-  removal by ``DELETE`` of the registration URL.
-* A ``Content-Length`` that is no number gets ``400`` (Radicale answers 500).
+  property ``200``, or ``403``/``409`` with the reason; the same PROPPATCH
+  on one of the user's address books designates the card the same way (a
+  book of someone else: 403 with the reason).  ``PROPFIND`` returns the
+  property as a percent-encoded ``<D:href>``, the way Apple reads it.
+* **WebDAV-Push** (draft-bitfire-webdav-push), when push is on
+  (``mecard_push_services`` not empty): the ``webdav-push`` compliance class
+  in the ``DAV:`` header, the ``transports`` and ``topic`` properties of
+  address books, registration by ``POST`` on a book (refusals are 403 with the
+  draft's precondition: ``invalid-subscription``, ``push-not-available`` for
+  no push or another user's book, ``no-supported-trigger``), removal by
+  ``DELETE`` of the registration URL, and ``Push-Dont-Notify`` on any request
+  (the subscriptions it names are not told of the request's changes).
+* **Malformed requests** get a 4xx with one line saying why, where Radicale
+  itself answers 500: a ``Content-Length`` that is no number (400), an XML
+  body (PROPFIND, PROPPATCH, REPORT, MKCOL, MKCALENDAR, a push registration)
+  with a DTD or entities or nested deeper than :data:`MAX_DEPTH` (400), not
+  well-formed (400), larger than :data:`MAX_XML` (413) or shorter than its
+  ``Content-Length`` (408 after the server's read timeout, as Radicale answers
+  a PUT), and a MOVE whose ``Destination`` is no URL of this server's form
+  (``*``, no scheme, a bad port: 400; raw UTF-8 is percent-encoded and
+  passed on).  A ``Destination`` on another host keeps Radicale's own answer
+  (502, "Remote destination not supported"), and a short PUT body Radicale's
+  own 408.
+* **Refusals**: the reason a storage hook refused a write reaches the body
+  of Radicale's 400 (:mod:`radicale_plugin.refusals`; without this layer the
+  reason is only in Radicale's log).
 
 The layer decides nothing about who may do what: it turns these DAV forms
 into internal requests to the sharing API (:mod:`radicale_plugin.web`), which
@@ -39,12 +58,13 @@ import re
 import xml.etree.ElementTree as ET
 from http import client
 from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
+from xml.parsers import expat
 
 from radicale import types
 from radicale.log import logger
 
-from radicale_plugin import push_dav
+from radicale_plugin import push_dav, push_sender, refusals
 from radicale_plugin.web import PREFIX as API
 
 DAV = "DAV:"
@@ -53,7 +73,12 @@ ME_CARD = "{%s}me-card" % CS
 HREF = "{DAV:}href"
 # where a push registration lives (Location of the registration), below Radicale's /.web
 PUSH_PATH = "/.web/mecard/push/"
-MAX_XML = 1024 * 1024  # DAV bodies the layer reads itself (Radicale's own limit is larger)
+#: Largest XML body of a DAV request (a REPORT of 50,000 hrefs is about 3 MB).
+MAX_XML = 16 * 1024 * 1024
+#: Deepest XML element nesting accepted (DAV requests need fewer than 10 levels).
+MAX_DEPTH = 100
+#: Methods whose body Radicale parses as XML: the layer checks it first.
+XML_METHODS = ("PROPFIND", "PROPPATCH", "REPORT", "MKCOL", "MKCALENDAR")
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -99,16 +124,24 @@ class Layer:
     def _handle(self, environ: types.WSGIEnviron) -> Response:
         length = environ.get("CONTENT_LENGTH") or ""
         try:
-            int(length or 0)
+            if int(length or 0) < 0:
+                raise ValueError(length)
         except ValueError:
             why = "Content-Length must be a number of bytes, not %r" % length[:40]
             if (environ.get("PATH_INFO") or "").startswith(API):
                 return 400, {"Content-Type": "application/json; charset=utf-8"}, (
                     json.dumps({"error": why}).encode())
             return _plain(400, why)
+        skip = push_dav.dont_notify(environ.get("HTTP_PUSH_DONT_NOTIFY"), PUSH_PATH)
+        with push_sender.dont_notify(skip):
+            return self._route(environ)
+
+    def _route(self, environ: types.WSGIEnviron) -> Response:
         method = environ.get("REQUEST_METHOD", "").upper()
         path = environ.get("PATH_INFO", "") or "/"
-        if method == "PROPPATCH" and _home(path):
+        if method == "MOVE":
+            return self._pass(_checked_destination(environ), None)
+        if method == "PROPPATCH" and _home_or_book(path):
             body = self._body(environ)
             answer = self._proppatch(environ, path, body)
             return answer if answer is not None else self._pass(environ, body)
@@ -125,18 +158,48 @@ class Layer:
             if status == 207:
                 headers, reply = _rewritten(
                     headers, reply, lambda xml: self._propfind(environ, body, xml))
-            return status, _with_push_class(headers), reply
+            return status, self._with_push_class(headers), reply
+        if method in XML_METHODS:
+            return self._pass(environ, self._body(environ))
         if method == "OPTIONS":
             status, headers, reply = self._pass(environ, None)
-            return status, _with_push_class(headers), reply
+            return status, self._with_push_class(headers), reply
         return self._pass(environ, None)
+
+    def _with_push_class(self, headers: dict[str, str]) -> dict[str, str]:
+        return _with_push_class(headers) if _push_on() else headers
 
     # -- calls of the wrapped application ---------------------------------------------
     def _body(self, environ: types.WSGIEnviron) -> bytes:
+        """The XML body of a DAV request, read and checked (see the module docstring)."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length < 0 or length > MAX_XML:
-            raise _Passed(self._pass(environ, None))  # Radicale applies its own limit
-        body = environ["wsgi.input"].read(length) if length else b""
+        if length > MAX_XML:
+            raise _Passed(_plain(413, "the XML body is %d bytes; at most %d are accepted"
+                                 % (length, MAX_XML)))
+        stream = environ["wsgi.input"]
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < length:
+                part = stream.read(length - got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except TimeoutError:
+            raise _Passed(_plain(408, "the request body did not arrive in time: its "
+                                      "Content-Length says %d bytes" % length))
+        except (OSError, ValueError) as e:
+            raise _Passed(_plain(400, "the request body could not be read: %s" % e))
+        body = b"".join(parts)
+        if got < length:
+            raise _Passed(_plain(400, "the request body ended after %d bytes; its "
+                                      "Content-Length says %d" % (got, length)))
+        problem = xml_problem(body)
+        if problem is not None:
+            logger.info("%s %r refused: %s", environ.get("REQUEST_METHOD"),
+                        environ.get("PATH_INFO"), problem)
+            raise _Passed(_plain(400, problem))
         return body
 
     def _pass(self, environ: types.WSGIEnviron, body: bytes | None) -> Response:
@@ -153,6 +216,7 @@ class Layer:
                            exc_info: Any = None) -> Callable[[bytes], object]:
             got["status"], got["headers"] = int(status.split(None, 1)[0]), dict(headers)
             return lambda data: None
+        refusals.take()  # a request starts with no refusal noted for this thread
         parts = self._app(environ, start_response)
         try:
             body = b"".join(parts)
@@ -160,7 +224,15 @@ class Layer:
             close = getattr(parts, "close", None)
             if close is not None:
                 close()
-        return got["status"], got["headers"], body
+        refused = refusals.take()
+        if refused is None:
+            return got["status"], got["headers"], body
+        logger.info("%s %r refused: %s", environ.get("REQUEST_METHOD", ""),
+                    environ.get("PATH_INFO", ""), refused)
+        status_text, headers, answers = refusals.answer(
+            str(got["status"]), list(got["headers"].items()), [body], refused)
+        return (int(status_text.split(None, 1)[0]), dict(headers),
+                b"".join(answers or ()))
 
     def _api(self, environ: types.WSGIEnviron, method: str, call: str,
              data: dict | None = None, query: str = "") -> tuple[int, dict]:
@@ -221,8 +293,9 @@ class Layer:
         status, me = self._api(environ, "GET", "/me")
         if status != 200:
             return status, str(me.get("error", ""))
-        if path.strip("/") != me.get("user"):
-            return 403, "the me card is set on your own address-book home only"
+        if path.strip("/").split("/")[0] != me.get("user"):
+            return 403, ("the me card is set on your own address-book home (or one of your "
+                         "books), not on /%s/" % path.strip("/"))
         card = None if wanted is None else _local_path(environ, wanted)
         if wanted is not None and card is None:
             return 409, "the me card must be a card on this server"
@@ -251,7 +324,9 @@ class Layer:
             if wants_me:
                 for element in response.iter(ME_CARD):
                     if element.text and element.text.strip() and not len(element):
-                        ET.SubElement(element, HREF).text = prefix + element.text.strip()
+                        # percent-encoded like Radicale's own hrefs ("my card.vcf")
+                        ET.SubElement(element, HREF).text = quote(
+                            prefix + element.text.strip())
                         element.text = None
                         changed = True
             if wants_push:
@@ -262,16 +337,30 @@ class Layer:
 
     # -- WebDAV-Push ------------------------------------------------------------------
     def _push_register(self, environ: types.WSGIEnviron, path: str, body: bytes) -> Response:
+        if not _push_on():
+            return _refused(push_dav.PUSH_NOT_AVAILABLE, "this server offers no WebDAV-Push "
+                                                         "(mecard_push_services is empty)")
+        if not re.fullmatch(r"/[^/]+/[^/]+/?", path):
+            return _refused(push_dav.PUSH_NOT_AVAILABLE, "WebDAV-Push is offered on address "
+                                                         "books, not on %s" % path)
         try:
             subscription = push_dav.parse_register(body)
-        except (ET.ParseError, ValueError) as e:
-            return _plain(400, "not a push registration: %s" % e)
+        except push_dav.NoSupportedTrigger as e:
+            return _refused(push_dav.NO_SUPPORTED_TRIGGER, str(e))
+        except ValueError as e:
+            return _refused(push_dav.INVALID_SUBSCRIPTION, "not a usable push registration: "
+                                                           "%s" % e)
         status, answer = self._api(environ, "POST", "/push/subscriptions",
                                    {"book": "/" + path.strip("/") + "/", **subscription})
         if status != 200:
+            why = str(answer.get("error", "")) or _reason(status)
             if status == 401:
                 return self._challenge(environ)
-            return _plain(status, str(answer.get("error", "")) or _reason(status))
+            if status == 403:
+                return _refused(push_dav.PUSH_NOT_AVAILABLE, why)
+            if status == 400:
+                return _refused(push_dav.INVALID_SUBSCRIPTION, why)
+            return _plain(status, why)
         # the draft wants an absolute URL; the client DELETEs it to unsubscribe
         location = "%s://%s%s%s%s" % (_scheme(environ),
                                       environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
@@ -338,9 +427,90 @@ class _Passed(Exception):
         self.response = response
 
 
-def _home(path: str) -> bool:
-    """An address-book home (principal collection): one path segment."""
-    return bool(re.fullmatch(r"/[^/]+/?", path))
+def _home_or_book(path: str) -> bool:
+    """An address-book home (one path segment) or a collection in it (two)."""
+    return bool(re.fullmatch(r"/[^/]+/([^/]+/?)?", path))
+
+
+def _push_on() -> bool:
+    """Whether this process offers WebDAV-Push (the plugin's setting, once it is loaded)."""
+    from radicale_plugin.service import SharingService  # loaded by Radicale at the start
+    return any(s.push.offered for s in list(SharingService._services.values()))
+
+
+def _refused(conditions: str | tuple[str, ...], why: str) -> Response:
+    """403 with the WebDAV-Push draft's precondition(s) and the reason."""
+    logger.info("WebDAV-Push registration refused: %s", why)
+    names = (conditions,) if isinstance(conditions, str) else conditions
+    return 403, {"Content-Type": "application/xml; charset=utf-8"}, push_dav.error_body(
+        names, why)
+
+
+class _Refused(Exception):
+    pass
+
+
+def xml_problem(body: bytes) -> str | None:
+    """What is wrong with an XML request body (a DTD, entities, nesting deeper than
+    :data:`MAX_DEPTH`, not well-formed), or None.  Streams: nothing is built."""
+    if not body.strip():
+        return None
+    parser = expat.ParserCreate()
+    depth = 0
+
+    def start(name: str, attributes: Any) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _Refused("the XML body is nested deeper than %d elements" % MAX_DEPTH)
+
+    def end(name: str) -> None:
+        nonlocal depth
+        depth -= 1
+
+    def dtd(*_args: Any) -> None:
+        raise _Refused("DTDs and entities are not accepted in a request body")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = dtd
+    parser.EntityDeclHandler = dtd
+    try:
+        parser.Parse(body, True)
+    except _Refused as e:
+        return str(e)
+    except expat.ExpatError as e:
+        return "the request body is not well-formed XML (%s)" % e
+    return None
+
+
+def _checked_destination(environ: types.WSGIEnviron) -> types.WSGIEnviron:
+    """A MOVE's environ, its ``Destination`` checked (raises _Passed with a 400) and, when it
+    holds raw UTF-8, percent-encoded the way Radicale reads it."""
+    raw = environ.get("HTTP_DESTINATION") or ""
+    if not raw.strip():
+        raise _Passed(_plain(400, "MOVE needs a Destination header: the URL the card goes to"))
+    try:
+        text = raw.encode("latin-1").decode("utf-8")  # WSGI hands headers over as latin-1
+    except UnicodeError:
+        raise _Passed(_plain(400, "the Destination header is not UTF-8"))
+    what = "the Destination %r is not a URL on this server such as " \
+        "\"/alice/contacts/card.vcf\"" % text[:200]
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018  (raises ValueError for a port that is no port)
+    except ValueError as e:
+        raise _Passed(_plain(400, "%s (%s)" % (what, e)))
+    if parts.scheme:
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise _Passed(_plain(400, what))
+    elif parts.netloc or not parts.path.startswith("/"):
+        raise _Passed(_plain(400, what))
+    if text != raw or any(ord(c) < 33 or ord(c) == 127 for c in text.strip()):
+        # what Radicale unquotes: the UTF-8 characters percent-encoded, nothing else changed
+        encoded = quote(text.strip(), safe="".join(chr(c) for c in range(33, 127)))
+        return {**environ, "HTTP_DESTINATION": encoded}
+    return environ
 
 
 def _is_xml(environ: types.WSGIEnviron) -> bool:

@@ -296,9 +296,11 @@ def test_registrations_are_refused_for_other_services_addresses_books_and_beyond
     assert "auth secret" in refused(bob, {**data, "auth_secret": "abc"})[1]
     assert "past" in refused(bob, {**data, "expires": "Wed, 20 Dec 2023 10:03:31 GMT"})[1]
 
-    # only the owner of a book registers, lists and removes: others see nothing there
-    assert refused(carol, Subscriber(healthy.url("/c")).registration("/bob/contacts/"))[0] == 404
-    assert carol.api("GET", "/push/book?path=/bob/contacts/").status_code == 404
+    # only the owner of a book registers, lists and removes: another user's book is a 403,
+    # whether it exists or not (the answer tells nothing about bob's books)
+    for book in ("/bob/contacts/", "/bob/nosuchbook/"):
+        assert refused(carol, Subscriber(healthy.url("/c")).registration(book))[0] == 403
+        assert carol.api("GET", "/push/book?path=%s" % book).status_code == 403
     assert carol.api("POST", "/push/subscriptions/%s/delete" % first["id"], {}
                      ).status_code == 404
     assert carol.api_ok("GET", "/push/subscriptions") == {"subscriptions": []}

@@ -172,3 +172,44 @@ def test_the_owners_4_0_card_reads_back_with_its_photo_before_any_sharing(server
     assert r.status_code in (201, 204), r.text
     assert photo_bytes(checked(alice, "moved.vcf")) == PNG1
     assert B64_1 in text
+
+
+#: A recipient's own card with URI values that hold commas (and one escaped comma, kept as sent).
+URIS = ("URL:https://example.org/a,b?x=1,2\r\n"
+        "URL;TYPE=work:http://example.net/p\\,q\r\n"
+        "IMPP;X-SERVICE-TYPE=xmpp:xmpp:dora@example.org,work\r\n"
+        "SOURCE:https://example.org/cards/dora,1.vcf\r\n"
+        "X-SOCIALPROFILE;TYPE=twitter:https://twitter.com/search?q=a,b\r\n"
+        "RELATED;TYPE=friend:urn:uuid:a,b\r\n"
+        "NOTE:a text\\, with a comma\r\n")
+
+
+@pytest.mark.parametrize("version", ["3.0", "4.0"])
+def test_uri_values_of_a_recipients_own_card_are_not_cut_at_a_comma(public_server, version):
+    """Shipped defaults.  Radicale re-serialises every card through vobject, which read URL and
+    the other URI properties as text lists and kept what came before the first comma."""
+    bob = public_server.client("bob")
+    bob.login()
+    card = ("BEGIN:VCARD\r\nVERSION:%s\r\nUID:dora\r\nFN:Dora\r\n%sEND:VCARD\r\n"
+            % (version, URIS))
+    assert bob.put("dora.vcf", card).status_code == 201
+    wanted = [ln for ln in URIS.split("\r\n") if ln]
+
+    def whole(text: str) -> None:
+        lines = text.replace("\r\n ", "").split("\r\n")
+        for line in wanted:
+            name, _, value = line.partition(":")
+            found = [ln for ln in lines if ln.split(":", 1)[0].upper() == name.upper()]
+            assert any(ln.endswith(":" + value) for ln in found), (line, found)
+
+    whole(bob.card("dora.vcf"))
+    # MOVE and a whole book written at once are parsed by Radicale the same way
+    r = bob.http.request("MOVE", bob.url + bob.book() + "dora.vcf",
+                         headers={"Destination": bob.book() + "moved.vcf"})
+    assert r.status_code == 201
+    whole(bob.card("moved.vcf"))
+    r = bob.http.put(bob.url + bob.book(), data=card.encode(),
+                     headers={"Content-Type": "text/vcard"})
+    assert r.status_code in (201, 204), r.text
+    href, = bob.hrefs()
+    whole(bob.card(href))

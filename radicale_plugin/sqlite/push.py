@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""WebDAV-Push in SQLite: one topic per book, subscriptions unique per (book, push resource)."""
+"""WebDAV-Push in SQLite: one topic per book, subscriptions unique per (book, push resource),
+and the messages not sent yet (``push_queue``, schema version 5), which survive a restart."""
 
 from __future__ import annotations
 
@@ -78,13 +79,47 @@ class SQLitePushStore(index.PushStore):
 
     def remove(self, subscription_id: str) -> bool:
         with self._db.transaction():
+            self._db.execute("DELETE FROM push_queue WHERE subscription = ?", (subscription_id,))
             return self._db.execute("DELETE FROM push_subscriptions WHERE id = ?",
                                     (subscription_id,)).rowcount > 0
 
     def purge_expired(self, now: float) -> int:
         with self._db.transaction():
+            self._db.execute("DELETE FROM push_queue WHERE subscription IN (SELECT id FROM "
+                             "push_subscriptions WHERE expires <= ?)", (now,))
             return self._db.execute("DELETE FROM push_subscriptions WHERE expires <= ?",
                                     (now,)).rowcount
+
+    def forget_book(self, book: str) -> list[tuple[PushSubscription, str | None]]:
+        where, args = under_path(book)
+        with self._db.transaction():
+            gone = [(_subscription(r), r["topic"]) for r in self._db.rows(
+                "SELECT *, (SELECT topic FROM push_topics t WHERE t.book = s.book) AS topic "
+                "FROM push_subscriptions s WHERE " + where + " ORDER BY id", args)]
+            self._db.execute("DELETE FROM push_queue WHERE " + where, args)
+            self._db.execute("DELETE FROM push_subscriptions WHERE " + where, args)
+            self._db.execute("DELETE FROM push_topics WHERE " + where, args)
+        return gone
+
+    # -- messages not sent yet --------------------------------------------------------
+    def queue_put(self, messages: list[index.PushQueued]) -> None:
+        if not messages:
+            return
+        # not durable: a crash of the process keeps it; only a power loss may take it back
+        with self._db.transaction(durable=False):
+            self._db.executemany(
+                "INSERT INTO push_queue (subscription, book, due, attempt) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (subscription) DO UPDATE SET book = excluded.book, "
+                "due = excluded.due, attempt = excluded.attempt",
+                [(m.subscription, m.book, m.due, m.attempt) for m in messages])
+
+    def queue_done(self, subscription_id: str) -> None:
+        with self._db.transaction(durable=False):
+            self._db.execute("DELETE FROM push_queue WHERE subscription = ?", (subscription_id,))
+
+    def queued(self) -> list[index.PushQueued]:
+        return [index.PushQueued(r["subscription"], r["book"], r["due"], r["attempt"])
+                for r in self._db.rows("SELECT * FROM push_queue ORDER BY due, subscription")]
 
     # -- backups and accounts -------------------------------------------------------
     def topics(self) -> dict[str, str]:
@@ -98,6 +133,9 @@ class SQLitePushStore(index.PushStore):
     def forget_user(self, user: str) -> None:
         where, args = under_path(user)
         with self._db.transaction():
+            self._db.execute("DELETE FROM push_queue WHERE subscription IN (SELECT id FROM "
+                             "push_subscriptions WHERE user = ? OR " + where + ")",
+                             (user, *args))
             self._db.execute("DELETE FROM push_subscriptions WHERE user = ? OR " + where,
                              (user, *args))
             self._db.execute("DELETE FROM push_topics WHERE " + where, args)
