@@ -20,6 +20,7 @@ from radicale.storage import multifilesystem
 
 from radicale_plugin import vobject_behaviors  # noqa: F401  (keeps vCard 4.0 data: URIs whole)
 from radicale_plugin.owners import ME_CARD_PROPERTY
+from radicale_plugin.refusals import carried  # a refusal's reason reaches the client's answer
 from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 
@@ -29,6 +30,7 @@ class Collection(multifilesystem.Collection):
 
     _storage: "Storage"
 
+    @carried
     def upload(self, href: str, item: radicale_item.Item
                ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
         self._storage.sharing.check_upload(self, href, item)
@@ -36,10 +38,12 @@ class Collection(multifilesystem.Collection):
         self._storage.sharing.on_item_written(self, href, uploaded)
         return uploaded, old
 
+    @carried
     def delete(self, href: Optional[str] = None) -> None:
         super().delete(href)
         self._storage.sharing.on_item_deleted(self, href)
 
+    @carried
     def set_meta(self, props: Mapping[str, str]) -> None:
         if self.path and "/" not in self.path:  # the address-book home
             new, old = props.get(ME_CARD_PROPERTY), self.get_meta(ME_CARD_PROPERTY)
@@ -76,6 +80,7 @@ class Storage(multifilesystem.Storage):
                 # and the push subscribers
                 self.sharing.wake()
 
+    @carried
     def create_collection(self, href: str,
                           items: Optional[Iterable[radicale_item.Item]] = None,
                           props: Optional[Mapping[str, str]] = None):
@@ -86,10 +91,29 @@ class Storage(multifilesystem.Storage):
         self.sharing.on_collection_replaced(result[0])
         return result
 
+    @carried
     def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
         assert item.collection is not None and item.href is not None
         from_collection, from_href = item.collection, item.href
+        # also refuses a copy moved onto a me card (given the copy's UID): re-publication
         self.sharing.check_upload(to_collection, to_href, item)
         super().move(item, to_collection, to_href)
-        self.sharing.on_item_moved(from_collection, from_href, to_collection, to_href,
-                                   item.serialize())
+        moved = self.sharing.on_item_moved(from_collection, from_href, to_collection, to_href,
+                                           item.serialize())
+        if moved is not None:
+            self._set_me_card_property(*moved)
+
+    def _set_me_card_property(self, user: str, value: Optional[str]) -> None:
+        """A me card moved: Apple's ``CS:me-card`` on the home follows it (written as it is:
+        the index already knows, so the designation hook must not run again)."""
+        home = next(iter(self.discover("/%s/" % user)), None)
+        if not isinstance(home, multifilesystem.Collection):
+            return
+        meta = dict(home.get_meta())
+        if meta.get(ME_CARD_PROPERTY) == value:
+            return
+        if value is None:
+            meta.pop(ME_CARD_PROPERTY, None)
+        else:
+            meta[ME_CARD_PROPERTY] = value
+        multifilesystem.Collection.set_meta(home, meta)

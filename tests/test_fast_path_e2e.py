@@ -445,8 +445,12 @@ def test_recipient_edit_delete_or_move_during_the_fan_out_is_never_lost(tmp_path
             settled(alice)
             for user, client in clients.items():
                 names = etags(client)
-                if user in deleters:  # a deleted copy stays deleted
-                    assert names == {}, (user, names)
+                if user in deleters:
+                    # the link ended with the deleted card; pre-authorised (auto), a later
+                    # change of hers is a card of its own again (issue 17): one at most
+                    assert len(names) <= 1, (user, names)
+                    if names:
+                        assert client.card(next(iter(names))).count(number) == 1
                     continue
                 assert list(names) == [hrefs[user]], (user, names)  # one copy, no second
                 text = client.card(hrefs[user])

@@ -12,7 +12,7 @@ from radicale_plugin.sqlite.database import Database, under_path
 
 def _link(row: sqlite3.Row) -> Link:
     return Link(row["owner"], row["recipient"], row["book"], row["href"], row["made_by"],
-                row["made"] or "")
+                row["made"] or "", row["uid"] or "")
 
 
 class SQLiteLinkStore(index.LinkStore):
@@ -41,10 +41,15 @@ class SQLiteLinkStore(index.LinkStore):
                                                                        link.recipient):
                 raise ValueError("/%s/%s already holds %s's copy"
                                  % (link.book, link.href, other.owner))
+            if self._db.value("SELECT COUNT(*) FROM owners WHERE user = ? AND book = ? "
+                              "AND href = ?", (link.recipient, link.book, link.href)):
+                raise ValueError("/%s/%s is %s's me card: it never holds a copy"
+                                 % (link.book, link.href, link.recipient))
             self._db.execute(
-                "INSERT OR REPLACE INTO links (owner, recipient, book, href, made_by, made) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (link.owner, link.recipient, link.book, link.href,
-                                              link.made_by, link.made))
+                "INSERT OR REPLACE INTO links (owner, recipient, book, href, made_by, made, "
+                "uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (link.owner, link.recipient, link.book, link.href, link.made_by, link.made,
+                 link.uid or None))
 
     def remove(self, owner: str, recipient: str) -> None:
         self._db.execute("DELETE FROM links WHERE owner = ? AND recipient = ?",
@@ -68,6 +73,14 @@ class SQLiteLinkStore(index.LinkStore):
                              "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
             self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
                              (to_book, to_href, book, href))
+
+    def astray(self) -> list[Link]:
+        # one pass over the links, each looked up in the card-key index by its primary key
+        return [_link(r) for r in self._db.rows(
+            "SELECT links.* FROM links LEFT JOIN cards ON cards.book = links.book "
+            "AND cards.href = links.href WHERE cards.href IS NULL OR (links.uid IS NOT NULL "
+            "AND links.uid != '' AND links.uid != COALESCE(cards.uid, '')) "
+            "ORDER BY links.owner, links.recipient")]
 
     # -- backups ----------------------------------------------------------------------
     def all(self) -> list[Link]:
