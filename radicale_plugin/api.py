@@ -205,7 +205,7 @@ class Api:
                           owner.seq)
             for r in sorted(set(targets) | set(deliveries))]
         # a recipient no longer a target is in "skipped" too, always with the reason
-        gone = dropped(deliveries.values(), targets, owner.rules)
+        gone = dropped(deliveries.values(), targets, owner.rules, skipped)
         why = {g["user"]: g["reason"] for g in gone}
         for row in recipients:
             if row["user"] in why and not row["reason"]:

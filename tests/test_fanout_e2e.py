@@ -163,11 +163,15 @@ def test_groups_in_every_encoding_and_all_select_the_right_recipients(server):
         alice.api_ok("POST", "/targets", {"targets": list(rules)})
         report = alice.api_ok("GET", "/targets")
         return (sorted(r["user"] for r in report["recipients"] if r["target"]),
-                [s["contact"] for s in report["skipped"]])
+                [s["contact"] for s in report["skipped"] if "user" not in s])
 
     assert chosen("group:Family") == (["bob"], [])
     settled(alice)
     assert chosen("group:Work") == (["carol"], [])
+    # a recipient who is no longer a target is skipped too, with the reason
+    (gone,) = [s for s in alice.api_ok("GET", "/targets")["skipped"] if "user" in s]
+    assert (gone["user"], gone["contact"], gone["rule"]) == ("bob", "Bob", "group:Family")
+    assert gone["reason"] == "you removed group:Family from your targets"
     assert chosen("group:climbing") == (["dave"], [])
     # "Home line" has Erin's number and Bob's: of the two, Bob already holds Alice's copy
     # (a contact matching two users with no such tie is skipped: tests/test_matching.py)
