@@ -271,7 +271,7 @@ class Deliverer:
         owner = index.owners.get(link.owner)
         stale = stale_values(parse_card(text), delivery.delivered_view,
                              self.previous(owner, delivery, cached=False),
-                             self._ctx.region_of(owner))
+                             self._ctx.region_of(owner), self._ctx.region_of(link.recipient))
         if not stale:
             return None  # as written, or the recipient's own edits: kept
         # the rewrite spacing after the client's write: its sync may not be over (a phone
@@ -303,10 +303,11 @@ class Deliverer:
             version = self._ctx.index.cards.book_version(book) or "3.0"
             return None, new_copy(view, uid, version)
         before = parse_card(text)
-        # the owner's region: what the merge replaces are the owner's values, and the
-        # values recorded as the owner's were read in it
+        # the owner's values (the view, what was recorded as theirs) are read in the
+        # owner's region; the copy's lines may be the recipient's typing: in theirs too
         return before, merge(before, view, self.previous(owner, delivery),
-                             self._ctx.region_of(owner))
+                             self._ctx.region_of(owner),
+                             self._ctx.region_of(delivery.recipient))
 
     def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str],
                      found: tuple[str, Identity] | None = None) -> bool:

@@ -54,24 +54,44 @@ class Previous:
         return {(e.name, e.compare_key(region)): e for e in self.written}
 
 
-def merge(copy: Card, new: View, previous: Previous, region: str) -> Card:
-    """Return ``copy`` with the owner's old values replaced by ``new`` (a new Card)."""
+def merge(copy: Card, new: View, previous: Previous, region: str,
+          card_region: str | None = None) -> Card:
+    """Return ``copy`` with the owner's old values replaced by ``new`` (a new Card).
+
+    ``region`` reads the owner's national numbers (the view, what was written);
+    ``card_region`` (default: the same) the recipient's, on the lines of the copy.
+    A line of the copy may hold either: the owner's text as the server wrote it, or
+    the recipient's as they typed it, so it is the owner's value if it is one read
+    either way.
+    """
     version = copy.version
     lines = list(copy.lines)
     owned = previous.owned(region)
     written = previous.as_written(region)
+    regions = (region, card_region or region)
     for name in new.touched():
         if name in ONLY_IN_4 and not version.startswith("4"):
             continue  # GENDER, ANNIVERSARY...: vCard 3.0 has no such property
         news = new.of(name) if name in new.fields else []
         if name in SINGLE_VALUED:
-            lines = _merge_single(lines, name, news, owned, written, version, region)
+            lines = _merge_single(lines, name, news, owned, written, version, regions)
         else:
-            lines = _merge_multi(lines, name, news, owned, written, version, region)
+            lines = _merge_multi(lines, name, news, owned, written, version, regions)
     result = Card(lines, copy.newline)
     if [ln.serialize() for ln in lines] != [ln.serialize() for ln in copy.lines]:
         _touch_rev(result)
     return result
+
+
+def copy_line_key(entry: Entry, regions: tuple[str, str], known: set[str]) -> str:
+    """The compare key of a line of the copy: read in the recipient's region, unless read in the
+    owner's it is one of the owner's (``known``) values."""
+    region, card_region = regions
+    key = entry.compare_key(card_region)
+    if key in known or card_region == region:
+        return key
+    other = entry.compare_key(region)
+    return other if other in known else key
 
 
 def _insert_at(lines: list[Line], name: str) -> int:
@@ -101,7 +121,8 @@ def _follow(line: Line, entry: Entry, new: Entry, written: dict[tuple[str, str],
 
 def _merge_single(lines: list[Line], name: str, news: list[Entry],
                   owned: set[tuple[str, str]], written: dict[tuple[str, str], Entry],
-                  version: str, region: str) -> list[Line]:
+                  version: str, regions: tuple[str, str]) -> list[Line]:
+    region = regions[0]
     new = news[0] if news else None
     present = [i for i, ln in enumerate(lines) if ln.name == name]
     if not present:
@@ -110,8 +131,9 @@ def _merge_single(lines: list[Line], name: str, news: list[Entry],
         return lines
     i = present[0]
     entry = entry_from_line(lines[i], version)
-    current = entry.compare_key(region)
-    if new is not None and current == new.compare_key(region):
+    new_key = new.compare_key(region) if new is not None else None
+    current = copy_line_key(entry, regions, {k for f, k in owned if f == name} | {new_key or ""})
+    if new is not None and current == new_key:
         lines[i] = _follow(lines[i], entry, new, written, current, version, region)
         return lines
     if (name, current) not in owned:
@@ -136,7 +158,7 @@ class _Freed:
 
 def _merge_multi(lines: list[Line], name: str, news: list[Entry],
                  owned: set[tuple[str, str]], written: dict[tuple[str, str], Entry],
-                 version: str, region: str) -> list[Line]:
+                 version: str, regions: tuple[str, str]) -> list[Line]:
     """Merge a field with several values (TEL, EMAIL, ADR...).
 
     A new value of the owner replaces an old one in place: same position,
@@ -146,7 +168,9 @@ def _merge_multi(lines: list[Line], name: str, news: list[Entry],
     place are removed (with the labels left without a line); new values with
     no old one are added after the field's last line.
     """
+    region = regions[0]
     new_by_key = {e.compare_key(region): e for e in news}
+    known = set(new_by_key) | {k for f, k in owned if f == name}
     seen: set[str] = set()
     out: list[Line | None] = []
     freed: list[_Freed] = []
@@ -158,7 +182,7 @@ def _merge_multi(lines: list[Line], name: str, news: list[Entry],
             continue
         like = like or line
         entry = entry_from_line(line, version)
-        key = entry.compare_key(region)
+        key = copy_line_key(entry, regions, known)
         if key in new_by_key:
             if key not in seen:  # a second line with the same value is dropped
                 seen.add(key)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from radicale_plugin.merge import REQUIRED_FIELDS, Previous
+from radicale_plugin.merge import REQUIRED_FIELDS, Previous, copy_line_key
 from radicale_plugin.vcard import Card
 from radicale_plugin.view import ONLY_IN_4, SINGLE_VALUED, View, entry_from_line
 
@@ -45,23 +45,27 @@ class Stale:
     value: str   # its compare key (``tel:+1...``, ``mailto:...``, or the text)
 
 
-def stale_values(copy: Card, written: View, previous: Previous, region: str) -> list[Stale]:
+def stale_values(copy: Card, written: View, previous: Previous, region: str,
+                 card_region: str | None = None) -> list[Stale]:
     """The owner's older values ``copy`` holds in the fields ``written`` touches.
 
     ``written`` is the view last delivered into the copy; ``previous`` what in
     the copy is provably the owner's (as the merge is given it); ``region``
-    the region the merge reads numbers in.  Empty: the copy holds what was
+    and ``card_region`` the regions the merge reads numbers in (the owner's, the
+    recipient's: see :func:`~radicale_plugin.merge.merge`).  Empty: the copy holds what was
     written, or differs from it only by the recipient's own edits.
     """
     version = copy.version
     owned = previous.owned(region)
+    regions = (region, card_region or region)
     found: list[Stale] = []
     for name in written.touched():
         if name in ONLY_IN_4 and not version.startswith("4"):
             continue  # the merge leaves these alone in a 3.0 copy
         wanted = {e.compare_key(region) for e in written.of(name)} \
             if name in written.fields else set()
-        present = [entry_from_line(ln, version).compare_key(region)
+        known = wanted | {k for f, k in owned if f == name}
+        present = [copy_line_key(entry_from_line(ln, version), regions, known)
                    for ln in copy.lines if ln.name == name]
         if name in SINGLE_VALUED:
             present = present[:1]  # the merge reads the first line only

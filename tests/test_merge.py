@@ -104,3 +104,31 @@ def test_owner_type_change_of_the_same_number_reaches_an_untouched_copy():
     owner_new = owner_old.replace("TEL;TYPE=CELL:", "TEL;TYPE=HOME:")
     out = merged(owner_old, owner_old, owner_new)
     assert "TEL;TYPE=HOME:+1 202 555 0101\r\n" in out
+
+
+def _card(*lines: str) -> str:
+    return "\r\n".join(("BEGIN:VCARD", "VERSION:3.0", "UID:x", "FN:Alice", "N:;Alice;;;")
+                       + lines + ("END:VCARD", ""))
+
+
+def test_a_number_the_recipient_typed_the_local_way_is_the_owners_in_their_region():
+    """Alice (in Germany) replaces her US number; Bob (in the US) typed it the US way.
+    Read in her region his line would be a German number of nobody's: it is hers."""
+    old = shared_view(parse_card(_card("TEL;TYPE=CELL:+1 202 555 0101")), ["FN", "TEL"])
+    new = shared_view(parse_card(_card("TEL;TYPE=CELL:+49 151 11112222")), ["FN", "TEL"])
+    bobs = parse_card(_card("TEL;TYPE=CELL:(202) 555-0101", "NOTE:his own"))
+    merged = merge(bobs, new, Previous(old.entries, frozenset(old.values("DE"))), "DE",
+                   "US").serialize()
+    assert "+49 151 11112222" in merged and "555-0101" not in merged
+    assert "NOTE:his own" in merged
+
+
+def test_a_number_the_owner_wrote_the_local_way_is_hers_in_a_copy_read_elsewhere():
+    """The owner's national form, written by the server into a copy of a recipient in
+    another country, is still recognised as hers when she changes it."""
+    old = shared_view(parse_card(_card("TEL;TYPE=CELL:0151 11112222")), ["FN", "TEL"])
+    new = shared_view(parse_card(_card("TEL;TYPE=CELL:0151 99998888")), ["FN", "TEL"])
+    copy = parse_card(_card("TEL;TYPE=CELL:0151 11112222", "TEL;TYPE=HOME:(202) 555-0199"))
+    merged = merge(copy, new, Previous(old.entries), "DE", "US").serialize()
+    assert "0151 99998888" in merged and "11112222" not in merged
+    assert "(202) 555-0199" in merged  # the recipient's own number stays
