@@ -41,4 +41,4 @@ history
     Every change the sharing code made to a recipient's card, value by value.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -20,9 +20,16 @@
 
 It works on the same files as the server, and may run while the server
 runs (the database serialises writers); the server's fan-out picks up
-what it queues at its next poll (``mecard_poll_interval``).  Only
+what it queues at its next poll (``mecard_poll_interval``).  ``import`` is
+the exception: it is refused while a server runs on the database.  Only
 ``import`` and ``rebuild`` create a missing sharing database: any other
-command would hide its loss from the server's check at start.
+command would hide its loss from the server's check at start.  ``check``,
+``rebuild`` and ``rebuild-index`` read the books without Radicale's storage
+lock and take it for each book only to compare or store it.
+
+``--config`` reads the config as ``radicale`` does: ``a.conf:b.conf``, a
+``?`` before an optional file, else ``RADICALE_CONFIG``, else Radicale's
+default paths.
 """
 
 from __future__ import annotations
@@ -38,18 +45,20 @@ import time
 from typing import Any, Iterator, Sequence
 
 from radicale import config
+from radicale import storage as radicale_storage
 from radicale.log import logger
 from radicale.storage import multifilesystem
 
-from radicale_plugin import accounts, backup, recovery
+from radicale_plugin import accounts, backup, command_line, recovery, running
 from radicale_plugin import index as idx
+from radicale_plugin.context import Context
 from radicale_plugin.copy_files import CopyFiles
 from radicale_plugin.errors import SharingError
 from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 from radicale_plugin.sqlite import SQLiteIndex
 from radicale_plugin.sqlite.database import Database
-from radicale_plugin.sqlite.schema import SchemaError, version_of
+from radicale_plugin.sqlite.schema import SchemaError, check_columns, version_of
 from radicale_plugin.verification import normalize_key
 
 #: Commands that may create the sharing database (they restore it).
@@ -65,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--config", required=True, help="the server's Radicale config file")
+    parser.add_argument("-C", "--config", default=None,
+                        help="the server's Radicale config file(s), as for radicale: "
+                        "a.conf:b.conf, ?PATH for an optional one (default: $RADICALE_CONFIG, "
+                        "else Radicale's default paths)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("verify-key", "unverify-key"):
         p = sub.add_parser(name)
@@ -89,8 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configuration(path: str) -> config.Configuration:
-    return config.load([(path, False)]).copy(PLUGIN_CONFIG_SCHEMA)
+def _configuration(paths: str | None) -> config.Configuration:
+    """The config as radicale reads it (``parse_compound_paths``: the last of ``--config``,
+    ``RADICALE_CONFIG`` and the default paths that is given), with the plugin's options."""
+    return config.load(command_line.config_paths(paths)).copy(PLUGIN_CONFIG_SCHEMA)
 
 
 def _service(configuration: config.Configuration, settings: Settings) -> SharingService:
@@ -122,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not exists:
                 raise _no_database(settings)
             print("schema version %d (this code writes %d)"
-                  % (_version(settings.database), SQLiteIndex.SCHEMA_VERSION))
+                  % (_version(settings.database, check=True), SQLiteIndex.SCHEMA_VERSION))
             return 0
         if args.command == "check":
             return _check(configuration, settings, missing=not exists)
@@ -133,7 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # an export is read and checked before a database is opened (or made) for it
         export = backup.read_export(_read_json(args.file), settings.region) \
             if args.command == "import" else None
-        with _made_for(settings.database, created=not exists):
+        # a server would go on with what it holds in memory, and write meanwhile
+        alone = running.alone(settings.database, "an import") if export is not None \
+            else contextlib.nullcontext()
+        with alone, _made_for(settings.database, created=not exists):
             service = _service(configuration, settings)
             try:
                 if args.command == "status":
@@ -157,13 +174,14 @@ def _run(service: SharingService, args: argparse.Namespace) -> None:
     """The commands that work on an opened service."""
     index, ctx = service.index, service.ctx
     if args.command == "rebuild-index":
-        with service.storage.acquire_lock("w"):
-            read = service.card_keys.rebuild(service.deliverer.files)
+        holds = LockHolds(service.storage)
+        read = service.card_keys.rebuild(service.deliverer.files, hold=lambda: holds("r"))
         print("card-key index rebuilt from %d address book(s)" % read)
+        print(holds.summary())
     elif args.command == "keys":
         print(json.dumps(service.verification.keys_of(args.user), indent=1))
     elif args.command in ("verify-key", "unverify-key"):
-        key = normalize_key(args.key, service.settings.region)
+        key = normalize_key(args.key, service.ctx.region_of(args.user))
         if args.command == "verify-key":
             previous = service.verification.mark_verified(args.user, key)
             print("%s verified for %s%s" % (key, args.user, " (it moved from %s)" % previous
@@ -205,12 +223,41 @@ def _made_for(database: str, created: bool) -> Iterator[None]:
         raise
 
 
-def _version(path: str) -> int:
+def _version(path: str, check: bool = False) -> int:
+    """The database's schema version; ``check``: also refuse one that lacks a table or
+    column its version has (:func:`check_columns`)."""
     db = Database(path)
     try:
-        return version_of(db)
+        version = version_of(db)
+        if check and version == SQLiteIndex.SCHEMA_VERSION:
+            check_columns(db, version)
+        return version
     finally:
         db.close()
+
+
+class LockHolds:
+    """Radicale's storage lock, taken for one book (or card) at a time: how often, and the
+    longest hold, so that the admin sees that writers never waited for a whole scan."""
+
+    def __init__(self, storage: radicale_storage.BaseStorage) -> None:
+        self._storage = storage
+        self.count = 0
+        self.longest = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self, mode: str) -> Iterator[None]:
+        with self._storage.acquire_lock(mode):
+            began = time.monotonic()
+            try:
+                yield
+            finally:
+                self.count += 1
+                self.longest = max(self.longest, time.monotonic() - began)
+
+    def summary(self) -> str:
+        return ("Radicale's storage lock: taken %d time(s), one book or card at a time, "
+                "held %.1f ms at most" % (self.count, self.longest * 1000))
 
 
 # -- status --------------------------------------------------------------------------------
@@ -251,17 +298,20 @@ def _check(configuration: config.Configuration, settings: Settings, missing: boo
     # a missing database is not created: an empty stand-in in memory takes its place
     index = SQLiteIndex(":memory:" if missing else settings.database, settings.region)
     files = CopyFiles(store)
+    holds = LockHolds(store)
     try:
-        with store.acquire_lock("r"):  # writers wait: a book and its index agree meanwhile
-            problems = recovery.check(store, files, index, settings.region, settings.database,
-                                      missing)
-            books = sum(1 for _ in files.books())
+        # each book is compared with its index under the lock, one at a time
+        problems = recovery.check(store, files, index,
+                                  Context(store, settings, index).region_of,
+                                  settings.database, missing, lock=holds)
+        books = sum(1 for _ in files.books())
         for line in problems:
             print(line)
         if problems:
             return 1
         print("consistent: %d me card(s), %d link(s), %d address book(s)"
               % (len(index.owners.with_me_card()), len(index.links.all()), books))
+        print(holds.summary())
         return 0
     finally:
         files.close()
@@ -269,9 +319,9 @@ def _check(configuration: config.Configuration, settings: Settings, missing: boo
 
 
 def _rebuild(service: SharingService) -> None:
-    with service.storage.acquire_lock("w"):
-        done = recovery.rebuild(service.storage, service.deliverer.files, service.index,
-                                service.card_keys, service.owners)
+    holds = LockHolds(service.storage)
+    done = recovery.rebuild(service.storage, service.deliverer.files, service.index,
+                            service.card_keys, service.owners, lock=holds)
     print("card-key index rebuilt from %d address book(s)" % done.books)
     print("%d me card(s) designated again%s" % (len(done.me_cards), ": " + ", ".join(
         done.me_cards) if done.me_cards else ""))
@@ -281,6 +331,7 @@ def _rebuild(service: SharingService) -> None:
         print(line)
     print("not in the collections (only an export brings them back): targets, shared fields, "
           "key verifications, policies, offers, history, links of accepted or verified cards")
+    print(holds.summary())
 
 
 # -- files -----------------------------------------------------------------------------------

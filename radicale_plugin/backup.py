@@ -6,10 +6,11 @@ The document is the backup of everything the collections cannot give back
 is read and written through the index contract only, so a PostgreSQL backend
 imports what SQLite exported.  Its shape (``FORMAT``, ``VERSION``)::
 
-    {"format": "radicale-mecard-sharing-state", "version": 1,
-     "schema": 4, "region": "US", "exported": "2026-11-26T09:00:00+00:00",
+    {"format": "radicale-mecard-sharing-state", "version": 2,
+     "schema": 5, "region": "US", "exported": "2026-11-26T09:00:00+00:00",
      "owners":     [{"user", "me_card": {"book", "href", "uid"} | null,
                      "shared_fields", "withdrawn_fields", "rules", "discoverability",
+                     "region" (the user's own; absent or null: none),
                      "notices", "seq", "card_view", "view",
                      "views": [{"seq", "view"}], "past_values": [[field, key]]}],
      "keys":       [{"user", "key", "on_card", "verified", "lost"}],
@@ -27,18 +28,26 @@ imports what SQLite exported.  Its shape (``FORMAT``, ``VERSION``)::
      "push":       {"topics": [{"book", "topic"}],
                     "subscriptions": [{"id", "user", "book", "push_resource", "public_key",
                                        "auth_secret", "content_encoding", "expires",
-                                       "created"}]}}
+                                       "created"}]},
+     "invites":    [{"id", "owner", "token_hash", "created", "expires", "max_uses", "uses",
+                     "revoked", "label", "used_by": [{"recipient", "time"}]}]}
 
 A view is ``{"entries": [[name, value, [types], [[param, value]]]], "fields",
 "withdrawn"}``; times are ISO 8601 strings, except ``due``, ``delivered_at``,
-``expires`` and ``created`` of subscriptions (seconds since 1970).  Lists are
+``expires`` and ``created`` of subscriptions, and the times of invites and their
+uses (seconds since 1970).  Lists are
 sorted (deliveries in queue order), so two exports of the same state differ in
 ``exported`` only.  Left out, as short-lived or rebuilt: verification codes and
-the counters of codes sent and offers made today, the time each job was queued,
-the me cards' file stamps (read again at start) and the card-key index.
+the counters of codes sent and offers made today, the rate-limit state of
+schema 5 (wrong answers to codes per key, keys new on a me card per day: a
+restore starts them afresh, as it does the code counters), the time each job
+was queued, the me cards' file stamps (read again at start) and the card-key
+index.  An invite keeps only its token's hash, as the database does: the links
+handed out stay valid after a restore.
 
-A reader of version 1 ignores keys it does not know; a new version number means
-a change an older reader must not guess at.
+Versions: 1 (schema 4) had no invites and no ``region`` of owners; 2 (schema
+5) adds them.  This code reads both.  A reader ignores keys it does not know; a
+new version number means a change an older reader must not guess at.
 """
 
 from __future__ import annotations
@@ -49,16 +58,18 @@ import json
 from typing import Any, Callable, Iterator
 
 from radicale_plugin import index as idx
-from radicale_plugin.index import (Change, Delivery, HistoryEntry, Intent, Job, Key, Link,
-                                   Offer, Owner, PushSubscription, SharingIndex)
+from radicale_plugin.index import (Change, Delivery, HistoryEntry, Intent, Invite, InviteUse,
+                                   Job, Key, Link, Offer, Owner, PushSubscription,
+                                   SharingIndex)
 from radicale_plugin.records import DISCOVERABILITY, POLICIES
+from radicale_plugin.regions import check_region
 from radicale_plugin.view import Entry, View
 
 FORMAT = "radicale-mecard-sharing-state"
-VERSION = 1
+VERSION = 2
 
 _DELIVERY_STATES = (idx.PENDING, idx.DELIVERED, idx.OFFERED, idx.BLOCKED, idx.FAILED,
-                    idx.STOPPED, idx.WITHDRAWING, idx.WITHDRAWN)
+                    idx.STOPPED, idx.WITHDRAWING, idx.WITHDRAWN, idx.ROLLED_BACK, idx.BEHIND)
 _OFFER_STATES = (idx.OFFER_PENDING, idx.OFFER_POSTPONED, idx.OFFER_REFUSED)
 _ACTIONS = ("create", "update", "withdraw")
 #: History entries read or written per call.
@@ -104,6 +115,7 @@ def _export(index: SharingIndex, region: str) -> dict[str, Any]:
         "history": history,
         "push": {"topics": [{"book": b, "topic": t} for b, t in index.push.topics().items()],
                  "subscriptions": [subscription_json(s) for s in index.push.all()]},
+        "invites": invites_json(index.invites.all(), index.invites.all_uses()),
     }
 
 
@@ -136,6 +148,7 @@ def owner_json(o: Owner, views: dict[int, View], values: set[tuple[str, str]]
                         if o.book and o.href else None),
             "shared_fields": o.shared_fields, "withdrawn_fields": o.withdrawn_fields,
             "rules": o.rules, "discoverability": o.discoverability, "notices": o.notices,
+            "region": o.region,
             "seq": o.seq, "card_view": view_json(o.card_view), "view": view_json(o.view),
             "views": [{"seq": seq, "view": view_json(v)} for seq, v in sorted(views.items())],
             "past_values": _pairs(values)}
@@ -173,6 +186,17 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
 def history_json(e: HistoryEntry) -> dict[str, Any]:
     return {"id": e.id, "time": e.time, "owner": e.owner, "recipient": e.recipient,
             "book": e.book, "href": e.href, "action": e.action, "changes": _changes(e.changes)}
+
+
+def invites_json(invites: list[Invite], uses: list[InviteUse]) -> list[dict[str, Any]]:
+    by_invite: dict[str, list[InviteUse]] = {}
+    for use in uses:
+        by_invite.setdefault(use.invite, []).append(use)
+    return [{"id": i.id, "owner": i.owner, "token_hash": i.token_hash, "created": i.created,
+             "expires": i.expires, "max_uses": i.max_uses, "uses": i.uses,
+             "revoked": i.revoked, "label": i.label,
+             "used_by": [{"recipient": u.recipient, "time": u.time}
+                         for u in by_invite.get(i.id, [])]} for i in invites]
 
 
 def subscription_json(s: PushSubscription) -> dict[str, Any]:
@@ -229,10 +253,14 @@ def restore(index: SharingIndex, state: "Export") -> dict[str, int]:
             index.push.ensure_topic(book, topic)
         for _, subscription in state.subscriptions:
             index.push.put(subscription)
+        for where, (invite, uses) in state.invites:
+            with _at(where):
+                index.invites.restore(invite, uses)
     return {"owners": len(state.owners), "keys": len(state.keys), "links": len(state.links),
             "policies": len(state.policies), "offers": len(state.offers),
             "jobs": len(state.jobs), "deliveries": len(state.deliveries),
-            "history": len(state.history), "push subscriptions": len(state.subscriptions)}
+            "history": len(state.history), "push subscriptions": len(state.subscriptions),
+            "invites": len(state.invites)}
 
 
 @contextlib.contextmanager
@@ -261,6 +289,7 @@ class Export:
         self.history: list[tuple[str, HistoryEntry]] = []
         self.topics: list[tuple[str, tuple[str, str]]] = []
         self.subscriptions: list[tuple[str, PushSubscription]] = []
+        self.invites: list[tuple[str, tuple[Invite, list[InviteUse]]]] = []
 
 
 class _Record:
@@ -305,6 +334,14 @@ class _Record:
 
     def real(self, name: str) -> float:
         return float(self._get(name, (int, float), "a number", False))
+
+    def maybe_real(self, name: str) -> float | None:
+        value = self._get(name, (int, float), "a number or null", True)
+        return None if value is None else float(value)
+
+    def maybe_whole(self, name: str) -> int | None:
+        value = self._get(name, (int,), "a whole number or null", True)
+        return None if value is None else int(value)
 
     def flag(self, name: str) -> bool:
         return bool(self._get(name, (bool,), "true or false", False))
@@ -397,7 +434,8 @@ def read_export(document: Any, region: str) -> Export:
     _records(top, "links", lambda r: Link(r.text("owner"), r.text("recipient"), r.text("book"),
                                           r.text("href"), r.choice("made_by", (
                                               idx.LINK_CREATED, idx.LINK_ACCEPTED,
-                                              idx.LINK_VERIFIED, idx.LINK_MIGRATED)) or "",
+                                              idx.LINK_VERIFIED, idx.LINK_MIGRATED,
+                                              idx.LINK_INVITED)) or "",
                                           r.text("made")), state.links)
     _records(top, "policies", lambda r: (r.text("recipient"), r.text("owner"),
                                          r.choice("policy", POLICIES) or ""), state.policies)
@@ -416,7 +454,20 @@ def read_export(document: Any, region: str) -> Export:
             r.text("id"), r.text("user"), r.text("book"), r.text("push_resource"),
             r.text("public_key"), r.text("auth_secret"), r.real("expires"),
             r.text("content_encoding"), r.real("created")), state.subscriptions)
+    if "invites" in top.data:  # version 1 had none
+        _records(top, "invites", _invite, state.invites)
     return state
+
+
+def _invite(r: _Record) -> tuple[Invite, list[InviteUse]]:
+    invite = Invite(r.text("id"), r.text("owner"), r.text("token_hash"), r.real("created"),
+                    r.maybe_real("expires"), r.maybe_whole("max_uses"), r.whole("uses"),
+                    r.maybe_real("revoked"), r.maybe_text("label") or "")
+    uses = []
+    for i, item in enumerate(r._get("used_by", (list,), "a list", False)):
+        use = _Record(item, "%s.used_by[%d]" % (r.where, i))
+        uses.append(InviteUse(invite.id, use.text("recipient"), use.real("time")))
+    return invite, uses
 
 
 def _owner(r: _Record) -> tuple[Owner, dict[int, View], set[tuple[str, str]]]:
@@ -433,6 +484,12 @@ def _owner(r: _Record) -> tuple[Owner, dict[int, View], set[tuple[str, str]]]:
                   r.texts("rules") or [], r.view("card_view"), r.view("view"), r.whole("seq"),
                   r.choice("discoverability", DISCOVERABILITY, optional=True),
                   r.texts("notices") or [])
+    region = r.maybe_text("region")  # absent from exports made before schema 5
+    if region is not None:
+        try:
+            owner.region = check_region(region)
+        except ValueError as e:
+            raise BackupError("%s.region: %s" % (r.where, e)) from None
     return owner, views, r.pairs("past_values")
 
 

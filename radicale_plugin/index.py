@@ -749,6 +749,10 @@ class InviteStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def unuse(self, invite_id: str, recipient: str) -> None:
+        """Give back the recipient's use (their accepting failed after :meth:`use`)."""
+
+    @abc.abstractmethod
     def revoke(self, invite_id: str, now: float) -> bool:
         """Revoke an invite at ``now``; False if it was revoked already (the time stays)."""
 

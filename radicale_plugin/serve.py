@@ -5,13 +5,18 @@
 command serves the same application wrapped by :mod:`radicale_plugin.wsgi`
 (Apple's "My Card", WebDAV-Push), with Radicale's own server classes, so
 ``[server]`` options (hosts, SSL, max_connections, timeouts) keep their
-meaning.  Under a WSGI server, use ``radicale_plugin.wsgi:application``
-instead.  SIGTERM and SIGINT stop it after the requests in progress.
+meaning.  It reads its config as ``radicale`` does (``--config a:?b``,
+``RADICALE_CONFIG``, Radicale's default paths) and takes the same option flags
+(``--server-hosts``, ``--storage-filesystem-folder``, ``--logging-level``, ...),
+and the plugin's (``--storage-mecard-default-region``, ...).  Under a WSGI
+server, use ``radicale_plugin.wsgi:application`` instead.  SIGTERM and SIGINT
+stop it after the requests in progress; then the fan-out ends its round and the
+sharing database is checkpointed, so that its file alone is a complete backup.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import select
 import signal
@@ -19,15 +24,27 @@ import socket
 import sys
 from typing import Sequence
 
-from radicale import Application, config, log, server
+from radicale import Application, config, log, server, types
 from radicale.log import logger
 
+from radicale_plugin import command_line
+from radicale_plugin.service import SharingService
+from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA
 from radicale_plugin.wsgi import Layer
 
 
-def _configuration(paths: str) -> config.Configuration:
-    configuration = config.load(config.parse_compound_paths(config.DEFAULT_CONFIG_PATH,
-                                                           paths))
+def _configuration(paths: Sequence[str] | None,
+                   options: types.CONFIG | None = None) -> config.Configuration:
+    """Radicale's files (``--config``, else ``RADICALE_CONFIG``, else its default paths),
+    then the options of the command line."""
+    configuration = config.load(command_line.config_paths(
+        os.pathsep.join(paths) if paths is not None else None))
+    if options:
+        configuration.update(options, "command line arguments")
+    if configuration.get("storage", "type") == "radicale_plugin.storage":
+        # the plugin's options are checked when its storage starts: a bad one is said now,
+        # in one line, rather than in a traceback of the server's start
+        configuration.copy(PLUGIN_CONFIG_SCHEMA)
     log.set_level(configuration.get("logging", "level"),
                   configuration.get("logging", "backtrace_on_debug"),
                   configuration.get("logging", "trace_filter"))
@@ -116,14 +133,14 @@ def serve(configuration: config.Configuration, shutdown: socket.socket,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radicale_plugin.serve",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=os.environ.get("RADICALE_CONFIG", ""),
-                        help="Radicale config file(s), separated by ':' as for radicale")
-    args = parser.parse_args(argv)
+    args, options = command_line.parse(argv, command_line.parser(
+        "python -m radicale_plugin.serve", __doc__.split("\n\n")[0]))
     log.setup()
+    with contextlib.suppress(ValueError, KeyError):  # as radicale: -D logs the config's load
+        log.set_level(config.DEFAULT_CONFIG_SCHEMA["logging"]["level"]["type"](
+            options.get("logging", {}).get("level", "")), True)
     try:
-        configuration = _configuration(args.config)
+        configuration = _configuration(args.config, options)
     except Exception as e:
         print("radicale_plugin.serve: cannot load the config: %s" % e, file=sys.stderr)
         return 2
@@ -142,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         logger.critical("Cannot serve: %s", e, exc_info=True)
         return 1
+    finally:
+        # the fan-out ends its round; the database is checkpointed (also at exit otherwise)
+        SharingService.close_all()
     return 0
 
 

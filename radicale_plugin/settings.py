@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import phonenumbers
 from radicale import config
@@ -79,6 +80,19 @@ def _push_services(value: str) -> str:
 def _push_contact(value: str) -> str:
     if value and not value.startswith(("mailto:", "https://")):
         raise ValueError("must be a mailto: or https:// address, not %r" % value)
+    return value
+
+
+def _public_url(value: str) -> str:
+    """The server's address as people reach it (links handed out, e.g. invites), or empty."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be an http:// or https:// address such as "
+                         "https://contacts.example.org/dav, not %r" % value)
     return value
 
 
@@ -212,6 +226,12 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "value": "30",
         "help": "invite links one user may open or accept per hour (also the burst)",
         "type": _positive_int},
+    "mecard_public_url": {
+        "value": "",
+        "help": "the server's address as people reach it, for the links it hands out "
+                "(invites), e.g. https://contacts.example.org/dav; empty: the address the "
+                "owner's own request named (its Host header)",
+        "type": _public_url},
     "mecard_max_body": {
         "value": "1048576", "help": "largest API request body, in bytes",
         "type": _positive_int},
@@ -318,6 +338,7 @@ class Settings:
     offers_per_day: int = 100
     invites_per_day: int = 20
     invite_opens_per_hour: int = 30
+    public_url: str = ""
     max_body: int = 1048576
     limits: Limits = Limits()
     allowed_origins: tuple[str, ...] = ()
@@ -383,6 +404,7 @@ class Settings:
             offers_per_day=get("offers_per_day"),
             invites_per_day=get("invites_per_day"),
             invite_opens_per_hour=get("invite_opens_per_hour"),
+            public_url=get("public_url"),
             max_body=get("max_body"),
             limits=Limits(get("max_properties"), get("max_photo")),
             allowed_origins=tuple(get("allowed_origins").split()),

@@ -7,7 +7,9 @@ import pytest
 
 from tests.server import RadicaleServer
 
-#: What the admin of a family server sets (config/radicale.conf does the same).
+#: Loosened defaults for tests of other things: everyone pre-authorised and discoverable.
+#: Not what the shipped config does (config/radicale.conf pre-authorises the group "family"
+#: and keeps discoverability "contacts"): main scenarios use ``public_server``.
 FAMILY = {"mecard_preauthorize": "*", "mecard_default_discoverability": "everyone"}
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw",
@@ -16,7 +18,7 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dav
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[RadicaleServer]:
-    """A family server: everyone pre-authorised and discoverable (as the demo config does)."""
+    """Everyone pre-authorised and discoverable (looser than the shipped config)."""
     srv = RadicaleServer(tmp_path, USERS, **FAMILY).start()
     try:
         yield srv

@@ -12,6 +12,8 @@ asked to be asked; Dave blocks Alice.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from radicale_plugin import admin, backup, recovery
 from radicale_plugin import index as idx
 from radicale_plugin.merge import copy_uid
 from radicale_plugin.sqlite import SQLiteIndex
+from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person
 from tests.test_migration import load_v2
@@ -238,9 +241,11 @@ def test_export_then_import_into_a_fresh_database_exports_the_same(server, tmp_p
     again = json.loads(ok(run_admin(server, "export", config=fresh)))
     assert without_time(again) == without_time(document)
 
-    # into a database that holds sharing state: refused, nothing changed
+    # into the database the server runs on: refused, nothing changed
     line = refused(run_admin(server, "import", str(first)))
-    assert "the sharing database is not empty" in line
+    assert line.startswith("python -m radicale_plugin: a server is running on %s"
+                           % database(server)) and "stop it before an import" in line
+    # into a database that holds sharing state (no server on it): refused, nothing changed
     line = refused(run_admin(server, "import", "-", config=fresh, stdin=first.read_text()))
     assert "not empty" in line
 
@@ -270,8 +275,8 @@ def test_an_import_the_server_runs_on(server, tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("not json", "is not a JSON export"),
     ("[]", "not an export of radicale-mecard"),
-    ('{"format": "radicale-mecard-sharing-state", "version": 2}',
-     "format version 2, this radicale-mecard reads version 1 at most"),
+    ('{"format": "radicale-mecard-sharing-state", "version": 3}',
+     "format version 3, this radicale-mecard reads version 2 at most"),
     ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "DE"}',
      "made with mecard_default_region = DE and this server uses US"),
     ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "US", "owners": '
@@ -300,13 +305,15 @@ def test_every_record_of_the_previous_release_survives_export_and_import(tmp_pat
     source.push.put(idx.PushSubscription("s1", "alice", "alice/contacts",
                                          "https://push.example.org/x", "PK", "AS", 2e9,
                                          "aes128gcm", 1.7e9))
+    add_schema_5_state(source)
     document = backup.export_state(source, REGION)
     text = backup.dumps(document)
     target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
     try:
         counts = backup.import_state(target, json.loads(text), REGION)
         assert counts == {"owners": 4, "keys": 8, "links": 4, "policies": 4, "offers": 3,
-                          "jobs": 1, "deliveries": 7, "history": 4, "push subscriptions": 1}
+                          "jobs": 1, "deliveries": 7, "history": 4, "push subscriptions": 1,
+                          "invites": 2}
         assert without_time(backup.export_state(target, REGION)) == without_time(document)
         # the records themselves, through the contract
         assert target.owners.all() == [idx.Owner(**{**o.__dict__, "card_stat": ""})
@@ -318,6 +325,10 @@ def test_every_record_of_the_previous_release_survives_export_and_import(tmp_pat
         assert target.keys.all() == source.keys.all()
         assert target.outbox.pending_jobs(10) == source.outbox.pending_jobs(10)
         assert target.push.all() == source.push.all()
+        assert target.invites.all() == source.invites.all() and len(target.invites.all()) == 2
+        assert target.invites.all_uses() == source.invites.all_uses() == [
+            idx.InviteUse("i1", "bob", 1.7e9 + 60)]
+        assert target.owners.get("carol").region == "DE"
         with pytest.raises(backup.BackupError, match="not empty"):
             backup.import_state(target, document, REGION)
     finally:
@@ -325,7 +336,39 @@ def test_every_record_of_the_previous_release_survives_export_and_import(tmp_pat
         target.close()
 
 
+def add_schema_5_state(index: SQLiteIndex) -> None:
+    """What schema 5 adds that an export carries: invites with their uses, a user's region."""
+    index.invites.add(idx.Invite("i1", "alice", "hash-1", 1.7e9, expires=2e9, max_uses=3,
+                                 label="family"))
+    assert index.invites.use("i1", "bob", 1.7e9 + 60)
+    index.invites.add(idx.Invite("i2", "bob", "hash-2", 1.7e9 + 1, revoked=1.71e9))
+    index.owners.set_region("carol", "DE")
+
+
+def test_an_export_of_the_previous_format_without_invites_or_regions_still_imports(tmp_path):
+    source = migrated_v2(tmp_path / "v2.sqlite")
+    document = backup.export_state(source, REGION)
+    source.close()
+    assert document["version"] == backup.VERSION == 2 and document["schema"] == 5
+    # as version 1 (the previous release) wrote it: no invites, no region of owners
+    document["version"], document["schema"] = 1, 4
+    del document["invites"]
+    for owner in document["owners"]:
+        del owner["region"]
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        counts = backup.import_state(target, json.loads(backup.dumps(document)), REGION)
+        assert counts["owners"] == 4 and counts["invites"] == 0
+        assert target.invites.all() == [] and target.owners.get("alice").region is None
+    finally:
+        target.close()
+
+
 @pytest.mark.parametrize("change, expected", [
+    (lambda d: d["invites"].append(dict(d["invites"][0])),
+     "invites[2]: an invite with that id or token exists already"),
+    (lambda d: d["invites"][0].update(used_by=[{"recipient": "bob"}]),
+     "invites[0].used_by[0]: 'time' is missing"),
     (lambda d: d["keys"].append(dict(d["keys"][1])), "keys[8]: tel:+12025550101 of alice is "
                                                     "given twice"),
     (lambda d: d["links"].append({**d["links"][0], "recipient": "erin"}),
@@ -341,6 +384,7 @@ def test_every_record_of_the_previous_release_survives_export_and_import(tmp_pat
 def test_an_export_that_contradicts_itself_is_refused_and_nothing_is_stored(tmp_path, change,
                                                                             expected):
     source = migrated_v2(tmp_path / "v2.sqlite")
+    add_schema_5_state(source)
     document = json.loads(backup.dumps(backup.export_state(source, REGION)))
     source.close()
     change(document)
@@ -525,3 +569,102 @@ def test_an_export_sees_one_moment_and_holds_up_no_writer(tmp_path):
     finally:
         reader.close()
         writer.close()
+
+
+# -- a clean stop, an import under a running server, the lock per book ---------------------
+
+@pytest.mark.parametrize("launcher", ["radicale_plugin.serve", "radicale"])
+def test_a_clean_stop_checkpoints_the_database_so_the_file_alone_is_a_backup(tmp_path,
+                                                                            launcher):
+    """SIGTERM, to our launcher or to stock ``radicale``: the fan-out ends its round, the
+    write-ahead log goes into the database file, and a copy of that one file holds all."""
+    srv = RadicaleServer(tmp_path, USERS)
+    srv.launcher = launcher
+    srv.start()
+    try:
+        alice = person(srv, "alice", "alice-me.vcf")
+        bob = person(srv, "bob")
+        assert bob.put("ally.vcf", fixture("bob-contact-alice.vcf")).status_code == 201
+        alice.api_ok("POST", "/targets", {"targets": ["user:bob"]})
+        settled(alice)
+        wal = Path(str(database(srv)) + "-wal")
+        assert wal.exists() and wal.stat().st_size > 0  # the live server writes to its log
+    finally:
+        srv.stop()
+    assert "Sharing: database %s checkpointed and closed" % database(srv) in srv.log.read_text()
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "backup.sqlite"
+    shutil.copyfile(database(srv), copy)  # the file alone, without -wal and -shm
+    index = SQLiteIndex(str(copy), REGION)
+    try:
+        assert index.owners.get("alice").href == "alice.vcf"
+        assert index.owners.get("alice").rules == ["user:bob"]
+        assert {k.key for k in index.keys.of_user("alice") if k.verified} == {
+            "tel:+12025550101", "mailto:alice@example.org"}
+        assert [(k.owner, k.book, k.href) for k in index.links.all()] == [
+            ("alice", "bob/contacts", "ally.vcf")]
+    finally:
+        index.close()
+
+
+def test_import_is_refused_while_a_server_runs_and_goes_in_once_it_stopped(server, tmp_path):
+    w = world(server)
+    saved = tmp_path / "backup.json"
+    ok(run_admin(server, "export", str(saved)))
+    server.stop(sink=False)
+    lose_database(server)
+    server.start()  # on a new, empty database: an import would go under its feet
+    try:
+        line = refused(run_admin(server, "import", str(saved)))
+        assert line == ("python -m radicale_plugin: a server is running on %s (it holds %s."
+                        "running): stop it before an import, then start it again"
+                        % (database(server), database(server)))
+        assert w["alice"].api_ok("GET", "/me")["me_card"] is None  # nothing went in
+    finally:
+        server.stop(sink=False)
+    # positive control: stopped, the same import goes in and the server goes on with it
+    ok(run_admin(server, "import", str(saved)))
+    server.start()
+    assert links(w["bob"]) == [("alice", "/bob/contacts/ally.vcf", "verified")]
+    assert w["alice"].api_ok("GET", "/me")["me_card"] == "/alice/contacts/alice.vcf"
+
+
+def lock_holds(output: str) -> int:
+    """How often check/rebuild took Radicale's storage lock, from their last line."""
+    found = re.fullmatch(r"Radicale's storage lock: taken (\d+) time\(s\), one book or card "
+                         r"at a time, held [\d.]+ ms at most", output.strip().splitlines()[-1])
+    assert found, output
+    return int(found.group(1))
+
+
+def test_check_and_rebuild_take_radicales_lock_per_book_while_others_write(public_server):
+    """Many books: check, rebuild-index and rebuild take the lock once per book (and per
+    card they repair), never for the whole scan; another user's writes meanwhile go in."""
+    alice = person(public_server, "alice", "alice-me.vcf")
+    bob = person(public_server, "bob")
+    books = ["b%02d" % i for i in range(40)]
+    for name in books:
+        alice.mkbook(name)
+        assert alice.put("c.vcf", fixture("alice-contact-bob.vcf"), book=name).status_code == 201
+    total = len(books) + 2  # and both users' "contacts"
+    out = ok(run_admin(public_server, "check"))
+    assert out.startswith("consistent: 1 me card(s), 0 link(s), %d address book(s)" % total)
+    assert lock_holds(out) == total
+    assert lock_holds(ok(run_admin(public_server, "rebuild-index"))) == total
+    assert lock_holds(ok(run_admin(public_server, "rebuild"))) == total
+
+    # Bob writes all the while a check runs: each of his PUTs goes in
+    check = subprocess.Popen([sys.executable, "-m", "radicale_plugin", "--config",
+                              str(public_server.root / "config"), "check"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    written = 0
+    while check.poll() is None or written == 0:
+        assert bob.put("n%d.vcf" % written, fixture("bob-contact-alice.vcf").replace(
+            "bobs-card-for-alice", "card-%d" % written)).status_code == 201
+        written += 1
+    out, err = check.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    # consistent, or a race in Bob's book that is gone at the next check
+    assert out.startswith("consistent") or all("/bob/contacts/" in ln
+                                                for ln in out.splitlines()), out
+    assert ok(run_admin(public_server, "check")).startswith("consistent")

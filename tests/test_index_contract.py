@@ -1698,6 +1698,18 @@ def test_use_counts_each_recipient_once_up_to_max_uses(backend):
     assert not backend.invites.use("nope", "bob", 1100.0)
 
 
+def test_a_use_given_back_frees_its_place(backend):
+    backend.invites.add(invite("i1", max_uses=1))
+    assert backend.invites.use("i1", "bob", 1100.0)
+    assert not backend.invites.use("i1", "carol", 1200.0)
+    backend.invites.unuse("i1", "bob")                  # bob's accepting failed
+    backend.invites.unuse("i1", "bob")                  # twice: nothing more given back
+    assert backend.invites.get("i1").uses == 0 and backend.invites.uses("i1") == []
+    assert backend.invites.use("i1", "carol", 1300.0)
+    assert backend.invites.get("i1").uses == 1
+    backend.invites.unuse("nope", "bob")
+
+
 def test_an_invite_without_max_uses_has_no_limit(backend):
     backend.invites.add(invite("i1"))
     for n, user in enumerate(("bob", "carol", "dave", "erin")):

@@ -540,3 +540,69 @@ def test_a_version_4_database_gains_the_tables_of_version_5_and_keeps_its_state(
         assert index.owners.get("alice").rules == ["all"]
     finally:
         index.close()
+
+
+# -- the schema check looks at the tables and columns, not only the version number --------
+
+def lacking(path: Path, sql: str) -> None:
+    """A database of the current version, then changed by hand (``sql``): its version
+    number still says current."""
+    SQLiteIndex(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql)
+    conn.close()
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("sql, missing", [
+    ("ALTER TABLE owners DROP COLUMN region", "column owners.region"),
+    ("ALTER TABLE deliveries DROP COLUMN attempts", "column deliveries.attempts"),
+    ("DROP TABLE invites", "table invites"),
+])
+def test_a_database_that_lacks_a_column_of_its_version_is_refused_with_what_is_missing(
+        tmp_path, sql, missing):
+    path = tmp_path / "x.sqlite"
+    lacking(path, sql)
+    with pytest.raises(SchemaError) as refused:
+        SQLiteIndex(str(path))
+    message = str(refused.value)
+    assert message.startswith("the sharing database %s says schema version %d but lacks %s:"
+                              % (path, idx.SharingIndex.SCHEMA_VERSION, missing)), message
+    assert "\n" not in message and "put back the copy from before the upgrade" in message
+    # positive control: a whole database opens, also with a column of its own added by hand
+    whole = tmp_path / "whole.sqlite"
+    lacking(whole, "ALTER TABLE owners ADD COLUMN note_of_the_admin TEXT")
+    SQLiteIndex(str(whole)).close()
+
+
+def test_a_database_that_lacks_a_column_stops_the_server_at_start_and_the_admin(tmp_path):
+    """Refused at start, with the message in the log, never a 500 at some later request;
+    the admin command says the same in one line."""
+    from tests.test_backup import refused as refused_line
+    from tests.test_backup import run_admin
+    srv = RadicaleServer(tmp_path, USERS)
+    (tmp_path / "collections").mkdir()
+    path = tmp_path / "collections" / ".mecard.sqlite"
+    lacking(path, "ALTER TABLE owners DROP COLUMN region")
+    with pytest.raises(RuntimeError) as exited:
+        srv.start()
+    try:
+        said = str(exited.value)
+        assert srv.process is not None and srv.process.returncode not in (0, None)
+        assert "says schema version %d but lacks column owners.region" \
+            % idx.SharingIndex.SCHEMA_VERSION in said
+        for command in (["status"], ["schema"], ["check"], ["keys", "alice"]):
+            line = refused_line(run_admin(srv, *command))
+            assert "lacks column owners.region" in line, (command, line)
+    finally:
+        srv.stop()
+    # positive control: the same database with the column back serves
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE owners ADD COLUMN region TEXT")
+    conn.close()
+    srv = RadicaleServer(tmp_path, USERS).start()
+    try:
+        srv.client("alice").login()
+        assert srv.client("alice").api_ok("GET", "/me")["me_card"] is None
+    finally:
+        srv.stop()

@@ -9,6 +9,8 @@ import sqlite3
 import threading
 from typing import Any, Iterable, Iterator
 
+from radicale.log import logger
+
 
 def now_iso() -> str:
     """The current time as stored (UTC, ISO 8601, seconds)."""
@@ -22,6 +24,10 @@ class Database:
         self.path = path
         self.lock = threading.RLock()
         self._depth = 0
+        self._closed = False
+        #: Seconds :meth:`close` may wait for other processes to checkpoint: the server's
+        #: clean stop waits a little; an admin command never holds up the server.
+        self.checkpoint_wait = 0.0
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                     timeout=30)
         self.conn.row_factory = sqlite3.Row
@@ -111,7 +117,26 @@ class Database:
                               values))
 
     def close(self) -> None:
+        """Checkpoint and close: everything in the write-ahead log goes into the database
+        file and the log is emptied, so that the file alone is the whole database (a copy
+        of it is a complete backup).  Closing twice is harmless."""
         with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                # TRUNCATE: the -wal file is left empty.  It waits for other processes'
+                # readers and writers (holding theirs up meanwhile) at most
+                # ``checkpoint_wait``; after that it moves what it can and leaves the rest
+                # to the last connection's close.
+                self.conn.execute("PRAGMA busy_timeout = %d" % (self.checkpoint_wait * 1000))
+                busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if busy and self.checkpoint_wait:
+                    logger.warning("Sharing: %s is in use by another process: its -wal file "
+                                   "still holds recent changes (copy both for a backup)",
+                                   self.path)
+            except sqlite3.Error as e:
+                logger.warning("Sharing: cannot checkpoint %s at close: %s", self.path, e)
             self.conn.close()
 
 
