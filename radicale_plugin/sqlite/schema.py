@@ -7,9 +7,10 @@ consent and history; version 3 the WebDAV-Push topics and subscriptions; version
 counts a delivery's transient failures (``deliveries.attempts``, for retries with
 backoff); version 5 adds invites, wrong verification answers per key, the keys an
 owner put on a me card per day, a user's own region (``owners.region``) and the UID of
-a linked card (``links.uid``), an owner's first share of offers (``first_shares``) and
-the rollbacks of a copy put right (``deliveries.repairs``).  A database made by newer code than this is refused with a message, never
-guessed at.
+a linked card (``links.uid``), an owner's first share of offers (``first_shares``),
+the rollbacks of a copy put right (``deliveries.repairs``) and the WebDAV-Push
+messages not sent yet (``push_queue``).  A database made by newer code than this is
+refused with a message, never guessed at.
 """
 
 from __future__ import annotations
