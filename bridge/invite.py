@@ -95,8 +95,11 @@ def _elsewhere(url: str, server: Server) -> str:
     theirs = urlsplit(url.strip()).netloc.lower()
     mine = urlsplit(server.url).netloc.lower()
     if theirs and theirs != mine:
-        return " (the link is for %s, and you are signed in at %s: give --url of the " \
-               "server the link names)" % (theirs, mine)
+        # never "sign in there": a link can name any host, and the bridge would send it
+        # your password; an invite works only on the server that made it
+        return " (the link is for %s, and you are signed in at %s: an invite works only on " \
+               "the server that made it; use --url there only if you have an account on " \
+               "that server and know it to be your people's)" % (_shown(theirs[:100]), mine)
     return ""
 
 
@@ -150,6 +153,16 @@ def _revoke(args: argparse.Namespace, server: Server, out: TextIO) -> None:
                              "given stay, as do the later changes they receive)." % answer["id"]])
 
 
+#: Characters that would let the owner's text steer the terminal or reorder what it shows.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """The owner's values as plain text: controls and direction overrides made visible."""
+    return _UNSHOWN.sub(lambda m: "\\u%04x" % ord(m.group(0)), text)
+
+
 def _show(args: argparse.Namespace, server: Server, out: TextIO) -> None:
     query = "?card=%s" % quote(args.card, safe="") if args.card else ""
     answer = _call(server, args.link,
@@ -172,7 +185,7 @@ def _show(args: argparse.Namespace, server: Server, out: TextIO) -> None:
     lines.append("  keys of %s: %s" % (answer["owner"], keys or "none"))
     lines.append("You accepted it already." if answer["accepted"] else
                  "Accept with: mecard-bridge invite accept URL [--card /you/BOOK/CARD.vcf]")
-    emit(args, out, answer, lines)
+    emit(args, out, answer, [_shown(line) for line in lines])
 
 
 def _accept(args: argparse.Namespace, server: Server, out: TextIO) -> None:

@@ -12,7 +12,10 @@ one card.
 
 A token that is unknown, expired, revoked or used up gets one and the same
 answer, so that whoever holds a token learns nothing about other invites;
-only the owner sees the state of their invites, and who used them.  Opening
+only the owner sees the state of their invites, and who used them.  A user the
+owner blocks is answered the same way: a link may travel further than it was
+given, and does not override that "no" (the recipient's own block of the owner
+gives way: accepting is their newer word).  Opening
 and accepting are rate-limited per user; creating is limited per owner and
 day.  The write goes through Radicale under the storage lock, as an
 accepted offer's does (:meth:`radicale_plugin.delivery.Deliverer.apply`).
@@ -58,6 +61,9 @@ MAX_USES = 1000
 MAX_OPEN = 100
 MAX_LABEL = 100
 DAY = 86400.0
+#: How long a delivery the fan-out would take up waits while a request writes its copy.
+PARKED = 60.0
+_WAITING = (idx.PENDING, idx.ROLLED_BACK, idx.WITHDRAWING)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _INVITE_ID = re.compile(r"[0-9a-f]{1,64}")
 
@@ -121,25 +127,31 @@ class Invites:
         if index.owners.get(owner).view is None:
             raise Conflict("you share no card yet: designate your me card first (POST "
                            "/me-card), then invite people")
-        now = time.time()
-        mine = index.invites.of_owner(owner)
-        limit = self._ctx.settings.invites_per_day
-        if index.invites.created_since(owner, now - DAY) >= limit:
-            today = sorted(i.created for i in mine if i.created >= now - DAY)
-            wait = today[-limit] + DAY - now if len(today) >= limit else DAY
-            raise TooMany("you created %d invites within a day, the most allowed: try again "
-                          "in %d minutes" % (limit, math.ceil(wait / 60)), wait)
-        if sum(1 for i in mine if i.state(now) == "active") >= MAX_OPEN:
-            raise Conflict("you have %d open invites, the most allowed: revoke some "
-                           "(POST /invites/ID/revoke)" % MAX_OPEN)
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        invite = Invite(secrets.token_hex(8), owner, token_hash(token), now, now + lifetime,
-                        uses, 0, None, note)
-        index.invites.add(invite)
+        # the limits are counted and the invite stored in one transaction: requests made at
+        # once cannot all see room for one more
+        with index.transaction():
+            now = time.time()
+            mine = index.invites.of_owner(owner)
+            limit = self._ctx.settings.invites_per_day
+            if index.invites.created_since(owner, now - DAY) >= limit:
+                today = sorted(i.created for i in mine if i.created >= now - DAY)
+                wait = today[-limit] + DAY - now if len(today) >= limit else DAY
+                raise TooMany("you created %d invites within a day, the most allowed: try "
+                              "again in %d minutes" % (limit, math.ceil(wait / 60)), wait)
+            if sum(1 for i in mine if i.state(now) == "active") >= MAX_OPEN:
+                raise Conflict("you have %d open invites, the most allowed: revoke some "
+                               "(POST /invites/ID/revoke)" % MAX_OPEN)
+            invite = Invite(secrets.token_hex(8), owner, token_hash(token), now,
+                            now + lifetime, uses, 0, None, note)
+            index.invites.add(invite)
         logger.info("Owner %r created invite %s (%d use(s), until %s)", owner, invite.id,
                     uses, _iso(invite.expires))
+        # the operator's address when set: then no header of the request names the link's
+        # server (without it, the Host the owner's own request named: only theirs)
+        base = self._ctx.settings.public_url or base_url
         return {**self._owner_view(invite, now),
-                "url": base_url.rstrip("/") + PAGE + token, "token": token}
+                "url": base.rstrip("/") + PAGE + token, "token": token}
 
     def of_owner(self, owner: str) -> dict[str, Any]:
         """The owner's invites, newest first: state, uses, and who used them."""
@@ -186,7 +198,18 @@ class Invites:
                            "should get your card" % state)
         if state != "active" and not (state == "used up" and self._used_by(found, user)):
             raise NotFound(INVALID)
+        if self._ctx.index.consent.policies(found.owner).get(user) == "block":
+            # the owner blocks this user: a link travels (several uses, forwarded), and does
+            # not override the strongest "no" the owner said; answered as any unusable link
+            raise NotFound(INVALID)
         return found
+
+    def _taken_back(self, invite: Invite, user: str) -> bool:
+        """Whether ``user`` accepted the invite before and the owner has since taken them out
+        of their targets: accepting again would undo the owner's decision.  Asked under the
+        storage lock: an accept still writing has counted its use and not added the rule."""
+        return self._used_by(invite, user) and "user:%s" % user not in \
+            self._ctx.index.owners.get(invite.owner).rules
 
     def _used_by(self, invite: Invite, user: str) -> bool:
         return any(u.recipient == user for u in self._ctx.index.invites.uses(invite.id))
@@ -209,8 +232,11 @@ class Invites:
         if card == "new":
             return None
         chosen = store.split_card_path(recipient, card)
-        if self._deliverer.card_text(*chosen) is None:
-            raise NotFound("you have no card %s" % card)
+        # a card of one of their address books: never a calendar's item, nor one of the
+        # files Radicale keeps beside the cards (their names start with a dot)
+        if chosen[0] not in index.cards.books_of(recipient) or chosen[1].startswith(".") \
+                or self._deliverer.card_text(*chosen) is None:
+            raise NotFound("you have no card %s" % card[:200])
         link = index.links.at(*chosen)
         if link is not None and link.owner != owner:
             raise Conflict("that card holds another user's copy; choose another card or "
@@ -236,6 +262,8 @@ class Invites:
         invite = self._open(recipient, token)
         index = self._ctx.index
         with self._ctx.storage.acquire_lock("r", recipient):
+            if self._taken_back(invite, recipient):
+                raise NotFound(INVALID)
             owner, view = self._shared(invite)
             target = self._target(recipient, owner.user, card)
             delivery = index.outbox.delivery(owner.user, recipient) or Delivery(
@@ -270,7 +298,8 @@ class Invites:
         """Place the owner's copy, make the owner ``auto`` and the recipient a target.
 
         Accepting again is harmless: the copy stays where it is (or moves to the
-        card named), and the use is not counted twice.
+        card named), and the use is not counted twice; it gives back nothing the owner
+        took away since (a recipient removed from the owner's targets stays removed).
         """
         invite = self._open(recipient, token)
         index = self._ctx.index
@@ -282,37 +311,60 @@ class Invites:
                 raise Conflict("%s has too many target rules to add you; ask them to use "
                                "group:NAME or all" % owner.user)
             # every accept holds the storage lock: counting the use first cannot let two
-            # recipients past the last use; a write that then fails leaves the use to this
-            # recipient, who may accept again
+            # recipients past the last use, nor one past a revocation; a write that then
+            # fails gives the use back
             place = target or self._new_place(owner.user, recipient)
+            again = self._used_by(invite, recipient)
+            if again and self._taken_back(invite, recipient):
+                raise NotFound(INVALID)
             if not index.invites.use(invite.id, recipient, time.time()):
                 raise NotFound(INVALID)
-            delivery = index.outbox.ensure(owner.user, recipient, owner.seq)
-            delivery = self._deliverer.settle(owner, delivery)
-            link = index.links.get(owner.user, recipient)
-            # the server made a new card: no sign that the recipient knows the owner (see
-            # CardIndex.users_knowing); a card the recipient named is theirs
-            kind: str | None = idx.LINK_CREATED if target is None else idx.LINK_INVITED
-            if link is not None and place == (link.book, link.href):
-                kind = None
-            elif link is not None:
-                index.links.remove(owner.user, recipient)  # the copy moves to the chosen card
-            written = self._deliverer.apply(owner, delivery, place, kind, view)
-            delivery = index.outbox.delivery(owner.user, recipient) or delivery
-            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-            delivery.delivered_seq = owner.seq
-            with index.transaction():
-                index.outbox.finish(delivery)
-                index.consent.drop_offer(owner.user, recipient)
-                index.consent.set_policy(recipient, owner.user, "auto")
-                rules = index.owners.get(owner.user).rules
-                if rule not in rules:
-                    index.owners.set_rules(owner.user, rules + [rule])
-                # planned for every target now: the copy holds this change, so only the
-                # owner's later changes are written, by the fan-out
-                index.outbox.requeue(owner.user)
+            try:
+                written = self._place_copy(owner, view, recipient, target, place, rule)
+            except BaseException:
+                if not again:
+                    index.invites.unuse(invite.id, recipient)
+                raise
         self._ctx.wake()
         logger.info("Recipient %r accepted invite %s of %r into /%s/%s", recipient, invite.id,
                     owner.user, *written)
         return {"owner": owner.user, "card": "/%s/%s" % written,
                 "policy": self._ctx.policy(recipient, owner.user)}
+
+    def _place_copy(self, owner: Owner, view: View, recipient: str,
+                    target: tuple[str, str] | None, place: tuple[str, str],
+                    rule: str) -> tuple[str, str]:
+        """Write the copy, link it, and record the recipient's consent (the lock is held)."""
+        index = self._ctx.index
+        with index.transaction():
+            delivery = index.outbox.ensure(owner.user, recipient, owner.seq)
+            if delivery.state in _WAITING:
+                # the fan-out reads books without the lock: deciding this delivery while the
+                # copy is being written, it would take the link without its card for a copy
+                # the recipient deleted, and end it (the finish below puts it right)
+                delivery.due = time.time() + PARKED
+                index.outbox.finish(delivery)
+        delivery = self._deliverer.settle(owner, delivery)
+        link = index.links.get(owner.user, recipient)
+        # the server made a new card: no sign that the recipient knows the owner (see
+        # CardIndex.users_knowing); a card the recipient named is theirs
+        kind: str | None = idx.LINK_CREATED if target is None else idx.LINK_INVITED
+        if link is not None and place == (link.book, link.href):
+            kind = None
+        elif link is not None:
+            index.links.remove(owner.user, recipient)  # the copy moves to the chosen card
+        written = self._deliverer.apply(owner, delivery, place, kind, view)
+        delivery = index.outbox.delivery(owner.user, recipient) or delivery
+        delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
+        delivery.delivered_seq = owner.seq
+        with index.transaction():
+            index.outbox.finish(delivery)
+            index.consent.drop_offer(owner.user, recipient)
+            index.consent.set_policy(recipient, owner.user, "auto")
+            rules = index.owners.get(owner.user).rules
+            if rule not in rules:
+                index.owners.set_rules(owner.user, rules + [rule])
+            # planned for every target now: the copy holds this change, so only the
+            # owner's later changes are written, by the fan-out
+            index.outbox.requeue(owner.user)
+        return written

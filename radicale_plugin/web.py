@@ -58,7 +58,10 @@ def _query(environ: types.WSGIEnviron) -> dict[str, str]:
 def request_base(environ: types.WSGIEnviron, base_prefix: str) -> str:
     """The server's root URL as this request reached it (for links handed out, e.g. invites).
 
-    A proxy's ``X-Forwarded-Proto`` is believed: the URL goes only to the one who asked.
+    A proxy's ``X-Forwarded-Proto`` is believed: the URL goes only to the one who asked,
+    and only their own request names the host (no ``X-Forwarded-Host``: a header anybody
+    may send is no name of this server).  ``mecard_public_url`` overrides it all
+    (:meth:`radicale_plugin.invites.Invites.create`).
     """
     scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
     if scheme not in ("http", "https"):

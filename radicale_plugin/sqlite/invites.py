@@ -72,6 +72,13 @@ class SQLiteInviteStore(index.InviteStore):
             self._db.execute("UPDATE invites SET uses = uses + 1 WHERE id = ?", (invite_id,))
             return True
 
+    def unuse(self, invite_id: str, recipient: str) -> None:
+        with self._db.transaction():
+            if self._db.execute("DELETE FROM invite_uses WHERE invite = ? AND recipient = ?",
+                                (invite_id, recipient)).rowcount:
+                self._db.execute("UPDATE invites SET uses = uses - 1 WHERE id = ? AND uses > 0",
+                                 (invite_id,))
+
     def revoke(self, invite_id: str, now: float) -> bool:
         return self._db.execute("UPDATE invites SET revoked = ? WHERE id = ? AND revoked IS NULL",
                                 (now, invite_id)).rowcount > 0
