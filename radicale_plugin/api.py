@@ -238,6 +238,9 @@ class Api:
         path = data["path"]
         if path is not None and not isinstance(path, str):
             raise BadRequest("'path' must be a string or null")
+        if path is not None and not path.strip():  # not Apple's empty <D:href> (its advice)
+            raise BadRequest("'path' is empty: give the card as {\"path\": "
+                             "\"/%s/BOOK/CARD.vcf\"}, or null for none" % user)
         self._s.owners.designate(user, path, _flag(data, "withdraw"))
         return self.me(user)
 

@@ -281,6 +281,13 @@ class CopyFiles:
             list(self._pool.map(_sync_folder, sorted({w.folder for w in writes})))
 
     @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Radicale's lock, shared: no request writes (nor runs a storage hook) meanwhile.
+        For a read that must not catch a MOVE or PUT half done; a few ms at most."""
+        with self._store.acquire_lock("r", "radicale-mecard"):
+            yield
+
+    @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         # Radicale's global lock without its storage hook, which runs once per round instead
         with self._store._lock.acquire("w"):  # type: ignore[attr-defined]

@@ -148,13 +148,13 @@ class Deliverer:
         link = index.links.get(owner.user, recipient)
         if link is not None:
             found = self._read(link.book, link.href)
-            if found is not None and links.holds(link, parse_card(found[0]).first_value("UID")):
-                return Placement(linked=(link.book, link.href), found=found)
-            # the linked card is gone, or another card sits at its href: the link ends, and
-            # nothing is written into whatever is there now (the owner's next change is
-            # decided by the recipient's policy)
-            links.end(index, link, tell_owner=False)
-            return Placement(deleted=True)
+            if found is None or not links.holds(link, parse_card(found[0]).first_value("UID")):
+                # read without the lock, a MOVE or PUT under way looks the same for a moment
+                # (its file renamed, its hook, which moves or ends the link, not yet run):
+                # what the hooks left is looked at again under the lock
+                with self.files.shared():
+                    return self._linked_or_gone(owner.user, recipient)
+            return Placement(linked=(link.book, link.href), found=found)
         mine = index.keys.verified(owner.user)
         cards = index.cards.cards_with_keys(recipient, mine)
         # a card linked to another owner stands for them: the owner's keys on it are values
@@ -177,6 +177,21 @@ class Deliverer:
                 placement.candidates.append(
                     Candidate(card.book, card.href, fit, len(card.keys & mine)))
         return placement
+
+    def _linked_or_gone(self, owner: str, recipient: str) -> Placement:
+        """Under the lock: the linked card, or the link ends (the caller holds the lock)."""
+        index = self._ctx.index
+        link = index.links.get(owner, recipient)
+        if link is None:
+            return Placement(deleted=True)  # a hook ended it: the recipient deleted the card
+        found = self._read(link.book, link.href)
+        if found is not None and links.holds(link, parse_card(found[0]).first_value("UID")):
+            return Placement(linked=(link.book, link.href), found=found)
+        # the linked card is gone, or another card sits at its href: the link ends, and
+        # nothing is written into whatever is there now (the owner's next change is
+        # decided by the recipient's policy)
+        links.end(index, link, tell_owner=False)
+        return Placement(deleted=True)
 
     def _read(self, book: str, href: str) -> tuple[str, Identity] | None:
         """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder

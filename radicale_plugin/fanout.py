@@ -13,7 +13,9 @@ and storage folder, then works in rounds:
    could go (:mod:`delivery`) and what the recipient's consent allows
    (:mod:`consent`): a write, an offer (:mod:`offers`), or nothing.  Cards
    are read straight from their files, merged, and the new texts written
-   to temporary files beside them (:mod:`copy_files`), all outside the lock;
+   to temporary files beside them (:mod:`copy_files`), all outside the lock
+   (only a linked card that seems gone is looked at again under the shared
+   lock: a MOVE under way looks the same for a moment);
 3. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
    seconds at a time, only to check that each card is unchanged and rename
    the new file over it; other requests are served between holds;

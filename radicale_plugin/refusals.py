@@ -17,11 +17,13 @@ WSGI entry point down to the storage) and raised on unchanged.  The WSGI layer
 thread, clears the note before and :func:`take`\ s it after, and gives it to
 :func:`answer`:
 
-* when Radicale answered 400 (its answer to the error) and a refusal was
-  noted, the body becomes ``Bad Request: <the reason>`` (plain text, as
-  Radicale writes its own error bodies); when an error of the plugin escaped
-  Radicale's handlers (a 500), the answer becomes the error's own 4xx with
-  its reason.  Every other answer passes as it is.
+* when Radicale answered its plain-text 400 (its answer to the error) and a
+  refusal was noted, the body becomes ``Bad Request: <the reason>`` (plain
+  text, as Radicale writes its own error bodies); a 400 that is not plain
+  text (the sharing API's JSON, which caught the refusal and says why itself)
+  passes; when an error of the plugin escaped Radicale's handlers (a 500),
+  the answer becomes the error's own 4xx with its reason.  Every other answer
+  passes as it is.
 
 Whatever error a hook raises is carried, however new: nothing here lists the
 reasons.  Only the plugin's errors are: their text is advice written for the
@@ -72,6 +74,10 @@ def carried(method: F) -> F:
     return cast(F, wrapper)
 
 
+def _content_type(headers: list[tuple[str, str]]) -> str:
+    return next((v for k, v in headers if k.lower() == "content-type"), "").strip().lower()
+
+
 def answer(status_text: str, headers: list[tuple[str, str]], answers: Iterable[bytes] | None,
            error: SharingError | None) -> tuple[str, list[tuple[str, str]],
                                                 Iterable[bytes] | None]:
@@ -83,6 +89,11 @@ def answer(status_text: str, headers: list[tuple[str, str]], answers: Iterable[b
         status = error.status if 400 <= error.status < 500 else 400
     elif status != 400:
         return status_text, headers, answers  # answered otherwise: not the refusal's answer
+    elif not _content_type(headers).startswith("text/plain"):
+        # not Radicale's bare 400 but an answer that says why itself: the sharing API
+        # caught the refusal and answered it as JSON (e.g. POST /me-card with a path the
+        # me-card property hook refuses)
+        return status_text, headers, answers
     phrase = client.responses.get(status, "Error")
     body = ("%s: %s" % (phrase, " ".join(str(error).split()))).encode("utf-8")
     kept = [(k, v) for k, v in headers

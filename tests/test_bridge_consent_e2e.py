@@ -259,9 +259,16 @@ def test_verify_by_sms_and_mail_with_the_code_given_later(public_server, monkeyp
     carol = person(public_server, "carol", "carol-me.vcf", verified=False)
     login(monkeypatch, public_server, "carol")
     code, out = bridge("keys")
-    assert code == 0 and [ln.split()[:3] for ln in out.splitlines()[1:]] == [
+    lines = out.splitlines()[1:]
+    assert code == 0 and [ln.split()[:3] for ln in lines[:2]] == [
         ["mailto:carol@example.org", "unverified", "yes"],
         ["tel:+12025550103", "unverified", "yes"]]
+    # and what an unverified value means for her (issue 13 §1: the owner is told)
+    assert lines[2:] == [
+        "notice: your e-mail carol@example.org is not verified: people who know you only by "
+        "it cannot be found; verify it (mecard-bridge verify carol@example.org)",
+        "notice: your number +12025550103 is not verified: people who know you only by it "
+        "cannot be found; verify it (mecard-bridge verify +12025550103)"]
     for typed, key, inbox in (
             ("(202) 555-0103", "tel:+12025550103",
              lambda: public_server.sms_to("+12025550103")),
@@ -280,7 +287,7 @@ def test_verify_by_sms_and_mail_with_the_code_given_later(public_server, monkeyp
         code, out = bridge("verify", "--code", right, key)
         assert code == 0 and out.strip() == "%s is verified: it is yours now." % key
     code, out = bridge("keys")
-    assert [ln.split()[:3] for ln in out.splitlines()[1:]] == [
+    assert [ln.split()[:3] for ln in out.splitlines()[1:]] == [  # verified: no notice left
         ["mailto:carol@example.org", "verified", "yes"], ["tel:+12025550103", "verified", "yes"]]
     # another account proves it holds Carol's number: it moves, and Carol is told
     dave = person(public_server, "dave")

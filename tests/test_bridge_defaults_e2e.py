@@ -358,9 +358,16 @@ def test_status_shows_offered_and_blocked_on_a_server_that_asks(public_server, m
     alice = person(public_server, "alice", "alice-me.vcf")
     bob = person(public_server, "bob", "bob-me.vcf")
     carol = person(public_server, "carol", "carol-me.vcf")
+    dave = person(public_server, "dave")
+    # Bob and Carol have Alice's verified number in their books, so she may see them (the
+    # shipped discoverability `contacts`); Dave does not: his block is no more visible to
+    # her than a name that is nobody here (issue 17 §3)
     bob.put("ally.vcf", fixture("bob-contact-alice.vcf"))
-    carol.api_ok("POST", "/policies", {"owner": "alice", "policy": "block"})
-    alice.api_ok("POST", "/targets", {"targets": ["user:bob", "user:carol"]})
+    carol.put("al.vcf", fixture("bob-contact-alice.vcf"))
+    for blocker in (carol, dave):
+        blocker.api_ok("POST", "/policies", {"owner": "alice", "policy": "block"})
+    alice.api_ok("POST", "/targets",
+                 {"targets": ["user:bob", "user:carol", "user:dave", "user:zed"]})
     settled(alice)
     alice.put("alice.vcf", fixture("alice-me-new-number.vcf"))  # Bob is asked about it
     settled(alice)
@@ -369,6 +376,8 @@ def test_status_shows_offered_and_blocked_on_a_server_that_asks(public_server, m
     lines = {ln.split()[0]: ln for ln in out.splitlines()}
     assert code == 0 and lines["bob"].split()[1] == "offered"
     assert lines["carol"].split()[1] == "blocked" and "does not take your card" in out
+    assert lines["dave"].split()[1:] == lines["zed"].split()[1:]
+    assert lines["dave"].split()[1] == "skipped" and "no user you may see here" in lines["dave"]
 
 
 # -- one line of advice for each bad input --------------------------------------------

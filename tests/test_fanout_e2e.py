@@ -115,12 +115,26 @@ def test_default_policy_block_writes_nowhere_until_the_recipient_allows(tmp_path
     try:
         alice = person(server, "alice", "alice-me.vcf")
         carol = person(server, "carol", "carol-me.vcf")
-        alice.api_ok("POST", "/targets", {"targets": ["user:carol"]})
-        settled(alice)
-        assert carol.hrefs() == ["carol.vcf"]
+        # Carol knows Alice's verified number, so Alice may see her (shipped discoverability
+        # `contacts`); Dave does not: under the default block he is as hidden as a name
+        # that is nobody here (issue 17 §3), never reported "blocked"
+        card = ("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c-al\r\nFN:Al\r\nTEL:202 555 0101\r\n"
+                "END:VCARD\r\n")
+        assert carol.put("al.vcf", card).status_code == 201
+        before = carol.card("al.vcf")
+        person(server, "dave")
+        alice.api_ok("POST", "/targets", {"targets": ["user:carol", "user:dave", "user:nobody"]})
+        report = settled(alice)
+        assert {r["user"]: r["state"] for r in report["recipients"]} == {"carol": "blocked"}
+        hidden = {s["contact"]: {k: v.replace(s["contact"], "NAME") for k, v in s.items()}
+                  for s in report["skipped"]}
+        assert hidden.keys() == {"dave", "nobody"} and hidden["dave"] == hidden["nobody"]
+        assert carol.hrefs() == ["al.vcf", "carol.vcf"] and carol.card("al.vcf") == before
+        assert carol.api_ok("GET", "/links")["links"] == []
         carol.api_ok("POST", "/policies", {"owner": "*", "policy": "auto"})
         settled(alice)
-        assert len(carol.hrefs()) == 2
+        assert carol.copy_of("alice") == "al.vcf" and "alice@example.org" in carol.card("al.vcf")
+        assert carol.hrefs() == ["al.vcf", "carol.vcf"]
     finally:
         server.stop()
 

@@ -20,7 +20,10 @@ from a recipient's own answer (accepting an offer) or policy, as it would.
 """
 from __future__ import annotations
 
+import random
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -256,6 +259,50 @@ def test_a_copy_moved_within_the_recipients_books_keeps_its_link(public_server):
     alice_changes(alice)
     assert NEW_NUMBER in bob.card("sis.vcf", "family")
     assert bob.hrefs() == ["bob.vcf"]  # no second card for her
+
+
+def test_copies_moved_while_the_fan_out_writes_keep_their_links(tmp_path):
+    """A MOVE renames the file before its hook moves the link: the fan-out, which reads
+    cards without the lock, must not take that moment for a deleted copy (it once ended
+    the link, and the moved card was never written again)."""
+    recipients = ["r%d" % i for i in range(8)]
+    # small rounds, a gap after each rename: the fan-out reads while the MOVEs go on
+    server = RadicaleServer(tmp_path, {"alice": "alice-pw", **{u: u + "-pw" for u in recipients}},
+                            mecard_batch_size="2", mecard_lock_hold="0",
+                            mecard_lock_gap="0.01").start()
+    try:
+        alice = person(server, "alice", "alice-me.vcf")
+        clients = {u: person(server, u) for u in recipients}
+        for client in clients.values():  # each recipient's own choice
+            client.api_ok("POST", "/policies", {"owner": "alice", "policy": "auto"})
+        alice.api_ok("POST", "/targets", {"targets": ["user:" + u for u in recipients]})
+        settled(alice)
+        where = {u: links(c)["alice"] for u, c in clients.items()}
+
+        def move_back_and_forth(user: str) -> None:
+            client = clients[user]
+            for _ in range(6):
+                to = client.book() + ("a.vcf" if where[user].endswith("/b.vcf") else "b.vcf")
+                assert move(client, where[user], to).status_code == 201
+                where[user] = to
+                time.sleep(random.uniform(0, 0.02))
+
+        for round_ in range(4):
+            number = "+1 202 555 %04d" % (300 + round_)
+            with ThreadPoolExecutor(len(recipients)) as pool:  # .result() re-raises
+                jobs = [pool.submit(move_back_and_forth, u) for u in recipients]
+                assert alice.put("alice.vcf", fixture("alice-me.vcf").replace(
+                    "+1 202 555 0101", number)).status_code == 204
+                for job in jobs:
+                    job.result(120)
+            settled(alice)
+            for user, client in clients.items():
+                assert links(client) == {"alice": where[user]}, (round_, user)
+                assert client.hrefs() == [where[user].rsplit("/", 1)[1]], (round_, user)
+                assert number in client.card(where[user].rsplit("/", 1)[1]), (round_, user)
+                assert row(alice, user)["state"] == "delivered", (round_, user)
+    finally:
+        server.stop()
 
 
 # -- issue 13 §8: a copy is never a me card -----------------------------------------------

@@ -274,6 +274,32 @@ def test_a_refused_me_card_gets_a_400_that_says_why(tmp_path):
         server.stop()
 
 
+def test_a_refusal_the_api_answers_itself_stays_its_json(tmp_path):
+    """Designating a card through the API runs the storage hook that refuses what cannot
+    be a me card: the API's own JSON answer, with the reason, reaches the client (it once
+    became the layer's plain-text 400 meant for Radicale's bare one)."""
+    server = start(tmp_path, mecard_max_photo="2048")
+    try:
+        client = me(server)
+        for href, text in (("two.vcf", TWO_UIDS), ("photo.vcf", BIG_PHOTO)):
+            other = text.replace("UID:alice-me", "UID:" + href)  # a contact may be so
+            assert client.put(href, other).status_code == 201
+        for path, status, why in (("/alice/contacts/two.vcf", 400, "exactly one UID"),
+                                  ("/alice/contacts/photo.vcf", 413, "KiB are accepted"),
+                                  ("", 400, "'path' is empty"), (" ", 400, "is empty")):
+            r = client.api("POST", "/me-card", {"path": path})
+            assert r.status_code == status, (path, r.status_code, r.text)
+            assert r.headers["Content-Type"].startswith("application/json"), (path, r.text)
+            assert why in r.json()["error"], (path, r.text)
+        assert client.api_ok("GET", "/me")["me_card"] == "/alice/contacts/alice.vcf"
+        # positive control: the same refusal at a PUT is Radicale's 400, with the reason
+        r = client.put("alice.vcf", TWO_UIDS)
+        assert r.status_code == 400 and r.text.startswith("Bad Request: ") \
+            and "exactly one UID" in r.text, r.text
+    finally:
+        server.stop()
+
+
 def test_under_stock_radicale_a_refused_me_card_is_refused_and_logged_with_its_reason(tmp_path):
     """No WSGI layer: ``radicale --config`` as installed by the README's two lines.  The
     plugin does not patch Radicale, so the answer is Radicale's own bare 400; the reason
