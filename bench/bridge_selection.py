@@ -20,9 +20,9 @@ import phonenumbers
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from bridge.calllog import read_logs  # noqa: E402
 from bridge.select import count_contacts, evaluate, parse_selector  # noqa: E402
-from radicale_plugin.matching import phone_key  # noqa: E402
-from radicale_plugin.rules import Book  # noqa: E402
-from radicale_plugin.vcard import parse_cards  # noqa: E402
+from radicale_plugin.vcard.matching import phone_key  # noqa: E402
+from radicale_plugin.owner.rules import Book  # noqa: E402
+from radicale_plugin.vcard.codec import parse_cards  # noqa: E402
 
 NOW = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
 

@@ -328,8 +328,8 @@ def part_d(world: World, args: argparse.Namespace) -> None:
 
 def part_b(args: argparse.Namespace) -> None:
     from radicale_plugin import index as idx
-    from radicale_plugin.sqlite import SQLiteIndex
-    from radicale_plugin.view import DEFAULT_SHARED_FIELDS, Entry, View
+    from radicale_plugin.index.sqlite import SQLiteIndex
+    from radicale_plugin.vcard.view import DEFAULT_SHARED_FIELDS, Entry, View
 
     folder = args.dir / "queue"
     shutil.rmtree(folder, ignore_errors=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 import vobject
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from radicale_plugin.merge import Previous, merge  # noqa: E402
-from radicale_plugin.vcard import parse_card  # noqa: E402
-from radicale_plugin.view import shared_view  # noqa: E402
+from radicale_plugin.vcard.merge import Previous, merge  # noqa: E402
+from radicale_plugin.vcard.codec import parse_card  # noqa: E402
+from radicale_plugin.vcard.view import shared_view  # noqa: E402
 
 FIX = Path(__file__).parent.parent / "tests" / "fixtures"
 COPY = (FIX / "bob-contact-alice.vcf").read_bytes().decode().replace(

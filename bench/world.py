@@ -226,8 +226,8 @@ def build(root: Path, recipients: int, cards: int = 50) -> World:
 
 def verify_recipients(world: World) -> None:
     """Verify each recipient's number straight in the index (as the admin command would)."""
-    from radicale_plugin.sqlite import SQLiteIndex
-    from radicale_plugin.matching import phone_key
+    from radicale_plugin.index.sqlite import SQLiteIndex
+    from radicale_plugin.vcard.matching import phone_key
     index = SQLiteIndex(str(world.database))
     with index.transaction():
         for i, user in enumerate(world.users()):

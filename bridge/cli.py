@@ -46,9 +46,9 @@ from urllib.parse import urlsplit
 import phonenumbers
 from radicale_plugin import __version__
 from radicale_plugin.errors import BadCard
-from radicale_plugin.matching import email_key, phone_key
-from radicale_plugin.rules import Book
-from radicale_plugin.vcard import Card, Line, parse_card, parse_cards, unescape
+from radicale_plugin.vcard.matching import email_key, phone_key
+from radicale_plugin.owner.rules import Book
+from radicale_plugin.vcard.codec import Card, Line, parse_card, parse_cards, unescape
 from tqdm import tqdm
 
 from bridge import consent, invite

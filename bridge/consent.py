@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from radicale_plugin.errors import BadCard
-from radicale_plugin.vcard import components, parse_line, unescape
+from radicale_plugin.vcard.codec import components, parse_line, unescape
 
 from bridge.client import Server
 from bridge.errors import BridgeError

@@ -36,7 +36,7 @@ from bridge.client import Server
 from bridge.errors import BridgeError
 from bridge.output import emit
 # the server reads each user's national numbers by the same guess: one function for both
-from radicale_plugin.regions import region_of_numbers
+from radicale_plugin.vcard.regions import region_of_numbers
 
 __all__ = ["Region", "check_region", "choose_region", "cmd_region", "region_lines",
            "region_of_locale", "region_of_numbers", "FALLBACK"]

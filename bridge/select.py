@@ -23,9 +23,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Iterable
 
-from radicale_plugin.matching import email_key, phone_key
-from radicale_plugin.rules import Book, Contact, contact_name, is_group
-from radicale_plugin.vcard import Card, split_list
+from radicale_plugin.vcard.matching import email_key, phone_key
+from radicale_plugin.owner.rules import Book, Contact
+from radicale_plugin.vcard.groups import contact_name, is_group
+from radicale_plugin.vcard.codec import Card, split_list
 
 from bridge.calllog import Log
 from bridge.errors import BridgeError

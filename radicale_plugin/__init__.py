@@ -39,6 +39,27 @@ outbox
     The queue of owner changes still to plan, kept in the index.
 history
     Every change the sharing code made to a recipient's card, value by value.
+
+The house (folders by concept; ``tests/test_layers.py`` checks the rules): a part
+imports only parts below it, and the pure ones nothing of Radicale.
+
+``vcard/``      the pure vCard core: line codec, views, merge, matching, limits, groups
+``index/``      the contract of the sharing state, its records, ``sqlite/`` under it
+(pure)          decisions kept in their concept's folder: ``consent.decisions``,
+                ``consent.keeping``, ``owner.rules``, ``owner.key_notices``,
+                ``delivery.history``, ``delivery.rollback``, ``push.hosts``
+(base)          ``errors``, ``settings`` (the config schema), ``context``, ``store``,
+                ``command_line``: everyone may import them
+``push/``       WebDAV-Push: subscriptions, the DAV forms, the sender
+``consent/``    who may reach whom: discoverability, links, policies, rate limits
+``owner/``      me cards, keys and their verification, target rules and selection
+``delivery/``   copies placed, merged and written; the card-key index; reports; recovery
+``recipient/``  offers and invites: the recipient's answers
+``fanout/``     the durable background worker
+``service``     wires the parts for one storage folder
+``http/``, ``admin/``  the faces: WSGI layer, launcher, web plugin, API; the admin command
+(entry points)  ``storage`` (Radicale's storage plugin), ``web``, ``serve``, ``wsgi``,
+                ``__main__``: the names configurations and scripts use
 """
 
 __version__ = "0.2.0"

@@ -15,11 +15,11 @@ from typing import Callable, Iterable
 from radicale import storage
 from radicale.log import logger
 
-from radicale_plugin import consent
+from radicale_plugin.consent import decisions as consent
 from radicale_plugin.index import Owner, SharingIndex
-from radicale_plugin.regions import Region, choose
+from radicale_plugin.vcard.regions import Region, choose
 from radicale_plugin.settings import Settings
-from radicale_plugin.view import View
+from radicale_plugin.vcard.view import View
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Context:
 
     def region(self, user: str | Owner, card_view: View | None | bool = True) -> Region:
         """The region ``user``'s national numbers are read in, and where it came from
-        (see :mod:`radicale_plugin.regions`): their setting, their me card, the default.
+        (see :mod:`radicale_plugin.vcard.regions`): their setting, their me card, the default.
 
         ``card_view``: the me card's shared view to guess from, when it is being
         recorded (None: no me card); True: the one the index holds.

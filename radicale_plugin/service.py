@@ -25,26 +25,28 @@ from radicale import storage as radicale_storage
 from radicale.log import logger
 
 from radicale_plugin import index as idx
-from radicale_plugin import recovery, running, store
-from radicale_plugin.card_index import CardKeys
+from radicale_plugin import store
+from radicale_plugin.delivery import recovery
+from radicale_plugin.index import running
+from radicale_plugin.delivery.card_index import CardKeys
 from radicale_plugin.context import Context
-from radicale_plugin.copy_files import CopyFiles
-from radicale_plugin.delivery import Deliverer
-from radicale_plugin.discovery import Discovery
-from radicale_plugin.fanout import FanoutWorker
+from radicale_plugin.delivery.copy_files import CopyFiles
+from radicale_plugin.delivery.copies import Deliverer
+from radicale_plugin.consent.discovery import Discovery
+from radicale_plugin.fanout.worker import FanoutWorker
 from radicale_plugin.index import SharingIndex
-from radicale_plugin.invites import Invites
-from radicale_plugin.links import Links
-from radicale_plugin.offers import Offers
-from radicale_plugin.owners import ME_CARD_PROPERTY, Owners
-from radicale_plugin.policies import Policies
-from radicale_plugin.push import Push
-from radicale_plugin.push_keys import VapidKeys
-from radicale_plugin.push_sender import PushSender
-from radicale_plugin.selection import Targets
+from radicale_plugin.recipient.invites import Invites
+from radicale_plugin.consent.links import Links
+from radicale_plugin.recipient.offers import Offers
+from radicale_plugin.owner.me_cards import ME_CARD_PROPERTY, Owners
+from radicale_plugin.consent.policies import Policies
+from radicale_plugin.push.service import Push
+from radicale_plugin.push.keys import VapidKeys
+from radicale_plugin.push.sender import PushSender
+from radicale_plugin.owner.targets import Targets
 from radicale_plugin.settings import Settings
-from radicale_plugin.sqlite import SQLiteIndex
-from radicale_plugin.verification import Verification
+from radicale_plugin.index.sqlite import SQLiteIndex
+from radicale_plugin.owner.verification import Verification
 
 __all__ = ["SharingService", "ME_CARD_PROPERTY"]
 
@@ -88,7 +90,7 @@ class SharingService:
         self.ctx.books_changed = self.push_sender.mark
         #: Books this thread changed under the storage lock, told to push when it is released.
         self._changed = threading.local()
-        #: The server's mark on its database (:mod:`radicale_plugin.running`).
+        #: The server's mark on its database (:mod:`radicale_plugin.index.running`).
         self._running_mark: IO[bytes] | None = None
 
     @property
@@ -151,7 +153,7 @@ class SharingService:
     def check_at_start(self, existed: bool,
                        configuration: config.Configuration | None = None) -> None:
         """Say loudly if the database was lost or belongs to other collections (see
-        :mod:`radicale_plugin.recovery`); it only logs, and never stops the server."""
+        :mod:`radicale_plugin.delivery.recovery`); it only logs, and never stops the server."""
         try:
             recovery.check_at_start(self.storage, self.deliverer.files, self.index,
                                     self.settings.database, existed, self.push.keys.path,

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import phonenumbers
 from radicale import config
 
-from radicale_plugin import push_hosts
-from radicale_plugin.consent import Preauthorization
+from radicale_plugin.push import hosts as push_hosts
+from radicale_plugin.consent.decisions import Preauthorization
 from radicale_plugin.index import DISCOVERABILITY, POLICIES
-from radicale_plugin.limits import Limits
+from radicale_plugin.vcard.limits import Limits
 
 
 def _choice(*choices: str):

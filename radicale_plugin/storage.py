@@ -18,9 +18,9 @@ import radicale.item as radicale_item
 from radicale import config, types
 from radicale.storage import multifilesystem
 
-from radicale_plugin import vobject_behaviors  # noqa: F401  (keeps vCard 4.0 data: URIs whole)
-from radicale_plugin.owners import ME_CARD_PROPERTY
-from radicale_plugin.refusals import carried  # a refusal's reason reaches the client's answer
+from radicale_plugin.vcard import behaviors as vobject_behaviors  # noqa: F401  (keeps vCard 4.0 data: URIs whole)
+from radicale_plugin.owner.me_cards import ME_CARD_PROPERTY
+from radicale_plugin.http.refusals import carried  # a refusal's reason reaches the client's answer
 from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 

@@ -23,10 +23,12 @@ from typing import Any
 
 import pytest
 
-from radicale_plugin import admin, backup, recovery
+from radicale_plugin.admin import commands as admin
+from radicale_plugin.admin import backup
+from radicale_plugin.delivery import recovery
 from radicale_plugin import index as idx
-from radicale_plugin.merge import copy_uid
-from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.vcard.merge import copy_uid
+from radicale_plugin.index.sqlite import SQLiteIndex
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person

@@ -51,7 +51,7 @@ def test_locales_without_a_country(name):
 
 
 def test_the_server_reads_a_users_numbers_in_their_setting_then_their_me_card_then_its_own():
-    from radicale_plugin.regions import DEFAULT, ME_CARD, SETTING, check_region, choose
+    from radicale_plugin.vcard.regions import DEFAULT, ME_CARD, SETTING, check_region, choose
     assert choose("DE", ["+33 6 98 76 54 32"], "US") == choose("DE", [], "US")
     assert (choose("DE", ["+33 6 98 76 54 32"], "US").source) == SETTING
     found = choose(None, ["06 98 76 54 32", "+33 6 98 76 54 32"], "US")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from radicale_plugin.consent import (ASK, AUTO, BLOCK, BLOCKED, FIT_LINK, FIT_PROPOSE,
+from radicale_plugin.consent.decisions import (ASK, AUTO, BLOCK, BLOCKED, FIT_LINK, FIT_PROPOSE,
                                      NOT_ALLOWED, OFFER, WRITE, Candidate, Decision,
                                      Preauthorization, card_fit, decide, effective_policy,
                                      chosen, may_offer)

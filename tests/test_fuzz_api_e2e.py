@@ -4,7 +4,7 @@
 One family server holds a small world: Alice (the fuzzing user) shares with
 Bob and Carol and holds Bob's copy; Dave's change waits as an offer for
 Alice.  Hypothesis (derandomized, capped example counts) then throws at
-every GET and POST call of :mod:`radicale_plugin.api` bodies with wrong
+every GET and POST call of :mod:`radicale_plugin.http.api` bodies with wrong
 types for every field, odd owner names, broken vCards, raw bytes that are
 not a JSON object, and refused headers; and broken me cards at CardDAV PUT.
 
@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from radicale.pathutils import sanitize_path
 
-from radicale_plugin.verification import normalize_key
+from radicale_plugin.owner.verification import normalize_key
 from tests.conftest import FAMILY
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from radicale_plugin.history import diff
+from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Change
-from radicale_plugin.vcard import parse_card
+from radicale_plugin.vcard.codec import parse_card
 
 
 def card(*lines: str, version: str = "3.0", uid: str = "x", rev: str = "") -> str:

@@ -19,8 +19,8 @@ import pytest
 from radicale_plugin import index as idx
 from radicale_plugin.index import (Change, Code, HistoryEntry, IndexedCard, Intent, Job, Link,
                                    Offer, SharingIndex)
-from radicale_plugin.sqlite import SQLiteIndex
-from radicale_plugin.view import DEFAULT_SHARED_FIELDS, Entry, View
+from radicale_plugin.index.sqlite import SQLiteIndex
+from radicale_plugin.vcard.view import DEFAULT_SHARED_FIELDS, Entry, View
 
 REGION = "US"
 A, B, C = "tel:+12025550111", "tel:+12025550122", "tel:+12025550133"

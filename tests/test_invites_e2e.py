@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from radicale_plugin.merge import copy_uid
+from radicale_plugin.vcard.merge import copy_uid
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled
 from tests.test_bridge_consent_e2e import advice, login

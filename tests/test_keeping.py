@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from radicale_plugin.index import Delivery, IndexedCard, Key
-from radicale_plugin.keeping import keeps
-from radicale_plugin.key_notices import unverified
-from radicale_plugin.reports import dropped
-from radicale_plugin.rules import group_names
+from radicale_plugin.consent.keeping import keeps
+from radicale_plugin.owner.key_notices import unverified
+from radicale_plugin.delivery.reports import dropped
+from radicale_plugin.owner.rules import group_names
 
 
 @pytest.mark.parametrize("made_by", ["accepted", "invited", "verified", "migrated"])

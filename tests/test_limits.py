@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from radicale_plugin.errors import BadCard, TooLarge
-from radicale_plugin.limits import Limits, check_me_card
+from radicale_plugin.vcard.limits import Limits, check_me_card
 
 LIMITS = Limits(max_properties=20, max_photo=1000)
 

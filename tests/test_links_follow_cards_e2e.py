@@ -413,7 +413,7 @@ def test_a_linked_card_cannot_be_designated(republishing):
 def test_a_me_card_where_the_server_would_create_a_copy_is_never_written(public_server):
     """A me card at the href a new copy would get (it can be computed) stays Bob's own:
     the copy goes to a card of its own, and the me card is never linked."""
-    from radicale_plugin.merge import copy_uid
+    from radicale_plugin.vcard.merge import copy_uid
     alice = person(public_server, "alice", "alice-me.vcf")
     bob = person(public_server, "bob")
     carol = person(public_server, "carol", "carol-me.vcf")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-from radicale_plugin.matching import email_key, phone_key
+from radicale_plugin.vcard.matching import email_key, phone_key
 
 
 def test_national_and_international_forms_of_a_number_match():
@@ -24,7 +24,7 @@ def test_email_is_case_folded():
 
 
 def test_a_contact_resolves_to_its_link_then_the_holder_of_my_copy_then_verified_keys():
-    from radicale_plugin.matching import resolve_contact
+    from radicale_plugin.vcard.matching import resolve_contact
     holders = {"tel:+1": "bob", "tel:+2": "erin"}
     everybody = lambda user: True  # noqa: E731
     # the contact card holds carol's copy: it is carol, whatever its numbers say

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The merge keeps what the recipient typed and replaces exactly the owner's old values."""
-from radicale_plugin.merge import Previous, merge, new_copy
-from radicale_plugin.vcard import parse_card
-from radicale_plugin.view import shared_view
+from radicale_plugin.vcard.merge import Previous, merge, new_copy
+from radicale_plugin.vcard.codec import parse_card
+from radicale_plugin.vcard.view import shared_view
 from tests.server import fixture
 
 FIELDS = ["FN", "N", "TEL", "EMAIL"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from radicale_plugin.matching import phone_key
-from radicale_plugin.merge import Previous, merge
-from radicale_plugin.vcard import Card, Line, parse_card
-from radicale_plugin.view import Entry, View
+from radicale_plugin.vcard.matching import phone_key
+from radicale_plugin.vcard.merge import Previous, merge
+from radicale_plugin.vcard.codec import Card, Line, parse_card
+from radicale_plugin.vcard.view import Entry, View
 
 REGION = "US"
 FIELDS = ("FN", "N", "TEL", "EMAIL")

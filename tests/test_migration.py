@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from radicale_plugin import index as idx
-from radicale_plugin.sqlite import SQLiteIndex
-from radicale_plugin.sqlite.schema import SchemaError
-from radicale_plugin.view import Entry, View
+from radicale_plugin.index.sqlite import SQLiteIndex
+from radicale_plugin.index.sqlite.schema import SchemaError
+from radicale_plugin.vcard.view import Entry, View
 from tests.conftest import FAMILY, USERS
 from tests.server import FIXTURES, RadicaleServer, fixture, settled
 

@@ -7,7 +7,7 @@ pre-authorised *group* (``family_group``; never ``*``).  Bob knows Alice only by
 number (or e-mail); his card for her is linked and delivered.  Alice puts a new number on her
 me card and does not verify it: Bob's copy gets it, so his books no longer carry any verified
 key of hers — and under ``contacts`` that used to drop him from her targets for good.  Now the
-link keeps him (:mod:`radicale_plugin.keeping`): every later change reaches him, Alice is told
+link keeps him (:mod:`radicale_plugin.consent.keeping`): every later change reaches him, Alice is told
 that the new number is not verified, and anyone dropped from her targets is listed in
 ``skipped`` with the reason.  Bob's phone is vdirsyncer in the main case.
 """

@@ -24,13 +24,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
-from radicale_plugin import push_dav, push_hosts, push_http, push_sender
+from radicale_plugin.push import dav as push_dav
+from radicale_plugin.push import hosts as push_hosts
+from radicale_plugin.push import http as push_http
+from radicale_plugin.push import sender as push_sender
 from radicale_plugin.context import Context
 from radicale_plugin.index import PushSubscription, SharingIndex
-from radicale_plugin.push_keys import VapidKeys
-from radicale_plugin.push_sender import PushSender
+from radicale_plugin.push.keys import VapidKeys
+from radicale_plugin.push.sender import PushSender
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
-from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.index.sqlite import SQLiteIndex
 
 NS = "{%s}" % push_dav.NS
 KEY = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
@@ -248,7 +251,7 @@ def test_resolve_checks_every_address_the_name_has(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     target = push_hosts.destination("https://ntfy.sh/x", push_hosts.DEFAULT_SERVICES)
     with pytest.raises(push_hosts.PushRefused) as refused:
-        push_hosts.resolve(target)
+        push_http.resolve(target)
     assert "192.168.0.10" in str(refused.value)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from radicale_plugin.ratelimit import RateLimiter
+from radicale_plugin.consent.ratelimit import RateLimiter
 
 T0 = 1_000_000.0
 

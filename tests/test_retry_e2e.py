@@ -22,11 +22,11 @@ import pytest
 from radicale import config
 
 from radicale_plugin import index as idx
-from radicale_plugin.delivery import BookUnavailable, transient
+from radicale_plugin.delivery.copies import BookUnavailable, transient
 from radicale_plugin.index import Delivery, Job
-from radicale_plugin.reports import owner_state, recipient_row
+from radicale_plugin.delivery.reports import owner_state, recipient_row
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
-from radicale_plugin.sqlite import SQLiteIndex
+from radicale_plugin.index.sqlite import SQLiteIndex
 from tests.conftest import FAMILY, USERS
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 
-from radicale_plugin.consent import in_first_share
-from radicale_plugin.merge import Previous, merge
-from radicale_plugin.rollback import Stale, stale_values
-from radicale_plugin.vcard import parse_card
-from radicale_plugin.view import DEFAULT_SHARED_FIELDS, Entry, View
+from radicale_plugin.consent.decisions import in_first_share
+from radicale_plugin.vcard.merge import Previous, merge
+from radicale_plugin.delivery.rollback import Stale, stale_values
+from radicale_plugin.vcard.codec import parse_card
+from radicale_plugin.vcard.view import DEFAULT_SHARED_FIELDS, Entry, View
 
 REGION = "US"
 OLD, NEW = "+1 202 555 0155", "+1 202 555 0166"

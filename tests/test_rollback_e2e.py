@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main as bridge_main
-from radicale_plugin.rollback import MAX_REPAIRS
+from radicale_plugin.delivery.rollback import MAX_REPAIRS
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person

@@ -2,9 +2,9 @@
 import pytest
 
 from radicale_plugin.errors import BadRequest
-from radicale_plugin.matching import resolve_contact
-from radicale_plugin.rules import Book, evaluate, parse_rule
-from radicale_plugin.vcard import parse_cards
+from radicale_plugin.vcard.matching import resolve_contact
+from radicale_plugin.owner.rules import Book, evaluate, parse_rule
+from radicale_plugin.vcard.codec import parse_cards
 
 CONTACTS = """BEGIN:VCARD
 VERSION:3.0

@@ -2,7 +2,7 @@
 import pytest
 
 from radicale_plugin.errors import BadCard
-from radicale_plugin.vcard import fold, parse_card, parse_line
+from radicale_plugin.vcard.codec import fold, parse_card, parse_line
 
 
 def test_untouched_card_serializes_byte_for_byte():

@@ -2,7 +2,7 @@
 """vCard 4.0 as DAVx5 writes it, and copies as phones save them back (issue 8, part 2).
 
 Pure tests of the merge and the codec, of the vobject behaviours that keep
-``data:`` URIs whole (:mod:`radicale_plugin.vobject_behaviors`), and a strict
+``data:`` URIs whole (:mod:`radicale_plugin.vcard.behaviors`), and a strict
 RFC 6350 / RFC 2426 content-line checker (:func:`strict_problems`) that every
 card produced here must pass, besides vobject.
 """
@@ -22,11 +22,11 @@ import vobject
 from vobject import base as vobject_base
 from vobject.vcard import Photo, VCard3_0
 
-from radicale_plugin import vobject_behaviors as vb
-from radicale_plugin.matching import phone_key
-from radicale_plugin.merge import Previous, merge, new_copy
-from radicale_plugin.vcard import Card, parse_card
-from radicale_plugin.view import Entry, View, fit_params, render, shared_view, tel_uri
+from radicale_plugin.vcard import behaviors as vb
+from radicale_plugin.vcard.matching import phone_key
+from radicale_plugin.vcard.merge import Previous, merge, new_copy
+from radicale_plugin.vcard.codec import Card, parse_card
+from radicale_plugin.vcard.view import Entry, View, fit_params, render, shared_view, tel_uri
 
 REGION = "US"
 FIELDS = ["FN", "N", "TEL", "EMAIL", "ADR", "PHOTO"]

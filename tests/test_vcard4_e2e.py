@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from radicale_plugin.vcard import parse_card
+from radicale_plugin.vcard.codec import parse_card
 from tests.server import Client, RadicaleServer, settled
 from tests.test_fanout_e2e import person
 from tests.test_vcard4 import (B64_1, B64_2, COPY3, COPY4, FIELDS, PNG1, PNG2, assert_valid,

@@ -1,0 +1,517 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The sharing state as one JSON document: export, and import into an empty index.
+
+The document is the backup of everything the collections cannot give back
+(README, "Backups and restore"), and the way from one backend to another: it
+is read and written through the index contract only, so a PostgreSQL backend
+imports what SQLite exported.  Its shape (``FORMAT``, ``VERSION``)::
+
+    {"format": "radicale-mecard-sharing-state", "version": 2,
+     "schema": 5, "region": "US", "exported": "2026-11-26T09:00:00+00:00",
+     "owners":     [{"user", "me_card": {"book", "href", "uid"} | null,
+                     "shared_fields", "withdrawn_fields", "rules", "discoverability",
+                     "region" (the user's own; absent or null: none),
+                     "notices", "seq", "card_view", "view",
+                     "views": [{"seq", "view"}], "past_values": [[field, key]]}],
+     "keys":       [{"user", "key", "on_card", "verified", "lost"}],
+     "links":      [{"owner", "recipient", "book", "href", "made_by", "made"}],
+     "policies":   [{"recipient", "owner", "policy"}],
+     "offers":     [{"owner", "recipient", "seq", "state", "book", "href", "created",
+                     "first_offered", "until", "refused_seq"}],
+     "jobs":       [{"id", "owner", "seq", "only", "withdraw"}],
+     "deliveries": [{"owner", "recipient", "state", "wanted_seq", "delivered_seq",
+                     "reasons", "error", "updated", "due", "delivered_at", "attempts",
+                     "written_values": [[field, key]], "intent": null | {"view", "book",
+                     "href", "action", "changes", "after_hash"}}],
+     "history":    [{"id", "time", "owner", "recipient", "book", "href", "action",
+                     "changes": [{"field", "before", "after"}]}],
+     "push":       {"topics": [{"book", "topic"}],
+                    "subscriptions": [{"id", "user", "book", "push_resource", "public_key",
+                                       "auth_secret", "content_encoding", "expires",
+                                       "created"}]},
+     "invites":    [{"id", "owner", "token_hash", "created", "expires", "max_uses", "uses",
+                     "revoked", "label", "used_by": [{"recipient", "time"}]}]}
+
+A view is ``{"entries": [[name, value, [types], [[param, value]]]], "fields",
+"withdrawn"}``; times are ISO 8601 strings, except ``due``, ``delivered_at``,
+``expires`` and ``created`` of subscriptions, and the times of invites and their
+uses (seconds since 1970).  Lists are
+sorted (deliveries in queue order), so two exports of the same state differ in
+``exported`` only.  Left out, as short-lived or rebuilt: verification codes and
+the counters of codes sent and offers made today, the rate-limit state of
+schema 5 (wrong answers to codes per key, keys new on a me card per day: a
+restore starts them afresh, as it does the code counters), the time each job
+was queued, the me cards' file stamps (read again at start) and the card-key
+index.  An invite keeps only its token's hash, as the database does: the links
+handed out stay valid after a restore.
+
+Versions: 1 (schema 4) had no invites and no ``region`` of owners; 2 (schema
+5) adds them.  This code reads both.  A reader ignores keys it does not know; a
+new version number means a change an older reader must not guess at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from typing import Any, Callable, Iterator
+
+from radicale_plugin import index as idx
+from radicale_plugin.index import (Change, Delivery, HistoryEntry, Intent, Invite, InviteUse,
+                                   Job, Key, Link, Offer, Owner, PushSubscription,
+                                   SharingIndex)
+from radicale_plugin.index.records import DISCOVERABILITY, POLICIES
+from radicale_plugin.vcard.regions import check_region
+from radicale_plugin.vcard.view import Entry, View
+
+FORMAT = "radicale-mecard-sharing-state"
+VERSION = 2
+
+_DELIVERY_STATES = (idx.PENDING, idx.DELIVERED, idx.OFFERED, idx.BLOCKED, idx.FAILED,
+                    idx.STOPPED, idx.WITHDRAWING, idx.WITHDRAWN, idx.ROLLED_BACK, idx.BEHIND)
+_OFFER_STATES = (idx.OFFER_PENDING, idx.OFFER_POSTPONED, idx.OFFER_REFUSED)
+_ACTIONS = ("create", "update", "withdraw")
+#: History entries read or written per call.
+_PAGE = 1000
+
+
+class BackupError(ValueError):
+    """An export that cannot be imported here; ``str()`` says where and why, in one line."""
+
+
+# -- export ------------------------------------------------------------------------------
+
+def export_state(index: SharingIndex, region: str) -> dict[str, Any]:
+    """The whole sharing state, as the document described above.
+
+    Read in one snapshot, so that it is one moment's state even while the
+    server runs.
+    """
+    with index.snapshot():
+        return _export(index, region)
+
+
+def _export(index: SharingIndex, region: str) -> dict[str, Any]:
+    history: list[dict[str, Any]] = []
+    while True:
+        page = index.history.all(after=history[-1]["id"] if history else 0, limit=_PAGE)
+        history += [history_json(e) for e in page]
+        if len(page) < _PAGE:
+            break
+    return {
+        "format": FORMAT, "version": VERSION, "schema": index.SCHEMA_VERSION,
+        "region": region, "exported": timestamp(),
+        "owners": [owner_json(o, index.owners.views(o.user), index.owners.past_values(o.user))
+                   for o in index.owners.all()],
+        "keys": [key_json(k) for k in index.keys.all()],
+        "links": [link_json(k) for k in index.links.all()],
+        "policies": [{"recipient": r, "owner": o, "policy": p}
+                     for r, o, p in index.consent.all_policies()],
+        "offers": [offer_json(o) for o in index.consent.all_offers()],
+        "jobs": [{"id": j.id, "owner": j.owner, "seq": j.seq, "only": j.only,
+                  "withdraw": j.withdraw} for j in index.outbox.all_jobs()],
+        "deliveries": [delivery_json(d) for d in index.outbox.all_deliveries()],
+        "history": history,
+        "push": {"topics": [{"book": b, "topic": t} for b, t in index.push.topics().items()],
+                 "subscriptions": [subscription_json(s) for s in index.push.all()]},
+        "invites": invites_json(index.invites.all(), index.invites.all_uses()),
+    }
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """The document as written to a file: UTF-8 text, one value per line where it helps."""
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def timestamp() -> str:
+    """Now, as exports write times (UTC, ISO 8601, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def view_json(view: View | None) -> dict[str, Any] | None:
+    return json.loads(view.to_json()) if view is not None else None
+
+
+def _pairs(values: set[tuple[str, str]]) -> list[list[str]]:
+    return [[f, k] for f, k in sorted(values)]
+
+
+def _changes(changes: tuple[Change, ...]) -> list[dict[str, str | None]]:
+    return [{"field": c.field, "before": c.before, "after": c.after} for c in changes]
+
+
+def owner_json(o: Owner, views: dict[int, View], values: set[tuple[str, str]]
+               ) -> dict[str, Any]:
+    return {"user": o.user,
+            "me_card": ({"book": o.book, "href": o.href, "uid": o.uid}
+                        if o.book and o.href else None),
+            "shared_fields": o.shared_fields, "withdrawn_fields": o.withdrawn_fields,
+            "rules": o.rules, "discoverability": o.discoverability, "notices": o.notices,
+            "region": o.region,
+            "seq": o.seq, "card_view": view_json(o.card_view), "view": view_json(o.view),
+            "views": [{"seq": seq, "view": view_json(v)} for seq, v in sorted(views.items())],
+            "past_values": _pairs(values)}
+
+
+def key_json(k: Key) -> dict[str, Any]:
+    return {"user": k.user, "key": k.key, "on_card": k.on_card, "verified": k.verified,
+            "lost": k.lost}
+
+
+def link_json(k: Link) -> dict[str, Any]:
+    return {"owner": k.owner, "recipient": k.recipient, "book": k.book, "href": k.href,
+            "made_by": k.made_by, "made": k.made}
+
+
+def offer_json(o: Offer) -> dict[str, Any]:
+    return {"owner": o.owner, "recipient": o.recipient, "seq": o.seq, "state": o.state,
+            "book": o.book, "href": o.href, "created": o.created,
+            "first_offered": o.first_offered, "until": o.until, "refused_seq": o.refused_seq}
+
+
+def delivery_json(d: Delivery) -> dict[str, Any]:
+    intent = d.intent
+    return {"owner": d.owner, "recipient": d.recipient, "state": d.state,
+            "wanted_seq": d.wanted_seq, "delivered_seq": d.delivered_seq,
+            "reasons": d.reasons, "error": d.error, "updated": d.updated, "due": d.due,
+            "delivered_at": d.delivered_at, "attempts": d.attempts,
+            "written_values": _pairs(d.written_values),
+            "intent": None if intent is None else {
+                "view": view_json(intent.view), "book": intent.book, "href": intent.href,
+                "action": intent.action, "changes": _changes(intent.changes),
+                "after_hash": intent.after_hash}}
+
+
+def history_json(e: HistoryEntry) -> dict[str, Any]:
+    return {"id": e.id, "time": e.time, "owner": e.owner, "recipient": e.recipient,
+            "book": e.book, "href": e.href, "action": e.action, "changes": _changes(e.changes)}
+
+
+def invites_json(invites: list[Invite], uses: list[InviteUse]) -> list[dict[str, Any]]:
+    by_invite: dict[str, list[InviteUse]] = {}
+    for use in uses:
+        by_invite.setdefault(use.invite, []).append(use)
+    return [{"id": i.id, "owner": i.owner, "token_hash": i.token_hash, "created": i.created,
+             "expires": i.expires, "max_uses": i.max_uses, "uses": i.uses,
+             "revoked": i.revoked, "label": i.label,
+             "used_by": [{"recipient": u.recipient, "time": u.time}
+                         for u in by_invite.get(i.id, [])]} for i in invites]
+
+
+def subscription_json(s: PushSubscription) -> dict[str, Any]:
+    return {"id": s.id, "user": s.user, "book": s.book, "push_resource": s.push_resource,
+            "public_key": s.public_key, "auth_secret": s.auth_secret,
+            "content_encoding": s.content_encoding, "expires": s.expires,
+            "created": s.created}
+
+
+# -- import ------------------------------------------------------------------------------
+
+def import_state(index: SharingIndex, document: Any, region: str) -> dict[str, int]:
+    """Store an export in an empty index, all or nothing; how many of each were imported.
+
+    Raises :class:`BackupError` (nothing stored) for a document that is not an
+    export this code reads, an index that holds sharing state, or records that
+    contradict each other.
+    """
+    return restore(index, read_export(document, region))
+
+
+def restore(index: SharingIndex, state: "Export") -> dict[str, int]:
+    """Store an export already read (:func:`read_export`) in an empty index, all or nothing."""
+    if not index.is_empty():
+        raise BackupError("the sharing database is not empty: an export is imported into an "
+                          "empty one only (stop the server, move the database file away, "
+                          "import, start the server)")
+    with index.transaction():
+        for where, (owner, views, values) in state.owners:
+            with _at(where):
+                index.owners.restore(owner, views, values)
+        for where, key in state.keys:
+            with _at(where):
+                index.keys.restore(key)
+        for where, link in state.links:
+            with _at(where):
+                if index.links.get(link.owner, link.recipient) is not None:
+                    raise ValueError("a second link of %s's copy for %s"
+                                     % (link.owner, link.recipient))
+                index.links.put(link)
+        for _, (recipient, owner_, policy) in state.policies:
+            index.consent.set_policy(recipient, owner_, policy)
+        for _, offer in state.offers:
+            index.consent.restore_offer(offer)
+        for where, job in state.jobs:
+            with _at(where):
+                index.outbox.restore_job(job)
+        with _at("deliveries"):
+            index.outbox.restore_deliveries(d for _, d in state.deliveries)
+        with _at("history"):
+            for start in range(0, len(state.history), _PAGE):
+                index.history.restore_many(e for _, e in state.history[start:start + _PAGE])
+        for _, (book, topic) in state.topics:
+            index.push.ensure_topic(book, topic)
+        for _, subscription in state.subscriptions:
+            index.push.put(subscription)
+        for where, (invite, uses) in state.invites:
+            with _at(where):
+                index.invites.restore(invite, uses)
+    return {"owners": len(state.owners), "keys": len(state.keys), "links": len(state.links),
+            "policies": len(state.policies), "offers": len(state.offers),
+            "jobs": len(state.jobs), "deliveries": len(state.deliveries),
+            "history": len(state.history), "push subscriptions": len(state.subscriptions),
+            "invites": len(state.invites)}
+
+
+@contextlib.contextmanager
+def _at(where: str) -> Iterator[None]:
+    """A store's refusal, said with the place in the document it comes from."""
+    try:
+        yield
+    except BackupError:
+        raise
+    except ValueError as e:
+        raise BackupError("%s: %s" % (where, e)) from e
+
+
+class Export:
+    """An export read and checked (:func:`read_export`), each record with its place in
+    the document."""
+
+    def __init__(self) -> None:
+        self.owners: list[tuple[str, tuple[Owner, dict[int, View], set[tuple[str, str]]]]] = []
+        self.keys: list[tuple[str, Key]] = []
+        self.links: list[tuple[str, Link]] = []
+        self.policies: list[tuple[str, tuple[str, str, str]]] = []
+        self.offers: list[tuple[str, Offer]] = []
+        self.jobs: list[tuple[str, Job]] = []
+        self.deliveries: list[tuple[str, Delivery]] = []
+        self.history: list[tuple[str, HistoryEntry]] = []
+        self.topics: list[tuple[str, tuple[str, str]]] = []
+        self.subscriptions: list[tuple[str, PushSubscription]] = []
+        self.invites: list[tuple[str, tuple[Invite, list[InviteUse]]]] = []
+
+
+class _Record:
+    """One JSON object of the document, read field by field with errors that say where."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise BackupError("%s: expected an object, found %s" % (where, _kind(data)))
+        self.data = data
+        self.where = where
+
+    def _get(self, name: str, kinds: tuple[type, ...], what: str, optional: bool) -> Any:
+        if name not in self.data:
+            if optional:
+                return None
+            raise BackupError("%s: %r is missing" % (self.where, name))
+        value = self.data[name]
+        if value is None and optional:
+            return None
+        # a bool is an int to Python, never to this format
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise BackupError("%s.%s: expected %s, found %s" % (self.where, name, what,
+                                                                _kind(value)))
+        return value
+
+    def text(self, name: str) -> str:
+        return str(self._get(name, (str,), "a string", False))
+
+    def maybe_text(self, name: str) -> str | None:
+        value = self._get(name, (str,), "a string or null", True)
+        return None if value is None else str(value)
+
+    def choice(self, name: str, choices: tuple[str, ...], optional: bool = False) -> str | None:
+        value = self.maybe_text(name) if optional else self.text(name)
+        if value is not None and value not in choices:
+            raise BackupError("%s.%s: %r is not one of %s" % (self.where, name, value,
+                                                             ", ".join(choices)))
+        return value
+
+    def whole(self, name: str) -> int:
+        return int(self._get(name, (int,), "a whole number", False))
+
+    def real(self, name: str) -> float:
+        return float(self._get(name, (int, float), "a number", False))
+
+    def maybe_real(self, name: str) -> float | None:
+        value = self._get(name, (int, float), "a number or null", True)
+        return None if value is None else float(value)
+
+    def maybe_whole(self, name: str) -> int | None:
+        value = self._get(name, (int,), "a whole number or null", True)
+        return None if value is None else int(value)
+
+    def flag(self, name: str) -> bool:
+        return bool(self._get(name, (bool,), "true or false", False))
+
+    def texts(self, name: str, optional: bool = False) -> list[str] | None:
+        value = self._get(name, (list,), "a list of strings", optional)
+        if value is None:
+            return None
+        if not all(isinstance(v, str) for v in value):
+            raise BackupError("%s.%s: expected a list of strings" % (self.where, name))
+        return list(value)
+
+    def pairs(self, name: str) -> set[tuple[str, str]]:
+        value = self._get(name, (list,), "a list of [field, key] pairs", False)
+        if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                   for p in value):
+            raise BackupError("%s.%s: expected a list of [field, key] pairs"
+                              % (self.where, name))
+        return {(p[0], p[1]) for p in value}
+
+    def view(self, name: str, optional: bool = True) -> View | None:
+        value = self._get(name, (dict,), "a view", optional)
+        if value is None:
+            return None
+        where = "%s.%s" % (self.where, name)
+        record = _Record(value, where)
+        entries = record._get("entries", (list,), "a list of entries", False)
+        try:
+            parsed = tuple(Entry.from_json(e) for e in entries)
+            if not all(isinstance(x, str) for e in parsed
+                       for x in (e.name, e.value, *e.types, *(v for p in e.params for v in p))):
+                raise TypeError("not text")
+        except (TypeError, IndexError, ValueError) as e:
+            raise BackupError("%s.entries: expected [name, value, [types], [[param, value]]] "
+                              "entries (%s)" % (where, e)) from e
+        return View(parsed, tuple(record.texts("fields", True) or ()),
+                    tuple(record.texts("withdrawn", True) or ()))
+
+    def changes(self, name: str) -> tuple[Change, ...]:
+        items = self._get(name, (list,), "a list of changes", False)
+        out = []
+        for i, item in enumerate(items):
+            change = _Record(item, "%s.%s[%d]" % (self.where, name, i))
+            out.append(Change(change.text("field"), change.maybe_text("before"),
+                              change.maybe_text("after")))
+        return tuple(out)
+
+    def record(self, name: str) -> "_Record | None":
+        value = self._get(name, (dict,), "an object or null", True)
+        return None if value is None else _Record(value, "%s.%s" % (self.where, name))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true or false",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value),
+                                                                      type(value).__name__)
+
+
+def _records(document: _Record, name: str, read: Callable[[_Record], Any],
+             into: list) -> None:
+    items = document._get(name, (list,), "a list", False)
+    for i, item in enumerate(items):
+        where = "%s[%d]" % (name, i)
+        into.append((where, read(_Record(item, where))))
+
+
+def read_export(document: Any, region: str) -> Export:
+    """Check a parsed JSON document and read its records; :class:`BackupError` if it is
+    no export this code can import on a server with ``region``."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise BackupError("not an export of radicale-mecard (no \"format\": \"%s\")" % FORMAT)
+    top = _Record(document, "export")
+    version = top.whole("version")
+    if version > VERSION:
+        raise BackupError("the export has format version %d, this radicale-mecard reads "
+                          "version %d at most: import it with the newer radicale-mecard that "
+                          "wrote it" % (version, VERSION))
+    if version < 1:
+        raise BackupError("export.version: %d is no format version" % version)
+    theirs = top.text("region")
+    if theirs != region:
+        raise BackupError("the export was made with mecard_default_region = %s and this server "
+                          "uses %s: numbers without a country code would be read otherwise; "
+                          "set the same region to import it" % (theirs, region))
+    state = Export()
+    _records(top, "owners", _owner, state.owners)
+    _records(top, "keys", lambda r: Key(r.text("user"), r.text("key"), r.flag("on_card"),
+                                        r.maybe_text("verified"), r.maybe_text("lost")),
+             state.keys)
+    _records(top, "links", lambda r: Link(r.text("owner"), r.text("recipient"), r.text("book"),
+                                          r.text("href"), r.choice("made_by", (
+                                              idx.LINK_CREATED, idx.LINK_ACCEPTED,
+                                              idx.LINK_VERIFIED, idx.LINK_MIGRATED,
+                                              idx.LINK_INVITED)) or "",
+                                          r.text("made")), state.links)
+    _records(top, "policies", lambda r: (r.text("recipient"), r.text("owner"),
+                                         r.choice("policy", POLICIES) or ""), state.policies)
+    _records(top, "offers", _offer, state.offers)
+    _records(top, "jobs", lambda r: Job(r.whole("id"), r.text("owner"), r.whole("seq"),
+                                        r.texts("only", True), r.flag("withdraw")), state.jobs)
+    _records(top, "deliveries", _delivery, state.deliveries)
+    _records(top, "history", lambda r: HistoryEntry(
+        r.text("owner"), r.text("recipient"), r.text("book"), r.text("href"),
+        r.choice("action", _ACTIONS) or "", r.changes("changes"), r.text("time"),
+        r.whole("id")), state.history)
+    push = top.record("push")
+    if push is not None:
+        _records(push, "topics", lambda r: (r.text("book"), r.text("topic")), state.topics)
+        _records(push, "subscriptions", lambda r: PushSubscription(
+            r.text("id"), r.text("user"), r.text("book"), r.text("push_resource"),
+            r.text("public_key"), r.text("auth_secret"), r.real("expires"),
+            r.text("content_encoding"), r.real("created")), state.subscriptions)
+    if "invites" in top.data:  # version 1 had none
+        _records(top, "invites", _invite, state.invites)
+    return state
+
+
+def _invite(r: _Record) -> tuple[Invite, list[InviteUse]]:
+    invite = Invite(r.text("id"), r.text("owner"), r.text("token_hash"), r.real("created"),
+                    r.maybe_real("expires"), r.maybe_whole("max_uses"), r.whole("uses"),
+                    r.maybe_real("revoked"), r.maybe_text("label") or "")
+    uses = []
+    for i, item in enumerate(r._get("used_by", (list,), "a list", False)):
+        use = _Record(item, "%s.used_by[%d]" % (r.where, i))
+        uses.append(InviteUse(invite.id, use.text("recipient"), use.real("time")))
+    return invite, uses
+
+
+def _owner(r: _Record) -> tuple[Owner, dict[int, View], set[tuple[str, str]]]:
+    me = r.record("me_card")
+    views: dict[int, View] = {}
+    for i, item in enumerate(r._get("views", (list,), "a list", False)):
+        entry = _Record(item, "%s.views[%d]" % (r.where, i))
+        found = entry.view("view", optional=False)
+        assert found is not None
+        views[entry.whole("seq")] = found
+    owner = Owner(r.text("user"), me.text("book") if me else None,
+                  me.text("href") if me else None, me.maybe_text("uid") if me else None,
+                  r.texts("shared_fields") or [], r.texts("withdrawn_fields") or [],
+                  r.texts("rules") or [], r.view("card_view"), r.view("view"), r.whole("seq"),
+                  r.choice("discoverability", DISCOVERABILITY, optional=True),
+                  r.texts("notices") or [])
+    region = r.maybe_text("region")  # absent from exports made before schema 5
+    if region is not None:
+        try:
+            owner.region = check_region(region)
+        except ValueError as e:
+            raise BackupError("%s.region: %s" % (r.where, e)) from None
+    return owner, views, r.pairs("past_values")
+
+
+def _offer(r: _Record) -> Offer:
+    return Offer(r.text("owner"), r.text("recipient"), r.whole("seq"),
+                 r.choice("state", _OFFER_STATES) or "", r.maybe_text("book"),
+                 r.maybe_text("href"), r.text("created"), r.text("first_offered"),
+                 r.maybe_text("until"), r.whole("refused_seq"))
+
+
+def _delivery(r: _Record) -> Delivery:
+    intent = None
+    found = r.record("intent")
+    if found is not None:
+        view = found.view("view", optional=False)
+        assert view is not None
+        intent = Intent(view, found.text("book"), found.text("href"),
+                        found.choice("action", _ACTIONS) or "", found.changes("changes"),
+                        found.text("after_hash"))
+    return Delivery(r.text("owner"), r.text("recipient"),
+                    r.choice("state", _DELIVERY_STATES) or "", r.whole("wanted_seq"),
+                    r.whole("delivered_seq"), None, intent, r.pairs("written_values"),
+                    r.texts("reasons") or [], r.text("error"), r.text("updated"), r.real("due"),
+                    r.real("delivered_at"),
+                    r.whole("attempts") if "attempts" in r.data else 0)

@@ -1,0 +1,532 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The durable fan-out: a background thread that carries owners' changes to recipients.
+
+The owner's request only records the change in the index (see
+:meth:`OwnerStore.record_view`) and returns.  This worker, one per process
+and storage folder, then works in rounds:
+
+1. *plan*: the newest queued change of each owner (older ones it replaces
+   are dropped) is turned into pending deliveries by evaluating the owner's
+   target rules over the card-key index (:mod:`selection`) — no book is
+   read and no storage lock taken;
+2. *decide*, for up to ``round_size`` due deliveries: where the copy is or
+   could go (:mod:`delivery`) and what the recipient's consent allows
+   (:mod:`consent`): a write, an offer (:mod:`offers`), or nothing.  Cards
+   are read straight from their files, merged, and the new texts written
+   to temporary files beside them (:mod:`copy_files`), all outside the lock
+   (only a linked card that seems gone is looked at again under the shared
+   lock: a MOVE under way looks the same for a moment);
+3. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
+   seconds at a time, only to check that each card is unchanged and rename
+   the new file over it; other requests are served between holds;
+4. *record*: history, deliveries and the card-key index, in one transaction.
+
+Everything written is recorded before it is written (an intent), each
+round's records are one transaction, and merging again into a copy that
+already holds the change writes nothing: a crash at any point loses nothing
+and writes nothing twice.
+
+A delivery that fails for a passing reason (:func:`delivery.transient`: an
+I/O error, a book unreadable for a moment, a lock not obtained) keeps
+waiting and is tried again on a timer, ``mecard_retry_base`` seconds later,
+doubling up to ``mecard_retry_max``; after ``mecard_retry_attempts`` such
+failures in a row it is ``failed`` with the last error.  The owner sees it
+as *retrying* meanwhile (:mod:`reports`).  One recipient's failure never
+holds up the others of its round.
+
+A copy a recipient's phone wrote back over (:mod:`rollback`, found by the
+storage hook) waits as ``rolled-back`` and is merged again like any delivery
+when due, without a second offer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from radicale.log import logger
+
+from radicale_plugin.consent import decisions as consent
+from radicale_plugin import index as idx
+from radicale_plugin.delivery.card_index import CardKeys
+from radicale_plugin.context import Context
+from radicale_plugin.delivery.copy_files import Write
+from radicale_plugin.delivery.copies import BookUnavailable, Deliverer, Planned, transient
+from radicale_plugin.errors import BadCard, SharingError
+from radicale_plugin.index import Delivery, Job, Owner
+from radicale_plugin.consent.links import Links
+from radicale_plugin.recipient.offers import Offers
+from radicale_plugin.owner.me_cards import Owners
+from radicale_plugin.owner.targets import Targets
+
+_JOBS_PER_ROUND = 20
+
+
+@dataclass
+class _Round:
+    """A round whose files are being written."""
+
+    outcomes: list["_Outcome"]
+    writes: list[Write]
+    clock: "_Clock"
+    written: Future
+    taken: set[tuple[str, str]]
+
+
+@dataclass
+class _Outcome:
+    """What was decided for one delivery in a round."""
+
+    delivery: Delivery
+    owner: Owner
+    planned: Planned | None = None           # a write (or a link) to make
+    offer: tuple[str, str] | None = None     # an offer to make, naming this card
+    offering: bool = False
+    # the delivery as it waited, to wait again in if it fails for a passing reason
+    waiting: str = ""
+    delivered_seq: int = 0
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.waiting = self.delivery.state
+        self.delivered_seq = self.delivery.delivered_seq
+        self.attempts = self.delivery.attempts
+
+
+class FanoutWorker:
+    """Drains the outbox in rounds; holds the storage lock only to rename files."""
+
+    def __init__(self, ctx: Context, owners: Owners, card_keys: CardKeys, targets: Targets,
+                 deliverer: Deliverer, offers: Offers) -> None:
+        self._ctx = ctx
+        self._owners = owners
+        self._card_keys = card_keys
+        self._targets = targets
+        self._deliverer = deliverer
+        self._files = deliverer.files
+        self._offers = offers
+        self._event = threading.Event()
+        self.stats = Stats()
+        # one thread writes a round's files while the worker decides the next round
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mecard-writer")
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        #: set by :meth:`stop`: the round in progress ends, no other begins
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the thread once per process; it first catches up on what changed."""
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mecard-fanout",
+                                                daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """A clean stop of the server: the round in progress ends (its files written and
+        recorded), no other begins.  Whether the thread ended within ``timeout``."""
+        self._stopping = True
+        self._event.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _run(self) -> None:
+        settings = self._ctx.settings
+        try:
+            self.reconcile()
+        except Exception as e:
+            logger.error("Fan-out: checking me cards at start failed: %s", e, exc_info=True)
+        while not self._stopping:
+            self._event.clear()
+            try:
+                # books of users whose region changed, before the plans that read them
+                self._card_keys.reindex_pending(self._files)
+                self.drain()
+            except Exception as e:
+                logger.error("Fan-out round failed, retrying later: %s", e, exc_info=True)
+                time.sleep(1)
+            wait = settings.poll_interval
+            due = self._ctx.index.outbox.next_due()
+            if due is not None:
+                wait = max(0.05, min(wait, due - time.time()))
+            if not self._stopping:  # stop() may have come between the check and clear()
+                self._event.wait(wait)
+
+    def reconcile(self) -> None:
+        """Catch up with writes that reached the files but not the index (a crash mid-PUT).
+
+        Nothing here blocks writers: files are read without the lock (Radicale
+        replaces them atomically), and a me card is read again only if its
+        file changed since it was last read.
+        """
+        self._card_keys.reconcile(self._files)
+        # cards deleted or replaced while the server was stopped: their links end
+        Links(self._ctx).reconcile()
+        for delivery in self._ctx.index.outbox.interrupted():
+            owner = self._ctx.index.owners.get(delivery.owner)
+            try:
+                self._deliverer.settle(owner, delivery)  # and its temporary files go
+            except Exception as e:
+                # e.g. its book cannot be read for now: settled when it is next decided,
+                # and the me cards below are still checked
+                logger.warning("Fan-out: the interrupted write of %r's copy for %r is "
+                               "settled later: %s", delivery.owner, delivery.recipient, e)
+        for owner in self._ctx.index.owners.with_me_card():
+            found = self._files.read(owner.book or "", owner.href or "")
+            if found is None:
+                logger.info("Me card of %r is gone: no further updates go out", owner.user)
+                self._owners.forget(owner.user)
+            elif owner.card_stat != _stat_text(found[1]):
+                self._owners.refresh(owner, found[0])
+                self._ctx.index.owners.set_card_stat(owner.user, _stat_text(found[1]))
+
+    # -- rounds -------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Run rounds while there is work, deciding each round while the last one's files
+        are written (the one is Python, the other the disk: they overlap)."""
+        previous: _Round | None = None
+        begun, before = time.monotonic(), (self.stats.deliveries, self.stats.copies_written)
+        self.stats.longest_hold_now = 0.0
+        try:
+            while not self._stopping:
+                current = self._start_round(previous)
+                if previous is not None:
+                    self._end_round(previous)
+                previous = current
+                if current is None:
+                    if not self._ctx.index.outbox.has_work(time.time()):
+                        return
+                elif self._ctx.settings.batch_pause:
+                    time.sleep(self._ctx.settings.batch_pause)
+        finally:
+            if previous is not None:
+                self._end_round(previous)
+            done = self.stats.deliveries - before[0]
+            if done:
+                logger.info("Fan-out: %d deliveries (%d copies written) in %.2f s; longest "
+                            "hold of the storage lock %.1f ms", done,
+                            self.stats.copies_written - before[1], time.monotonic() - begun,
+                            self.stats.longest_hold_now * 1000)
+
+    def run_round(self) -> None:
+        """One round, not overlapped (tests and the admin)."""
+        current = self._start_round(None)
+        if current is not None:
+            self._end_round(current)
+
+    def _start_round(self, busy: "_Round | None") -> "_Round | None":
+        """Plan queued changes, decide up to ``round_size`` deliveries, record the intents,
+        and start writing the files in the background."""
+        outbox = self._ctx.index.outbox
+        clock = _Clock()
+        for job in outbox.pending_jobs(_JOBS_PER_ROUND):
+            self._plan(job)
+        clock.lap("plan")
+        batch = outbox.pending_deliveries(self._ctx.settings.batch_size, time.time(),
+                                          busy.taken if busy is not None else ())
+        if not batch:
+            return None
+        owners: dict[str, Owner] = {}
+        outcomes = []
+        self._deliverer.new_round()
+        for delivery in batch:
+            with self._files.quiet:
+                pass  # wait while the last round's writer holds the storage lock
+            owner = owners.get(delivery.owner) or self._ctx.index.owners.get(delivery.owner)
+            owners[owner.user] = owner
+            outcomes.append(self._decide(delivery, owner))
+        clock.lap("decide")
+        if busy is not None:
+            busy.written.result()  # the files of the last round first: rounds stay in order
+        with self._ctx.index.transaction():
+            for outcome in outcomes:
+                self._before(outcome)
+            self._offers.end_round()  # one line for the offers held back, the log purged
+        clock.lap("record intents")
+        writes = [o.planned.write for o in outcomes
+                  if o.planned is not None and not o.planned.write.done]
+        return _Round(outcomes, writes, clock, self._writer.submit(self._write, writes, clock),
+                      {(d.owner, d.recipient) for d in batch})
+
+    def _end_round(self, current: "_Round") -> None:
+        """Wait for the round's files, then record what they did."""
+        current.written.result()
+        # not durable: if a power loss takes it back, the intents (durable) are still
+        # there, and the next start records what they did (Deliverer.settle)
+        with self._ctx.index.transaction(durable=False):
+            self._after(current.outcomes)
+        current.clock.lap("record results")
+        written = sum(w.renamed for w in current.writes)  # not those that failed or changed
+        self.stats.add(len(current.outcomes), written, current.clock)
+        logger.debug("Fan-out round: %d deliveries, %d copies written; %s",
+                     len(current.outcomes), written, current.clock)
+
+    def _plan(self, job: Job) -> None:
+        outbox = self._ctx.index.outbox
+        owner = self._ctx.index.owners.get(job.owner)
+        if owner.view is None:
+            outbox.plan(job, {})
+            return
+        if job.only is not None:
+            # "update some": the owner named these recipients for this change
+            outbox.plan(job, {r: ["chosen for this update"] for r in job.only})
+            logger.info("Update of %r's me card goes to %d chosen recipient(s)",
+                        job.owner, len(job.only))
+            return
+        targets, skipped = self._targets.select(job.owner)
+        for item in skipped:
+            logger.warning("Update of %r's me card skips a contact (%s): %s",
+                           job.owner, item["rule"], item["reason"])
+        outbox.plan(job, targets, self._ctx.settings.rewrite_spacing)
+        logger.info("Update of %r's me card goes to %d recipient(s)", job.owner, len(targets))
+
+    def _decide(self, delivery: Delivery, owner: Owner) -> _Outcome:
+        outcome = _Outcome(delivery, owner)
+        try:
+            outcome.delivery = delivery = self._deliverer.settle(owner, delivery)
+            delivery.attempts = 0  # whatever is decided now ends a run of failures
+            self._decide_one(outcome)
+        except Exception as e:
+            self._failed(outcome, e)
+        return outcome
+
+    def _failed(self, outcome: _Outcome, e: Exception) -> None:
+        # one recipient's failure must neither stop the others nor be retried forever;
+        # the owner sees a fixed reason: an error's text may quote the recipient's card
+        delivery = outcome.delivery
+        if transient(e):
+            if outcome.planned is not None and not outcome.planned.write.done:
+                try:  # it failed while its intent was recorded (_before): nothing is written
+                    self._forget_write(outcome.planned)
+                except Exception:
+                    pass  # settle() does it at the next attempt
+            outcome.planned, outcome.offer, outcome.offering = None, None, False
+            self._retry(outcome, e)
+            return
+        delivery.attempts = 0
+        logger.warning("Copy of %r's card for %r not written: %s", delivery.owner,
+                       delivery.recipient, e, exc_info=not isinstance(e, SharingError))
+        outcome.planned, outcome.offering = None, False
+        delivery.state = idx.FAILED
+        delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
+                          else "the copy could not be written; the server's log says why")
+
+    def _forget_write(self, planned: Planned) -> None:
+        """A write that was not made: forget its intent, and the link to a card that was to
+        be created (as :meth:`Deliverer.settle` does after a crash)."""
+        delivery = planned.delivery
+        self._ctx.index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+        if planned.intent.action == "create":
+            self._ctx.index.links.remove(delivery.owner, delivery.recipient)
+
+    def _retry(self, outcome: _Outcome, e: BaseException) -> None:
+        """A failure that may pass: the delivery waits as it did, and is tried again after
+        a growing wait; after ``retry_attempts`` of them in a row it is failed."""
+        settings = self._ctx.settings
+        delivery = outcome.delivery
+        attempts = outcome.attempts + 1
+        # a fixed reason for the owner: the error's text names the recipient's files
+        reason = ("the recipient's address book could not be read"
+                  if isinstance(e, BookUnavailable)
+                  else "the copy could not be written (a storage error on the server)")
+        delivery.attempts, delivery.delivered_seq = attempts, outcome.delivered_seq
+        if attempts >= settings.retry_attempts:
+            delivery.state, delivery.due = idx.FAILED, 0.0
+            delivery.error = "%s; gave up after %d attempts" % (reason, attempts)
+            logger.warning("Copy of %r's card for %r not written after %d attempts, given "
+                           "up until the owner's next change: %s", delivery.owner,
+                           delivery.recipient, attempts, e)
+            return
+        wait = settings.retry_delay(attempts)
+        delivery.state, delivery.error = outcome.waiting, reason
+        delivery.due = time.time() + wait
+        logger.warning("Copy of %r's card for %r not written (attempt %d of %d), tried again "
+                       "in %g s: %s", delivery.owner, delivery.recipient, attempts,
+                       settings.retry_attempts, wait, e)
+
+    def _decide_one(self, outcome: _Outcome) -> None:
+        delivery, owner = outcome.delivery, outcome.owner
+        recipient = delivery.recipient
+        if delivery.state == idx.WITHDRAWING:
+            link = self._ctx.index.links.get(owner.user, recipient)
+            if link is not None and self._ctx.policy(recipient, owner.user) != "block" \
+                    and self._files.read(link.book, link.href) is not None:
+                outcome.planned = self._deliverer.plan(
+                    owner, delivery, (link.book, link.href), None,
+                    self._deliverer.withdrawal_view(owner, delivery), "withdraw")
+            delivery.state, delivery.error = idx.WITHDRAWN, ""
+            return
+        view = self._deliverer.wanted_view(owner, delivery)
+        if view is None:
+            delivery.state = idx.STOPPED
+            return
+        placement = self._deliverer.place(owner, delivery)
+        if placement.no_book:
+            delivery.state, delivery.error = idx.FAILED, "the recipient has no address book"
+            return
+        if placement.deleted:
+            logger.info("Recipient %r deleted the copy of %r's card: not re-created",
+                        recipient, owner.user)
+            delivery.state = idx.FAILED
+            delivery.error = "the recipient removed your card from their address book"
+            return
+        policy, chosen = self._ctx.standing(recipient, owner.user)
+        allowed = consent.may_offer(chosen, placement.owner_key_in_books,
+                                    placement.linked is not None)
+        decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
+        if delivery.state == idx.ROLLED_BACK and placement.linked is not None \
+                and decision.action == consent.OFFER:
+            # a repair puts back the change the recipient already took (their phone wrote
+            # an older copy over it): it is not offered to them a second time
+            decision = consent.Decision(consent.WRITE, placement.linked)
+        found = placement.found if decision.card == placement.linked else None
+        if decision.action == consent.OFFER and decision.card is not None \
+                and (placement.linked or decision.link) \
+                and not self._deliverer.would_change(owner, delivery, decision.card, found):
+            # the card already says it all: an offer would change nothing
+            decision = consent.Decision(consent.WRITE, decision.card, decision.link)
+        if decision.action == consent.WRITE:
+            outcome.planned = self._deliverer.plan(owner, delivery, decision.card,
+                                                   decision.link, view, found=found)
+            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
+            delivery.delivered_seq = delivery.wanted_seq
+        elif decision.action == consent.OFFER:
+            outcome.offer, outcome.offering = decision.card, True
+        elif decision.action == consent.BLOCKED:
+            logger.debug("Recipient %r blocks %r: copy left alone", recipient, owner.user)
+            delivery.state, delivery.error = idx.BLOCKED, ""
+        else:
+            delivery.state, delivery.error = idx.FAILED, decision.reason
+
+    def _before(self, outcome: _Outcome) -> None:
+        """In the round's first transaction: links, intents, offers, and every other outcome."""
+        delivery = outcome.delivery
+        try:
+            if outcome.planned is not None:
+                self._deliverer.before_write(outcome.planned)
+                return
+            if outcome.offering:
+                self._offers.make(outcome.owner, delivery, outcome.offer)
+            if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
+                self._ctx.index.consent.drop_offer(delivery.owner, delivery.recipient)
+            if delivery.state == idx.WITHDRAWN:
+                self._ctx.index.links.remove(delivery.owner, delivery.recipient)
+        except Exception as e:
+            self._failed(outcome, e)
+        self._ctx.index.outbox.finish(delivery)
+
+    def _write(self, writes: list[Write], clock: "_Clock") -> None:
+        """Prepare the files, then rename them in holds of at most ``lock_hold`` seconds."""
+        if not writes:
+            return
+        settings = self._ctx.settings
+        done: list[Write] = []
+        try:
+            self._files.prepare(writes)  # a write that fails alone gets its error
+            clock.lap("prepare files")
+            while not all(w.done for w in writes):
+                start = time.monotonic()
+                done += self._files.commit(writes, settings.lock_hold)
+                clock.hold(time.monotonic() - start)
+                if not all(w.done for w in writes):
+                    time.sleep(settings.lock_gap)  # let waiting requests have the lock
+        except (OSError, RuntimeError) as e:
+            # the whole batch failed (the disk sync, the storage lock): what is not renamed
+            # yet is tried again later (see _after); what is renamed is finished below
+            logger.warning("Fan-out: %d of %d copies not written: %s",
+                           sum(not w.done for w in writes), len(writes), e)
+            for write in writes:
+                if not write.done:
+                    self._files.abandon(write, e)
+            done = [w for w in writes if w.renamed]
+        clock.lap("renames")
+        self._files.finish(done)
+        clock.lap("sync, clean")
+        if done:
+            # the copies are in place and the lock is free: their books' subscribers may sync
+            self._ctx.books_changed({w.book for w in done})
+            # before the next round's files appear: the hook sees only finished copies
+            self._files.run_storage_hook()
+
+    def _after(self, outcomes: list[_Outcome]) -> None:
+        """In the round's last transaction: what the writes did, recorded in one go."""
+        index = self._ctx.index
+        finished, written, offers_gone = [], [], []
+        for outcome in outcomes:
+            planned = outcome.planned
+            if planned is None:
+                continue
+            delivery = planned.delivery
+            if planned.write.error is not None:
+                # nothing was renamed: the card is as it was; try again later
+                self._forget_write(planned)
+                self._retry(outcome, planned.write.error)
+            elif planned.intent.after_hash and not planned.write.renamed:
+                # the card changed while we wrote: decided again in the next round
+                index.outbox.set_intent(delivery.owner, delivery.recipient, None)
+                delivery.state, delivery.due = idx.PENDING, 0.0
+            elif planned.intent.after_hash:
+                written.append(planned)
+                delivery.delivered_at = time.time()
+            if delivery.state == idx.DELIVERED:
+                offers_gone.append((delivery.owner, delivery.recipient))
+            if delivery.state == idx.WITHDRAWN:
+                index.links.remove(delivery.owner, delivery.recipient)
+            finished.append(delivery)
+        self._deliverer.after_writes(written)
+        index.consent.drop_offers(offers_gone)
+        index.outbox.finish_many(finished, self._ctx.settings.rewrite_spacing)
+
+
+class _Clock:
+    """Where a round's time went, and its longest hold of the storage lock."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.longest_hold = 0.0
+        self.held = 0.0
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def hold(self, seconds: float) -> None:
+        self.longest_hold = max(self.longest_hold, seconds)
+        self.held += seconds
+
+    def __str__(self) -> str:
+        return ", ".join("%s %.1f ms" % (k, v * 1000) for k, v in self.laps.items()) + (
+            "; longest lock hold %.1f ms" % (self.longest_hold * 1000))
+
+
+@dataclass
+class Stats:
+    """What the fan-out did since the process started (for the admin and benchmarks)."""
+
+    rounds: int = 0
+    deliveries: int = 0
+    copies_written: int = 0
+    longest_hold: float = 0.0
+    longest_hold_now: float = 0.0   # since the queue last ran dry
+    lock_held: float = 0.0
+
+    def add(self, deliveries: int, written: int, clock: _Clock) -> None:
+        self.rounds += 1
+        self.deliveries += deliveries
+        self.copies_written += written
+        self.longest_hold = max(self.longest_hold, clock.longest_hold)
+        self.longest_hold_now = max(self.longest_hold_now, clock.longest_hold)
+        self.lock_held += clock.held
+
+
+def _stat_text(identity: tuple[int, int, int]) -> str:
+    return "%d:%d:%d" % identity

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The embedded :class:`~radicale_plugin.index.SharingIndex`: one SQLite file.
+
+It lives beside Radicale's collection root.  One connection per process,
+serialised by a lock (Radicale serves requests from threads, and the fan-out
+worker is one more); ``synchronous=FULL`` so that a change recorded before the
+owner's PUT returns survives ``kill -9`` and power loss alike.  Each store of
+the contract is one module of this package; they share the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from radicale_plugin import index
+from radicale_plugin.index.sqlite.cards import SQLiteCardIndex
+from radicale_plugin.index.sqlite.consent import SQLiteConsentStore
+from radicale_plugin.index.sqlite.database import Database
+from radicale_plugin.index.sqlite.history import SQLiteHistoryLog
+from radicale_plugin.index.sqlite.invites import SQLiteInviteStore
+from radicale_plugin.index.sqlite.keys import SQLiteKeyStore
+from radicale_plugin.index.sqlite.links import SQLiteLinkStore
+from radicale_plugin.index.sqlite.outbox import SQLiteOutbox
+from radicale_plugin.index.sqlite.owners import SQLiteOwnerStore
+from radicale_plugin.index.sqlite.push import SQLitePushStore
+from radicale_plugin.index.sqlite.schema import migrate
+
+
+class SQLiteIndex(index.SharingIndex):
+    """Sharing index and outbox in a SQLite database file."""
+
+    def __init__(self, path: str, region: str = "US", checkpoint_wait: float = 0.0) -> None:
+        self.db = Database(path)
+        self.db.checkpoint_wait = checkpoint_wait  # see Database.close
+        migrate(self.db, region, self.SCHEMA_VERSION)
+        self.owners = SQLiteOwnerStore(self.db)
+        self.keys = SQLiteKeyStore(self.db)
+        self.cards = SQLiteCardIndex(self.db)
+        self.links = SQLiteLinkStore(self.db)
+        self.consent = SQLiteConsentStore(self.db)
+        self.outbox = SQLiteOutbox(self.db)
+        self.history = SQLiteHistoryLog(self.db)
+        self.push = SQLitePushStore(self.db)
+        self.invites = SQLiteInviteStore(self.db)
+
+    def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
+        return self.db.transaction(durable)
+
+    def close(self) -> None:
+        self.db.close()
+
+    #: Tables of sharing state; the card-key index (cards, card_keys, books) and ``meta``
+    #: are left out: they are rebuilt from the collections.
+    _STATE_TABLES = ("owners", "owner_views", "owner_values", "keys", "codes", "code_sends",
+                     "links", "policies", "offers", "offer_log", "jobs", "deliveries",
+                     "written", "history", "push_topics", "push_subscriptions",
+                     "invites", "invite_uses")
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        return self.db.snapshot()
+
+    def is_empty(self) -> bool:
+        return not any(self.db.value("SELECT EXISTS (SELECT 1 FROM %s)" % table)
+                       for table in self._STATE_TABLES)

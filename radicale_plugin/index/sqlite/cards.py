@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The card-key index in SQLite: ``cards``, ``card_keys`` and ``books``."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import LINK_CREATED, IndexedCard
+from radicale_plugin.index.sqlite.database import Database, chunks, marks, under_path
+
+
+#: The ``books.mtime`` of a book to be read again (no folder has it).
+STALE = -1
+
+
+class SQLiteCardIndex(index.CardIndex):
+    """Which card of which book carries which key."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _insert(self, card: IndexedCard) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cards (book, href, user, uid, is_group, name, categories, "
+            "members, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (card.book, card.href, card.user, card.uid, int(card.is_group), card.name,
+             json.dumps(sorted(card.categories)) if card.categories else None,
+             json.dumps(list(card.members)) if card.members else None, card.version or None))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO card_keys (user, key, book, href) VALUES (?, ?, ?, ?)",
+            [(card.user, k, card.book, card.href) for k in sorted(card.keys)])
+
+    def _delete(self, book: str, href: str) -> None:
+        self._db.execute("DELETE FROM cards WHERE book = ? AND href = ?", (book, href))
+        self._db.execute("DELETE FROM card_keys WHERE book = ? AND href = ?", (book, href))
+
+    def put(self, card: IndexedCard) -> None:
+        self.put_many([card])
+
+    def put_many(self, cards: Iterable[IndexedCard]) -> None:
+        cards = list(cards)
+        with self._db.transaction():
+            where = [(c.book, c.href) for c in cards]
+            self._db.executemany("DELETE FROM cards WHERE book = ? AND href = ?", where)
+            self._db.executemany("DELETE FROM card_keys WHERE book = ? AND href = ?", where)
+            for card in cards:
+                self._insert(card)
+
+    def remove(self, book: str, href: str) -> None:
+        with self._db.transaction():
+            self._delete(book, href)
+
+    def remove_under(self, path: str) -> None:
+        where, args = under_path(path)
+        with self._db.transaction():
+            self._db.execute("DELETE FROM cards WHERE " + where, args)
+            self._db.execute("DELETE FROM card_keys WHERE " + where, args)
+            self._db.execute("DELETE FROM books WHERE " + where.replace("book", "path"), args)
+
+    def replace_book(self, book: str, cards: Iterable[IndexedCard], mtime: int) -> None:
+        with self._db.transaction():
+            self._db.execute("DELETE FROM cards WHERE book = ?", (book,))
+            self._db.execute("DELETE FROM card_keys WHERE book = ?", (book,))
+            for card in cards:
+                self._insert(card)
+            # read whole again: a stale mark ends here
+            self._db.execute("INSERT OR REPLACE INTO books (path, mtime) VALUES (?, ?)",
+                             (book, mtime))
+
+    def _cards(self, where: str, args: Iterable[object]) -> list[IndexedCard]:
+        rows = self._db.rows("SELECT * FROM cards WHERE %s ORDER BY book, href" % where, args)
+        keys: dict[tuple[str, str], set[str]] = {}
+        for book in sorted({r["book"] for r in rows}):
+            for key, href in self._db.rows("SELECT key, href FROM card_keys WHERE book = ?",
+                                           (book,)):
+                keys.setdefault((book, href), set()).add(key)
+        return [IndexedCard(r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
+                            frozenset(keys.get((r["book"], r["href"]), ())), r["name"] or "",
+                            frozenset(json.loads(r["categories"] or "[]")),
+                            tuple(json.loads(r["members"] or "[]")), r["version"] or "")
+                for r in rows]
+
+    def card(self, book: str, href: str) -> IndexedCard | None:
+        found = self._cards("book = ? AND href = ?", (book, href))
+        return found[0] if found else None
+
+    def cards_of(self, user: str) -> list[IndexedCard]:
+        return self._cards("user = ?", (user,))
+
+    def cards_with_keys(self, user: str, keys: Iterable[str]) -> list[IndexedCard]:
+        found: set[tuple[str, str]] = set()
+        for chunk in chunks(sorted(set(keys))):
+            found.update((r[0], r[1]) for r in self._db.rows(
+                "SELECT book, href FROM card_keys WHERE user = ? AND key IN (%s)"
+                % marks(chunk), [user, *chunk]))
+        out = []
+        for book, href in sorted(found):
+            card = self.card(book, href)
+            if card is not None:
+                out.append(card)
+        return out
+
+    def users_knowing(self, keys: Iterable[str], users: Iterable[str],
+                      not_created_for: str) -> set[str]:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return set()
+        out: set[str] = set()
+        for chunk in chunks(sorted(set(users)), 400):
+            out.update(r[0] for r in self._db.rows(
+                "SELECT DISTINCT ck.user FROM card_keys ck LEFT JOIN links l ON l.book = ck.book "
+                "AND l.href = ck.href WHERE (l.owner IS NULL OR (l.owner = ? AND l.made_by != ?)) "
+                "AND ck.user IN (%s) AND ck.key IN (%s)"
+                % (marks(chunk), marks(wanted)),
+                [not_created_for, LINK_CREATED, *chunk, *wanted]))
+        return out
+
+    def books_of(self, user: str) -> list[str]:
+        # a range on the primary key: "alice/" <= path < "alice0" ("0" follows "/")
+        return [r[0] for r in self._db.rows(
+            "SELECT path FROM books WHERE path >= ? AND path < ? ORDER BY path",
+            (user + "/", user + "0"))]
+
+    def book_version(self, book: str) -> str | None:
+        return self._db.value(
+            "SELECT version FROM cards WHERE book = ? AND version IS NOT NULL GROUP BY version "
+            "ORDER BY COUNT(*) DESC, version LIMIT 1", (book,))
+
+    def href_of_uid(self, book: str, uid: str) -> str | None:
+        return self._db.value("SELECT href FROM cards WHERE book = ? AND uid = ? LIMIT 1",
+                              (book, uid))
+
+    def book_mtimes(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._db.rows("SELECT path, mtime FROM books")}
+
+    def set_book_mtime(self, book: str, mtime: int) -> None:
+        # a stale mark (STALE) stays until replace_book: the book's other cards were
+        # indexed in the user's former region
+        self._db.execute("INSERT INTO books (path, mtime) VALUES (?, ?) ON CONFLICT(path) "
+                         "DO UPDATE SET mtime = excluded.mtime WHERE books.mtime != ?",
+                         (book, mtime, STALE))
+
+    def mark_stale(self, user: str) -> list[str]:
+        books = self.books_of(user)
+        self._db.execute("UPDATE books SET mtime = ? WHERE path >= ? AND path < ?",
+                         (STALE, user + "/", user + "0"))
+        return books
+
+    def stale_books(self, user: str) -> list[str]:
+        return [r[0] for r in self._db.rows(
+            "SELECT path FROM books WHERE path >= ? AND path < ? AND mtime = ? ORDER BY path",
+            (user + "/", user + "0", STALE))]
+
+    def is_built(self) -> bool:
+        return self._db.value("SELECT value FROM meta WHERE name = 'card_index'") == "built"
+
+    def set_built(self) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('card_index', 'built')")

@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Policies and offers in SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import Offer
+from radicale_plugin.index.sqlite.database import Database, now_iso
+
+
+def _offer(row: sqlite3.Row) -> Offer:
+    return Offer(row["owner"], row["recipient"], row["seq"], row["state"], row["book"],
+                 row["href"], row["created"] or "", row["first_offered"] or "", row["until"],
+                 row["refused_seq"])
+
+
+class SQLiteConsentStore(index.ConsentStore):
+    """The ``policies`` and ``offers`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def policies(self, recipient: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._db.rows(
+            "SELECT owner, policy FROM policies WHERE recipient = ? ORDER BY owner",
+            (recipient,))}
+
+    def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:
+        if policy is None:
+            self._db.execute("DELETE FROM policies WHERE recipient = ? AND owner = ?",
+                             (recipient, owner))
+        else:
+            self._db.execute(
+                "INSERT INTO policies (recipient, owner, policy) VALUES (?, ?, ?) "
+                "ON CONFLICT (recipient, owner) DO UPDATE SET policy = excluded.policy",
+                (recipient, owner, policy))
+
+    def offer(self, owner: str, recipient: str) -> Offer | None:
+        row = self._db.row("SELECT * FROM offers WHERE owner = ? AND recipient = ?",
+                           (owner, recipient))
+        return _offer(row) if row else None
+
+    def offers_for(self, recipient: str) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers WHERE recipient = ? ORDER BY created, owner", (recipient,))]
+
+    def offers_from(self, owner: str) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers WHERE owner = ? ORDER BY recipient", (owner,))]
+
+    def put_offer(self, offer: Offer, counted: bool = True) -> None:
+        now = now_iso()
+        with self._db.transaction():
+            if counted and self.offer(offer.owner, offer.recipient) is None:
+                # the log is purged once per round (purge_offer_log), not per offer: a
+                # purge per offer made a fan-out of offers quadratic in the log's length
+                self._db.execute("INSERT INTO offer_log (owner, recipient, time) VALUES (?, ?, ?)",
+                                 (offer.owner, offer.recipient, now))
+            self._put(offer, now)
+
+    def _put(self, offer: Offer, now: str) -> None:
+        self._db.execute(
+            "INSERT INTO offers (owner, recipient, seq, state, book, href, created, "
+            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, recipient) DO UPDATE SET seq = excluded.seq, "
+            "state = excluded.state, book = excluded.book, href = excluded.href, "
+            "created = excluded.created, until = excluded.until, "
+            "refused_seq = excluded.refused_seq",
+            (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
+             offer.created or now, offer.first_offered or now, offer.until, offer.refused_seq))
+
+    def drop_offer(self, owner: str, recipient: str) -> None:
+        self._db.execute("DELETE FROM offers WHERE owner = ? AND recipient = ?",
+                         (owner, recipient))
+
+    def drop_offers(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._db.executemany("DELETE FROM offers WHERE owner = ? AND recipient = ?",
+                             list(pairs))
+
+    def new_offers_since(self, owner: str, since: str) -> int:
+        return int(self._db.value(
+            "SELECT COUNT(*) FROM offer_log WHERE owner = ? AND time >= ?", (owner, since)))
+
+    def oldest_new_offer_since(self, owner: str, since: str) -> str | None:
+        found = self._db.value("SELECT MIN(time) FROM offer_log WHERE owner = ? AND time >= ?",
+                               (owner, since))
+        return str(found) if found is not None else None
+
+    def purge_offer_log(self, before: str) -> int:
+        # offer_log_by_time (schema 5): a range of the index, whatever the log's length
+        return self._db.execute("DELETE FROM offer_log WHERE time < ?", (before,)).rowcount
+
+    def first_share(self, owner: str) -> tuple[int, str] | None:
+        row = self._db.row("SELECT seq, time FROM first_shares WHERE owner = ?", (owner,))
+        return (int(row[0]), str(row[1])) if row else None
+
+    def start_first_share(self, owner: str, seq: int, when: str) -> tuple[int, str]:
+        with self._db.transaction():
+            self._db.execute("INSERT OR IGNORE INTO first_shares (owner, seq, time) "
+                             "VALUES (?, ?, ?)", (owner, seq, when))
+            found = self.first_share(owner)
+        assert found is not None
+        return found
+
+    # -- backups and accounts -------------------------------------------------------
+    def all_policies(self) -> list[tuple[str, str, str]]:
+        return [(r[0], r[1], r[2]) for r in self._db.rows(
+            "SELECT recipient, owner, policy FROM policies ORDER BY recipient, owner")]
+
+    def all_offers(self) -> list[Offer]:
+        return [_offer(r) for r in self._db.rows(
+            "SELECT * FROM offers ORDER BY owner, recipient")]
+
+    def restore_offer(self, offer: Offer) -> None:
+        # straight in: an offer carried over is no new offer of the day (offer_log)
+        self._db.execute(
+            "INSERT OR REPLACE INTO offers (owner, recipient, seq, state, book, href, created, "
+            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
+             offer.created, offer.first_offered, offer.until, offer.refused_seq))
+
+    def forget_user(self, user: str) -> None:
+        with self._db.transaction():
+            self._db.execute("DELETE FROM policies WHERE recipient = ? OR owner = ?",
+                             (user, user))
+            self._db.execute("DELETE FROM offers WHERE owner = ? OR recipient = ?",
+                             (user, user))
+            # the log of offers made to the user stays: it is their owners' daily count
+            self._db.execute("DELETE FROM offer_log WHERE owner = ?", (user,))
+            self._db.execute("DELETE FROM first_shares WHERE owner = ?", (user,))

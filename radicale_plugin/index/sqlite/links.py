@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Links in SQLite: one owner per card, one card per (owner, recipient)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from radicale_plugin import index
+from radicale_plugin.index import Link
+from radicale_plugin.index.sqlite.database import Database, under_path
+
+
+def _link(row: sqlite3.Row) -> Link:
+    return Link(row["owner"], row["recipient"], row["book"], row["href"], row["made_by"],
+                row["made"] or "", row["uid"] or "")
+
+
+class SQLiteLinkStore(index.LinkStore):
+    """The ``links`` table (unique by owner and recipient, and by card)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, owner: str, recipient: str) -> Link | None:
+        row = self._db.row("SELECT * FROM links WHERE owner = ? AND recipient = ?",
+                           (owner, recipient))
+        return _link(row) if row else None
+
+    def at(self, book: str, href: str) -> Link | None:
+        row = self._db.row("SELECT * FROM links WHERE book = ? AND href = ?", (book, href))
+        return _link(row) if row else None
+
+    def of_owner(self, owner: str) -> list[Link]:
+        return [_link(r) for r in self._db.rows(
+            "SELECT * FROM links WHERE owner = ? ORDER BY recipient", (owner,))]
+
+    def put(self, link: Link) -> None:
+        with self._db.transaction():
+            other = self.at(link.book, link.href)
+            if other is not None and (other.owner, other.recipient) != (link.owner,
+                                                                       link.recipient):
+                raise ValueError("/%s/%s already holds %s's copy"
+                                 % (link.book, link.href, other.owner))
+            if self._db.value("SELECT COUNT(*) FROM owners WHERE user = ? AND book = ? "
+                              "AND href = ?", (link.recipient, link.book, link.href)):
+                raise ValueError("/%s/%s is %s's me card: it never holds a copy"
+                                 % (link.book, link.href, link.recipient))
+            self._db.execute(
+                "INSERT OR REPLACE INTO links (owner, recipient, book, href, made_by, made, "
+                "uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (link.owner, link.recipient, link.book, link.href, link.made_by, link.made,
+                 link.uid or None))
+
+    def remove(self, owner: str, recipient: str) -> None:
+        self._db.execute("DELETE FROM links WHERE owner = ? AND recipient = ?",
+                         (owner, recipient))
+
+    def under(self, path: str) -> list[Link]:
+        path = path.strip("/")
+        where: str
+        args: tuple[str, ...]
+        if path.count("/") == 2:
+            book, href = path.rsplit("/", 1)
+            where, args = "book = ? AND href = ?", (book, href)
+        else:
+            where, args = under_path(path)
+        return [_link(r) for r in self._db.rows("SELECT * FROM links WHERE " + where, args)]
+
+    def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
+        with self._db.transaction():
+            # the card that was there is overwritten: its link ends
+            self._db.execute("DELETE FROM links WHERE book = ? AND href = ? "
+                             "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
+            self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
+                             (to_book, to_href, book, href))
+
+    def astray(self) -> list[Link]:
+        # one pass over the links, each looked up in the card-key index by its primary key
+        return [_link(r) for r in self._db.rows(
+            "SELECT links.* FROM links LEFT JOIN cards ON cards.book = links.book "
+            "AND cards.href = links.href WHERE cards.href IS NULL OR (links.uid IS NOT NULL "
+            "AND links.uid != '' AND links.uid != COALESCE(cards.uid, '')) "
+            "ORDER BY links.owner, links.recipient")]
+
+    # -- backups ----------------------------------------------------------------------
+    def all(self) -> list[Link]:
+        return [_link(r) for r in self._db.rows(
+            "SELECT * FROM links ORDER BY owner, recipient")]

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Who gets an owner's card: the target rules, evaluated over the owner's books.
+
+Rules are evaluated by the pure :mod:`radicale_plugin.owner.rules` over the books as
+the card-key index knows them (no book is read, no storage lock is taken);
+this module says which user each contact stands for: the owner whose copy
+the card is, else the user its keys are verified for, as far as that user
+lets the owner discover them — or holds the owner's copy by a link that
+keeps them (:mod:`radicale_plugin.consent.keeping`: discoverability governs finding
+people, not keeping them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from radicale_plugin import store
+from radicale_plugin.consent.decisions import effective_policy
+from radicale_plugin.context import Context
+from radicale_plugin.consent.discovery import Discovery
+from radicale_plugin.errors import BadRequest, NotFound
+from radicale_plugin.index import Link
+from radicale_plugin.consent.keeping import keeps
+from radicale_plugin.vcard.matching import resolve_contact
+from radicale_plugin.owner.rules import Book, Contact, Rule, evaluate, group_names, parse_rule
+
+#: Most target rules one owner may have (``user:NAME`` rules from the bridge add up).
+MAX_RULES = 10000
+
+
+class Targets:
+    """The owner's target rules and what they select."""
+
+    def __init__(self, ctx: Context, discovery: Discovery) -> None:
+        self._ctx = ctx
+        self._discovery = discovery
+
+    def set_targets(self, user: str, rules: Any, withdraw: bool = False) -> list[str]:
+        """Replace the owner's rules; recipients left out are withdrawn if asked."""
+        if not isinstance(rules, list):
+            raise BadRequest("'targets' must be a list such as [\"all\"] or [\"group:Family\"]")
+        if len(rules) > MAX_RULES:
+            raise BadRequest("at most %d target rules; use group:NAME or all" % MAX_RULES)
+        parsed = [parse_rule(r) for r in rules]
+        self._check_groups(user, parsed)
+        # a user:NAME rule is kept whether or not NAME exists or may be seen (the report
+        # says "no user you may see here" for both): the answer tells nothing about NAME;
+        # each new name counts like a key looked up through /resolve
+        current = set(self._ctx.index.owners.get(user).rules)
+        named = {str(r) for r in parsed if r.kind == "user"} - current
+        if named:
+            self._discovery.charge(user, len(named))
+        normal = list(dict.fromkeys(str(r) for r in parsed))
+        index = self._ctx.index
+        with index.transaction():
+            index.owners.set_rules(user, normal)
+            index.outbox.requeue(user, withdraw=withdraw)
+        self._ctx.wake()
+        return normal
+
+    def seen_by_name(self, owner: str, names: set[str]) -> set[str]:
+        """Those of ``names`` that the owner's ``user:NAME`` rules reach.
+
+        A user with an address book here whom the owner may discover, or who
+        chose the owner: holds the owner's copy, names the owner in a policy
+        (other than ``block``), or is pre-authorised with them by the admin.
+        A name that is no user and a user who may not be seen are left out
+        alike ("no user you may see here"): the report tells them apart no
+        more than the answer to ``POST /targets`` does.
+        """
+        index = self._ctx.index
+        existing = {n for n in names if index.cards.books_of(n)}
+        if not existing:
+            return set()
+        seen = self._discovery.visible_users(owner, existing) & existing
+        holding = {link.recipient for link in index.links.of_owner(owner)}
+        for name in sorted(existing - seen):
+            if (name in holding or self._ctx.preauthorized(owner, name)
+                    or index.consent.policies(name).get(owner) in ("auto", "ask")):
+                seen.add(name)
+        return seen
+
+    def _check_groups(self, user: str, rules: list[Rule]) -> None:
+        """A new ``group:NAME`` rule must name a group or category of the owner's contacts
+        (the bridge refuses the same typo); one the owner already has may name a group
+        deleted since, so that adding another rule still works."""
+        index = self._ctx.index
+        owner = index.owners.get(user)
+        current = {r.casefold() for r in owner.rules}
+        new = [r for r in rules if r.kind == "group" and str(r).casefold() not in current]
+        if not new:
+            return
+        names = group_names(c for c in index.cards.cards_of(user)
+                            if (c.book, c.href) != (owner.book, owner.href))
+        for rule in new:
+            if rule.arg.casefold() not in names:
+                known = ", ".join(sorted(names.values(), key=str.casefold)) or "none"
+                raise BadRequest("no group or category %r in your contacts (yours: %s); "
+                                 "names are matched without case" % (rule.arg, known))
+
+    def select(self, user: str) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
+        """Evaluate the owner's target rules now, from the card-key index (no book is read)."""
+        index = self._ctx.index
+        owner = index.owners.get(user)
+        rules = [parse_rule(r) for r in owner.rules]
+        book = Book.from_index(index.cards.cards_of(user), self._ctx.region_of(owner),
+                               skip=(owner.book or "", owner.href or ""))  # not my own card
+        keys = {k for c in book.contacts for k in c.keys}
+        all_holders = index.keys.holders(keys)
+        visible = self._discovery.visible_users(user, set(all_holders.values()))
+        claimants = index.keys.claimants(k for k in keys if k not in all_holders)
+        copies = {link.recipient: link for link in index.links.of_owner(user)}
+        holding_copy = set(copies)
+        mine = {(link.book, link.href): link.owner for link in index.links.under(user)
+                if link.recipient == user}
+        kept: dict[str, bool] = {}
+
+        def reachable(holder: str) -> bool:
+            # found (discoverability), or kept: the link is a relationship (see keeping)
+            if holder in visible:
+                return True
+            if holder not in kept:
+                link = copies.get(holder)
+                kept[holder] = link is not None and self._keeps(user, link)
+            return kept[holder]
+
+        def resolve(contact: Contact) -> set[str]:
+            linked = mine.get(contact.ref) if contact.ref else None
+            return resolve_contact(linked, contact.keys, all_holders, reachable,
+                                   claimants, holding_copy.__contains__)
+
+        selection = evaluate(rules, book, resolve, user, self.seen_by_name(
+            user, {r.arg for r in rules if r.kind == "user"}))
+        return selection.targets, selection.skipped
+
+    def _keeps(self, owner: str, link: Link) -> bool:
+        """Whether the recipient of ``link`` stays selectable whatever the owner's keys
+        (:func:`radicale_plugin.consent.keeping.keeps`); asked only of those not found anyway."""
+        index = self._ctx.index
+        recipient = link.recipient
+        policies = index.consent.policies(recipient)
+        policy = effective_policy(policies, owner, self._ctx.preauthorized(owner, recipient),
+                                  self._ctx.settings.default_policy)
+        chosen = index.owners.discoverability_of({recipient}).get(recipient)
+        return keeps(link.made_by, index.cards.card(link.book, link.href) is not None,
+                     policy, owner in policies,
+                     chosen or self._ctx.settings.default_discoverability)

@@ -1,0 +1,311 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Offers: an owner's change waiting for the recipient's answer.
+
+Under the policy ``ask`` a change becomes an offer showing exactly what it
+would do: which of the recipient's cards (or a new contact), each value
+before → after, the owner's account name and which of the owner's keys are
+verified.  The recipient accepts (applied at once; the owner becomes
+``auto`` unless it was "this time only"), postpones, refuses (this change
+is dropped, the next one is offered again) or blocks the owner.  A newer
+change replaces a pending offer.  Offers live in the index, so they
+survive restarts; owners may make only so many new offers a day
+(``mecard_offers_per_day``), except in their first share
+(:func:`consent.in_first_share`): the rest wait, without a retry every hour,
+until the day's oldest offer leaves the window; the fan-out logs them once
+per round, and the owner's report says how many wait and until when.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from radicale.log import logger
+
+from radicale_plugin import index as idx
+from radicale_plugin import store
+from radicale_plugin.consent.decisions import in_first_share, offer_state
+from radicale_plugin.context import Context
+from radicale_plugin.delivery.copies import Deliverer
+from radicale_plugin.errors import BadRequest, Conflict, NotFound
+from radicale_plugin.delivery.history import diff
+from radicale_plugin.index import Delivery, Offer, Owner
+from radicale_plugin.vcard.matching import line_key
+from radicale_plugin.delivery.reports import HELD_BACK
+from radicale_plugin.vcard.codec import unescape
+from radicale_plugin.vcard.view import View
+
+#: How long an offer held back by the daily limit waits if the log tells no better time.
+RETRY_AFTER_LIMIT = 3600.0
+_DAY = datetime.timedelta(days=1)
+#: The latest a recipient may postpone an offer to.
+MAX_POSTPONE = datetime.timedelta(days=366)
+
+
+def _iso(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def parse_until(value: Any) -> datetime.datetime:
+    """An ISO 8601 time in the future (UTC when no offset is given)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise BadRequest("'until' must be a time such as \"2026-12-01T09:00:00Z\"")
+    try:
+        when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadRequest("'until' must be a time such as \"2026-12-01T09:00:00Z\", "
+                         "not %r" % value) from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    now = _now()
+    if when <= now:
+        raise BadRequest("'until' must be in the future")
+    if when - now > MAX_POSTPONE:
+        raise BadRequest("an offer can be postponed by a year at most")
+    return when
+
+
+class Offers:
+    """Making offers (the fan-out) and answering them (the recipient)."""
+
+    def __init__(self, ctx: Context, deliverer: Deliverer) -> None:
+        self._ctx = ctx
+        self._deliverer = deliverer
+        #: offers held back in the fan-out's round: per owner, how many and the next time
+        self._held: dict[str, tuple[int, float]] = {}
+        self._made = False  # a new offer was logged in the round
+
+    def end_round(self) -> None:
+        """After a round's offers (in its transaction): one log line for those held back,
+        and the log of new offers purged of what no day's count needs any more."""
+        held, self._held = self._held, {}
+        if held:
+            names = sorted(held, key=lambda o: -held[o][0])
+            logger.warning(
+                "Fan-out: %d offer(s) held back by the limit of %d new offers a day: %s",
+                sum(n for n, _ in held.values()), self._ctx.settings.offers_per_day,
+                ", ".join("%r %d (next at %s)" % (o, held[o][0], _iso(
+                    datetime.datetime.fromtimestamp(held[o][1], datetime.timezone.utc)))
+                    for o in names[:5]) + (" and %d more owners" % (len(names) - 5)
+                                           if len(names) > 5 else ""))
+        if self._made:
+            self._made = False
+            # a day is the longest window anyone asks about
+            self._ctx.index.consent.purge_offer_log(_iso(_now() - 2 * _DAY))
+
+    # -- the fan-out's side ---------------------------------------------------
+    def make(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None) -> None:
+        """Offer the owner's current change to the recipient (updates ``delivery``)."""
+        consent = self._ctx.index.consent
+        existing = consent.offer(owner.user, delivery.recipient)
+        book, href = card if card is not None else (None, None)
+        now = _now()
+        counted = True
+        if existing is None:
+            first = consent.first_share(owner.user) or consent.start_first_share(
+                owner.user, delivery.wanted_seq, _iso(now))
+            counted = not in_first_share(first, delivery.wanted_seq, now)
+            if counted and self._hold(owner, delivery, now):
+                return
+            self._made = self._made or counted
+            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq, idx.OFFER_PENDING,
+                          book, href, _iso(now))
+        elif existing.state == idx.OFFER_REFUSED and existing.refused_seq >= delivery.wanted_seq:
+            delivery.state, delivery.error = idx.OFFERED, ""
+            return
+        else:
+            postponed = existing.state == idx.OFFER_POSTPONED
+            same = existing.seq == delivery.wanted_seq and existing.state != idx.OFFER_REFUSED
+            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
+                          idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book, href,
+                          existing.created if same else _iso(now), existing.first_offered,
+                          existing.until if postponed else None, existing.refused_seq)
+        consent.put_offer(offer, counted)
+        delivery.state, delivery.error = idx.OFFERED, ""
+        logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
+
+    def _hold(self, owner: Owner, delivery: Delivery, now: datetime.datetime) -> bool:
+        """Hold a new offer back if the owner made their day's (updates ``delivery``): it
+        waits until the day's oldest offer leaves the window, not an hour at a time."""
+        consent = self._ctx.index.consent
+        per_day = self._ctx.settings.offers_per_day
+        since = _iso(now - _DAY)
+        if consent.new_offers_since(owner.user, since) < per_day:
+            return False
+        oldest = consent.oldest_new_offer_since(owner.user, since)
+        try:
+            due = (datetime.datetime.fromisoformat(oldest) + _DAY).timestamp() + 1 \
+                if oldest else time.time() + RETRY_AFTER_LIMIT
+        except ValueError:
+            due = time.time() + RETRY_AFTER_LIMIT
+        delivery.state, delivery.due = idx.PENDING, max(due, time.time() + 1)
+        delivery.error = ("%s: you made %d new offers within a day, the most allowed; the "
+                          "next go out at %s" % (
+                              HELD_BACK, per_day, _iso(datetime.datetime.fromtimestamp(
+                                  delivery.due, datetime.timezone.utc))))
+        count, first_due = self._held.get(owner.user, (0, delivery.due))
+        self._held[owner.user] = (count + 1, min(first_due, delivery.due))
+        return True
+
+    # -- the recipient's side -------------------------------------------------
+    def offered_view(self, offer: Offer) -> View | None:
+        """Exactly the view this offer shows (None: the owner's card is gone)."""
+        owner = self._ctx.index.owners.get(offer.owner)
+        if owner.view is None:
+            return None
+        return self._ctx.index.owners.view_at(offer.owner, offer.seq)
+
+    def open_offers(self, recipient: str) -> list[dict[str, Any]]:
+        """The recipient's open offers, each with exactly what accepting would change."""
+        index = self._ctx.index
+        out = []
+        with self._ctx.storage.acquire_lock("r", recipient):
+            for offer in index.consent.offers_for(recipient):
+                state = offer_state(offer)
+                view = self.offered_view(offer)
+                if state == idx.OFFER_REFUSED or view is None:
+                    continue
+                owner = index.owners.get(offer.owner)
+                card = (offer.book, offer.href) if offer.book and offer.href else None
+                if card is not None and self._deliverer.card_text(*card) is None:
+                    card = None  # the proposed card is gone: it would be a new contact
+                delivery = index.outbox.delivery(offer.owner, recipient) or Delivery(
+                    offer.owner, recipient, idx.OFFERED, offer.seq)
+                try:
+                    before, after = self._deliverer.preview(owner, delivery, view, card)
+                except NotFound:
+                    continue  # no address book left to put a new contact in
+                out.append({
+                    "owner": offer.owner, "seq": offer.seq, "state": state,
+                    "until": offer.until if state == idx.OFFER_POSTPONED else None,
+                    "offered": offer.created,
+                    "card": None if card is None else {
+                        "path": "/%s/%s" % card,
+                        "name": unescape(before.first_value("FN") or "") if before else ""},
+                    "changes": [{"field": c.field, "before": c.before, "after": c.after}
+                                for c in diff(before, after)],
+                    "owner_keys": self._owner_keys(offer.owner, view),
+                })
+        return out
+
+    def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
+        verified = self._ctx.index.keys.verified(owner)
+        region = self._ctx.region_of(owner)
+        keys = []
+        for entry in view.entries:
+            key = line_key(entry.name, entry.value, region)
+            if key:
+                keys.append({"key": key, "value": unescape(entry.value),
+                             "verified": key in verified})
+        return keys
+
+    def _open(self, recipient: str, owner: str) -> Offer:
+        offer = self._ctx.index.consent.offer(owner, recipient)
+        if offer is None or offer.state == idx.OFFER_REFUSED:
+            raise NotFound("no offer from %r waits for you" % owner)
+        return offer
+
+    def accept(self, recipient: str, owner_name: str, card: str | None = None,
+               once: bool = False, seq: int | None = None) -> dict[str, Any]:
+        """Apply exactly the offered change now: into the proposed card, another, or a new one."""
+        index = self._ctx.index
+        with self._ctx.storage.acquire_lock("w", recipient):
+            offer = self._open(recipient, owner_name)
+            if seq is not None and seq != offer.seq:
+                raise Conflict("the offer changed since you looked at it (it is now change "
+                               "%d): look at it again" % offer.seq)
+            view = self.offered_view(offer)
+            if view is None:
+                index.consent.drop_offer(offer.owner, recipient)
+                raise Conflict("%s no longer shares a card" % offer.owner)
+            owner = index.owners.get(offer.owner)
+            target = self._chosen_card(recipient, offer, card)
+            delivery = index.outbox.ensure(offer.owner, recipient, offer.seq)
+            delivery = self._deliverer.settle(owner, delivery)
+            link = index.links.get(offer.owner, recipient)
+            kind: str | None = idx.LINK_ACCEPTED
+            if link is not None and target == (link.book, link.href):
+                kind = None
+            elif link is not None:
+                index.links.remove(offer.owner, recipient)  # the copy moves to the chosen card
+            written = self._deliverer.apply(owner, delivery, target, kind, view)
+            delivery = index.outbox.delivery(offer.owner, recipient) or delivery
+            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
+            delivery.delivered_seq = offer.seq
+            with index.transaction():
+                index.outbox.finish(delivery)
+                index.consent.drop_offer(offer.owner, recipient)
+                if not once:
+                    index.consent.set_policy(recipient, offer.owner, "auto")
+        logger.info("Recipient %r accepted %r's card%s", recipient, offer.owner,
+                    " this time only" if once else "")
+        return {"owner": offer.owner, "card": "/%s/%s" % written,
+                "policy": self._ctx.policy(recipient, offer.owner)}
+
+    def _chosen_card(self, recipient: str, offer: Offer, card: str | None
+                     ) -> tuple[str, str] | None:
+        index = self._ctx.index
+        if card == "new":
+            return None
+        if card is None:
+            if not (offer.book and offer.href):
+                return None
+            chosen = (offer.book, offer.href)
+        else:
+            chosen = store.split_card_path(recipient, card)
+        text = self._deliverer.card_text(*chosen)
+        if text is None:
+            if card is None:
+                return None  # the proposed card is gone: a new contact
+            raise NotFound("you have no card %s" % card)
+        link = index.links.at(*chosen)
+        if link is not None and link.owner != offer.owner:
+            raise Conflict("that card holds another user's copy; choose another card or "
+                           "\"new\"")
+        me = index.owners.get(recipient)
+        if chosen == (me.book, me.href):
+            raise Conflict("that is your own me card; choose another card or \"new\"")
+        indexed = index.cards.card(*chosen)
+        if indexed is not None and indexed.is_group:
+            raise Conflict("that card is a group; choose a contact or \"new\"")
+        return chosen
+
+    def postpone(self, recipient: str, owner_name: str, until: str) -> dict[str, Any]:
+        """Offer it again at ``until``."""
+        when = parse_until(until)
+        index = self._ctx.index
+        # under the storage lock: the fan-out must not re-make the offer meanwhile
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
+            offer = self._open(recipient, owner_name)
+            offer.state, offer.until = idx.OFFER_POSTPONED, _iso(when)
+            index.consent.put_offer(offer)
+        return {"owner": offer.owner, "state": idx.OFFER_POSTPONED, "until": offer.until}
+
+    def refuse(self, recipient: str, owner_name: str) -> dict[str, Any]:
+        """Drop this change; the owner's next change is offered again."""
+        index = self._ctx.index
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
+            offer = self._open(recipient, owner_name)
+            offer.state, offer.refused_seq, offer.until = idx.OFFER_REFUSED, offer.seq, None
+            index.consent.put_offer(offer)
+        logger.info("Recipient %r refused a change of %r's card", recipient, offer.owner)
+        return {"owner": offer.owner, "state": idx.OFFER_REFUSED}
+
+    def block(self, recipient: str, owner_name: str) -> dict[str, Any]:
+        """Never take changes from this owner."""
+        index = self._ctx.index
+        with self._ctx.storage.acquire_lock("w", recipient), index.transaction():
+            offer = self._open(recipient, owner_name)
+            index.consent.set_policy(recipient, offer.owner, "block")
+            index.consent.drop_offer(offer.owner, recipient)
+            delivery = index.outbox.delivery(offer.owner, recipient)
+            if delivery is not None:
+                delivery.state, delivery.error = idx.BLOCKED, ""
+                index.outbox.finish(delivery)
+        logger.info("Recipient %r blocked %r", recipient, offer.owner)
+        return {"owner": offer.owner, "policy": "block"}
