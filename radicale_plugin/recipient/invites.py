@@ -45,6 +45,7 @@ from radicale_plugin.index import Delivery, Invite, Owner
 from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.consent.ratelimit import RateLimiter
 from radicale_plugin.owner.targets import MAX_RULES
+from radicale_plugin.recipient.placing import place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -62,8 +63,6 @@ MAX_OPEN = 100
 MAX_LABEL = 100
 DAY = 86400.0
 #: How long a delivery the fan-out would take up waits while a request writes its copy.
-PARKED = 60.0
-_WAITING = (idx.PENDING, idx.ROLLED_BACK, idx.WITHDRAWING)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _INVITE_ID = re.compile(r"[0-9a-f]{1,64}")
 
@@ -336,30 +335,11 @@ class Invites:
                     rule: str) -> tuple[str, str]:
         """Write the copy, link it, and record the recipient's consent (the lock is held)."""
         index = self._ctx.index
-        with index.transaction():
-            delivery = index.outbox.ensure(owner.user, recipient, owner.seq)
-            if delivery.state in _WAITING:
-                # the fan-out reads books without the lock: deciding this delivery while the
-                # copy is being written, it would take the link without its card for a copy
-                # the recipient deleted, and end it (the finish below puts it right)
-                delivery.due = time.time() + PARKED
-                index.outbox.finish(delivery)
-        delivery = self._deliverer.settle(owner, delivery)
-        link = index.links.get(owner.user, recipient)
         # the server made a new card: no sign that the recipient knows the owner (see
         # CardIndex.users_knowing); a card the recipient named is theirs
-        kind: str | None = idx.LINK_CREATED if target is None else idx.LINK_INVITED
-        if link is not None and place == (link.book, link.href):
-            kind = None
-        elif link is not None:
-            index.links.remove(owner.user, recipient)  # the copy moves to the chosen card
-        written = self._deliverer.apply(owner, delivery, place, kind, view)
-        delivery = index.outbox.delivery(owner.user, recipient) or delivery
-        delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-        delivery.delivered_seq = owner.seq
-        with index.transaction():
-            index.outbox.finish(delivery)
-            index.consent.drop_offer(owner.user, recipient)
+        kind = idx.LINK_CREATED if target is None else idx.LINK_INVITED
+        with place_accepted(self._ctx, self._deliverer, owner, recipient, owner.seq, place,
+                            kind, view) as written:
             index.consent.set_policy(recipient, owner.user, "auto")
             rules = index.owners.get(owner.user).rules
             if rule not in rules:

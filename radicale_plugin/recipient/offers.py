@@ -33,6 +33,7 @@ from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
 from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.delivery.reports import HELD_BACK
+from radicale_plugin.recipient.placing import place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -225,21 +226,8 @@ class Offers:
                 raise Conflict("%s no longer shares a card" % offer.owner)
             owner = index.owners.get(offer.owner)
             target = self._chosen_card(recipient, offer, card)
-            delivery = index.outbox.ensure(offer.owner, recipient, offer.seq)
-            delivery = self._deliverer.settle(owner, delivery)
-            link = index.links.get(offer.owner, recipient)
-            kind: str | None = idx.LINK_ACCEPTED
-            if link is not None and target == (link.book, link.href):
-                kind = None
-            elif link is not None:
-                index.links.remove(offer.owner, recipient)  # the copy moves to the chosen card
-            written = self._deliverer.apply(owner, delivery, target, kind, view)
-            delivery = index.outbox.delivery(offer.owner, recipient) or delivery
-            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-            delivery.delivered_seq = offer.seq
-            with index.transaction():
-                index.outbox.finish(delivery)
-                index.consent.drop_offer(offer.owner, recipient)
+            with place_accepted(self._ctx, self._deliverer, owner, recipient, offer.seq,
+                                target, idx.LINK_ACCEPTED, view) as written:
                 if not once:
                     index.consent.set_policy(recipient, offer.owner, "auto")
         logger.info("Recipient %r accepted %r's card%s", recipient, offer.owner,
