@@ -18,7 +18,7 @@ from pathlib import Path
 import phonenumbers
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from bridge.calllog import read_logs  # noqa: E402
+from bridge.readers.calllog import read_logs  # noqa: E402
 from bridge.select import count_contacts, evaluate, parse_selector  # noqa: E402
 from radicale_plugin.vcard.matching import phone_key  # noqa: E402
 from radicale_plugin.owner.rules import Book  # noqa: E402

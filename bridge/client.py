@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from bridge.errors import EXIT_CONNECTION, EXIT_INPUT, EXIT_LATER, BridgeError
+from bridge.errors import BridgeError, ServerUnusable, TryLater, UserError
 
 API = "/.web/mecard/api/v1"
 _DAV, _CARD = "{DAV:}", "{urn:ietf:params:xml:ns:carddav}"
@@ -38,12 +38,11 @@ def check_url(url: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         # "host:5232" parses as scheme "host": say what is missing, not what urlsplit saw
         bare = text.split("://", 1)[-1]
-        raise BridgeError("the server URL %r has no http:// or https://: give it as "
-                          "https://%s (or http:// for a server on this computer)" % (url, bare),
-                          EXIT_CONNECTION)
+        raise ServerUnusable("the server URL %r has no http:// or https://: give it as "
+                             "https://%s (or http:// for a server on this computer)" % (url, bare))
     if parts.query or parts.fragment:
-        raise BridgeError("the server URL %r has a ?query or #fragment: give only "
-                          "scheme://host[:port][/path]" % url, EXIT_CONNECTION)
+        raise ServerUnusable("the server URL %r has a ?query or #fragment: give only "
+                             "scheme://host[:port][/path]" % url)
     return text.rstrip("/")
 
 
@@ -62,9 +61,8 @@ class Server:
         if ca_bundle:
             # a private CA (a home server's own): trust its certificates, and only them
             if not os.path.isfile(ca_bundle):
-                raise BridgeError("--ca-bundle %s: no such file (give the PEM file of the CA "
-                                  "that signed the server's certificate)" % ca_bundle,
-                                  EXIT_CONNECTION)
+                raise ServerUnusable("--ca-bundle %s: no such file (give the PEM file of the CA "
+                                     "that signed the server's certificate)" % ca_bundle)
             self.http.verify = ca_bundle
         self.ca_bundle = ca_bundle
         self._me: dict[str, Any] | None = None
@@ -89,18 +87,17 @@ class Server:
         except requests.exceptions.SSLError as e:
             raise self._tls_problem(e) from e
         except requests.ConnectionError as e:
-            raise BridgeError("cannot reach the server at %s: check --url and that the server "
-                              "is running" % self.url, EXIT_CONNECTION) from e
+            raise ServerUnusable("cannot reach the server at %s: check --url and that the server "
+                                 "is running" % self.url) from e
         except requests.Timeout as e:
-            raise BridgeError("the server at %s did not answer within %d s: try again later"
-                              % (self.url, self.timeout), EXIT_LATER) from e
+            raise TryLater("the server at %s did not answer within %d s: try again later"
+                           % (self.url, self.timeout)) from e
         except requests.RequestException as e:
-            raise BridgeError("cannot use the server URL %s (%s): give it as "
-                              "https://host[:port][/path]" % (self.url, e), EXIT_CONNECTION) from e
+            raise ServerUnusable("cannot use the server URL %s (%s): give it as "
+                                 "https://host[:port][/path]" % (self.url, e)) from e
         if response.status_code == 401:
-            raise BridgeError("the server refused the password of %r: check it "
-                              "(MECARD_PASSWORD, ~/.netrc or the prompt)" % self.user,
-                              EXIT_CONNECTION)
+            raise ServerUnusable("the server refused the password of %r: check it "
+                                 "(MECARD_PASSWORD, ~/.netrc or the prompt)" % self.user)
         if response.status_code >= 400:
             raise self._refusal(response, path)
         return response
@@ -113,22 +110,21 @@ class Server:
             reason = re.search(r"certificate verify failed: ([^(')\]]+)", text)
             why = " (%s)" % reason.group(1).strip() if reason else ""
             if self.ca_bundle:
-                return BridgeError("the TLS certificate of %s is not signed by the CA in "
-                                   "--ca-bundle %s%s: give the CA that signed it, or use the "
-                                   "URL its certificate names" % (self.url, self.ca_bundle, why),
-                                   EXIT_CONNECTION)
-            return BridgeError("the TLS certificate of %s could not be checked%s: if the "
-                               "server's certificate comes from a private CA, give that CA "
-                               "with --ca-bundle FILE.pem (or ca_bundle= in the config); else "
-                               "fix the server's certificate, or use the URL it names"
-                               % (self.url, why), EXIT_CONNECTION)
+                return ServerUnusable("the TLS certificate of %s is not signed by the CA in "
+                                      "--ca-bundle %s%s: give the CA that signed it, or use the "
+                                      "URL its certificate names"
+                                      % (self.url, self.ca_bundle, why))
+            return ServerUnusable("the TLS certificate of %s could not be checked%s: if the "
+                                  "server's certificate comes from a private CA, give that CA "
+                                  "with --ca-bundle FILE.pem (or ca_bundle= in the config); else "
+                                  "fix the server's certificate, or use the URL it names"
+                                  % (self.url, why))
         plain = "http" + self.url[len("https"):] if self.url.startswith("https") else None
         if plain and self._answers_http(plain):
-            return BridgeError("the server at %s speaks plain HTTP, not HTTPS: give the URL as "
-                               "%s (on a network, put it behind TLS first)" % (self.url, plain),
-                               EXIT_CONNECTION)
-        return BridgeError("the TLS connection to %s failed (%s): check that the server "
-                           "speaks HTTPS on that port" % (self.url, text[:160]), EXIT_CONNECTION)
+            return ServerUnusable("the server at %s speaks plain HTTP, not HTTPS: give the URL as "
+                                  "%s (on a network, put it behind TLS first)" % (self.url, plain))
+        return ServerUnusable("the TLS connection to %s failed (%s): check that the server "
+                              "speaks HTTPS on that port" % (self.url, text[:160]))
 
     def _answers_http(self, url: str) -> bool:
         """Whether something answers plain HTTP at ``url`` (a short look, no password)."""
@@ -159,34 +155,34 @@ class Server:
             # user's space, another web application behind the same proxy)
             if response.status_code in (404, 405) and path.startswith(API) \
                     and self._is_radicale_without_plugin():
-                return BridgeError("the server at %s is a Radicale without the sharing plugin "
-                                   "(radicale-mecard): its contacts work, sharing does not. "
-                                   "Ask its admin to install the plugin (README, Install)"
-                                   % self.url, EXIT_CONNECTION)
+                return ServerUnusable("the server at %s is a Radicale without the sharing plugin "
+                                      "(radicale-mecard): its contacts work, sharing does not. "
+                                      "Ask its admin to install the plugin (README, Install)"
+                                      % self.url)
             if response.status_code in (403, 404, 405):
-                return BridgeError("the server at %s answered %s for %s: %s"
-                                   % (self.url, status, path, _ROOT_HINT), EXIT_CONNECTION)
+                return ServerUnusable("the server at %s answered %s for %s: %s"
+                                      % (self.url, status, path, _ROOT_HINT))
             if response.status_code >= 500:
-                return BridgeError("the server at %s failed (%s) for %s: try again later, or "
-                                   "tell its admin" % (self.url, status, path), EXIT_LATER)
+                return TryLater("the server at %s failed (%s) for %s: try again later, or "
+                                "tell its admin" % (self.url, status, path))
             message = status
         wait = response.headers.get("Retry-After", "")
         if response.status_code == 429:
-            return BridgeError("the server said: %s; wait %s, then try again" % (
-                message, "%s seconds" % wait if wait.isdigit() else "a while"), EXIT_LATER)
+            return TryLater("the server said: %s; wait %s, then try again" % (
+                message, "%s seconds" % wait if wait.isdigit() else "a while"))
         if response.status_code == 503:
-            return BridgeError("the server said: %s; try again later" % message, EXIT_LATER)
-        return BridgeError("the server said: %s" % message, EXIT_INPUT)
+            return TryLater("the server said: %s; try again later" % message)
+        return UserError("the server said: %s" % message)
 
     # -- sharing API -----------------------------------------------------
     def _json(self, response: requests.Response, call: str) -> Any:
         try:
             return response.json()
         except ValueError as e:
-            raise BridgeError("%s%s%s did not answer with the sharing API's JSON (%s): is "
-                              "this a radicale-mecard server? %s"
-                              % (self.url, API, call, response.headers.get("Content-Type")
-                                 or "no content type", _ROOT_HINT), EXIT_CONNECTION) from e
+            raise ServerUnusable("%s%s%s did not answer with the sharing API's JSON (%s): is "
+                                 "this a radicale-mecard server? %s"
+                                 % (self.url, API, call, response.headers.get("Content-Type")
+                                    or "no content type", _ROOT_HINT)) from e
 
     def api_get(self, call: str) -> Any:
         """``GET`` a call of the sharing API; its JSON answer."""
@@ -227,8 +223,8 @@ class Server:
         try:
             return ET.fromstring(response.content)
         except ET.ParseError as e:
-            raise BridgeError("%s answered %s with something that is not WebDAV XML: %s"
-                              % (self.url, path, _ROOT_HINT), EXIT_CONNECTION) from e
+            raise ServerUnusable("%s answered %s with something that is not WebDAV XML: %s"
+                                 % (self.url, path, _ROOT_HINT)) from e
 
     def address_books(self) -> list[str]:
         """Paths (below the root) of the user's address books."""

@@ -23,23 +23,20 @@ and says which it used, in one line on stderr.
 
 from __future__ import annotations
 
-import argparse
 import locale
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Iterable, Mapping
 
 import phonenumbers
 
-from bridge.client import Server
-from bridge.errors import BridgeError
-from bridge.output import emit
+from bridge.errors import UserError
 # the server reads each user's national numbers by the same guess: one function for both
 from radicale_plugin.vcard.regions import region_of_numbers
 
-__all__ = ["Region", "check_region", "choose_region", "cmd_region", "region_lines",
-           "region_of_locale", "region_of_numbers", "FALLBACK"]
+__all__ = ["Region", "check_region", "choose_region", "region_of_locale",
+           "region_of_numbers", "FALLBACK"]
 
 FALLBACK = "US"
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}[_-]([A-Za-z]{2})\b")
@@ -62,8 +59,8 @@ def check_region(text: str, where: str) -> str:
     """``text`` as an upper-case region code phonenumbers knows; :class:`BridgeError` else."""
     code = text.strip().upper()
     if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise BridgeError("%s %r is not a region: give a two-letter country code such as DE, "
-                          "GB or US" % (where, text))
+        raise UserError("%s %r is not a region: give a two-letter country code such as DE, "
+                        "GB or US" % (where, text))
     return code
 
 
@@ -107,39 +104,3 @@ def choose_region(explicit: tuple[str, str] | None, me_card_numbers: Iterable[st
         return Region(from_locale[0], "this computer's locale %s" % from_locale[1])
     return Region(FALLBACK, "a guess: neither your me card, the server nor the locale "
                             "tells the region")
-
-
-# -- the command -------------------------------------------------------------
-_SOURCES = {"setting": "your setting",
-            "me card": "the country code %s of your me card's numbers",
-            "server default": "the server's default"}
-
-
-def region_lines(me: dict[str, Any]) -> list[str]:
-    """``GET /me``'s region for people: which, and why."""
-    region = me.get("region") or {"code": me.get("default_region"), "source": "server default"}
-    why = _SOURCES.get(region.get("source", ""), region.get("source", ""))
-    if "%s" in why:
-        why %= region.get("detail") or "?"
-    lines = ["Your numbers without a country code are read as %s (%s)."
-             % (region.get("code"), why)]
-    if region.get("source") != "setting":
-        lines.append("Set yours: mecard-bridge region CODE (e.g. DE); it comes before your "
-                     "me card's country code and the server's default.")
-    return lines
-
-
-def cmd_region(args: argparse.Namespace, server: Server, out: TextIO) -> int:
-    """``region [CODE|--clear]``: show, set or clear the region the server reads your
-    books and me card in (your setting comes first, then your me card, then the server)."""
-    if args.clear and args.code:
-        raise BridgeError("give a region code or --clear, not both")
-    if args.clear:
-        me = server.api_post("/region", {"region": None})
-    elif args.code:
-        me = server.api_post("/region", {"region": check_region(args.code, "region")})
-    else:
-        me = server.me()
-    emit(args, out, {"region": me.get("region"), "default_region": me.get("default_region")},
-         region_lines(me))
-    return 0

@@ -28,8 +28,8 @@ from radicale_plugin.owner.rules import Book, Contact
 from radicale_plugin.vcard.groups import contact_name, is_group
 from radicale_plugin.vcard.codec import Card, split_list
 
-from bridge.calllog import Log
-from bridge.errors import BridgeError
+from bridge.readers.calllog import Log
+from bridge.errors import UserError
 
 SERVER_SIDE = ("all", "group")
 
@@ -47,7 +47,7 @@ class Selector:
 
 
 def parse_selector(text: str) -> Selector:
-    """``frequent:5`` → Selector("frequent", "5"); a :class:`BridgeError` for anything else."""
+    """``frequent:5`` → Selector("frequent", "5"); a :class:`UserError` for anything else."""
     kind, sep, arg = text.strip().partition(":")
     kind = kind.lower()
     if kind in ("all", "pick") and not sep:
@@ -56,8 +56,8 @@ def parse_selector(text: str) -> Selector:
         return Selector(kind, arg.strip())
     if kind == "frequent" and arg.strip().isdigit() and int(arg) > 0:
         return Selector(kind, arg.strip())
-    raise BridgeError("unknown selector %r: use all, group:NAME, frequent:N, contact:TEXT "
-                      "or pick" % text)
+    raise UserError("unknown selector %r: use all, group:NAME, frequent:N, contact:TEXT "
+                    "or pick" % text)
 
 
 @dataclass
@@ -130,13 +130,13 @@ def group_names(cards: Iterable[Card]) -> dict[str, str]:
 
 
 def check_groups(selectors: Iterable[Selector], groups: dict[str, str]) -> None:
-    """A :class:`BridgeError` for a ``group:NAME`` naming no group or category: a typo in
+    """A :class:`UserError` for a ``group:NAME`` naming no group or category: a typo in
     ``--except group:Wrok`` would otherwise leave out nobody without a word."""
     for selector in selectors:
         if selector.kind == "group" and selector.arg.casefold() not in groups:
             known = ", ".join(sorted(groups.values(), key=str.casefold)) or "none"
-            raise BridgeError("no group or category %r in your contacts (yours: %s); "
-                              "names are matched without case" % (selector.arg, known))
+            raise UserError("no group or category %r in your contacts (yours: %s); "
+                            "names are matched without case" % (selector.arg, known))
 
 
 def _matches_text(contact: Contact, text: str, region: str) -> bool:
@@ -160,7 +160,7 @@ def select_one(selector: Selector, book: Book, frequency: Frequency | None, regi
         return {i: str(selector) for i, c in enumerate(book.contacts)
                 if _matches_text(c, selector.arg, region)}
     if frequency is None:
-        raise BridgeError("frequent:N needs a call log: add --log FILE")
+        raise UserError("frequent:N needs a call log: add --log FILE")
     out = {}
     for i, contact in enumerate(book.contacts):
         n = sum(frequency.counts.get(k, 0) for k in contact.keys)

@@ -325,7 +325,7 @@ class CannedServer:
 
 
 def test_status_works_out_behind_when_the_server_says_delivered():
-    from bridge.cli import cmd_status
+    from bridge.commands.status import cmd_status
     report = {"targets": ["all"], "seq": 5, "queued": 0, "skipped": [], "recipients": [
         {"user": u, "target": True, "reasons": [], "state": state, "reason": reason,
          "updated": None, "seq": 5, "delivered_seq": delivered}
@@ -525,9 +525,8 @@ def test_xdg_config_home_is_honoured(de, de_server, monkeypatch, tmp_path):
     assert bridge("status", "--config", str(tmp_path / "missing.ini"))[0] == 1
 
 
-def test_the_readme_documents_the_exit_codes():
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## The bridge: choosing recipients in bulk", 1)[1].split("\n## ")[0]
+def test_the_docs_document_the_exit_codes():
+    section = (Path(__file__).parent.parent / "docs" / "bridge.md").read_text(encoding="utf-8")
     for code in ("`0`", "`1`", "`2`", "`3`", "`4`", "`130`"):
         assert code in section
     assert "XDG_CONFIG_HOME" in section and "--json" in section

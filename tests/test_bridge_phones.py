@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge import iphone
-from bridge.calllog import read_logs
+from bridge.readers import iphone
+from bridge.readers.calllog import read_logs
 from bridge.errors import BridgeError
 from bridge.select import count_contacts
 from tests.test_bridge_defaults_e2e import DE_LOG, DE_USERS, NOW, de, de_server  # noqa: F401

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from bridge.calllog import read_logs
+from bridge.readers.calllog import read_logs
 from bridge.errors import BridgeError
 from bridge.select import count_contacts
 from tests.server import FIXTURES

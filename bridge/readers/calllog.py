@@ -10,7 +10,7 @@ The format is recognised from the content, not the file name:
   content://call_log/calls`` (or ``content://sms``) prints them:
   ``Row: 0 _id=1, number=..., date=<ms>, type=1, duration=...``.
 * An iPhone's unencrypted Finder/iTunes backup folder, or its ``sms.db`` and
-  ``CallHistory.storedata`` given as files (see :mod:`bridge.iphone`).
+  ``CallHistory.storedata`` given as files (see :mod:`bridge.readers.iphone`).
 * CSV with a header ``number,time,kind,direction``: ``time`` in ISO 8601
   (``2026-05-01T18:30:00``) or seconds since 1970, ``kind`` is ``call`` or
   ``sms``, ``direction`` is ``in``, ``out`` or ``missed``.
@@ -39,8 +39,8 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from bridge import iphone
-from bridge.errors import BridgeError
+from bridge.readers import iphone
+from bridge.errors import UserError
 
 CALL, SMS = "call", "sms"
 KINDS = (CALL, SMS)
@@ -116,11 +116,11 @@ def _xml_events(path: Path, log: Log) -> Iterator[Event]:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
-        raise BridgeError("%s is not readable XML (%s): export it again with SMS Backup "
-                          "& Restore, or use another format (%s)" % (path, e, FORMATS)) from e
+        raise UserError("%s is not readable XML (%s): export it again with SMS Backup "
+                        "& Restore, or use another format (%s)" % (path, e, FORMATS)) from e
     if root.tag not in ("calls", "smses"):
-        raise BridgeError("%s is XML but not an SMS Backup & Restore calls or messages "
-                          "file (root element <%s>)" % (path, root.tag))
+        raise UserError("%s is XML but not an SMS Backup & Restore calls or messages "
+                        "file (root element <%s>)" % (path, root.tag))
     for n, element in enumerate(root, 1):
         where = "%s:entry %d" % (path.name, n)
         if element.tag == "call":
@@ -213,7 +213,7 @@ def _csv_events(path: Path, text: str, log: Log) -> Iterator[Event]:
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader, [])]
     if header[:4] != CSV_HEADER:
-        raise BridgeError("%s is not a call log: expected %s" % (path, FORMATS))
+        raise UserError("%s is not a call log: expected %s" % (path, FORMATS))
     for row in reader:
         where = "%s:%d" % (path.name, reader.line_num)
         if not any(cell.strip() for cell in row):
@@ -287,9 +287,9 @@ def _file_events(path: Path, log: Log) -> Iterator[Event]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
-        raise BridgeError("cannot read call log %s: %s" % (path, e.strerror)) from e
+        raise UserError("cannot read call log %s: %s" % (path, e.strerror)) from e
     except UnicodeDecodeError as e:
-        raise BridgeError("%s is not a call log: expected %s" % (path, FORMATS)) from e
+        raise UserError("%s is not a call log: expected %s" % (path, FORMATS)) from e
     start = text.lstrip()
     if start.startswith("<"):
         return _xml_events(path, log)
@@ -304,7 +304,7 @@ def read_logs(paths: Iterable[Path | str]) -> Log:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise BridgeError("cannot read call log %s: no such file or folder" % path)
+            raise UserError("cannot read call log %s: no such file or folder" % path)
         before = len(log.events)
         # shown only in a terminal (disable=None)
         log.events.extend(tqdm(_file_events(path, log), desc=path.name, unit=" entries",

@@ -1,12 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The recipient's and the key holder's commands: offers and their answers, keys, privacy.
+"""The recipient's answers to offers: ``offers``, ``accept``, ``refuse``, ``postpone``,
+``block``, and ``policy`` (how an owner's changes arrive).
 
-``offers`` shows what each waiting change would do to which card; ``accept``,
-``refuse``, ``postpone`` and ``block`` answer one owner's offer; ``policy``
-sets how an owner's changes arrive; ``verify`` and ``keys`` prove and list
-your numbers and e-mails; ``privacy`` is who may learn that they are yours.
-Each command prints what happened in a line or a small table, or with
-``--json`` the server's answer as one JSON document.
+``offers`` shows what each waiting change would do to which card; the others
+answer one owner's offer, or set the policy for an owner.  Each prints what
+happened in a line or a small table, or with ``--json`` the server's answer.
 """
 
 from __future__ import annotations
@@ -14,24 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
-import sys
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from radicale_plugin.errors import BadCard
-from radicale_plugin.vcard.codec import components, parse_line, unescape
-
 from bridge.client import Server
-from bridge.errors import BridgeError
-from bridge.output import emit, wants_json
+from bridge.commands import AddCommand
+from bridge.errors import UserError
+from bridge.output import emit, readable, wants_json
 
-PRIVACY = {
-    "everyone": "any user of this server may learn that your numbers and e-mails are yours",
-    "contacts": "only users whose verified numbers or e-mails are in your address books may "
-                "learn that yours are yours",
-    "nobody": "nobody may learn that your numbers and e-mails are yours (people reach you only "
-              "by user name)",
-}
 POLICIES = {
     "auto": "their changes arrive without asking",
     "ask": "each change waits for your answer (mecard-bridge offers)",
@@ -39,15 +27,44 @@ POLICIES = {
 }
 _SPAN = re.compile(r"(\d+)\s*([hdw])")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-_STRUCTURED = ("N", "ADR", "ORG")
-_BINARY = ("PHOTO", "LOGO", "SOUND", "KEY")
+
+
+def register(command: AddCommand, common: argparse.ArgumentParser) -> None:
+    """Add ``offers``, ``accept``, ``refuse``, ``block``, ``postpone`` and ``policy``."""
+    command("offers", "changes offered to you: which card, each value before → after",
+            [common]).set_defaults(run=cmd_offers)
+    p = command("accept", "apply an owner's offered change now", [common])
+    p.add_argument("owner")
+    p.add_argument("--card", metavar="PATH|new",
+                   help="into this card of yours (/you/BOOK/CARD.vcf) or a new contact "
+                        "(default: the card the offer names)")
+    p.add_argument("--once", action="store_true",
+                   help="this change only (default: the owner's changes then arrive without "
+                        "asking)")
+    p.set_defaults(run=cmd_accept)
+    for name, text, run in (("refuse", "drop this change (the next one is offered again)",
+                             cmd_refuse),
+                            ("block", "never take changes from this owner", cmd_block)):
+        p = command(name, text, [common])
+        p.add_argument("owner")
+        p.set_defaults(run=run)
+    p = command("postpone", "ask again later", [common])
+    p.add_argument("owner")
+    p.add_argument("--until", required=True, metavar="TIME",
+                   help="2h, 3d, 1w, or an ISO 8601 time (local time without an offset)")
+    p.set_defaults(run=cmd_postpone)
+    p = command("policy", "show your policies, or set one: auto, ask, block or default",
+                [common])
+    p.add_argument("owner", nargs="?", help="a user name, or * for your default")
+    p.add_argument("policy", nargs="?", metavar="auto|ask|block|default")
+    p.set_defaults(run=cmd_policy)
 
 
 def _owner_call(owner: str, action: str) -> str:
     # the server un-escapes and normalises the path: "x/../alice" would name alice
     if not owner.strip() or "/" in owner or "\\" in owner or owner.startswith("."):
-        raise BridgeError("%r is not a user name: give the owner as the offers table shows it"
-                          % owner)
+        raise UserError("%r is not a user name: give the owner as the offers table shows it"
+                        % owner)
     return "/offers/%s/%s" % (quote(owner, safe=""), action)
 
 
@@ -64,33 +81,15 @@ def parse_until(text: str, now: datetime.datetime) -> str:
         try:
             when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError as e:
-            raise BridgeError("--until takes a span such as 2h, 3d or 1w, or a time such as "
-                              "2026-12-01T09:00, not %r" % text) from e
+            raise UserError("--until takes a span such as 2h, 3d or 1w, or a time such as "
+                            "2026-12-01T09:00, not %r" % text) from e
         if when.tzinfo is None:
             when = when.astimezone()  # a time without offset is this computer's local time
     if when <= now:
-        raise BridgeError("--until must be in the future, not %s" % when.isoformat())
+        raise UserError("--until must be in the future, not %s" % when.isoformat())
     return when.astimezone(datetime.timezone.utc).isoformat(timespec="seconds") \
         .replace("+00:00", "Z")
 
-
-def readable(content_line: str | None) -> str:
-    """One value of a change as a person reads it: unescaped, on one line, with its TYPE."""
-    if content_line is None:
-        return "(none)"
-    try:
-        line = parse_line(content_line)
-    except BadCard:
-        return content_line
-    if line.name in _BINARY or line.value.startswith("data:") or line.param("ENCODING"):
-        return "(%s data, %d characters)" % (line.name.lower(), len(line.value))
-    if line.name in _STRUCTURED:
-        value = ", ".join(p for p in components(line.value) if p.strip())
-    else:
-        value = unescape(line.value)
-    value = " / ".join(part for part in value.splitlines() if part.strip())
-    types = ",".join(sorted(t.lower() for t in line.types()))
-    return "%s (%s)" % (value, types) if types else value
 
 
 def cmd_offers(args: argparse.Namespace, server: Server, out: TextIO) -> int:
@@ -170,12 +169,12 @@ def cmd_policy(args: argparse.Namespace, server: Server, out: TextIO) -> int:
     if args.owner is None:
         answer = server.api_get("/policies")
     elif args.policy is None:
-        raise BridgeError("give the policy too: mecard-bridge policy %s auto|ask|block|default"
-                          % args.owner)
+        raise UserError("give the policy too: mecard-bridge policy %s auto|ask|block|default"
+                        % args.owner)
     else:
         choice = args.policy.lower()
         if choice not in POLICIES and choice != "default":
-            raise BridgeError("policy takes auto, ask, block or default, not %r" % args.policy)
+            raise UserError("policy takes auto, ask, block or default, not %r" % args.policy)
         answer = server.api_post("/policies", {
             "owner": args.owner, "policy": None if choice == "default" else choice})
     policies = answer["policies"]
@@ -186,62 +185,4 @@ def cmd_policy(args: argparse.Namespace, server: Server, out: TextIO) -> int:
         lines.append("%-20s %-6s %s" % (owner, policies[owner],
                                          POLICIES.get(policies[owner], "")))
     emit(args, out, answer, lines)
-    return 0
-
-
-def cmd_privacy(args: argparse.Namespace, server: Server, out: TextIO) -> int:
-    """``privacy [CHOICE]``: show or set who may learn that my keys are mine."""
-    if args.choice is None:
-        answer = server.api_get("/privacy")
-        verb = "is"
-    else:
-        choice = args.choice.lower()
-        if choice not in PRIVACY:
-            raise BridgeError("privacy takes everyone, contacts or nobody, not %r" % args.choice)
-        answer = server.api_post("/privacy", {"discoverability": choice})
-        verb = "is now"
-    value = answer["discoverability"]
-    emit(args, out, answer, ["Discoverability %s %s: %s." % (verb, value,
-                                                             PRIVACY.get(value, ""))])
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace, server: Server, out: TextIO) -> int:
-    """``verify KEY``: send a code to a number or e-mail of my me card, then confirm it."""
-    key, code = args.key, args.code
-    if code is None:
-        answer = server.api_post("/keys/verify", {"key": key})
-        key = answer["key"]
-        if not sys.stdin.isatty() or wants_json(args):
-            emit(args, out, answer, ["%s: %s" % (key, answer["status"]),
-                                     "When the code arrives: mecard-bridge verify --code CODE "
-                                     "%s" % key])
-            return 0
-        print("%s: %s" % (key, answer["status"]), file=out)
-        code = input("Code for %s: " % key).strip()
-        if not code:
-            raise BridgeError("no code typed; when it arrives: mecard-bridge verify --code "
-                              "CODE %s" % key)
-    answer = server.api_post("/keys/confirm", {"key": key, "code": code.strip()})
-    emit(args, out, answer, ["%s is verified: it is yours now." % answer["key"]])
-    return 0
-
-
-def cmd_keys(args: argparse.Namespace, server: Server, out: TextIO) -> int:
-    """``keys``: my numbers and e-mails, their state, and notices."""
-    keys = server.api_get("/keys")["keys"]
-    notices = server.me().get("notices") or []
-    lines = []
-    if not keys:
-        lines.append("You have no numbers or e-mails yet: add them to your me card.")
-    else:
-        width = max(len("key"), *(len(k["key"]) for k in keys))
-        fmt = "%%-%ds  %%-10s  %%-10s  %%s" % width
-        lines.append(fmt % ("key", "state", "me card", "verified"))
-        for k in keys:
-            lines.append(fmt % (k["key"], k["state"], "yes" if k["on_me_card"] else "no",
-                                k["verified"] or "-")
-                         + (" (moved %s)" % k["moved"] if k["moved"] else ""))
-    lines.extend("notice: %s" % notice for notice in notices)
-    emit(args, out, {"keys": keys, "notices": notices}, lines)
     return 0

@@ -34,7 +34,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bridge.errors import BridgeError
+from bridge.errors import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: the phone's path of each file → its name in a backup: SHA-1 of "DOMAIN-path"
@@ -81,16 +81,16 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _unreadable(path: Path, error: sqlite3.Error) -> BridgeError:
+def _unreadable(path: Path, error: sqlite3.Error) -> UserError:
     text = str(error)
     if "locked" in text or "busy" in text:
-        return BridgeError("%s is locked by another program (Finder still backing up, or "
-                           "Messages open): wait until it is done, or copy the file and give "
-                           "the copy" % path)
+        return UserError("%s is locked by another program (Finder still backing up, or "
+                         "Messages open): wait until it is done, or copy the file and give "
+                         "the copy" % path)
     if "not a database" in text or "encrypted" in text:
-        return BridgeError("%s cannot be read: the backup is encrypted or the file damaged; %s"
-                           % (path, ENCRYPTED_ADVICE))
-    return BridgeError("%s cannot be read as an SQLite database (%s)" % (path, text))
+        return UserError("%s cannot be read: the backup is encrypted or the file damaged; %s"
+                         % (path, ENCRYPTED_ADVICE))
+    return UserError("%s cannot be read as an SQLite database (%s)" % (path, text))
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
@@ -100,7 +100,7 @@ def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
 
 
 def kind_of_database(path: Path) -> str:
-    """``"sms"`` (sms.db / chat.db), ``"call"`` (CallHistory.storedata), or a BridgeError."""
+    """``"sms"`` (sms.db / chat.db), ``"call"`` (CallHistory.storedata), or a UserError."""
     db = _connect(path)
     try:
         tables = _tables(db)
@@ -112,9 +112,9 @@ def kind_of_database(path: Path) -> str:
         return "sms"
     if "zcallrecord" in tables:
         return "call"
-    raise BridgeError("%s is an SQLite database but neither an iPhone's sms.db (tables "
-                      "message and handle) nor its CallHistory.storedata (table ZCALLRECORD)"
-                      % path)
+    raise UserError("%s is an SQLite database but neither an iPhone's sms.db (tables "
+                    "message and handle) nor its CallHistory.storedata (table ZCALLRECORD)"
+                    % path)
 
 
 def _text(value: Any) -> str:
@@ -200,7 +200,7 @@ def _stored(folder: Path, file_id: str) -> Path | None:
 def backup_files(folder: Path) -> dict[str, Path]:
     """``{"sms": path, "call": path}`` of the files an iPhone backup folder holds.
 
-    A BridgeError when the backup is encrypted or the folder is no backup.
+    A UserError when the backup is encrypted or the folder is no backup.
     """
     manifest_plist = folder / "Manifest.plist"
     if manifest_plist.is_file():
@@ -208,17 +208,17 @@ def backup_files(folder: Path) -> dict[str, Path]:
             with manifest_plist.open("rb") as f:
                 info = plistlib.load(f)
         except (plistlib.InvalidFileException, ValueError, OSError) as e:
-            raise BridgeError("%s cannot be read (%s): is the backup complete?"
-                              % (manifest_plist, e)) from e
+            raise UserError("%s cannot be read (%s): is the backup complete?"
+                            % (manifest_plist, e)) from e
         if isinstance(info, dict) and info.get("IsEncrypted"):
-            raise BridgeError("the iPhone backup %s is encrypted, and the bridge reads only "
-                              "unencrypted ones: %s" % (folder, ENCRYPTED_ADVICE))
+            raise UserError("the iPhone backup %s is encrypted, and the bridge reads only "
+                            "unencrypted ones: %s" % (folder, ENCRYPTED_ADVICE))
     ids = {"sms": SMS_DB[2], "call": CALL_DB[2]}
     manifest_db = folder / "Manifest.db"
     if manifest_db.is_file():
         if not is_sqlite(manifest_db):
-            raise BridgeError("%s cannot be read: the backup is encrypted; %s"
-                              % (manifest_db, ENCRYPTED_ADVICE))
+            raise UserError("%s cannot be read: the backup is encrypted; %s"
+                            % (manifest_db, ENCRYPTED_ADVICE))
         db = _connect(manifest_db)
         try:
             for kind, (domain, relative, _) in (("sms", SMS_DB), ("call", CALL_DB)):
@@ -234,14 +234,14 @@ def backup_files(folder: Path) -> dict[str, Path]:
              if path is not None}
     if not found:
         if not (manifest_db.is_file() or manifest_plist.is_file()):
-            raise BridgeError("%s is a folder but not an iPhone backup (no Manifest.db): give "
-                              "the backup's folder, or files" % folder)
-        raise BridgeError("the iPhone backup %s holds neither messages (sms.db) nor calls "
-                          "(CallHistory.storedata): was it made with Finder or iTunes, and "
-                          "is it complete?" % folder)
+            raise UserError("%s is a folder but not an iPhone backup (no Manifest.db): give "
+                            "the backup's folder, or files" % folder)
+        raise UserError("the iPhone backup %s holds neither messages (sms.db) nor calls "
+                        "(CallHistory.storedata): was it made with Finder or iTunes, and "
+                        "is it complete?" % folder)
     for kind, path in found.items():
         if not is_sqlite(path):
-            raise BridgeError("%s (%s) cannot be read: the backup is encrypted; %s"
-                              % (path, "sms.db" if kind == "sms" else "CallHistory.storedata",
-                                 ENCRYPTED_ADVICE))
+            raise UserError("%s (%s) cannot be read: the backup is encrypted; %s"
+                            % (path, "sms.db" if kind == "sms" else "CallHistory.storedata",
+                               ENCRYPTED_ADVICE))
     return found

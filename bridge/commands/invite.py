@@ -20,9 +20,9 @@ from typing import Any, Callable, TextIO
 from urllib.parse import quote, urlsplit
 
 from bridge.client import Server
-from bridge.consent import readable
-from bridge.errors import BridgeError
-from bridge.output import emit
+from bridge.commands import AddCommand
+from bridge.errors import BridgeError, UserError
+from bridge.output import emit, readable
 
 _SPAN = re.compile(r"(\d+)\s*([mhdw])")
 _SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -43,11 +43,11 @@ themselves.  It needs no verified number or e-mail, and no SMS gateway or
 SMTP server."""
 
 
-def register(command: Callable[..., argparse.ArgumentParser],
-             common: argparse.ArgumentParser) -> None:
+def register(command: AddCommand, common: argparse.ArgumentParser) -> None:
     """Add ``invite`` and its actions to the bridge's command line."""
     p = command("invite", "hand out a link that gives your card to whoever accepts it",
                 [common], DESCRIPTION)
+    p.set_defaults(run=cmd_invite)
     actions = p.add_subparsers(dest="invite_action", required=True, metavar="ACTION")
     c = actions.add_parser("create", parents=[common], help="a new invite link (shown once)")
     c.add_argument("--expires", default="7d", metavar="SPAN",
@@ -73,10 +73,10 @@ def parse_span(text: str) -> int:
     """``30m``, ``12h``, ``7d``, ``2w`` → seconds."""
     found = _SPAN.fullmatch(text.strip().lower())
     if not found:
-        raise BridgeError("--expires takes a span such as 30m, 12h, 7d or 2w, not %r" % text)
+        raise UserError("--expires takes a span such as 30m, 12h, 7d or 2w, not %r" % text)
     seconds = int(found.group(1)) * _SECONDS[found.group(2)]
     if not 60 <= seconds <= MAX_SPAN:
-        raise BridgeError("--expires takes a span from 1m to 366d, not %r" % text)
+        raise UserError("--expires takes a span from 1m to 366d, not %r" % text)
     return seconds
 
 
@@ -85,8 +85,8 @@ def _token(url: str) -> str:
     path = url.strip().split("#", 1)[0].split("?", 1)[0].rstrip("/")
     token = path.rsplit("/", 1)[-1]
     if not _TOKEN.fullmatch(token):
-        raise BridgeError("%r is not an invite link: give the link you were sent, such as "
-                          "https://host/.web/mecard/invite/..." % url[:100])
+        raise UserError("%r is not an invite link: give the link you were sent, such as "
+                        "https://host/.web/mecard/invite/..." % url[:100])
     return token
 
 
@@ -116,7 +116,7 @@ def _call(server: Server, url: str, do: Callable[[str], Any]) -> Any:
 def _create(args: argparse.Namespace, server: Server, out: TextIO) -> None:
     seconds = parse_span(args.expires)
     if not 1 <= args.uses <= 1000:
-        raise BridgeError("--uses takes a number from 1 to 1000, not %d" % args.uses)
+        raise UserError("--uses takes a number from 1 to 1000, not %d" % args.uses)
     data: dict[str, Any] = {"expires_in": seconds, "max_uses": args.uses}
     if args.label is not None:
         data["label"] = args.label
@@ -146,8 +146,8 @@ def _list(args: argparse.Namespace, server: Server, out: TextIO) -> None:
 
 def _revoke(args: argparse.Namespace, server: Server, out: TextIO) -> None:
     if not re.fullmatch(r"[0-9a-f]{1,64}", args.id):
-        raise BridgeError("%r is not an invite id: mecard-bridge invite list shows them"
-                          % args.id)
+        raise UserError("%r is not an invite id: mecard-bridge invite list shows them"
+                        % args.id)
     answer = server.api_post("/invites/%s/revoke" % args.id, {})
     emit(args, out, answer, ["Revoked invite %s: its link no longer works (cards already "
                              "given stay, as do the later changes they receive)." % answer["id"]])
