@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import USERS
-from tests.server import Client, RadicaleServer, settled, wait_until
+from tests.server import Client, RadicaleServer, last_code, settled, wait_until
 from tests.test_bridge_defaults_e2e import DE_LOG, login
 from tests.test_bridge_e2e import bridge, rows
 
@@ -241,3 +241,34 @@ def test_the_bridge_shows_sets_and_clears_the_users_region(public_server, monkey
         in capsys.readouterr().err
     code, out = bridge("region", "--clear", "--json")
     assert code == 0 and '"code": "FR"' in out and '"source": "me card"' in out
+
+
+def test_a_code_is_confirmed_for_the_number_as_the_user_writes_it(public_server):
+    """Starting and confirming read a national number in the same region: the user's
+    (issue 13, section 3; the confirmation once read it in the server's default, US)."""
+    alice = with_me_card(public_server, "alice", COUNTRIES["GB"][0])  # GB from her card
+    assert alice.put("me.vcf", card("me-alice", "Alice", COUNTRIES["GB"][0], "07700 900456")
+                     ).status_code == 204
+    assert alice.api_ok("POST", "/keys/verify", {"key": "07700 900456"})["key"] == \
+        "tel:+447700900456"
+    code = last_code(public_server.sms_to("+447700900456"))
+    r = alice.api("POST", "/keys/confirm", {"key": "07700 900456", "code": code})
+    assert r.status_code == 200 and r.json()["key"] == "tel:+447700900456", r.text
+    keys = {k["key"]: k["state"] for k in alice.api_ok("GET", "/keys")["keys"]}
+    assert keys == {"tel:+447700900123": "verified", "tel:+447700900456": "verified"}
+    # negative control: a wrong code, written the same way, is a wrong code for that key
+    alice.api_ok("POST", "/keys/verify", {"key": "07700 900456"})
+    r = alice.api("POST", "/keys/confirm", {"key": "07700 900456", "code": "000000"})
+    assert r.status_code == 400 and r.json()["error"].startswith("wrong code"), r.text
+
+
+def test_an_invite_shows_the_owners_national_numbers_read_in_her_region(public_server):
+    """What an invite would give says which of the owner's numbers are verified: her
+    national forms are read in her region, not the server's default."""
+    alice = with_me_card(public_server, "alice", "+49 30 23125000", "0151 11112222")  # DE
+    assert alice.api_ok("GET", "/me")["region"]["code"] == "DE"
+    invite = alice.api_ok("POST", "/invites", {})
+    bob = with_me_card(public_server, "bob")
+    shown = bob.api_ok("GET", "/invite/" + invite["token"])
+    assert sorted((k["key"], k["verified"]) for k in shown["owner_keys"]) == [
+        ("tel:+4915111112222", True), ("tel:+493023125000", True)], shown["owner_keys"]

@@ -229,7 +229,7 @@ class Verification:
         """Check a code; on success the key is the user's (and moves from anybody else)."""
         settings = self._ctx.settings
         index = self._ctx.index
-        key = normalize_key(text, settings.region)
+        key = normalize_key(text, self._ctx.region_of(user))  # as start() read it
         if not isinstance(code_text, str) or not code_text.strip().isdigit() \
                 or len(code_text.strip()) > 12:
             raise BadRequest("'code' must be the digits you received")

@@ -284,7 +284,7 @@ class Invites:
 
     def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
         verified = self._ctx.index.keys.verified(owner)
-        region = self._ctx.settings.region
+        region = self._ctx.region_of(owner)  # her national forms, as she wrote them
         keys = []
         for entry in view.entries:
             key = line_key(entry.name, entry.value, region)
