@@ -48,7 +48,7 @@ imports only parts below it, and the pure ones nothing of Radicale.
 (pure)          decisions kept in their concept's folder: ``consent.decisions``,
                 ``consent.keeping``, ``owner.rules``, ``owner.key_notices``,
                 ``delivery.history``, ``delivery.rollback``, ``push.hosts``
-(base)          ``errors``, ``settings`` (the config schema), ``context``, ``store``,
+(base)          ``errors``, ``settings`` and ``config_schema`` (options), ``context``, ``store``,
                 ``command_line``: everyone may import them
 ``push/``       WebDAV-Push: subscriptions, the DAV forms, the sender
 ``consent/``    who may reach whom: discoverability, links, policies, rate limits

@@ -28,6 +28,7 @@ from radicale_plugin.push import dav as push_dav
 from radicale_plugin.push import hosts as push_hosts
 from radicale_plugin.push import http as push_http
 from radicale_plugin.push import sender as push_sender
+from radicale_plugin.push import retry as push_retry
 from radicale_plugin.context import Context
 from radicale_plugin.index import PushSubscription, SharingIndex
 from radicale_plugin.push.keys import VapidKeys
@@ -375,6 +376,7 @@ def trickler(interval: float) -> socket.socket:
     return sock
 
 
+@pytest.mark.alone  # bounds how long it takes: nothing else may run
 def test_a_service_that_trickles_bytes_is_cut_off_at_the_timeout():
     sock = trickler(0.1)
     try:
@@ -455,7 +457,7 @@ def wait_for(check, timeout: float = 10):
 
 @pytest.fixture
 def sender(tmp_path, monkeypatch) -> Iterator[tuple[PushSender, SharingIndex, FakeService]]:
-    monkeypatch.setattr(push_sender, "BACKOFF", 0.05)
+    monkeypatch.setattr(push_retry, "BACKOFF", 0.05)  # the retry policy (push/retry.py)
     index = SQLiteIndex(str(tmp_path / "x.sqlite"))
     settings = Settings(database=str(tmp_path / "x.sqlite"),
                         push_services=("a.example.org", "b.example.org"), push_coalesce=0.3,
@@ -490,6 +492,7 @@ class Phone:
                                 expires or time.time() + 3600, "aes128gcm", time.time())
 
 
+@pytest.mark.alone  # bounds how long it takes: nothing else may run
 def test_changes_in_a_burst_make_one_message_then_one_per_window(sender):
     the_sender, index, fake = sender
     phone = Phone()
@@ -550,6 +553,7 @@ def test_retries_end_after_max_attempts(sender):
     assert index.push.get("s") is not None  # a failing service is no reason to drop it
 
 
+@pytest.mark.alone  # bounds how long it takes: nothing else may run
 def test_a_push_service_that_hangs_holds_up_no_other(sender):
     the_sender, index, fake = sender
     fake.hang["a.example.org"] = threading.Event()
@@ -563,6 +567,7 @@ def test_a_push_service_that_hangs_holds_up_no_other(sender):
     fake.hang["a.example.org"].set()
 
 
+@pytest.mark.alone  # bounds how long it takes: nothing else may run
 def test_marking_never_waits_for_sending(sender):
     the_sender, index, fake = sender
     fake.hang["a.example.org"] = threading.Event()

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The admin command (``python -m radicale_plugin``): its commands (:mod:`.commands`),
-backups (:mod:`.backup`) and accounts (:mod:`.accounts`).
+backups (:mod:`.backup`: its format, export and import) and accounts (:mod:`.accounts`).
 
 A top part: may import every part below the HTTP face.
 """

@@ -14,7 +14,13 @@ or designates one is checked).  Designating a copy of somebody else's card,
 or a card carrying a discoverable user's verified keys, is refused.
 
 Hooks named ``on_*`` run inside a request that holds the storage write
-lock; the operations of the API take the lock themselves.
+lock; the operations of the API take the lock themselves.  The caps on a me
+card's keys are :mod:`.key_caps`.
+
+Why one module of about 400 lines: the hooks, the designation and the view
+refresh all turn on the same two questions (:meth:`Owners.is_me_card`,
+:meth:`Owners.copy_of`) and end in the same :meth:`Owners.refresh` and
+:meth:`Owners.forget`; split apart, each piece would call back into the others.
 """
 
 from __future__ import annotations
@@ -27,16 +33,16 @@ from radicale.log import logger
 from radicale_plugin import store
 from radicale_plugin.context import Context
 from radicale_plugin.consent.discovery import Discovery
-from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound, TooLarge, TooMany
+from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound
 from radicale_plugin.index import Link, Owner
+from radicale_plugin.owner.key_caps import NEW_KEYS_WINDOW, KeyCaps
 from radicale_plugin.vcard.limits import check_me_card
 from radicale_plugin.vcard.matching import card_keys, line_key
 from radicale_plugin.vcard.regions import Region, check_region
 from radicale_plugin.vcard.codec import Card, parse_card, read_card
 from radicale_plugin.vcard.view import View, check_fields, shared_view
 
-#: The window of ``mecard_new_keys_per_day``, in seconds.
-NEW_KEYS_WINDOW = 86400
+__all__ = ["Owners", "ME_CARD_PROPERTY", "NEW_KEYS_WINDOW"]
 
 #: Apple's "My Card" pointer on the address-book home, as Radicale names it.
 ME_CARD_PROPERTY = "CS:me-card"
@@ -48,6 +54,7 @@ class Owners:
     def __init__(self, ctx: Context, discovery: Discovery) -> None:
         self._ctx = ctx
         self._discovery = discovery
+        self._caps = KeyCaps(ctx, discovery)
 
     # -- hooks, under the request's write lock ---------------------------------
     def is_me_card(self, owner: Owner, book: str, href: str, uid: str | None) -> bool:
@@ -101,33 +108,9 @@ class Owners:
         self.check_keys(user, check_me_card(text, self._ctx.settings.limits))
 
     def check_keys(self, user: str, card: Card, charge: bool = True) -> None:
-        """Bound the numbers and e-mails a me card carries, and those new to it per day.
-
-        A real person has a handful; a card of hundreds is a list of guesses.
-        New keys count against the user's ``/resolve`` budget too: the copies
-        may tell (at most) what ``/resolve`` would (a designation, which
-        pays for every key of the card, asks not to ``charge`` twice).
-        """
-        settings = self._ctx.settings
-        index = self._ctx.index
-        keys = card_keys(card, self._ctx.region(user, shared_view(
-            card, index.owners.get(user).shared_fields)).code)
-        if len(keys) > settings.max_card_keys:
-            raise TooLarge("the card carries %d phone numbers and e-mails; a me card may "
-                           "carry at most %d" % (len(keys), settings.max_card_keys))
-        recent = index.keys.claimed_since(user, time.time() - NEW_KEYS_WINDOW)
-        current = {k.key for k in index.keys.of_user(user) if k.on_card or k.verified}
-        new = keys - current - recent
-        if not new:
-            return
-        if len(recent | new) > settings.new_keys_per_day:
-            raise TooMany("%d phone numbers or e-mails are new to your me card, and %d were "
-                          "added within the last day; at most %d new ones a day are accepted: "
-                          "add the rest tomorrow" % (len(new), len(recent),
-                                                     settings.new_keys_per_day),
-                          NEW_KEYS_WINDOW / settings.new_keys_per_day)
-        if charge:
-            self._discovery.charge(user, len(new))
+        """Bound the numbers and e-mails a me card carries, and those new to it per day
+        (:meth:`.key_caps.KeyCaps.check_keys`)."""
+        self._caps.check_keys(user, card, charge)
 
     def on_written(self, collection: storage.BaseCollection, href: str, text: str,
                    uid: str | None) -> None:

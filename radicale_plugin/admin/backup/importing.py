@@ -1,60 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The sharing state as one JSON document: export, and import into an empty index.
-
-The document is the backup of everything the collections cannot give back
-(README, "Backups and restore"), and the way from one backend to another: it
-is read and written through the index contract only, so a PostgreSQL backend
-imports what SQLite exported.  Its shape (``FORMAT``, ``VERSION``)::
-
-    {"format": "radicale-mecard-sharing-state", "version": 2,
-     "schema": 5, "region": "US", "exported": "2026-11-26T09:00:00+00:00",
-     "owners":     [{"user", "me_card": {"book", "href", "uid"} | null,
-                     "shared_fields", "withdrawn_fields", "rules", "discoverability",
-                     "region" (the user's own; absent or null: none),
-                     "notices", "seq", "card_view", "view",
-                     "views": [{"seq", "view"}], "past_values": [[field, key]]}],
-     "keys":       [{"user", "key", "on_card", "verified", "lost"}],
-     "links":      [{"owner", "recipient", "book", "href", "made_by", "made"}],
-     "policies":   [{"recipient", "owner", "policy"}],
-     "offers":     [{"owner", "recipient", "seq", "state", "book", "href", "created",
-                     "first_offered", "until", "refused_seq"}],
-     "jobs":       [{"id", "owner", "seq", "only", "withdraw"}],
-     "deliveries": [{"owner", "recipient", "state", "wanted_seq", "delivered_seq",
-                     "reasons", "error", "updated", "due", "delivered_at", "attempts",
-                     "written_values": [[field, key]], "intent": null | {"view", "book",
-                     "href", "action", "changes", "after_hash"}}],
-     "history":    [{"id", "time", "owner", "recipient", "book", "href", "action",
-                     "changes": [{"field", "before", "after"}]}],
-     "push":       {"topics": [{"book", "topic"}],
-                    "subscriptions": [{"id", "user", "book", "push_resource", "public_key",
-                                       "auth_secret", "content_encoding", "expires",
-                                       "created"}]},
-     "invites":    [{"id", "owner", "token_hash", "created", "expires", "max_uses", "uses",
-                     "revoked", "label", "used_by": [{"recipient", "time"}]}]}
-
-A view is ``{"entries": [[name, value, [types], [[param, value]]]], "fields",
-"withdrawn"}``; times are ISO 8601 strings, except ``due``, ``delivered_at``,
-``expires`` and ``created`` of subscriptions, and the times of invites and their
-uses (seconds since 1970).  Lists are
-sorted (deliveries in queue order), so two exports of the same state differ in
-``exported`` only.  Left out, as short-lived or rebuilt: verification codes and
-the counters of codes sent and offers made today, the rate-limit state of
-schema 5 (wrong answers to codes per key, keys new on a me card per day: a
-restore starts them afresh, as it does the code counters), the time each job
-was queued, the me cards' file stamps (read again at start) and the card-key
-index.  An invite keeps only its token's hash, as the database does: the links
-handed out stay valid after a restore.
-
-Versions: 1 (schema 4) had no invites and no ``region`` of owners; 2 (schema
-5) adds them.  This code reads both.  A reader ignores keys it does not know; a
-new version number means a change an older reader must not guess at.
+"""Import: a backup document (:mod:`.format`) read and checked record by record, with
+errors that say where in the document and why (:func:`read_export`), then stored in an
+empty index, all or nothing (:func:`restore`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 from typing import Any, Callable, Iterator
 
 from radicale_plugin import index as idx
@@ -64,149 +16,9 @@ from radicale_plugin.index import (Change, Delivery, HistoryEntry, Intent, Invit
 from radicale_plugin.index.records import DISCOVERABILITY, POLICIES
 from radicale_plugin.vcard.regions import check_region
 from radicale_plugin.vcard.view import Entry, View
+from radicale_plugin.admin.backup.format import (ACTIONS, DELIVERY_STATES, FORMAT,
+                                                 OFFER_STATES, PAGE, VERSION, BackupError)
 
-FORMAT = "radicale-mecard-sharing-state"
-VERSION = 2
-
-_DELIVERY_STATES = (idx.PENDING, idx.DELIVERED, idx.OFFERED, idx.BLOCKED, idx.FAILED,
-                    idx.STOPPED, idx.WITHDRAWING, idx.WITHDRAWN, idx.ROLLED_BACK, idx.BEHIND)
-_OFFER_STATES = (idx.OFFER_PENDING, idx.OFFER_POSTPONED, idx.OFFER_REFUSED)
-_ACTIONS = ("create", "update", "withdraw")
-#: History entries read or written per call.
-_PAGE = 1000
-
-
-class BackupError(ValueError):
-    """An export that cannot be imported here; ``str()`` says where and why, in one line."""
-
-
-# -- export ------------------------------------------------------------------------------
-
-def export_state(index: SharingIndex, region: str) -> dict[str, Any]:
-    """The whole sharing state, as the document described above.
-
-    Read in one snapshot, so that it is one moment's state even while the
-    server runs.
-    """
-    with index.snapshot():
-        return _export(index, region)
-
-
-def _export(index: SharingIndex, region: str) -> dict[str, Any]:
-    history: list[dict[str, Any]] = []
-    while True:
-        page = index.history.all(after=history[-1]["id"] if history else 0, limit=_PAGE)
-        history += [history_json(e) for e in page]
-        if len(page) < _PAGE:
-            break
-    return {
-        "format": FORMAT, "version": VERSION, "schema": index.SCHEMA_VERSION,
-        "region": region, "exported": timestamp(),
-        "owners": [owner_json(o, index.owners.views(o.user), index.owners.past_values(o.user))
-                   for o in index.owners.all()],
-        "keys": [key_json(k) for k in index.keys.all()],
-        "links": [link_json(k) for k in index.links.all()],
-        "policies": [{"recipient": r, "owner": o, "policy": p}
-                     for r, o, p in index.consent.all_policies()],
-        "offers": [offer_json(o) for o in index.consent.all_offers()],
-        "jobs": [{"id": j.id, "owner": j.owner, "seq": j.seq, "only": j.only,
-                  "withdraw": j.withdraw} for j in index.outbox.all_jobs()],
-        "deliveries": [delivery_json(d) for d in index.outbox.all_deliveries()],
-        "history": history,
-        "push": {"topics": [{"book": b, "topic": t} for b, t in index.push.topics().items()],
-                 "subscriptions": [subscription_json(s) for s in index.push.all()]},
-        "invites": invites_json(index.invites.all(), index.invites.all_uses()),
-    }
-
-
-def dumps(document: dict[str, Any]) -> str:
-    """The document as written to a file: UTF-8 text, one value per line where it helps."""
-    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
-
-
-def timestamp() -> str:
-    """Now, as exports write times (UTC, ISO 8601, seconds)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def view_json(view: View | None) -> dict[str, Any] | None:
-    return json.loads(view.to_json()) if view is not None else None
-
-
-def _pairs(values: set[tuple[str, str]]) -> list[list[str]]:
-    return [[f, k] for f, k in sorted(values)]
-
-
-def _changes(changes: tuple[Change, ...]) -> list[dict[str, str | None]]:
-    return [{"field": c.field, "before": c.before, "after": c.after} for c in changes]
-
-
-def owner_json(o: Owner, views: dict[int, View], values: set[tuple[str, str]]
-               ) -> dict[str, Any]:
-    return {"user": o.user,
-            "me_card": ({"book": o.book, "href": o.href, "uid": o.uid}
-                        if o.book and o.href else None),
-            "shared_fields": o.shared_fields, "withdrawn_fields": o.withdrawn_fields,
-            "rules": o.rules, "discoverability": o.discoverability, "notices": o.notices,
-            "region": o.region,
-            "seq": o.seq, "card_view": view_json(o.card_view), "view": view_json(o.view),
-            "views": [{"seq": seq, "view": view_json(v)} for seq, v in sorted(views.items())],
-            "past_values": _pairs(values)}
-
-
-def key_json(k: Key) -> dict[str, Any]:
-    return {"user": k.user, "key": k.key, "on_card": k.on_card, "verified": k.verified,
-            "lost": k.lost}
-
-
-def link_json(k: Link) -> dict[str, Any]:
-    return {"owner": k.owner, "recipient": k.recipient, "book": k.book, "href": k.href,
-            "made_by": k.made_by, "made": k.made}
-
-
-def offer_json(o: Offer) -> dict[str, Any]:
-    return {"owner": o.owner, "recipient": o.recipient, "seq": o.seq, "state": o.state,
-            "book": o.book, "href": o.href, "created": o.created,
-            "first_offered": o.first_offered, "until": o.until, "refused_seq": o.refused_seq}
-
-
-def delivery_json(d: Delivery) -> dict[str, Any]:
-    intent = d.intent
-    return {"owner": d.owner, "recipient": d.recipient, "state": d.state,
-            "wanted_seq": d.wanted_seq, "delivered_seq": d.delivered_seq,
-            "reasons": d.reasons, "error": d.error, "updated": d.updated, "due": d.due,
-            "delivered_at": d.delivered_at, "attempts": d.attempts,
-            "written_values": _pairs(d.written_values),
-            "intent": None if intent is None else {
-                "view": view_json(intent.view), "book": intent.book, "href": intent.href,
-                "action": intent.action, "changes": _changes(intent.changes),
-                "after_hash": intent.after_hash}}
-
-
-def history_json(e: HistoryEntry) -> dict[str, Any]:
-    return {"id": e.id, "time": e.time, "owner": e.owner, "recipient": e.recipient,
-            "book": e.book, "href": e.href, "action": e.action, "changes": _changes(e.changes)}
-
-
-def invites_json(invites: list[Invite], uses: list[InviteUse]) -> list[dict[str, Any]]:
-    by_invite: dict[str, list[InviteUse]] = {}
-    for use in uses:
-        by_invite.setdefault(use.invite, []).append(use)
-    return [{"id": i.id, "owner": i.owner, "token_hash": i.token_hash, "created": i.created,
-             "expires": i.expires, "max_uses": i.max_uses, "uses": i.uses,
-             "revoked": i.revoked, "label": i.label,
-             "used_by": [{"recipient": u.recipient, "time": u.time}
-                         for u in by_invite.get(i.id, [])]} for i in invites]
-
-
-def subscription_json(s: PushSubscription) -> dict[str, Any]:
-    return {"id": s.id, "user": s.user, "book": s.book, "push_resource": s.push_resource,
-            "public_key": s.public_key, "auth_secret": s.auth_secret,
-            "content_encoding": s.content_encoding, "expires": s.expires,
-            "created": s.created}
-
-
-# -- import ------------------------------------------------------------------------------
 
 def import_state(index: SharingIndex, document: Any, region: str) -> dict[str, int]:
     """Store an export in an empty index, all or nothing; how many of each were imported.
@@ -247,8 +59,8 @@ def restore(index: SharingIndex, state: "Export") -> dict[str, int]:
         with _at("deliveries"):
             index.outbox.restore_deliveries(d for _, d in state.deliveries)
         with _at("history"):
-            for start in range(0, len(state.history), _PAGE):
-                index.history.restore_many(e for _, e in state.history[start:start + _PAGE])
+            for start in range(0, len(state.history), PAGE):
+                index.history.restore_many(e for _, e in state.history[start:start + PAGE])
         for _, (book, topic) in state.topics:
             index.push.ensure_topic(book, topic)
         for _, subscription in state.subscriptions:
@@ -445,7 +257,7 @@ def read_export(document: Any, region: str) -> Export:
     _records(top, "deliveries", _delivery, state.deliveries)
     _records(top, "history", lambda r: HistoryEntry(
         r.text("owner"), r.text("recipient"), r.text("book"), r.text("href"),
-        r.choice("action", _ACTIONS) or "", r.changes("changes"), r.text("time"),
+        r.choice("action", ACTIONS) or "", r.changes("changes"), r.text("time"),
         r.whole("id")), state.history)
     push = top.record("push")
     if push is not None:
@@ -495,7 +307,7 @@ def _owner(r: _Record) -> tuple[Owner, dict[int, View], set[tuple[str, str]]]:
 
 def _offer(r: _Record) -> Offer:
     return Offer(r.text("owner"), r.text("recipient"), r.whole("seq"),
-                 r.choice("state", _OFFER_STATES) or "", r.maybe_text("book"),
+                 r.choice("state", OFFER_STATES) or "", r.maybe_text("book"),
                  r.maybe_text("href"), r.text("created"), r.text("first_offered"),
                  r.maybe_text("until"), r.whole("refused_seq"))
 
@@ -507,10 +319,10 @@ def _delivery(r: _Record) -> Delivery:
         view = found.view("view", optional=False)
         assert view is not None
         intent = Intent(view, found.text("book"), found.text("href"),
-                        found.choice("action", _ACTIONS) or "", found.changes("changes"),
+                        found.choice("action", ACTIONS) or "", found.changes("changes"),
                         found.text("after_hash"))
     return Delivery(r.text("owner"), r.text("recipient"),
-                    r.choice("state", _DELIVERY_STATES) or "", r.whole("wanted_seq"),
+                    r.choice("state", DELIVERY_STATES) or "", r.whole("wanted_seq"),
                     r.whole("delivered_seq"), None, intent, r.pairs("written_values"),
                     r.texts("reasons") or [], r.text("error"), r.text("updated"), r.real("due"),
                     r.real("delivered_at"),
