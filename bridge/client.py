@@ -157,7 +157,7 @@ class Server:
                     and self._is_radicale_without_plugin():
                 return ServerUnusable("the server at %s is a Radicale without the sharing plugin "
                                       "(radicale-mecard): its contacts work, sharing does not. "
-                                      "Ask its admin to install the plugin (README, Install)"
+                                      "Ask its admin to install the plugin (docs/operating.md, 'Installing into an existing Radicale')"
                                       % self.url)
             if response.status_code in (403, 404, 405):
                 return ServerUnusable("the server at %s answered %s for %s: %s"

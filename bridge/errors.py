@@ -6,7 +6,7 @@ prints nothing about it.  :func:`handled` runs a command and is the only code
 that writes the ``mecard-bridge: ...`` line and picks the exit code — with
 ``--debug`` it lets the error through, so Python shows the traceback.
 
-The kinds of error, by exit code (listed in the README, section "Exit codes",
+The kinds of error, by exit code (listed in docs/bridge.md, section "Exit codes",
 and in ``--help``):
 
 * :class:`UserError` (1): something in what was asked must be fixed;

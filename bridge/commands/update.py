@@ -208,7 +208,7 @@ def cmd_update(args: argparse.Namespace, server: Server, out: TextIO) -> int:
     _check_update(args)
     path, card = me_card(server)
     if path is None or card is None:
-        raise UserError("you have no me card yet: designate one (see README, POST /me-card)")
+        raise UserError("you have no me card yet: designate one (see docs/api.md, POST /me-card)")
     region = region_for(args, server, args.settings.region)
     only = None
     selected = None

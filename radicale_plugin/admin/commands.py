@@ -120,7 +120,7 @@ def _service(configuration: config.Configuration, settings: Settings) -> Sharing
 
 def _no_database(settings: Settings) -> AdminError:
     return AdminError("no sharing database at %s (the server makes it at its first start; "
-                      "if it was lost, see README, 'Backups and restore': import the last "
+                      "if it was lost, see docs/operating.md, 'Backups and restore': import the last "
                       "export, or rebuild)" % settings.database)
 
 

@@ -17,7 +17,7 @@ class RateLimiter:
     """``capacity`` units at once, refilled at ``per_hour`` units an hour, per user.
 
     Kept in memory: a restart refills every bucket, and each process of a
-    multi-process setup keeps its own (the README says so).
+    multi-process setup keeps its own (docs/known-limits.md says so).
     """
 
     def __init__(self, capacity: float, per_hour: float) -> None:

@@ -29,8 +29,7 @@ Whatever error a hook raises is carried, however new: nothing here lists the
 reasons.  Only the plugin's errors are: their text is advice written for the
 user, while other exceptions may hold internals and stay in the log.  Radicale
 itself is not patched: under stock ``radicale`` (no layer) a refusal is
-Radicale's bare 400, and the reason is in Radicale's log (README, "Known
-limits").
+Radicale's bare 400, and the reason is in Radicale's log (docs/known-limits.md).
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ class Owners:
             logger.warning("Empty %s for %r refused: serve through radicale_plugin.wsgi "
                            "for Apple's form", ME_CARD_PROPERTY, user)
             raise BadRequest("the me card arrived empty: Apple's <D:href> form needs the "
-                             "server's WSGI layer (README, 'iPhone and macOS'); "
+                             "server's WSGI layer (docs/clients.md, 'iPhone and macOS'); "
                              "or set the me card through the API")
         book_path, href = store.split_card_path(user, value)
         collection = store.book(store.storage_of(principal), book_path)

@@ -3,7 +3,7 @@
 this code cannot import (:mod:`.export` writes it, :mod:`.importing` reads it).
 
 The document is the backup of everything the collections cannot give back
-(README, "Backups and restore"), and the way from one backend to another: it
+(docs/operating.md, "Backups and restore"), and the way from one backend to another: it
 is read and written through the index contract only, so a PostgreSQL backend
 imports what SQLite exported.  Its shape (``FORMAT``, ``VERSION``)::
 
