@@ -47,7 +47,7 @@ imports only parts below it, and the pure ones nothing of Radicale.
 ``index/``      the contract of the sharing state, its records, ``sqlite/`` under it
 (pure)          decisions kept in their concept's folder: ``consent.decisions``,
                 ``consent.keeping``, ``owner.rules``, ``owner.key_notices``,
-                ``delivery.history``, ``delivery.rollback``, ``push.hosts``
+                ``delivery.history``, ``delivery.rollback``, ``delivery.decide``, ``push.hosts``
 (base)          ``errors``, ``settings`` and ``config_schema`` (options), ``context``, ``store``,
                 ``command_line``: everyone may import them
 ``push/``       WebDAV-Push: subscriptions, the DAV forms, the sender

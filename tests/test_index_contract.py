@@ -10,6 +10,7 @@ must pass the whole file unchanged: nothing here looks behind the contract.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -2022,6 +2023,64 @@ def test_a_snapshot_sees_one_moment_and_joins_an_outer_transaction(backend):
     assert len(backend.consent.all_policies()) == 2
 
 
+def _in_thread(work: Callable[[], object], timeout: float = 5.0) -> object:
+    """``work``'s result in another thread; fails if it is not back within ``timeout``."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked: waited for another thread's write transaction"
+    return result[0]
+
+
+def test_a_read_is_not_blocked_by_another_threads_open_write_transaction(backend):
+    """The fan-out's write transaction never holds up a request's read (nor a storage
+    hook's under Radicale's lock): the read sees the last commit, at once."""
+    backend.consent.set_policy("bob", "alice", "auto")
+    with backend.transaction():
+        backend.consent.set_policy("bob", "alice", "block")   # not committed yet
+        backend.links.put(link("alice", "bob", "a.vcf"))
+        begin = time.monotonic()
+        seen = _in_thread(lambda: (backend.consent.policies("bob"),
+                                   backend.links.get("alice", "bob")))
+        assert time.monotonic() - begin < 1.0
+        assert seen == ({"alice": "auto"}, None)               # the last commit
+        assert backend.consent.policies("bob") == {"alice": "block"}  # its own writes
+    # committed: every thread sees it
+    assert _in_thread(lambda: backend.consent.policies("bob")) == {"alice": "block"}
+    assert backend.links.get("alice", "bob") is not None
+
+
+def test_a_snapshot_is_not_blocked_by_another_threads_open_write_transaction(backend):
+    backend.consent.set_policy("bob", "alice", "auto")
+
+    def report() -> tuple:
+        with backend.snapshot():
+            return backend.consent.policies("bob"), backend.is_empty()
+    with backend.transaction():
+        backend.consent.set_policy("bob", "alice", "ask")
+        assert _in_thread(report) == ({"alice": "auto"}, False)
+    assert _in_thread(report) == ({"alice": "ask"}, False)
+
+
+def test_writes_of_two_threads_still_wait_for_each_other(backend):
+    """Positive control: a second writer waits for the open transaction, then commits."""
+    done = threading.Event()
+
+    def write() -> None:
+        backend.consent.set_policy("carol", "alice", "auto")
+        done.set()
+    with backend.transaction():
+        backend.consent.set_policy("bob", "alice", "auto")
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        assert not done.wait(0.3)          # it waits for this transaction
+    assert done.wait(5.0)
+    thread.join(5.0)
+    assert backend.consent.policies("carol") == {"alice": "auto"}
+    assert backend.consent.policies("bob") == {"alice": "auto"}
+
+
 def test_a_copy_written_while_planned_again_is_recorded_and_its_next_write_waits(backend):
     """A burst: the owner's next change is planned while the round writes her last one."""
     job = planned(backend, "bob", "carol")
@@ -2078,3 +2137,75 @@ def test_books_marked_stale_stay_so_until_read_whole_again(backend):
     assert backend.cards.book_mtimes()["bob/work"] == 9
     assert backend.cards.book_mtimes()["bobby/contacts"] == 5
     assert backend.cards.mark_stale("carol") == []
+
+
+# -- batched reads (a fan-out round gathers with these) --------------------------------
+# Each answers for many at once exactly what its one-at-a-time method answers for each;
+# 1,200 of them cross any backend's chunking of long lists.
+
+def test_owners_get_many_is_get_for_each_user(backend):
+    backend.owners.set_me_card("alice", "alice/contacts", "me.vcf", "uid-a")
+    backend.owners.set_region("alice", "DE")
+    backend.owners.set_rules("bob", ["all"])
+    change(backend, "+1 202 555 0111")
+    users = ["alice", "bob", "nobody"] + ["u%04d" % i for i in range(1200)]
+    found = backend.owners.get_many(users + ["alice"])
+    assert sorted(found) == sorted(users)
+    assert all(found[u] == backend.owners.get(u) for u in users)
+    assert found["alice"].region == "DE" and found["alice"].view is not None
+    assert found["nobody"].view is None and backend.owners.get_many([]) == {}
+
+
+def test_books_of_many_is_books_of_for_each_user(backend):
+    users = ["al", "alice", "a_", "bob"] + ["u%04d" % i for i in range(1200)]
+    for book in ("al/contacts", "alice/contacts", "alice/work", "alice2/contacts",
+                 "ab/contacts", "Bob/contacts", "u0007/contacts", "u1100/x"):
+        backend.cards.set_book_mtime(book, 1)
+    found = backend.cards.books_of_many(users)
+    assert sorted(found) == sorted(users)
+    assert all(found[u] == backend.cards.books_of(u) for u in users)
+    assert found["alice"] == ["alice/contacts", "alice/work"] and found["a_"] == []
+    assert found["bob"] == [] and found["u1100"] == ["u1100/x"]
+
+
+def test_cards_with_keys_of_is_cards_with_keys_for_each_user(backend):
+    many = ["tel:+1202555%04d" % i for i in range(1200)]
+    for book in ("bob/contacts", "bob/work", "al/contacts", "bobby/contacts"):
+        backend.cards.put(card(book, "a.vcf", A, C))
+    backend.cards.put(card("bob/contacts", "b.vcf", B, MAIL))
+    backend.cards.put(card("bob/contacts", "g.vcf", B, is_group=True))
+    backend.cards.put(card("carol/contacts", "late.vcf", many[-1], A))
+    users = ["bob", "al", "carol", "erin"] + ["u%04d" % i for i in range(1200)]
+    for keys in ([A, MAIL], [B], [], [C], many + [MAIL]):
+        found = backend.cards.cards_with_keys_of(users, keys)
+        assert sorted(found) == sorted(users)
+        assert all(found[u] == backend.cards.cards_with_keys(u, keys) for u in users), keys
+    # every key of a card comes with it, not only those asked about
+    assert backend.cards.cards_with_keys_of(["bob"], [MAIL])["bob"] == [
+        card("bob/contacts", "b.vcf", B, MAIL)]
+
+
+def test_links_get_many_and_at_many_are_get_and_at_for_each(backend):
+    made = [link("alice", "bob", "ally.vcf"), link("carol", "bob", "c.vcf"),
+            link("alice", "dave", "a.vcf", book="dave/work")]
+    made += [link("o%04d" % i, "r%04d" % i, "x.vcf") for i in range(1200)]
+    for one in made:
+        backend.links.put(one)
+    pairs = [(m.owner, m.recipient) for m in made] + [("bob", "alice"), ("alice", "erin")]
+    assert backend.links.get_many(pairs) == {(m.owner, m.recipient): m for m in made}
+    assert backend.links.get_many([("alice", "bob")]) == {("alice", "bob"): made[0]}
+    cards = [(m.book, m.href) for m in made] + [("bob/contacts", "other.vcf")]
+    assert backend.links.at_many(cards) == {(m.book, m.href): m for m in made}
+    assert backend.links.get_many([]) == {} and backend.links.at_many([]) == {}
+
+
+def test_policies_of_is_policies_for_each_recipient(backend):
+    backend.consent.set_policy("bob", "alice", "auto")
+    backend.consent.set_policy("bob", "*", "ask")
+    backend.consent.set_policy("carol", "alice", "block")
+    backend.consent.set_policy("r1100", "o", "auto")
+    recipients = ["bob", "carol", "dave"] + ["r%04d" % i for i in range(1200)]
+    found = backend.consent.policies_of(recipients)
+    assert sorted(found) == sorted(recipients)
+    assert all(found[r] == backend.consent.policies(r) for r in recipients)
+    assert found["bob"] == {"alice": "auto", "*": "ask"} and found["dave"] == {}

@@ -20,9 +20,9 @@ ORDER = ("errors", "vcard", "index", "pure", "base", "push", "consent", "owner",
 
 #: Pure decisions kept in the folder of their concept, below the base.
 PURE = {"consent.decisions", "consent.keeping", "push.hosts", "owner.rules",
-        "owner.key_notices", "delivery.history", "delivery.rollback"}
+        "owner.key_notices", "delivery.history", "delivery.rollback", "delivery.decide"}
 
-BASE = {"settings", "context", "store", "command_line"}
+BASE = {"settings", "config_schema", "context", "store", "command_line"}
 ENTRY = {"storage", "web", "serve", "wsgi", "__main__", ""}
 
 

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Writing an owner's view into a recipient's book: where the copy is, and what to write.
+"""Writing an owner's view into a recipient's book: the write worked out, made, recorded.
 
-An owner writes only into the card linked to them.  Without a link, the
-cards of the recipient that carry the owner's verified keys are the
-candidates (see :func:`radicale_plugin.consent.decisions.card_fit`); the fan-out
-decides with the recipient's policy what to do (:mod:`consent`).  Each
+Where the copy goes and what it becomes is decided from gathered data by
+:mod:`.decide` (pure; the fan-out's round gathers with :mod:`.gather`): an
+owner writes only into the card linked to them, or a card the recipient's
+consent allows.  Here that decision becomes a write (:meth:`Deliverer.planned`;
+a new card is placed and rendered by :meth:`Deliverer.plan`).  Each
 recipient gets the view of the change meant for them (``wanted_seq``): a
 change sent to some recipients only does not reach the others.
 
@@ -30,7 +31,7 @@ import os
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from radicale.log import logger
 
@@ -38,7 +39,7 @@ from radicale_plugin import index as idx
 from radicale_plugin import store
 from radicale_plugin.consent import links
 from radicale_plugin.delivery.card_index import index_card, index_parsed
-from radicale_plugin.consent.decisions import Candidate, card_fit
+from radicale_plugin.delivery import decide
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copy_files import CopyFiles, Identity, Write
 from radicale_plugin.errors import NotFound, SharingError
@@ -49,9 +50,6 @@ from radicale_plugin.vcard.merge import Previous, copy_uid, merge, new_copy
 from radicale_plugin.delivery.rollback import MAX_REPAIRS, stale_values
 from radicale_plugin.vcard.codec import Card, parse_card
 from radicale_plugin.vcard.view import View
-
-_KEY_FIELDS = ("TEL", "EMAIL")
-
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
@@ -84,18 +82,6 @@ def _now_iso() -> str:
 
 
 @dataclass
-class Placement:
-    """Where an owner's copy is, or could go, in a recipient's books."""
-
-    linked: tuple[str, str] | None = None    # the linked card
-    found: tuple[str, Identity] | None = None  # its text and identity, as read
-    deleted: bool = False                    # the recipient deleted the linked card
-    no_book: bool = False                    # the recipient has no address book
-    candidates: list[Candidate] = field(default_factory=list)
-    owner_key_in_books: bool = False
-
-
-@dataclass
 class Planned:
     """A write worked out and not made yet: the file, the record made before it, the link.
 
@@ -108,6 +94,7 @@ class Planned:
     values: set[tuple[str, str]]
     link: Link | None
     card: Card | None = None       # the new card, parsed (for the card-key index)
+    region: str = ""               # the recipient's (their book's cards are indexed in it)
 
 
 class Deliverer:
@@ -116,89 +103,35 @@ class Deliverer:
     def __init__(self, ctx: Context, files: CopyFiles) -> None:
         self._ctx = ctx
         self.files = files
-        self._owned: dict[str, frozenset[tuple[str, str]]] = {}
-        self._books: dict[str, list[str]] = {}
-
-    def new_round(self) -> None:
-        """Forget what was cached for the last round (owners' provable values, books)."""
-        self._owned = {}
-        self._books = {}
-
-    def _books_of(self, user: str) -> list[str]:
-        books = self._books.get(user)
-        if books is None:
-            books = self._books[user] = self._ctx.index.cards.books_of(user)
-        return books
-
-    # -- what the recipient is meant to get ------------------------------------
-    def wanted_view(self, owner: Owner, delivery: Delivery) -> View | None:
-        """The view of the change meant for this recipient (None: the me card is gone)."""
-        if owner.view is None:
-            return None
-        if delivery.wanted_seq == owner.seq:
-            return owner.view
-        return self._ctx.index.owners.view_at(owner.user, delivery.wanted_seq) or owner.view
 
     # -- where ------------------------------------------------------------------
-    def place(self, owner: Owner, delivery: Delivery) -> Placement:
-        """The linked card, or the recipient's cards that could hold the owner's copy."""
-        index = self._ctx.index
-        recipient = delivery.recipient
-        if not self._books_of(recipient):
-            return Placement(no_book=True)
-        link = index.links.get(owner.user, recipient)
-        if link is not None:
-            found = self._read(link.book, link.href)
-            if found is None or not links.holds(link, parse_card(found[0]).first_value("UID")):
-                # read without the lock, a MOVE or PUT under way looks the same for a moment
-                # (its file renamed, its hook, which moves or ends the link, not yet run):
-                # what the hooks left is looked at again under the lock
-                with self.files.shared():
-                    return self._linked_or_gone(owner.user, recipient)
-            return Placement(linked=(link.book, link.href), found=found)
-        mine = index.keys.verified(owner.user)
-        cards = index.cards.cards_with_keys(recipient, mine)
-        # a card linked to another owner stands for them: the owner's keys on it are values
-        # that owner put there (plain text), no sign that the recipient knows this owner
-        placement = Placement(owner_key_in_books=any(
-            index.links.at(c.book, c.href) is None for c in cards))
-        if not cards:
-            return placement
-        all_keys = {k for c in cards for k in c.keys}
-        holders = index.keys.holders(all_keys)
-        claimed = index.keys.claimed(all_keys)
-        me = index.owners.get(recipient)
-        for card in cards:
-            if card.is_group or (card.book, card.href) == (me.book, me.href):
-                continue
-            if index.links.at(card.book, card.href) is not None:
-                continue  # one owner per card
-            fit = card_fit(card.keys, owner.user, holders, claimed)
-            if fit is not None:
-                placement.candidates.append(
-                    Candidate(card.book, card.href, fit, len(card.keys & mine)))
-        return placement
-
-    def _linked_or_gone(self, owner: str, recipient: str) -> Placement:
-        """Under the lock: the linked card, or the link ends (the caller holds the lock)."""
+    def linked_or_gone(self, owner: str, recipient: str) -> tuple[Link, tuple[str, Identity]] | None:
+        """Under the lock: the linked card as read, or None: the link ended (the recipient
+        deleted the card; the caller holds the lock)."""
         index = self._ctx.index
         link = index.links.get(owner, recipient)
         if link is None:
-            return Placement(deleted=True)  # a hook ended it: the recipient deleted the card
+            return None  # a hook ended it: the recipient deleted the card
         found = self._read(link.book, link.href)
         if found is not None and links.holds(link, parse_card(found[0]).first_value("UID")):
-            return Placement(linked=(link.book, link.href), found=found)
+            return link, found
         # the linked card is gone, or another card sits at its href: the link ends, and
         # nothing is written into whatever is there now (the owner's next change is
         # decided by the recipient's policy)
         links.end(index, link, tell_owner=False)
-        return Placement(deleted=True)
+        return None
+
+    def read(self, book: str, href: str) -> tuple[str, Identity] | None:
+        """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder
+        is not there raises :class:`BookUnavailable` (no card is taken for deleted then)."""
+        return self._read(book, href)
 
     def _read(self, book: str, href: str) -> tuple[str, Identity] | None:
         """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder
         is not there raises :class:`BookUnavailable` (no card is taken for deleted then)."""
         found = self.files.read(book, href)
-        if found is not None or book not in self._books_of(book.split("/", 1)[0]):
+        if found is not None or book not in self._ctx.index.cards.books_of(
+                book.split("/", 1)[0]):
             return found  # a book deleted through Radicale has left the index
         try:
             folder = self.files.folder(book)
@@ -230,30 +163,16 @@ class Deliverer:
         return book, href
 
     # -- what -------------------------------------------------------------------
-    def previous(self, owner: Owner, delivery: Delivery, cached: bool = True) -> Previous:
-        """What in the recipient's copy is provably the owner's (``cached``: the fan-out's
-        round may reuse the owner's earlier values; a request reads them afresh)."""
-        values = set(self._owned_by(owner.user) if cached else self._owned_now(owner.user))
-        values |= delivery.written_values
-        written: tuple = ()
-        if delivery.delivered_view is not None:
-            written += delivery.delivered_view.entries
-        if delivery.intent is not None:
-            written += delivery.intent.view.entries
-        return Previous(written, frozenset(values))
+    def previous(self, owner: Owner, delivery: Delivery) -> Previous:
+        """What in the recipient's copy is provably the owner's (read afresh; the fan-out's
+        round gathers it once per owner, see :mod:`.gather`)."""
+        return decide.previous(self.owned(owner.user), delivery)
 
-    def _owned_by(self, owner: str) -> frozenset[tuple[str, str]]:
-        """The owner's earlier values that prove a value is theirs (numbers and e-mails only
-        if they were verified for the owner); cached for the round."""
-        if owner not in self._owned:
-            self._owned[owner] = self._owned_now(owner)
-        return self._owned[owner]
-
-    def _owned_now(self, owner: str) -> frozenset[tuple[str, str]]:
+    def owned(self, owner: str) -> frozenset[tuple[str, str]]:
+        """The owner's earlier values that prove a value is theirs."""
         index = self._ctx.index
-        ever_verified = {k.key for k in index.keys.of_user(owner) if k.verified}
-        return frozenset((f, k) for f, k in index.owners.past_values(owner)
-                         if f not in _KEY_FIELDS or k in ever_verified)
+        return decide.owned_values(index.owners.past_values(owner),
+                                   {k.key for k in index.keys.of_user(owner) if k.verified})
 
     # -- a copy written by the recipient's client ---------------------------------------
     def check_copy(self, book: str, href: str, text: str) -> str | None:
@@ -286,7 +205,7 @@ class Deliverer:
             return None
         owner = index.owners.get(link.owner)
         stale = stale_values(parse_card(text), delivery.delivered_view,
-                             self.previous(owner, delivery, cached=False),
+                             self.previous(owner, delivery),
                              self._ctx.region_of(owner), self._ctx.region_of(link.recipient))
         if not stale:
             return None  # as written, or the recipient's own edits: kept
@@ -325,14 +244,6 @@ class Deliverer:
                              self._ctx.region_of(owner),
                              self._ctx.region_of(delivery.recipient))
 
-    def would_change(self, owner: Owner, delivery: Delivery, card: tuple[str, str],
-                     found: tuple[str, Identity] | None = None) -> bool:
-        """Whether writing the wanted view into ``card`` would change it at all."""
-        view = self.wanted_view(owner, delivery)
-        text = found[0] if found is not None else self.card_text(*card)
-        return view is not None and (
-            text is None or self.render(owner, delivery, view, card[0], text) != text)
-
     def preview(self, owner: Owner, delivery: Delivery, view: View,
                 card: tuple[str, str] | None) -> tuple[Card | None, Card]:
         """What writing ``view`` would do to ``card`` (None: a new contact)."""
@@ -359,16 +270,29 @@ class Deliverer:
             found = self._read(book, href)
         text, was = (found[0], found[1]) if found else (None, None)
         before, after = self._render(owner, delivery, view, book, text)
+        return self.planned(owner, delivery, (book, href), link_kind, view, action, found,
+                            before, after, self._ctx.region_of(recipient))
+
+    def planned(self, owner: Owner, delivery: Delivery, card: tuple[str, str],
+                link_kind: str | None, view: View, action: str,
+                found: tuple[str, Identity] | None, before: Card | None, after: Card,
+                region: str) -> Planned | None:
+        """The write of ``after`` (``before`` merged with ``view``) over ``card`` as
+        ``found``, and the link of ``link_kind`` to make; None: no change and no link.
+        ``region``: the recipient's."""
+        book, href = card
+        text, was = (found[0], found[1]) if found else (None, None)
         new_text = after.serialize()
-        link = Link(owner.user, recipient, book, href, link_kind, _now_iso(),
+        link = Link(owner.user, delivery.recipient, book, href, link_kind, _now_iso(),
                     after.first_value("UID") or "") if link_kind else None
         if new_text == text:
             return Planned(delivery, Write(book, href, new_text, was, done=True),
-                           _no_intent(view, book, href), set(), link) if link else None
+                           _no_intent(view, book, href), set(), link,
+                           region=region) if link else None
         intent = Intent(view, book, href, "create" if text is None else action,
                         tuple(diff(before, after)), text_hash(new_text))
         return Planned(delivery, Write(book, href, new_text, was), intent,
-                       view.values(self._ctx.region_of(owner)), link, after)
+                       view.values(self._ctx.region_of(owner)), link, after, region)
 
     # -- records around a write -----------------------------------------------------
     def before_write(self, planned: Planned) -> None:
@@ -391,9 +315,10 @@ class Deliverer:
                          p.intent.action, p.intent.changes) for p in done)
         index.outbox.clear_intents((p.delivery.owner, p.delivery.recipient) for p in done)
         index.cards.put_many(
-            index_parsed(p.write.book, p.write.href, p.card, region(p.delivery.recipient))
+            index_parsed(p.write.book, p.write.href, p.card,
+                         p.region or region(p.delivery.recipient))
             if p.card is not None else index_card(p.write.book, p.write.href, p.write.text,
-                                                  region(p.delivery.recipient))
+                                                  p.region or region(p.delivery.recipient))
             for p in done)
         # as the hooks do: the index knows these books as they are now, else every start
         # would read again each book the fan-out ever wrote into
@@ -423,12 +348,6 @@ class Deliverer:
     def _record(self, owner: str, recipient: str, intent: Intent) -> None:
         self._ctx.index.history.record(HistoryEntry(owner, recipient, intent.book,
                                                     intent.href, intent.action, intent.changes))
-
-    def withdrawal_view(self, owner: Owner, delivery: Delivery) -> View:
-        """Nothing shared any more: every field the copy may hold of the owner is withdrawn."""
-        fields = set(owner.shared_fields) | set(owner.withdrawn_fields) | {
-            f for f, _ in delivery.written_values}
-        return View((), (), tuple(sorted(fields)))
 
     # -- a single write through Radicale (accepting an offer) -----------------------
     def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,

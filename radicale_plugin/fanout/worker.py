@@ -9,13 +9,16 @@ and storage folder, then works in rounds:
    are dropped) is turned into pending deliveries by evaluating the owner's
    target rules over the card-key index (:mod:`selection`) — no book is
    read and no storage lock taken;
-2. *decide*, for up to ``round_size`` due deliveries: where the copy is or
-   could go (:mod:`delivery`) and what the recipient's consent allows
-   (:mod:`consent`): a write, an offer (:mod:`offers`), or nothing.  Cards
-   are read straight from their files, merged, and the new texts written
-   to temporary files beside them (:mod:`copy_files`), all outside the lock
-   (only a linked card that seems gone is looked at again under the shared
-   lock: a MOVE under way looks the same for a moment);
+2. *gather, decide*, for up to ``round_size`` due deliveries: first everything
+   their decisions need is read at once (:mod:`delivery.gather`: a few batched
+   index queries, and each card a decision needs read once, straight from its
+   file, outside the lock — only a linked card that seems gone is looked at
+   again under the shared lock: a MOVE under way looks the same for a moment);
+   then each delivery is decided from that data with no I/O
+   (:mod:`delivery.decide`: where the copy is or could go, what the
+   recipient's consent allows, the merged card): a write, an offer
+   (:mod:`offers`), or nothing.  The new texts are written to temporary files
+   beside the cards (:mod:`copy_files`);
 3. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
    seconds at a time, only to check that each card is unchanged and rename
    the new file over it; other requests are served between holds;
@@ -48,12 +51,13 @@ from dataclasses import dataclass
 
 from radicale.log import logger
 
-from radicale_plugin.consent import decisions as consent
 from radicale_plugin import index as idx
 from radicale_plugin.delivery.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copy_files import Write
 from radicale_plugin.delivery.copies import BookUnavailable, Deliverer, Planned, transient
+from radicale_plugin.delivery.decide import OFFER, REMOVED, WRITE, Verdict, decide
+from radicale_plugin.delivery.gather import gather
 from radicale_plugin.errors import BadCard, SharingError
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.consent.links import Links
@@ -233,15 +237,7 @@ class FanoutWorker:
                                           busy.taken if busy is not None else ())
         if not batch:
             return None
-        owners: dict[str, Owner] = {}
-        outcomes = []
-        self._deliverer.new_round()
-        for delivery in batch:
-            with self._files.quiet:
-                pass  # wait while the last round's writer holds the storage lock
-            owner = owners.get(delivery.owner) or self._ctx.index.owners.get(delivery.owner)
-            owners[owner.user] = owner
-            outcomes.append(self._decide(delivery, owner))
+        outcomes = self._decide(batch)
         clock.lap("decide")
         if busy is not None:
             busy.written.result()  # the files of the last round first: rounds stay in order
@@ -287,15 +283,35 @@ class FanoutWorker:
         outbox.plan(job, targets, self._ctx.settings.rewrite_spacing)
         logger.info("Update of %r's me card goes to %d recipient(s)", job.owner, len(targets))
 
-    def _decide(self, delivery: Delivery, owner: Owner) -> _Outcome:
-        outcome = _Outcome(delivery, owner)
+    def _decide(self, batch: list[Delivery]) -> list[_Outcome]:
+        """Gather what the round's decisions need, then decide each delivery (pure), then
+        work out its write (the merged card, the intent and the link to record)."""
+        owners = self._ctx.index.owners.get_many(d.owner for d in batch)
+        outcomes = [_Outcome(delivery, owners[delivery.owner]) for delivery in batch]
+        waiting = []
+        for outcome in outcomes:
+            try:
+                # a write a crash interrupted is settled first (rare: an intent is left)
+                outcome.delivery = self._deliverer.settle(outcome.owner, outcome.delivery)
+                outcome.delivery.attempts = 0  # whatever is decided now ends a run of failures
+                waiting.append(outcome)
+            except Exception as e:
+                self._failed(outcome, e)
         try:
-            outcome.delivery = delivery = self._deliverer.settle(owner, delivery)
-            delivery.attempts = 0  # whatever is decided now ends a run of failures
-            self._decide_one(outcome)
-        except Exception as e:
-            self._failed(outcome, e)
-        return outcome
+            gathered = gather(self._ctx, self._deliverer, [o.delivery for o in waiting], owners)
+        except Exception as e:  # the index cannot be read for now: every one waits
+            for outcome in waiting:
+                self._failed(outcome, e)
+            return outcomes
+        for outcome in waiting:
+            with self._files.quiet:
+                pass  # wait while the last round's writer holds the storage lock
+            try:
+                facts = gathered.facts(outcome.delivery)
+                self._apply(outcome, decide(facts), facts.recipient_region)
+            except Exception as e:
+                self._failed(outcome, e)
+        return outcomes
 
     def _failed(self, outcome: _Outcome, e: Exception) -> None:
         # one recipient's failure must neither stop the others nor be retried forever;
@@ -351,59 +367,34 @@ class FanoutWorker:
                        "in %g s: %s", delivery.owner, delivery.recipient, attempts,
                        settings.retry_attempts, wait, e)
 
-    def _decide_one(self, outcome: _Outcome) -> None:
+    def _apply(self, outcome: _Outcome, verdict: Verdict, region: str) -> None:
+        """The delivery's new state, and the write to make (worked out, not made yet)."""
         delivery, owner = outcome.delivery, outcome.owner
-        recipient = delivery.recipient
-        if delivery.state == idx.WITHDRAWING:
-            link = self._ctx.index.links.get(owner.user, recipient)
-            if link is not None and self._ctx.policy(recipient, owner.user) != "block" \
-                    and self._files.read(link.book, link.href) is not None:
-                outcome.planned = self._deliverer.plan(
-                    owner, delivery, (link.book, link.href), None,
-                    self._deliverer.withdrawal_view(owner, delivery), "withdraw")
-            delivery.state, delivery.error = idx.WITHDRAWN, ""
-            return
-        view = self._deliverer.wanted_view(owner, delivery)
-        if view is None:
+        if verdict.action == WRITE:
+            assert verdict.view is not None
+            if verdict.card is None or verdict.after is None:
+                # a new card: its place and UID depend on what the book holds now
+                outcome.planned = self._deliverer.plan(owner, delivery, verdict.card,
+                                                       verdict.link, verdict.view, verdict.kind)
+            else:
+                outcome.planned = self._deliverer.planned(
+                    owner, delivery, verdict.card, verdict.link, verdict.view, verdict.kind,
+                    verdict.found, verdict.before, verdict.after, region)
+            delivery.state, delivery.error = verdict.state, ""
+            if verdict.state == idx.DELIVERED:
+                delivery.due, delivery.delivered_seq = 0.0, delivery.wanted_seq
+        elif verdict.action == OFFER:
+            outcome.offer, outcome.offering = verdict.card, True
+        elif verdict.state == idx.STOPPED:
             delivery.state = idx.STOPPED
-            return
-        placement = self._deliverer.place(owner, delivery)
-        if placement.no_book:
-            delivery.state, delivery.error = idx.FAILED, "the recipient has no address book"
-            return
-        if placement.deleted:
-            logger.info("Recipient %r deleted the copy of %r's card: not re-created",
-                        recipient, owner.user)
-            delivery.state = idx.FAILED
-            delivery.error = "the recipient removed your card from their address book"
-            return
-        policy, chosen = self._ctx.standing(recipient, owner.user)
-        allowed = consent.may_offer(chosen, placement.owner_key_in_books,
-                                    placement.linked is not None)
-        decision = consent.decide(policy, placement.linked, placement.candidates, allowed)
-        if delivery.state == idx.ROLLED_BACK and placement.linked is not None \
-                and decision.action == consent.OFFER:
-            # a repair puts back the change the recipient already took (their phone wrote
-            # an older copy over it): it is not offered to them a second time
-            decision = consent.Decision(consent.WRITE, placement.linked)
-        found = placement.found if decision.card == placement.linked else None
-        if decision.action == consent.OFFER and decision.card is not None \
-                and (placement.linked or decision.link) \
-                and not self._deliverer.would_change(owner, delivery, decision.card, found):
-            # the card already says it all: an offer would change nothing
-            decision = consent.Decision(consent.WRITE, decision.card, decision.link)
-        if decision.action == consent.WRITE:
-            outcome.planned = self._deliverer.plan(owner, delivery, decision.card,
-                                                   decision.link, view, found=found)
-            delivery.state, delivery.error, delivery.due = idx.DELIVERED, "", 0.0
-            delivery.delivered_seq = delivery.wanted_seq
-        elif decision.action == consent.OFFER:
-            outcome.offer, outcome.offering = decision.card, True
-        elif decision.action == consent.BLOCKED:
-            logger.debug("Recipient %r blocks %r: copy left alone", recipient, owner.user)
-            delivery.state, delivery.error = idx.BLOCKED, ""
         else:
-            delivery.state, delivery.error = idx.FAILED, decision.reason
+            if verdict.error == REMOVED:
+                logger.info("Recipient %r deleted the copy of %r's card: not re-created",
+                            delivery.recipient, owner.user)
+            elif verdict.state == idx.BLOCKED:
+                logger.debug("Recipient %r blocks %r: copy left alone", delivery.recipient,
+                             owner.user)
+            delivery.state, delivery.error = verdict.state, verdict.error
 
     def _before(self, outcome: _Outcome) -> None:
         """In the round's first transaction: links, intents, offers, and every other outcome."""

@@ -56,6 +56,10 @@ class OwnerStore(abc.ABC):
         """Every owner that has a me card."""
 
     @abc.abstractmethod
+    def get_many(self, users: Iterable[str]) -> dict[str, Owner]:
+        """:meth:`get` for each of ``users`` at once (a fan-out round's gather)."""
+
+    @abc.abstractmethod
     def discoverability_of(self, users: Iterable[str]) -> dict[str, str]:
         """The discoverability each of ``users`` chose (users who chose none are left out)."""
 
@@ -278,6 +282,16 @@ class CardIndex(abc.ABC):
         """The user's address books the index knows, by path."""
 
     @abc.abstractmethod
+    def books_of_many(self, users: Iterable[str]) -> dict[str, list[str]]:
+        """:meth:`books_of` for each of ``users`` at once (every one of them a key)."""
+
+    @abc.abstractmethod
+    def cards_with_keys_of(self, users: Iterable[str],
+                           keys: Iterable[str]) -> dict[str, list[IndexedCard]]:
+        """:meth:`cards_with_keys` for each of ``users`` at once (every one of them a key),
+        by book and href."""
+
+    @abc.abstractmethod
     def book_version(self, book: str) -> str | None:
         """The vCard version most cards of the book use (None: an empty book)."""
 
@@ -324,6 +338,14 @@ class LinkStore(abc.ABC):
         """The link of a card, if it holds somebody's copy."""
 
     @abc.abstractmethod
+    def get_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        """The links of these (owner, recipient) pairs (pairs without one are left out)."""
+
+    @abc.abstractmethod
+    def at_many(self, cards: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        """The links of these (book, href) cards (cards holding no copy are left out)."""
+
+    @abc.abstractmethod
     def of_owner(self, owner: str) -> list[Link]:
         """Every link of an owner's copies."""
 
@@ -364,6 +386,10 @@ class ConsentStore(abc.ABC):
     @abc.abstractmethod
     def policies(self, recipient: str) -> dict[str, str]:
         """The recipient's policy per owner (``*``: the recipient's own default)."""
+
+    @abc.abstractmethod
+    def policies_of(self, recipients: Iterable[str]) -> dict[str, dict[str, str]]:
+        """:meth:`policies` for each of ``recipients`` at once (every one of them a key)."""
 
     @abc.abstractmethod
     def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:

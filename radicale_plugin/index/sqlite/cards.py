@@ -123,6 +123,48 @@ class SQLiteCardIndex(index.CardIndex):
             "SELECT path FROM books WHERE path >= ? AND path < ? ORDER BY path",
             (user + "/", user + "0"))]
 
+    def books_of_many(self, users: Iterable[str]) -> dict[str, list[str]]:
+        wanted = sorted(set(users))
+        out: dict[str, list[str]] = {u: [] for u in wanted}
+        for chunk in chunks(wanted, 400):
+            # one range on the primary key per user, as books_of
+            for (path,) in self._db.rows(
+                    "SELECT path FROM books WHERE %s ORDER BY path"
+                    % " OR ".join(["(path >= ? AND path < ?)"] * len(chunk)),
+                    [v for u in chunk for v in (u + "/", u + "0")]):
+                out[path.split("/", 1)[0]].append(path)
+        return out
+
+    def cards_with_keys_of(self, users: Iterable[str],
+                           keys: Iterable[str]) -> dict[str, list[IndexedCard]]:
+        wanted, key_list = sorted(set(users)), sorted(set(keys))
+        out: dict[str, list[IndexedCard]] = {u: [] for u in wanted}
+        if not key_list:
+            return out
+        for chunk in chunks(wanted, 400):
+            for key_chunk in chunks(key_list, 400):
+                found = ("SELECT DISTINCT book, href FROM card_keys WHERE user IN (%s) "
+                         "AND key IN (%s)" % (marks(chunk), marks(key_chunk)))
+                args = [*chunk, *key_chunk]
+                rows = self._db.rows("SELECT * FROM cards WHERE (book, href) IN (%s)" % found,
+                                     args)
+                card_keys: dict[tuple[str, str], set[str]] = {}
+                for book, href, key in self._db.rows(
+                        "SELECT book, href, key FROM card_keys WHERE (book, href) IN (%s)"
+                        % found, args):
+                    card_keys.setdefault((book, href), set()).add(key)
+                for r in rows:
+                    out[r["user"]].append(IndexedCard(
+                        r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
+                        frozenset(card_keys.get((r["book"], r["href"]), ())), r["name"] or "",
+                        frozenset(json.loads(r["categories"] or "[]")),
+                        tuple(json.loads(r["members"] or "[]")), r["version"] or ""))
+        for user, cards in out.items():
+            # one card may carry keys of several chunks: once, in order
+            out[user] = sorted({(c.book, c.href): c for c in cards}.values(),
+                               key=lambda c: (c.book, c.href))
+        return out
+
     def book_version(self, book: str) -> str | None:
         return self._db.value(
             "SELECT version FROM cards WHERE book = ? AND version IS NOT NULL GROUP BY version "

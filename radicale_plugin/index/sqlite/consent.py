@@ -8,7 +8,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Offer
-from radicale_plugin.index.sqlite.database import Database, now_iso
+from radicale_plugin.index.sqlite.database import Database, chunks, marks, now_iso
 
 
 def _offer(row: sqlite3.Row) -> Offer:
@@ -27,6 +27,16 @@ class SQLiteConsentStore(index.ConsentStore):
         return {r[0]: r[1] for r in self._db.rows(
             "SELECT owner, policy FROM policies WHERE recipient = ? ORDER BY owner",
             (recipient,))}
+
+    def policies_of(self, recipients: Iterable[str]) -> dict[str, dict[str, str]]:
+        wanted = sorted(set(recipients))
+        out: dict[str, dict[str, str]] = {r: {} for r in wanted}
+        for chunk in chunks(wanted):
+            for row in self._db.rows(
+                    "SELECT recipient, owner, policy FROM policies WHERE recipient IN (%s) "
+                    "ORDER BY recipient, owner" % marks(chunk), chunk):
+                out[row[0]][row[1]] = row[2]
+        return out
 
     def set_policy(self, recipient: str, owner: str, policy: str | None) -> None:
         if policy is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Iterable, Iterator
 
 from radicale_plugin import index
 from radicale_plugin.index import Link
@@ -29,6 +30,25 @@ class SQLiteLinkStore(index.LinkStore):
     def at(self, book: str, href: str) -> Link | None:
         row = self._db.row("SELECT * FROM links WHERE book = ? AND href = ?", (book, href))
         return _link(row) if row else None
+
+    def get_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        out: dict[tuple[str, str], Link] = {}
+        for chunk in _pair_chunks(pairs):
+            # row values on the primary key: one indexed look-up per pair
+            for row in self._db.rows(
+                    "SELECT * FROM links WHERE (owner, recipient) IN (VALUES %s)"
+                    % ",".join(["(?, ?)"] * len(chunk)), [v for p in chunk for v in p]):
+                out[(row["owner"], row["recipient"])] = _link(row)
+        return out
+
+    def at_many(self, cards: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        out: dict[tuple[str, str], Link] = {}
+        for chunk in _pair_chunks(cards):
+            for row in self._db.rows(
+                    "SELECT * FROM links WHERE (book, href) IN (VALUES %s)"
+                    % ",".join(["(?, ?)"] * len(chunk)), [v for p in chunk for v in p]):
+                out[(row["book"], row["href"])] = _link(row)
+        return out
 
     def of_owner(self, owner: str) -> list[Link]:
         return [_link(r) for r in self._db.rows(
@@ -86,3 +106,16 @@ class SQLiteLinkStore(index.LinkStore):
     def all(self) -> list[Link]:
         return [_link(r) for r in self._db.rows(
             "SELECT * FROM links ORDER BY owner, recipient")]
+
+
+def _pair_chunks(pairs: Iterable[tuple[str, str]], size: int = 400
+                 ) -> Iterator[list[tuple[str, str]]]:
+    """Pairs in lists short enough for SQLite's parameter limit (two values each)."""
+    batch: list[tuple[str, str]] = []
+    for pair in sorted(set(pairs)):
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

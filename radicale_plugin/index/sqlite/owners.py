@@ -41,6 +41,15 @@ class SQLiteOwnerStore(index.OwnerStore):
     def get(self, user: str) -> Owner:
         return self._owner(user, self._db.row("SELECT * FROM owners WHERE user = ?", (user,)))
 
+    def get_many(self, users: Iterable[str]) -> dict[str, Owner]:
+        wanted = sorted(set(users))
+        out = {user: Owner(user) for user in wanted}
+        for chunk in chunks(wanted):
+            for row in self._db.rows("SELECT * FROM owners WHERE user IN (%s)" % marks(chunk),
+                                     chunk):
+                out[row["user"]] = self._owner(row["user"], row)
+        return out
+
     def with_me_card(self) -> list[Owner]:
         return [self._owner(r["user"], r) for r in self._db.rows(
             "SELECT * FROM owners WHERE href IS NOT NULL ORDER BY user")]
