@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sharing API's calls: what each one reads, checks and does.
 
-JSON over HTTP under ``/.web/mecard/api/v1`` (see the README for each call
+JSON over HTTP under ``/.web/mecard/api/v1`` (docs/api.md describes each call
 with curl).  Every call acts on the authenticated user's own data.  Changes
 are ``POST`` (Radicale hands web plugins only GET and POST) and must come as
 ``application/json`` from this server's own pages or a client that sends no
@@ -124,7 +124,7 @@ class Api:
         if handler is None and match:
             return self._s.invites.preview(user, match.group(1), (query or {}).get("card"))
         if handler is None:
-            raise NotFound("no API call GET %s; see the README" % call)
+            raise NotFound("no API call GET %s; see docs/api.md" % call)
         return handler(user)
 
     def post(self, call: str, user: str, data: dict, base: str = "") -> Any:
@@ -156,7 +156,7 @@ class Api:
         match = re.fullmatch(r"/push/subscriptions/([A-Za-z0-9_-]{1,100})/delete", call)
         if match:
             return self._s.push.unsubscribe(user, match.group(1))
-        raise NotFound("no API call POST %s; see the README" % call)
+        raise NotFound("no API call POST %s; see docs/api.md" % call)
 
     # -- reads --------------------------------------------------------------------
     def me(self, user: str) -> dict[str, Any]:
@@ -196,7 +196,9 @@ class Api:
         """Resolved targets with each one's state (never the recipient's card)."""
         s = self._s
         targets, skipped = s.targets.select(user)  # from the index: no lock
-        with s.index.transaction():  # one snapshot: the worker may be between two steps
+        # one moment (the worker may be between two steps), read-only: a read transaction
+        # on a reader connection, which neither waits for nor holds up any writer
+        with s.index.snapshot():
             owner = s.index.owners.get(user)
             deliveries = {d.recipient: d for d in s.index.outbox.deliveries(user)}
             offers = {o.recipient: o for o in s.index.consent.offers_from(user)}

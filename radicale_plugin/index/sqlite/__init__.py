@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The embedded :class:`~radicale_plugin.index.SharingIndex`: one SQLite file.
 
-It lives beside Radicale's collection root.  One connection per process,
-serialised by a lock (Radicale serves requests from threads, and the fan-out
-worker is one more); ``synchronous=FULL`` so that a change recorded before the
-owner's PUT returns survives ``kill -9`` and power loss alike.  Each store of
-the contract is one module of this package; they share the connection.
+It lives beside Radicale's collection root.  One writer connection per
+process, serialised by a lock (Radicale serves requests from threads, and the
+fan-out worker is one more), and reader connections beside it: in WAL mode a
+read never waits for the writer, so no request (nor a storage hook under
+Radicale's lock) waits for the worker's reads, and its reads never wait for the
+worker's write transaction (:mod:`.database`).  ``synchronous=FULL`` so that a
+change recorded before the owner's PUT returns survives ``kill -9`` and power
+loss alike.  Each store of the contract is one module of this package; they
+share the connections.
 """
 
 from __future__ import annotations
