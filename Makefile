@@ -15,8 +15,11 @@ run: $(STAMP)
 	mkdir -p data
 	$(PY) -m radicale_plugin.serve --config config/radicale.conf
 
+# test files run in parallel (pytest-xdist; tests/conftest.py says what must not); the 15
+# slowest tests are listed at the end.  TEST_WORKERS=0: all in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 typecheck: $(STAMP)
 	$(PY) -m mypy radicale_plugin bridge

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email
+import errno
 import os
 import re
 import signal
@@ -50,8 +51,17 @@ class MailSink:
         return "250 OK"
 
     def start(self) -> "MailSink":
-        self._controller.start()
-        return self
+        for attempt in range(3):
+            try:
+                self._controller.start()
+                return self
+            except OSError as error:
+                # another test (another xdist worker) took the free port before our bind
+                if error.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
+                self.port = free_port()
+                self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        raise AssertionError("not reached")
 
     def stop(self) -> None:
         self._controller.stop()
@@ -130,8 +140,13 @@ level = debug
 
     def start(self) -> "RadicaleServer":
         if not getattr(self, "_mail_started", False):
+            chosen = self.mail.port
             self.mail.start()
             self._mail_started = True
+            if self.mail.port != chosen:  # the sink moved to another port: tell the server
+                config, line = self.root / "config", "mecard_smtp_port = %d\n"
+                config.write_text(config.read_text().replace(line % chosen,
+                                                             line % self.mail.port))
         self._logfile = open(self.log, "ab")
         for attempt in range(3):
             logged = self.log.stat().st_size

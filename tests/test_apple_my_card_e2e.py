@@ -19,7 +19,8 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.server import RadicaleServer, fixture, free_port
+from tests.conftest import FAMILY, USERS
+from tests.server import Client, RadicaleServer, fixture, free_port
 from tests.test_fanout_e2e import person
 
 CS = "http://calendarserver.org/ns/"
@@ -109,6 +110,19 @@ def test_the_designated_card_is_shared_like_one_set_through_the_api(server):
         time.sleep(0.2)
 
 
+@pytest.fixture(scope="module")
+def designated(tmp_path_factory) -> Iterator[tuple[RadicaleServer, Client]]:
+    """Alice and Bob with their me cards, on one server (loosened as ``server``) for the
+    refusals below: each checks that Alice's me card stayed, so the next one meets the same."""
+    srv = RadicaleServer(tmp_path_factory.mktemp("apple"), USERS, **FAMILY).start()
+    try:
+        alice = person(srv, "alice", "alice-me.vcf")
+        person(srv, "bob", "bob-me.vcf")
+        yield srv, alice
+    finally:
+        srv.stop()
+
+
 @pytest.mark.parametrize("href, status", [
     ("/bob/contacts/bob.vcf", "403"),              # another user's card
     ("/alice/contacts/nope.vcf", "409"),           # no such card
@@ -116,9 +130,8 @@ def test_the_designated_card_is_shared_like_one_set_through_the_api(server):
     ("http://elsewhere.example/alice/contacts/alice.vcf", "409"),  # another server
     ("", "409"),                                   # empty
 ])
-def test_a_me_card_that_cannot_be_set_is_refused_for_that_property(server, href, status):
-    alice = person(server, "alice", "alice-me.vcf")
-    person(server, "bob", "bob-me.vcf")
+def test_a_me_card_that_cannot_be_set_is_refused_for_that_property(designated, href, status):
+    server, alice = designated
     r = proppatch(server.url + "/alice/", "alice", apple_patch(href))
     got, why = statuses(r)[ME]
     assert got.startswith("HTTP/1.1 " + status), (got, why)

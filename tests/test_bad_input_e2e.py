@@ -2,11 +2,25 @@
 """Bad input gets a 4xx that says what is wrong, and nothing stored changes."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 import requests
 
-from tests.server import settled
-from tests.test_fanout_e2e import trio  # noqa: F401  (fixture)
+from tests.conftest import FAMILY, USERS
+from tests.server import Client, RadicaleServer, settled
+from tests.test_fanout_e2e import make_trio, trio  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def unchanged_trio(tmp_path_factory) -> Iterator[tuple[Client, Client, Client]]:
+    """``trio`` (its loosened server too), shared by calls that are refused: each of them
+    checks that nothing changed, so the next one meets the same trio."""
+    srv = RadicaleServer(tmp_path_factory.mktemp("trio"), USERS, **FAMILY).start()
+    try:
+        yield make_trio(srv)
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("method, call, data, status, words", [
@@ -25,8 +39,9 @@ from tests.test_fanout_e2e import trio  # noqa: F401  (fixture)
     ("POST", "/policies", {"owner": "alice", "policy": "block"}, 400, "towards yourself"),
     ("GET", "/nothing-here", None, 404, "no API call"),
 ])
-def test_bad_api_calls_are_refused_and_change_nothing(trio, method, call, data, status, words):
-    alice, _, _ = trio
+def test_bad_api_calls_are_refused_and_change_nothing(unchanged_trio, method, call, data,
+                                                      status, words):
+    alice, _, _ = unchanged_trio
     before = alice.api_ok("GET", "/me")
     r = alice.api(method, call, data)
     assert r.status_code == status, r.text

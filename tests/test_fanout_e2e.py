@@ -28,6 +28,11 @@ def person(server: RadicaleServer, user: str, me_card: str | None = None,
 @pytest.fixture
 def trio(server):
     """Alice (owner) with contacts for Bob and Carol; Bob already has a card for Alice."""
+    return make_trio(server)
+
+
+def make_trio(server: RadicaleServer) -> tuple[Client, Client, Client]:
+    """``trio`` on the given server (``test_bad_input_e2e`` shares one among its tests)."""
     alice, bob, carol = (person(server, u, ME_CARDS[u]) for u in ("alice", "bob", "carol"))
     assert bob.put("ally.vcf", fixture("bob-contact-alice.vcf")).status_code == 201
     assert alice.put("c-bob.vcf", fixture("alice-contact-bob.vcf")).status_code == 201

@@ -47,13 +47,25 @@ def start(tmp_path: Path, launcher: str = "radicale_plugin.serve", **options: st
     return srv.start()
 
 
-@pytest.fixture
-def srv(tmp_path) -> Iterator[RadicaleServer]:
-    server = start(tmp_path)
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory) -> Iterator[RadicaleServer]:
+    """One server for the tests of ``srv``: they need nothing but Alice's home, made anew."""
+    server = start(tmp_path_factory.mktemp("malformed"))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def srv(module_server) -> RadicaleServer:
+    """The module's server, Alice's home as on her first login: deleted (books, cards), made
+    again with its predefined book at her next request.  Its log keeps every earlier test's
+    requests, so ``still_serves`` finds a 500 of any of them."""
+    client = module_server.client("alice")
+    r = client.http.delete(client.url + "/alice/")
+    assert r.status_code in (200, 204), (r.status_code, r.text)
+    return module_server
 
 
 def raw(server: RadicaleServer, method: str, path: str, headers: dict[str, bytes | str],
