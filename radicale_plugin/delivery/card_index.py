@@ -172,9 +172,14 @@ class CardKeys:
         is held up for the reading, and none slips between reading and recording.
         """
         cards = self._ctx.index.cards
+        # through the writer: the hook that marked the books may still be committing
+        # (it wakes the worker from inside its transaction), and a reader would not see
+        # the marks yet, and the user would never be read again
+        with self._ctx.index.transaction(durable=False):
+            stale = cards.stale_books(user)
         before = {k for c in cards.cards_of(user) for k in c.keys}
         read = 0
-        for book in cards.stale_books(user):
+        for book in stale:
             folder = files.folder(book)
             for _ in range(20):  # a book written without pause: the next wake tries again
                 region = self._ctx.region_of(user)
