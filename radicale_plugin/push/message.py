@@ -5,8 +5,6 @@ subscription (RFC 8291) and its headers (RFC 8030), for the push sender (:mod:`.
 
 from __future__ import annotations
 
-from pywebpush import WebPusher
-
 from radicale_plugin.index import PushSubscription
 
 #: How long a push service keeps a message for a phone that is offline (RFC 8030 TTL).
@@ -28,6 +26,10 @@ def headers(authorization: str, subscription: PushSubscription, topic: str) -> d
 
 def encrypted(body: bytes, subscription: PushSubscription) -> bytes:
     """``body`` encrypted for the subscription (RFC 8291, aes128gcm)."""
+    # imported here: pywebpush pulls in aiohttp (a third of a second), which every server
+    # start and admin command would pay, while only the push sender needs it
+    from pywebpush import WebPusher
+
     pusher = WebPusher({"endpoint": subscription.push_resource,
                         "keys": {"p256dh": subscription.public_key,
                                  "auth": subscription.auth_secret}})
