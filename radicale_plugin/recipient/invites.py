@@ -45,7 +45,7 @@ from radicale_plugin.index import Delivery, Invite, Owner
 from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.consent.ratelimit import RateLimiter
 from radicale_plugin.owner.targets import MAX_RULES
-from radicale_plugin.recipient.placing import place_accepted
+from radicale_plugin.recipient.placing import check_chosen_card, place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -236,17 +236,7 @@ class Invites:
         if chosen[0] not in index.cards.books_of(recipient) or chosen[1].startswith(".") \
                 or self._deliverer.card_text(*chosen) is None:
             raise NotFound("you have no card %s" % card[:200])
-        link = index.links.at(*chosen)
-        if link is not None and link.owner != owner:
-            raise Conflict("that card holds another user's copy; choose another card or "
-                           "\"new\"")
-        me = index.owners.get(recipient)
-        if chosen == (me.book, me.href):
-            raise Conflict("that is your own me card; choose another card or \"new\"")
-        indexed = index.cards.card(*chosen)
-        if indexed is not None and indexed.is_group:
-            raise Conflict("that card is a group; choose a contact or \"new\"")
-        return chosen
+        return check_chosen_card(index, recipient, owner, chosen)
 
     def _new_place(self, owner: str, recipient: str) -> tuple[str, str]:
         """Where a new contact goes: never onto a card that is there already (a copy left

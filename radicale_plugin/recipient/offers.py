@@ -33,7 +33,7 @@ from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
 from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.delivery.reports import HELD_BACK
-from radicale_plugin.recipient.placing import place_accepted
+from radicale_plugin.recipient.placing import check_chosen_card, place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -251,17 +251,7 @@ class Offers:
             if card is None:
                 return None  # the proposed card is gone: a new contact
             raise NotFound("you have no card %s" % card)
-        link = index.links.at(*chosen)
-        if link is not None and link.owner != offer.owner:
-            raise Conflict("that card holds another user's copy; choose another card or "
-                           "\"new\"")
-        me = index.owners.get(recipient)
-        if chosen == (me.book, me.href):
-            raise Conflict("that is your own me card; choose another card or \"new\"")
-        indexed = index.cards.card(*chosen)
-        if indexed is not None and indexed.is_group:
-            raise Conflict("that card is a group; choose a contact or \"new\"")
-        return chosen
+        return check_chosen_card(index, recipient, offer.owner, chosen)
 
     def postpone(self, recipient: str, owner_name: str, until: str) -> dict[str, Any]:
         """Offer it again at ``until``."""

@@ -19,6 +19,7 @@ from typing import Iterator
 from radicale_plugin import index as idx
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copies import Deliverer
+from radicale_plugin.errors import Conflict
 from radicale_plugin.index import Owner
 from radicale_plugin.vcard.view import View
 
@@ -26,6 +27,23 @@ from radicale_plugin.vcard.view import View
 #: ends it at once; this only bounds a crash in between).
 PARKED = 60.0
 _WAITING = (idx.PENDING, idx.ROLLED_BACK, idx.WITHDRAWING)
+
+
+def check_chosen_card(index: idx.SharingIndex, recipient: str, owner: str,
+                      chosen: tuple[str, str]) -> tuple[str, str]:
+    """The card a recipient named for the owner's copy, if it may hold it: not another
+    owner's copy, not their me card, not a group (:class:`Conflict` says which)."""
+    link = index.links.at(*chosen)
+    if link is not None and link.owner != owner:
+        raise Conflict("that card holds another user's copy; choose another card or "
+                       "\"new\"")
+    me = index.owners.get(recipient)
+    if chosen == (me.book, me.href):
+        raise Conflict("that is your own me card; choose another card or \"new\"")
+    indexed = index.cards.card(*chosen)
+    if indexed is not None and indexed.is_group:
+        raise Conflict("that card is a group; choose a contact or \"new\"")
+    return chosen
 
 
 @contextlib.contextmanager
