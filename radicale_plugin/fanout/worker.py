@@ -40,6 +40,11 @@ holds up the others of its round.
 A copy a recipient's phone wrote back over (:mod:`rollback`, found by the
 storage hook) waits as ``rolled-back`` and is merged again like any delivery
 when due, without a second offer.
+
+Why one module of some 500 lines: it is the loop and its timing (rounds that
+overlap, the lock held by time, retries, the start-up checks); the decisions,
+the reading and the file writing it drives live in ``delivery/``, and what is
+left here is the one place where their order is kept.
 """
 
 from __future__ import annotations
