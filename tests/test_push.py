@@ -5,6 +5,7 @@ schema migration that adds the push tables."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import json
 import os
@@ -492,16 +493,21 @@ class Phone:
                                 expires or time.time() + 3600, "aes128gcm", time.time())
 
 
-@pytest.mark.alone  # bounds how long it takes: nothing else may run
+@pytest.mark.alone  # compares times: nothing else may run
 def test_changes_in_a_burst_make_one_message_then_one_per_window(sender):
     the_sender, index, fake = sender
+    # a window of 3 s: "at once" (well under half of it) and "after the window" stay
+    # apart on a loaded machine, where a 0.3 s window made the first bound flaky
+    window = 3.0
+    the_sender._ctx.settings = dataclasses.replace(the_sender._ctx.settings,
+                                                   push_coalesce=window)
     phone = Phone()
     index.push.put(phone.subscription("s1", "https://a.example.org/s1"))
     began = time.monotonic()
     for _ in range(20):
         the_sender.mark(["alice/contacts", "/alice/contacts/"])
     first = wait_for(lambda: fake.to("a.example.org"))
-    assert first[0][3] - began < 0.25  # the first change goes at once
+    assert first[0][3] - began < window / 2  # the first change goes at once
     body = http_ece.decrypt(first[0][2], private_key=phone.key, auth_secret=phone.auth,
                             version="aes128gcm")
     assert ET.fromstring(body).findtext(NS + "topic") == "TOPIC-A"
@@ -510,9 +516,9 @@ def test_changes_in_a_burst_make_one_message_then_one_per_window(sender):
         the_sender.mark(["alice/contacts"])
         time.sleep(0.01)
     second = wait_for(lambda: fake.to("a.example.org")[1:])
-    assert second[0][3] - first[0][3] >= 0.29  # not within the window
+    assert second[0][3] - first[0][3] >= window * 0.97  # not within the window
     time.sleep(0.5)
-    assert len(fake.to("a.example.org")) == 2
+    assert len(fake.to("a.example.org")) == 2  # the burst made one message, not twenty
     the_sender.mark(["bob/contacts", "alice"])  # no subscription, no book: nothing
     time.sleep(0.4)
     assert len(fake.sent) == 2
