@@ -568,8 +568,9 @@ def test_a_push_service_that_hangs_holds_up_no_other(sender):
     index.push.put(Phone().subscription("live", "https://b.example.org/live"))
     began = time.monotonic()
     the_sender.mark(["alice/contacts"])
-    sent = wait_for(lambda: fake.to("b.example.org"), 3)
-    assert sent[0][3] - began < 1
+    # held up, it would wait for the hung service (until the end of the test)
+    sent = wait_for(lambda: fake.to("b.example.org"), 5)
+    assert sent[0][3] - began < 4
     fake.hang["a.example.org"].set()
 
 
@@ -581,7 +582,9 @@ def test_marking_never_waits_for_sending(sender):
     began = time.monotonic()
     for n in range(1000):
         the_sender.mark(["alice/contacts", "u%d/contacts" % n])
-    assert time.monotonic() - began < 0.5
+    # waiting for the hung send would never end (the service hangs until the end); the
+    # bound only has to tell "never" from "at once" on a loaded machine
+    assert time.monotonic() - began < 5
     fake.hang["a.example.org"].set()
 
 
