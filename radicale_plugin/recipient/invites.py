@@ -42,10 +42,9 @@ from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.errors import BadRequest, Conflict, NotFound, TooMany
 from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Invite, Owner
-from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.consent.ratelimit import RateLimiter
 from radicale_plugin.owner.targets import MAX_RULES
-from radicale_plugin.recipient.placing import check_chosen_card, place_accepted
+from radicale_plugin.recipient.placing import check_chosen_card, owner_keys, place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -267,21 +266,10 @@ class Invites:
                 "name": unescape(before.first_value("FN") or "") if before else ""},
             "changes": [{"field": c.field, "before": c.before, "after": c.after}
                         for c in diff(before, after)],
-            "owner_keys": self._owner_keys(owner.user, view),
+            "owner_keys": owner_keys(self._ctx, owner.user, view),
             "expires": _iso(invite.expires),
             "accepted": self._used_by(invite, recipient),
         }
-
-    def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
-        verified = self._ctx.index.keys.verified(owner)
-        region = self._ctx.region_of(owner)  # her national forms, as she wrote them
-        keys = []
-        for entry in view.entries:
-            key = line_key(entry.name, entry.value, region)
-            if key:
-                keys.append({"key": key, "value": unescape(entry.value),
-                             "verified": key in verified})
-        return keys
 
     def accept(self, recipient: str, token: Any, card: Any = None) -> dict[str, Any]:
         """Place the owner's copy, make the owner ``auto`` and the recipient a target.

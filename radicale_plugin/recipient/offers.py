@@ -31,9 +31,8 @@ from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.errors import BadRequest, Conflict, NotFound
 from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
-from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.delivery.reports import HELD_BACK
-from radicale_plugin.recipient.placing import check_chosen_card, place_accepted
+from radicale_plugin.recipient.placing import check_chosen_card, owner_keys, place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
 
@@ -190,20 +189,9 @@ class Offers:
                         "name": unescape(before.first_value("FN") or "") if before else ""},
                     "changes": [{"field": c.field, "before": c.before, "after": c.after}
                                 for c in diff(before, after)],
-                    "owner_keys": self._owner_keys(offer.owner, view),
+                    "owner_keys": owner_keys(self._ctx, offer.owner, view),
                 })
         return out
-
-    def _owner_keys(self, owner: str, view: View) -> list[dict[str, Any]]:
-        verified = self._ctx.index.keys.verified(owner)
-        region = self._ctx.region_of(owner)
-        keys = []
-        for entry in view.entries:
-            key = line_key(entry.name, entry.value, region)
-            if key:
-                keys.append({"key": key, "value": unescape(entry.value),
-                             "verified": key in verified})
-        return keys
 
     def _open(self, recipient: str, owner: str) -> Offer:
         offer = self._ctx.index.consent.offer(owner, recipient)

@@ -14,19 +14,36 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 from radicale_plugin import index as idx
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.errors import Conflict
 from radicale_plugin.index import Owner
+from radicale_plugin.vcard.codec import unescape
+from radicale_plugin.vcard.matching import line_key
 from radicale_plugin.vcard.view import View
 
 #: How long a delivery being placed is kept from the fan-out (the accept's own finish
 #: ends it at once; this only bounds a crash in between).
 PARKED = 60.0
 _WAITING = (idx.PENDING, idx.ROLLED_BACK, idx.WITHDRAWING)
+
+
+def owner_keys(ctx: Context, owner: str, view: View) -> list[dict[str, Any]]:
+    """The owner's numbers and e-mails in ``view``, each with whether it is verified for
+    her (read in her region: her national forms, as she wrote them), for a recipient
+    deciding on an offer or an invite."""
+    verified = ctx.index.keys.verified(owner)
+    region = ctx.region_of(owner)
+    keys = []
+    for entry in view.entries:
+        key = line_key(entry.name, entry.value, region)
+        if key:
+            keys.append({"key": key, "value": unescape(entry.value),
+                         "verified": key in verified})
+    return keys
 
 
 def check_chosen_card(index: idx.SharingIndex, recipient: str, owner: str,
