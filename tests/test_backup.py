@@ -351,7 +351,7 @@ def test_an_export_of_the_previous_format_without_invites_or_regions_still_impor
     source = migrated_v2(tmp_path / "v2.sqlite")
     document = backup.export_state(source, REGION)
     source.close()
-    assert document["version"] == backup.VERSION == 2 and document["schema"] == 5
+    assert document["version"] == backup.VERSION == 2 and document["schema"] == 6
     # as version 1 (the previous release) wrote it: no invites, no region of owners
     document["version"], document["schema"] = 1, 4
     del document["invites"]

@@ -71,7 +71,7 @@ def test_the_migrated_database_has_the_current_schema_version(tmp_path):
     load_v1(path)
     assert user_version(path) == 0  # version 1 wrote no number
     SQLiteIndex(str(path)).close()
-    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 5
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 6
 
 
 @pytest.mark.parametrize("start", ["fresh", "v1"])
@@ -357,7 +357,7 @@ def test_a_version_3_database_gains_the_attempts_of_its_deliveries_and_keeps_the
     assert "attempts" not in columns(path, "deliveries")
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 5 and "attempts" in columns(path, "deliveries")
+        assert user_version(path) == 6 and "attempts" in columns(path, "deliveries")
         bob = index.outbox.delivery("alice", "bob")
         assert bob is not None
         assert (bob.state, bob.wanted_seq, bob.error, bob.due, bob.attempts) == (
@@ -534,7 +534,7 @@ def test_a_version_4_database_gains_the_tables_of_version_5_and_keeps_its_state(
     assert "region" not in columns(path, "owners")
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 5 and "region" in columns(path, "owners")
+        assert user_version(path) == 6 and "region" in columns(path, "owners")
         for table in ("invites", "invite_uses", "key_guesses", "key_claims"):
             assert columns(path, table), table
         assert index.owners.get("alice").rules == ["all"]

@@ -56,7 +56,7 @@ def test_the_admin_reads_a_compound_config_as_radicale_does(public_server):
     person(public_server, "alice", "alice-me.vcf")
     main, storage = split_config(public_server)
     database = public_server.root / "collections" / ".mecard.sqlite"
-    expected = "schema version 5 (this code writes 5)\n"
+    expected = "schema version 6 (this code writes 6)\n"
     assert ok(admin("%s:%s" % (main, storage), "schema")) == expected
     # a "?" before a file: optional; the last file given wins, as for radicale
     missing = public_server.root / "nowhere.conf"

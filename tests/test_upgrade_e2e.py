@@ -159,9 +159,9 @@ def test_pip_install_upgrade_from_the_previous_release_migrates_and_keeps_sharin
     server.start()
     try:
         started = server.log.read_text()[len(log_before):]
-        assert "migrated from schema version 4 to 5" in started
+        assert "migrated from schema version 4 to 6" in started
         assert "[ERROR]" not in started and "Traceback" not in started
-        assert server.admin("schema").startswith("schema version 5 (this code writes 5)")
+        assert server.admin("schema").startswith("schema version 6 (this code writes 6)")
 
         # everything is still there
         me = alice.api_ok("GET", "/me")

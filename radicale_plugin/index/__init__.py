@@ -818,7 +818,7 @@ class SharingIndex(abc.ABC):
     """All sharing state of one server, one store per concern."""
 
     #: The schema version this code writes.
-    SCHEMA_VERSION = 5
+    SCHEMA_VERSION = 6
 
     owners: OwnerStore
     keys: KeyStore

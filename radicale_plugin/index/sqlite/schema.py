@@ -9,7 +9,9 @@ backoff); version 5 adds invites, wrong verification answers per key, the keys a
 owner put on a me card per day, a user's own region (``owners.region``) and the UID of
 a linked card (``links.uid``), an owner's first share of offers (``first_shares``),
 the rollbacks of a copy put right (``deliveries.repairs``) and the WebDAV-Push
-messages not sent yet (``push_queue``).  A database made by newer code than this is
+messages not sent yet (``push_queue``); version 6 what the pages need: undone
+history entries and the owner values a recipient undid, notification settings and
+their durable batches, and a field set per target rule (audiences).  A database made by newer code than this is
 refused with a message, never guessed at.
 """
 
@@ -183,6 +185,8 @@ def _migrate(db: Database, region: str, target: int) -> None:
             _v3_to_v4(db)
         if version < 5:
             _v4_to_v5(db)
+        if version < 6:
+            _v5_to_v6(db)
         db.execute("PRAGMA user_version = %d" % target)
     if version:
         logger.info("Sharing database %s migrated from schema version %d to %d",
@@ -190,7 +194,8 @@ def _migrate(db: Database, region: str, target: int) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    text = "\n".join(ln for ln in script.splitlines() if not ln.lstrip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]
 
 
 def _v2_to_v3(db: Database) -> None:
@@ -246,6 +251,31 @@ def _v4_to_v5(db: Database) -> None:
         db.execute("ALTER TABLE links ADD COLUMN uid TEXT")
         db.execute("UPDATE links SET uid = (SELECT cards.uid FROM cards WHERE "
                    "cards.book = links.book AND cards.href = links.href)")
+
+
+#: Added by schema version 6: one block per part, each in its own words.
+TABLES_V6 = """
+-- history and undo (delivery/history.py, recipient/undo.py)
+
+-- notifications (notify/)
+
+-- audiences: a field set per target rule (owner/audiences.py)
+"""
+
+
+def _v5_to_v6(db: Database) -> None:
+    for statement in _statements(TABLES_V6):
+        db.execute(statement)
+    # columns added to tables of earlier versions (checked first: a database rolled back
+    # to an older version number by hand, as tests do, may have them already)
+    for table, column, kind in V6_COLUMNS:
+        if column not in {r[1] for r in db.rows("PRAGMA table_info(%s)" % table)}:
+            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, kind))
+
+
+#: (table, column, type) added by schema version 6 to tables of earlier versions.
+V6_COLUMNS: list[tuple[str, str, str]] = [
+]
 
 
 def _v1_to_v2(db: Database, region: str) -> None:
