@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test typecheck bench clean
+.PHONY: run test typecheck bench clean system-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,8 +18,24 @@ run: $(STAMP)
 # test files run in parallel (pytest-xdist; tests/conftest.py says what must not); the 15
 # slowest tests are listed at the end.  TEST_WORKERS=0: all in one process.
 TEST_WORKERS ?= auto
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+
+# Debian packages the tests drive: headless Chromium and its driver (the pages' tests).
+# Installed with apt-get when missing (CI runs as root); otherwise the advice says what to do.
+SYSTEM_BINARIES := chromium chromedriver
+SYSTEM_PACKAGES := chromium chromium-driver
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing (Debian packages: $(SYSTEM_PACKAGES))"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing:$$missing - run as root, or: sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
 
 typecheck: $(STAMP)
 	$(PY) -m mypy radicale_plugin bridge

@@ -26,6 +26,7 @@ from radicale import storage as radicale_storage
 from radicale.log import logger
 from radicale.web import internal
 
+from radicale_plugin.http import pages
 from radicale_plugin.http.api import Api
 from radicale_plugin.errors import (BadMediaType, BadRequest, Forbidden, SharingError,
                                     TooLarge, TooMany)
@@ -140,6 +141,9 @@ class Web(internal.Web):
     def get(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
             user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
         if not path.startswith(PREFIX + "/") and path != PREFIX:
+            if path == pages.ROOT or path.startswith(pages.ROOT + "/"):
+                # the pages sign in, refuse and answer on their own (http/pages/)
+                return pages.answer(self._api, path, user, _query(environ), base_prefix)
             return super().get(environ, base_prefix, path, user, user_groups, request_info)
         if not user:
             return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in

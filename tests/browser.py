@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A real browser for the pages' tests: Debian's headless Chromium through Selenium.
+
+``make test`` installs ``chromium`` and ``chromium-driver`` when they are missing (as
+root, with apt-get); without them these tests fail with that advice, never skip.
+Signing in is Radicale's own login (HTTP Basic): the browser sends the user's
+credentials with every request of the test, as it does once a person typed them into
+the browser's login prompt.  Screenshots go to ``test-artifacts/`` (git ignores it).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+
+
+def _binary(names: tuple[str, ...]) -> str:
+    for name in names:
+        found = shutil.which(name) or (name if os.path.exists(name) else None)
+        if found:
+            return found
+    pytest.fail("no %s here: install Debian's chromium and chromium-driver packages "
+                "(apt-get install chromium chromium-driver; `make test` does it as root)"
+                % names[0], pytrace=False)
+
+
+class Browser:
+    """One headless Chromium window, signed in as nobody or as one user."""
+
+    def __init__(self) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        options = webdriver.ChromeOptions()
+        options.binary_location = _binary(("chromium", "/usr/bin/chromium",
+                                           "chromium-browser"))
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--no-first-run", "--disable-extensions",
+                     "--window-size=%d,%d" % DESKTOP):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(_binary(("chromedriver", "/usr/bin/chromedriver")))
+        self.driver = webdriver.Chrome(service=service, options=options)
+        self.driver.set_page_load_timeout(30)
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.user = ""
+
+    def sign_in(self, user: str, password: str) -> None:
+        """From now on every request carries ``user``'s login (as after the browser's prompt)."""
+        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        self.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders",
+                                    {"headers": {"Authorization": "Basic " + token}})
+        self.user = user
+
+    def sign_out(self) -> None:
+        self.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        self.user = ""
+
+    def open(self, url: str) -> None:
+        self.driver.get(url)
+
+    def css(self, selector: str) -> Any:
+        from selenium.webdriver.common.by import By
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def all(self, selector: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def text(self) -> str:
+        return self.css("body").text
+
+    def wait_for(self, selector: str, timeout: float = 15) -> Any:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+        return WebDriverWait(self.driver, timeout).until(
+            expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, selector)))
+
+    def wait_for_text(self, text: str, timeout: float = 15) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+        WebDriverWait(self.driver, timeout).until(lambda d: text in self.text())
+
+    def console_errors(self) -> list[str]:
+        """What the page's console said at SEVERE level (a CSP refusal, a script error)."""
+        return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+
+    def screenshot(self, name: str) -> list[Path]:
+        """The page at desktop and at phone width, as PNGs in test-artifacts/."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        written = []
+        for label, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
+            self.driver.set_window_size(width, height)
+            path = ARTIFACTS / ("%s-%s.png" % (safe, label))
+            self.driver.save_screenshot(str(path))
+            written.append(path)
+        self.driver.set_window_size(*DESKTOP)
+        return written
+
+    def quit(self) -> None:
+        self.driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A fresh headless Chromium (import this fixture into the test module)."""
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.quit()
