@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures of every test module, and how the suite runs in parallel (``make test``).
 
-``make test`` runs the test files on several pytest-xdist workers (``-n``).  Tests are
-independent of each other: each server has its own free port (``tests/server.py``), its own
-``tmp_path`` folder and its own SMTP sink.  What cannot run beside other tests says so:
+``make test`` runs the test files on several pytest-xdist workers (``-n auto``: two per CPU,
+see :func:`pytest_xdist_auto_num_workers`).  Tests are independent of each other: each server
+has its own free port (``tests/server.py``), its own ``tmp_path`` folder and its own SMTP
+sink.  What cannot run beside other tests says so:
 
 - ``@pytest.mark.alone``: the test measures time (an upper bound on how long something
   takes); it runs while no other test runs on any worker, so that another worker's server
@@ -11,6 +12,8 @@ independent of each other: each server has its own free port (``tests/server.py`
 - a module with a module- or class-scoped fixture (a server shared by its tests) runs on one
   worker as a whole, so that its server starts once; :data:`SHARED_RESOURCES` lists the
   modules that share something outside ``tmp_path`` and must not run at the same time.
+
+The other tests run longest first, by the durations the last run kept in pytest's cache.
 """
 from __future__ import annotations
 
@@ -34,6 +37,14 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dav
 #: module file -> group: modules of one group run on one worker, one after the other.
 #: Both build wheels with ``pip`` into the one wheelhouse beside the venv (``WHEELHOUSE``).
 SHARED_RESOURCES = {"test_install_e2e.py": "wheelhouse", "test_upgrade_e2e.py": "wheelhouse"}
+
+
+@pytest.fixture(scope="session")
+def work_tree_wheel(tmp_path_factory) -> Path:
+    """The wheel of this work tree, built once for ``test_install_e2e`` and
+    ``test_upgrade_e2e`` (one group: they run on one worker, so the build is shared)."""
+    from tests.test_install_e2e import build_wheel
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture
@@ -63,6 +74,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "alone: measures time; runs while no other test runs on any xdist worker")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: two workers per CPU (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides).
+
+    Most of an end-to-end test is waiting (for a server to start, a fan-out round, a timer),
+    not computing: with one worker per CPU the CPUs idle a good part of the run.  Tests that
+    measure time run ``alone`` whatever the number of workers.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count() or 1)
+
+
 def _shares_a_fixture(item: pytest.Item) -> bool:
     """Whether the test uses a fixture that lives longer than one test, in its module."""
     info = getattr(item, "_fixtureinfo", None)
@@ -72,17 +96,76 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
                for defs in info.name2fixturedefs.values() for d in defs)
 
 
+def _join_group(config: pytest.Config, item: pytest.Item, group: str) -> None:
+    """Mark the test for ``--dist loadgroup``: xdist's scheduler reads the group from the
+    end of the test's id (``...::test@group``)."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    ident = getattr(item, "_id", None)
+    if getattr(config.option, "loadgroup", False) and ident is not None:
+        # pytest 9 keeps the id in ``_id``; xdist 3.8 still writes the group into
+        # ``_nodeid``, which pytest no longer reads: without this no group ever formed
+        # (each worker started its own copy of a module's shared server, and both wheel
+        # tests built their wheels at once).  Written as xdist means to.
+        if not str(ident).endswith("@" + group):
+            item._id = type(ident).parse("%s@%s" % (ident, group))
+
+
+#: where the last runs' test durations are kept (pytest's cache, ``.pytest_cache``)
+DURATIONS = "mecard/durations"
+
+
+# first: xdist reads the groups from the markers in its own hook (a worker's, registered
+# after this file), which without tryfirst ran before this one and saw no group at all
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group the tests that must run on one worker (``--dist loadgroup``).
 
     Every other test is scheduled on its own: the workers stay evenly busy to the end.
+    The ungrouped tests go longest first, as long as earlier runs timed them (see
+    :func:`pytest_runtest_logreport`): a long test picked up last would keep one worker
+    busy while the others have nothing left to do.  The ``alone`` tests go last.
     """
+    grouped: list[pytest.Item] = []
+    single: list[pytest.Item] = []
     for item in items:
         module = item.path.name
         if module in SHARED_RESOURCES:
-            item.add_marker(pytest.mark.xdist_group(SHARED_RESOURCES[module]))
+            _join_group(config, item, SHARED_RESOURCES[module])
         elif _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(module))
+            _join_group(config, item, module)
+        (grouped if item.get_closest_marker("xdist_group") else single).append(item)
+    cache = getattr(config, "cache", None)
+    if cache is None or not hasattr(config, "workerinput"):
+        return  # one process: the order of the files, as written
+    took = cache.get(DURATIONS, {})
+
+    def guess(item: pytest.Item) -> float:
+        """Seconds the last run took; never timed (a fresh clone): a second for a test
+        with a server (``*_e2e.py``), nothing for the rest, so that the quick ones end it."""
+        return float(took.get(item.nodeid, 1.0 if "_e2e" in item.path.name else 0.0))
+    # groups first (xdist hands out the biggest groups first anyway), then the rest, and the
+    # ``alone`` tests last: one of them in the middle would idle the other workers while
+    # their running tests end; every worker reads the same cache, so all agree on the order
+    single.sort(key=lambda item: (item.get_closest_marker("alone") is not None, -guess(item)))
+    items[:] = grouped + single
+
+
+_took: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Sum setup, call and teardown of each test (in the process that reports them)."""
+    _took[report.nodeid] = _took.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keep the durations for the next run's order (the controller's, or a lone process's)."""
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _took:
+        return
+    kept = cache.get(DURATIONS, {})
+    kept.update({nodeid: round(took, 2) for nodeid, took in _took.items()})
+    cache.set(DURATIONS, kept)
 
 
 class _Turns:

@@ -65,6 +65,7 @@ def constraints(work: Path) -> Path:
 
 def build_wheel(work: Path) -> Path:
     """``pip wheel --no-deps .`` of a copy of the sources (the work tree stays clean)."""
+    WHEELHOUSE.mkdir(exist_ok=True)
     source = work / "src"
     source.mkdir()
     for name in SOURCES:
@@ -133,12 +134,12 @@ class InstalledRadicale(RadicaleServer):
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Path:
+def venv(tmp_path_factory, work_tree_wheel) -> Path:
     work = tmp_path_factory.mktemp("install")
     WHEELHOUSE.mkdir(exist_ok=True)
     began = time.monotonic()
-    installed = install(work, build_wheel(work))
-    print("\nwheel built and installed in %.0f s" % (time.monotonic() - began))
+    installed = install(work, work_tree_wheel)  # built by conftest.py, once per run
+    print("\nwheel installed in %.0f s" % (time.monotonic() - began))
     return installed
 
 

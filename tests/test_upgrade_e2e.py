@@ -12,6 +12,8 @@ is migrated, everything is still there, and a new change of the owner's arrives.
 The wheels come from the sources, the dependencies from the wheelhouse that
 ``tests/test_install_e2e.py`` keeps beside the test virtualenv (filled once from the
 package index with the versions installed here), so the test runs offline after that.
+The previous release's wheel is built once and kept beside the test virtualenv (one folder
+per commit); the work tree's wheel is built once per run, for ``test_install_e2e`` too.
 It needs the previous release's commit: a shallow clone fails with what to do.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled
 from tests.test_fanout_e2e import person
-from tests.test_install_e2e import PIP, ROOT, SOURCES, WHEELHOUSE, install, run
+from tests.test_install_e2e import PIP, ROOT, WHEELHOUSE, install, run
 
 #: The previous release: version 0.1.0, schema 4.
 PREVIOUS, PREVIOUS_VERSION = "2c81d19", "0.1.0"
@@ -52,17 +54,6 @@ def sources_of_previous(dest: Path) -> Path:
     dest.mkdir()
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(dest, filter="data")
-    return dest
-
-
-def sources_of_work_tree(dest: Path) -> Path:
-    dest.mkdir()
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, dest / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(ROOT / name, dest / name)
     return dest
 
 
@@ -111,12 +102,32 @@ class InstalledServer(RadicaleServer):
                     if line.startswith("Version:"))
 
 
+#: The previous release's wheel, kept beside the test virtualenv between runs: its commit
+#: never changes, so neither does its wheel (one folder per commit).
+PREVIOUS_WHEELS = Path(sys.prefix) / "mecard-test-previous-release"
+
+
+def wheel_of_previous(work: Path) -> Path:
+    """The previous release's wheel: built from its commit on the first run, then kept."""
+    kept = PREVIOUS_WHEELS / PREVIOUS
+    found = sorted(kept.glob("radicale_mecard-*.whl")) if kept.is_dir() else []
+    if found:
+        return found[0]
+    built = wheel_of(sources_of_previous(work / "previous"), work / "dist-previous")
+    kept.mkdir(parents=True, exist_ok=True)
+    # runs of other work trees share the virtualenv: a wheel appears whole or not at all
+    partial = kept / (".%s.%d" % (built.name, os.getpid()))
+    shutil.copy2(built, partial)
+    os.replace(partial, kept / built.name)
+    return kept / built.name
+
+
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> dict[str, Path]:
+def wheels(tmp_path_factory, work_tree_wheel) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("wheels")
     WHEELHOUSE.mkdir(exist_ok=True)
-    return {"previous": wheel_of(sources_of_previous(work / "previous"), work / "dist-previous"),
-            "current": wheel_of(sources_of_work_tree(work / "current"), work / "dist-current")}
+    # the work tree's wheel is built once per run (conftest.py), for test_install_e2e too
+    return {"previous": wheel_of_previous(work), "current": work_tree_wheel}
 
 
 def recipients(owner: Client) -> dict[str, str]:
