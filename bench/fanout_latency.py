@@ -12,7 +12,10 @@
   log says it for each fan-out).
 
 Rounds are interleaved; figures are medians of rounds.  Usage:
-``bench/fanout_latency.py [--recipients N] [--rounds R]``.
+``bench/fanout_latency.py [--recipients N] [--rounds R] [--before TREE]``; with
+``--before`` each round runs that tree's plugin, then this one's, on the same world.  The
+storage hooks' waits for the index's writer, and the fan-out's holds of it, are probed
+(:mod:`bench.writer_probe`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.world import (World, build, card, delivered, me_card, number, seq,  # noqa: E402
                          share, verify_recipients)
+from bench.writer_probe import holds, waits  # noqa: E402
 
 DAV = "{DAV:}"
 
@@ -95,9 +99,11 @@ class Other:
         return results
 
 
-def longest_hold(world: World) -> float:
-    found = re.findall(r"longest hold of the storage lock ([0-9.]+) ms",
-                       (world.root / "radicale.log").read_text(errors="replace"))
+def longest_hold(world: World, start: int = 0) -> float:
+    with open(world.root / "radicale.log", "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    found = re.findall(r"longest hold of the storage lock ([0-9.]+) ms", text)
     return max(map(float, found)) if found else 0.0
 
 
@@ -106,13 +112,21 @@ def wait_fan_out(world: World, change: int) -> None:
         time.sleep(0.05)
 
 
-def latency_rounds(size: int, cards: int, rounds: int, base: Path) -> None:
+def latency_rounds(size: int, cards: int, rounds: int, base: Path,
+                   codes: dict[str, Path] | None = None) -> None:
+    """``codes``: the trees to measure side by side (label → tree), in interleaved rounds on
+    the same world; by default this tree alone."""
+    codes = codes or {"ours": Path(__file__).resolve().parent.parent}
     print("building %d recipients with %d-card books..." % (size, cards), file=sys.stderr)
     world = build(base / ("latency-%d" % size), size, cards)
     verify_recipients(world)
+    world.probe = True
     plain = World(world.root, size, cards, stock=True)
-    puts: dict[str, list[float]] = {"plain": [], "idle": [], "during": []}
-    others: dict[str, dict[str, list[float]]] = {"idle": {}, "during": {}}
+    puts: dict[str, list[float]] = {"plain": []}
+    others: dict[str, dict[str, dict[str, list[float]]]] = {}
+    hook_waits: dict[str, dict[str, list[float]]] = {}
+    lock_holds: dict[str, float] = {}
+    writer_holds: dict[str, list[tuple[float, str]]] = {}
     world.start().ready()
     share(world)
     wait_fan_out(world, seq(world))
@@ -121,37 +135,70 @@ def latency_rounds(size: int, cards: int, rounds: int, base: Path) -> None:
         plain.start()
         puts["plain"] += owner_puts(plain, 20, False, 1000 * r)
         plain.stop()
-        world.start().ready()
-        try:
-            puts["idle"] += owner_puts(world, 20, False, 1000 * r + 100)
-            other = Other(world)
-            for name, values in other.run(seconds=8).items():
-                others["idle"].setdefault(name, []).extend(values)
-            world.put_me_card(number(600000 + r))
-            change = seq(world)
-            during = owner_puts(world, 10, True, 1000 * r + 200)
-            puts["during"] += during
-            for name, values in other.run(
-                    until=lambda: delivered(world, change) >= world.recipients * 0.9).items():
-                others["during"].setdefault(name, []).extend(values)
-            wait_fan_out(world, seq(world))
-        finally:
-            world.stop()
-    print("\n%d recipients (%d-card books), %d rounds" % (size, cards, rounds))
+        for n, (label, code) in enumerate(codes.items()):
+            world.code = code
+            world.start().ready()
+            mine = others.setdefault(label, {"idle": {}, "during": {}})
+            windows: dict[str, list[tuple[float, float]]] = {"idle": [], "during": []}
+            try:
+                puts.setdefault(label + " idle", []).extend(
+                    owner_puts(world, 20, False, 1000 * r + 100 + 10 * n))
+                other = Other(world)
+                begin = time.time()
+                for name, values in other.run(seconds=8).items():
+                    mine["idle"].setdefault(name, []).extend(values)
+                windows["idle"].append((begin, time.time()))
+                world.put_me_card(number(600000 + 10 * r + n))
+                change = seq(world)
+                begin = time.time()
+                puts.setdefault(label + " during", []).extend(
+                    owner_puts(world, 10, True, 1000 * r + 200 + 20 * n))
+                for name, values in other.run(
+                        until=lambda: delivered(world, change) >= world.recipients * 0.9
+                ).items():
+                    mine["during"].setdefault(name, []).extend(values)
+                windows["during"].append((begin, time.time()))
+                wait_fan_out(world, seq(world))
+            finally:
+                world.stop()
+            found = waits(world.log, world.log_start)
+            for phase, spans in windows.items():
+                hook_waits.setdefault(label, {}).setdefault(phase, []).extend(
+                    ms for t, ms in found if any(a <= t <= b for a, b in spans))
+            lock_holds[label] = max(lock_holds.get(label, 0.0),
+                                    longest_hold(world, world.log_start))
+            writer_holds.setdefault(label, []).extend(holds(world.log, world.log_start))
+    print("\n%d recipients (%d-card books), %d rounds%s" % (
+        size, cards, rounds, ", side by side: " + " / ".join(codes) if len(codes) > 1 else ""))
     base_p90 = pct(puts["plain"], 90)
-    for name in ("plain", "idle", "during"):
-        label = {"plain": "plain Radicale", "idle": "ours, idle",
-                 "during": "ours, during her previous fan-out"}[name]
+    for name in puts:
         print("  owner's PUT, %-34s p50 %6.1f ms  p90 %6.1f ms  p90 ratio %.2f"
-              % (label, pct(puts[name], 50), pct(puts[name], 90),
-                 pct(puts[name], 90) / base_p90))
-    for op in ("GET", "PROPFIND", "REPORT", "PUT"):
-        idle, during = others["idle"].get(op, [0]), others["during"].get(op, [0])
-        print("  another user's %-8s p50 %6.1f → %6.1f ms   p99 %6.1f → %6.1f ms   "
-              "p99 ratio %.2f  (%d/%d samples)"
-              % (op, pct(idle, 50), pct(during, 50), pct(idle, 99), pct(during, 99),
-                 pct(during, 99) / max(pct(idle, 99), 1e-6), len(idle), len(during)))
-    print("  longest hold of the storage lock by the fan-out: %.1f ms" % longest_hold(world))
+              % ("plain Radicale" if name == "plain" else name, pct(puts[name], 50),
+                 pct(puts[name], 90), pct(puts[name], 90) / base_p90))
+    for label in codes:
+        print("  %s:" % label)
+        for op in ("GET", "PROPFIND", "REPORT", "PUT"):
+            idle = others[label]["idle"].get(op, [0])
+            during = others[label]["during"].get(op, [0])
+            print("    another user's %-8s p50 %6.1f → %6.1f ms   p99 %6.1f → %6.1f ms   "
+                  "p99 ratio %.2f  (%d/%d samples)"
+                  % (op, pct(idle, 50), pct(during, 50), pct(idle, 99), pct(during, 99),
+                     pct(during, 99) / max(pct(idle, 99), 1e-6), len(idle), len(during)))
+        for phase in ("idle", "during"):
+            found = hook_waits.get(label, {}).get(phase, [])
+            print("    storage hooks' waits for the index's writer, %-6s: %d of 1 ms or more, "
+                  "%d over 10 ms, longest %.1f ms" % (
+                      phase, len(found), sum(ms > 10 for ms in found),
+                      max(found, default=0.0)))
+        print("    longest hold of the storage lock by the fan-out: %.1f ms" % lock_holds[label])
+        longest: dict[str, float] = {}
+        for ms, where in writer_holds[label]:
+            longest[where] = max(longest.get(where, 0.0), ms)
+        print("    the fan-out's holds of the index's writer: %d of 5 ms or more, %d over 10 ms; "
+              "longest by where:" % (len(writer_holds[label]),
+                                     sum(ms > 10 for ms, _ in writer_holds[label])))
+        for where, ms in sorted(longest.items(), key=lambda kv: -kv[1])[:4]:
+            print("      %7.1f ms  %s" % (ms, where))
 
 
 def time_to_visible(rounds: int, base: Path) -> None:
@@ -194,9 +241,18 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "mecard-bench")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="also run the plugin of another tree of this repository (e.g. "
+                             "`git worktree add /tmp/before HEAD`), side by side, round by "
+                             "round on the same world")
+    parser.add_argument("--skip-visible", action="store_true",
+                        help="measure only the latency rounds")
     args = parser.parse_args()
-    time_to_visible(max(3, args.rounds), args.dir)
-    latency_rounds(args.recipients, args.cards, args.rounds, args.dir)
+    if not args.skip_visible:
+        time_to_visible(max(3, args.rounds), args.dir)
+    here = Path(__file__).resolve().parent.parent
+    codes = {"before": args.before.resolve(), "after": here} if args.before else None
+    latency_rounds(args.recipients, args.cards, args.rounds, args.dir, codes)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ in interleaved rounds:
 * **floor**: write + fsync + rename of one small file per recipient.
 
 Prints recipients/s (min and median over rounds) and the ratios.  Usage:
-``bench/fanout_throughput.py [SIZES...] [--rounds N] [--policy auto|ask|both]``.
+``bench/fanout_throughput.py [SIZES...] [--rounds N] [--policy auto|ask|both] [--before TREE]``;
+with ``--before`` each round measures the next change with that tree's plugin, then with
+this one's, on the same world (a restart between), and prints after/before instead of
+stock and floor.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ def first_fan_out(world: World, policy: str) -> float:
     return world.recipients / (time.perf_counter() - start)
 
 
-def run(size: int, rounds: int, policy: str, base: Path) -> dict[str, list[float]]:
+def run(size: int, rounds: int, policy: str, base: Path,
+        before: Path | None = None) -> dict[str, list[float]]:
     print("building %d recipients with 50-card books..." % size, file=sys.stderr)
     world = build(base / ("%s-%d" % (policy, size)), size)
     verify_recipients(world)
@@ -112,6 +116,8 @@ def run(size: int, rounds: int, policy: str, base: Path) -> dict[str, list[float
         texts = [card(u + "-alice", "Ally", "TEL;TYPE=CELL:" + number(800000 + i), "NICKNAME:Sis")
                  for i, u in enumerate(world.users())]
         results["first"].append(first_fan_out(world, policy))
+        if before is not None:
+            return side_by_side(world, rounds, policy, before, results)
         for r in range(rounds):
             results["floor"].append(floor(world, texts))
             results["stock"].append(stock_upload(world, texts))
@@ -119,6 +125,20 @@ def run(size: int, rounds: int, policy: str, base: Path) -> dict[str, list[float
         return results
     finally:
         world.stop()
+
+
+def side_by_side(world: World, rounds: int, policy: str, before: Path,
+                 results: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The next change, with the plugin of ``before`` then this one's, round by round."""
+    here = world.code
+    for r in range(rounds):
+        for n, (label, code) in enumerate((("before", before), ("after", here))):
+            world.stop()
+            world.code = code
+            world.start().ready()
+            results.setdefault(label, []).append(fan_out(world, 2 * r + n + 1, policy))
+    world.code = here
+    return results
 
 
 def share_old_number(world: World) -> None:
@@ -137,10 +157,18 @@ def report(size: int, policy: str, results: dict[str, list[float]]) -> None:
     def fig(name: str) -> str:
         values = results[name]
         return "min %7.0f  median %7.0f" % (min(values), statistics.median(values))
-    nxt = statistics.median(results["next"])
     print("\n%d recipients, policy %s" % (size, policy))
     print("  fan-out, first change (copies found by old number): %7.0f /s"
           % results["first"][0])
+    if "before" in results:
+        for name in ("before", "after"):
+            print("  fan-out, next change, %-6s min %7.0f  median %7.0f /s   (rounds: %s)" % (
+                name, min(results[name]), statistics.median(results[name]),
+                " ".join("%.0f" % v for v in results[name])))
+        print("  ratio after/before (median):  %5.2f" % (
+            statistics.median(results["after"]) / statistics.median(results["before"])))
+        return
+    nxt = statistics.median(results["next"])
     print("  fan-out, next change (links known):  %s /s" % fig("next"))
     print("  stock upload() one by one:            %s /s" % fig("stock"))
     print("  floor (write+fsync+rename):           %s /s" % fig("floor"))
@@ -154,11 +182,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--policy", choices=("auto", "ask", "both"), default="both")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "mecard-bench")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="measure the next change with another tree's plugin too (e.g. "
+                             "`git worktree add /tmp/before HEAD`), round by round")
     args = parser.parse_args()
     policies = ("auto", "ask") if args.policy == "both" else (args.policy,)
     for size in args.sizes:
         for policy in policies:
-            report(size, policy, run(size, args.rounds, policy, args.dir))
+            report(size, policy, run(size, args.rounds, policy, args.dir,
+                                     args.before.resolve() if args.before else None))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ class World:
     port: int = 0
     log_start: int = 0
     restarts: int = 0            # starts repeated because the start-up check failed
+    code: Path = ROOT            # the tree whose plugin the server runs (another: side by side)
+    probe: bool = False          # log the storage hooks' waits for the index's writer
 
     @property
     def url(self) -> str:
@@ -113,10 +115,12 @@ class World:
         self.port = free_port()
         self.log_start = self.log.stat().st_size if self.log.exists() else 0
         log = open(self.log, "ab")
+        command = ([str(ROOT / "bench" / "writer_probe.py")] if self.probe and not self.stock
+                   else ["-m", "radicale"])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "radicale", "--config", str(self.config())],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+            [sys.executable, *command, "--config", str(self.config())],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.code,
+            env={**os.environ, "PYTHONPATH": str(self.code), "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

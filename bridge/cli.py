@@ -5,13 +5,19 @@ As an owner (choosing who receives your card):
   mecard-bridge select frequent:5 --log calls.xml --log sms.xml --except group:Work
   mecard-bridge select group:Family --apply extend
   mecard-bridge update --tel "+49 30 23125000" --replace --only contact:Bob
+  mecard-bridge send [NAME...]          your current card again, now: to all or to these
   mecard-bridge status                  state per recipient: delivered, behind, offered...
+  mecard-bridge audience group:Family FN N TEL ADR BDAY   a field set for one rule
+  mecard-bridge preview group:Family    the card that audience receives (--recipient bob)
 
 As a recipient (changes others offer you):
   mecard-bridge offers                  what each waiting change would do to which card
   mecard-bridge accept alice [--card /you/contacts/x.vcf | --card new] [--once]
   mecard-bridge refuse alice | block alice | postpone alice --until 3d (2h, 1w, ISO time)
   mecard-bridge policy [OWNER auto|ask|block|default]   (OWNER "*": your default)
+  mecard-bridge history [--owner alice]   what sharing changed in your cards, value by value
+  mecard-bridge undo ID                   your earlier values back (your later edits stay)
+  mecard-bridge notifications [--email offers|offers-and-changes|none]   e-mail or pages only
 
 Your numbers and e-mails, and who may learn they are yours:
   mecard-bridge verify +493023125000    sends a code, then asks for it in a terminal
@@ -38,7 +44,9 @@ from typing import Any, Sequence, TextIO
 from radicale_plugin import __version__
 
 from bridge.client import Server
-from bridge.commands import invite, keys, offers, privacy, region, select, status, update
+from bridge.commands import history, invite, keys, offers, privacy, region, select, status
+from bridge.commands import audience, notifications, update
+from bridge.commands import send
 from bridge.errors import EXIT_USAGE, handled
 from bridge.settings import password, settings_of
 
@@ -60,7 +68,8 @@ exit codes:
   130  interrupted (Ctrl-C)
 """
 #: the commands, in the order ``--help`` lists them; each module adds its sub-parser(s)
-COMMANDS = (select, update, status, offers, keys, privacy, invite, region)
+COMMANDS = (select, update, send, status, audience, offers, history, notifications, keys,
+            privacy, invite, region)
 
 
 def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:

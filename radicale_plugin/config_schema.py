@@ -56,6 +56,13 @@ def _positive_seconds(value: str) -> float:
     return number
 
 
+def _days(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < float("inf"):  # also refuses nan
+        raise ValueError("must be 0 (for ever) or more days, not %r" % value)
+    return number
+
+
 def _window(value: str) -> float:
     number = _positive_seconds(value)
     if number > 604800:
@@ -229,6 +236,24 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
                 "(invites), e.g. https://contacts.example.org/dav; empty: the address the "
                 "owner's own request named (its Host header)",
         "type": _public_url},
+    "mecard_notify_email": {
+        "value": "True",
+        "help": "notifications: e-mail recipients (through mecard_smtp_*) when an offer waits "
+                "for them, as each chose (default: offers, to their first verified e-mail); "
+                "False: the pages only", "type": bool},
+    "mecard_notify_digest_minutes": {
+        "value": "60",
+        "help": "notifications: at most one e-mail per this many minutes to one recipient "
+                "(what comes meanwhile waits for the next)", "type": _seconds},
+    "mecard_notify_settle": {
+        "value": "120",
+        "help": "notifications: seconds without a new event before an e-mail goes (an owner "
+                "editing five times in a minute makes one e-mail; at most 15 minutes' wait)",
+        "type": _seconds},
+    "mecard_notify_unsubscribe_days": {
+        "value": "60",
+        "help": "notifications: days the one-click unsubscribe link of an e-mail works",
+        "type": _positive_seconds},
     "mecard_max_body": {
         "value": "1048576", "help": "largest API request body, in bytes",
         "type": _positive_int},
@@ -295,4 +320,9 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "help": "attempts at a delivery that keeps failing for a passing reason before it is "
                 "marked failed (tried again at the owner's next change)",
         "type": _positive_int},
+    "mecard_history_days": {
+        "value": "365",
+        "help": "days the history of changes made to recipients' cards (and what they may "
+                "undo) is kept; 0 keeps it for ever",
+        "type": _days},
 }}

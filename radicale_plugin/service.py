@@ -38,6 +38,9 @@ from radicale_plugin.index import SharingIndex
 from radicale_plugin.recipient.invites import Invites
 from radicale_plugin.consent.links import Links
 from radicale_plugin.recipient.offers import Offers
+from radicale_plugin.notify.choices import Choices
+from radicale_plugin.notify.sender import NotifySender
+from radicale_plugin.recipient.undo import Undo
 from radicale_plugin.owner.me_cards import ME_CARD_PROPERTY, Owners
 from radicale_plugin.consent.policies import Policies
 from radicale_plugin.push.service import Push
@@ -80,6 +83,7 @@ class SharingService:
         self.deliverer = Deliverer(self.ctx, CopyFiles(store_))
         self.offers = Offers(self.ctx, self.deliverer)
         self.invites = Invites(self.ctx, self.deliverer)
+        self.undo = Undo(self.ctx, self.deliverer)  # the recipient's history and undo
         self.verification = Verification(self.ctx, self.owners)
         self.worker = FanoutWorker(self.ctx, self.owners, self.card_keys, self.targets,
                                    self.deliverer, self.offers)
@@ -88,6 +92,9 @@ class SharingService:
             os.path.dirname(settings.database), ".mecard-vapid.pem")))
         self.push_sender = PushSender(self.ctx, self.push.keys, self.push.topic)
         self.ctx.books_changed = self.push_sender.mark
+        #: notifications: the users' choices, and the e-mail sender's thread
+        self.notify = Choices(self.ctx)
+        self.notify_sender = NotifySender(self.ctx, self.notify)
         #: Books this thread changed under the storage lock, told to push when it is released.
         self._changed = threading.local()
         #: The server's mark on its database (:mod:`radicale_plugin.index.running`).
@@ -130,6 +137,7 @@ class SharingService:
     def close(self) -> None:
         """A clean stop: the fan-out ends its round, then the database is checkpointed and
         closed, so that its file alone is a complete backup."""
+        self.notify_sender.stop()
         if not self.worker.stop():
             logger.warning("Sharing: the fan-out did not end its round in time; it is "
                            "finished at the next start")

@@ -21,6 +21,17 @@ from radicale_plugin.vcard.limits import Limits
 __all__ = ["PLUGIN_CONFIG_SCHEMA", "Settings"]
 
 
+def _server_url(configuration: config.Configuration) -> str:
+    """The first address the server listens on, as a URL (``[server] hosts`` and ``ssl``)."""
+    try:
+        host, port = configuration.get("server", "hosts")[0]
+        scheme = "https" if configuration.get("server", "ssl") else "http"
+    except (IndexError, KeyError, ValueError, TypeError):
+        return "http://localhost:5232"
+    host = {"0.0.0.0": "localhost", "::": "localhost", "": "localhost"}.get(host, host)
+    return "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The plugin's options, read once."""
@@ -59,6 +70,12 @@ class Settings:
     invites_per_day: int = 20
     invite_opens_per_hour: int = 30
     public_url: str = ""
+    #: the address the server listens on (links in e-mails when nothing better is known)
+    server_url: str = "http://localhost:5232"
+    notify_email: bool = True
+    notify_digest_minutes: float = 60
+    notify_settle: float = 120
+    notify_unsubscribe_days: float = 60
     max_body: int = 1048576
     limits: Limits = Limits()
     allowed_origins: tuple[str, ...] = ()
@@ -74,6 +91,7 @@ class Settings:
     retry_base: float = 60
     retry_max: float = 3600
     retry_attempts: int = 10
+    history_days: float = 365   # how long the history of changes to recipients' cards is kept
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th transient failure in a row (1, 2, ...):
@@ -125,6 +143,11 @@ class Settings:
             invites_per_day=get("invites_per_day"),
             invite_opens_per_hour=get("invite_opens_per_hour"),
             public_url=get("public_url"),
+            server_url=_server_url(configuration),
+            notify_email=get("notify_email"),
+            notify_digest_minutes=get("notify_digest_minutes"),
+            notify_settle=get("notify_settle"),
+            notify_unsubscribe_days=get("notify_unsubscribe_days"),
             max_body=get("max_body"),
             limits=Limits(get("max_properties"), get("max_photo")),
             allowed_origins=tuple(get("allowed_origins").split()),
@@ -139,4 +162,5 @@ class Settings:
             push_allow_insecure_loopback=get("push_allow_insecure_loopback"),
             retry_base=get("retry_base"),
             retry_max=get("retry_max"),
-            retry_attempts=get("retry_attempts"))
+            retry_attempts=get("retry_attempts"),
+            history_days=get("history_days"))

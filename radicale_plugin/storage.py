@@ -68,6 +68,7 @@ class Storage(multifilesystem.Storage):
             self, Settings.from_configuration(configuration), configuration)
         self.sharing.worker.start()
         self.sharing.push_sender.start()
+        self.sharing.notify_sender.start()
 
     @types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:

@@ -27,6 +27,7 @@ from radicale_plugin.admin import commands as admin
 from radicale_plugin.admin import backup
 from radicale_plugin.delivery import recovery
 from radicale_plugin import index as idx
+from radicale_plugin.index import records as rec
 from radicale_plugin.vcard.merge import copy_uid
 from radicale_plugin.index.sqlite import SQLiteIndex
 from tests.conftest import USERS
@@ -277,8 +278,8 @@ def test_an_import_the_server_runs_on(server, tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("not json", "is not a JSON export"),
     ("[]", "not an export of radicale-mecard"),
-    ('{"format": "radicale-mecard-sharing-state", "version": 3}',
-     "format version 3, this radicale-mecard reads version 2 at most"),
+    ('{"format": "radicale-mecard-sharing-state", "version": 4}',
+     "format version 4, this radicale-mecard reads version 3 at most"),
     ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "DE"}',
      "made with mecard_default_region = DE and this server uses US"),
     ('{"format": "radicale-mecard-sharing-state", "version": 1, "region": "US", "owners": '
@@ -315,7 +316,10 @@ def test_every_record_of_the_previous_release_survives_export_and_import(tmp_pat
         counts = backup.import_state(target, json.loads(text), REGION)
         assert counts == {"owners": 4, "keys": 8, "links": 4, "policies": 4, "offers": 3,
                           "jobs": 1, "deliveries": 7, "history": 4, "push subscriptions": 1,
-                          "invites": 2}
+                          "invites": 2, "undone entries": 0, "undone values": 0,
+                          "notification settings": 0, "notification e-mails": 0,
+                          "in flight (stored unknown: not sent again)": 0,
+                          "notification events": 0}
         assert without_time(backup.export_state(target, REGION)) == without_time(document)
         # the records themselves, through the contract
         assert target.owners.all() == [idx.Owner(**{**o.__dict__, "card_stat": ""})
@@ -351,12 +355,15 @@ def test_an_export_of_the_previous_format_without_invites_or_regions_still_impor
     source = migrated_v2(tmp_path / "v2.sqlite")
     document = backup.export_state(source, REGION)
     source.close()
-    assert document["version"] == backup.VERSION == 2 and document["schema"] == 6
+    assert document["version"] == backup.VERSION == 3 and document["schema"] == 6
     # as version 1 (the previous release) wrote it: no invites, no region of owners
     document["version"], document["schema"] = 1, 4
-    del document["invites"]
+    for name in ("invites", "undone_values", "notify"):
+        del document[name]
     for owner in document["owners"]:
-        del owner["region"]
+        del owner["region"], owner["audiences"]
+    for entry in document["history"]:
+        del entry["undone"]
     target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
     try:
         counts = backup.import_state(target, json.loads(backup.dumps(document)), REGION)
@@ -670,3 +677,315 @@ def test_check_and_rebuild_take_radicales_lock_per_book_while_others_write(publi
     assert out.startswith("consistent") or all("/bob/contacts/" in ln
                                                 for ln in out.splitlines()), out
     assert ok(run_admin(public_server, "check")).startswith("consistent")
+
+
+def test_audiences_survive_export_and_import(tmp_path):
+    source = SQLiteIndex(str(tmp_path / "source.sqlite"), REGION)
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        source.owners.set_rules("alice", ["group:Family", "all"])
+        sets = {"group:Family": {"fields": ["FN", "N", "TEL", "ADR"], "withdrawn": ["BDAY"]}}
+        source.owners.set_audiences("alice", sets)
+        document = json.loads(backup.dumps(backup.export_state(source, REGION)))
+        backup.import_state(target, document, REGION)
+        assert target.owners.get("alice").audiences == sets
+        # an export made before audiences existed imports with none
+        for owner in document["owners"]:
+            del owner["audiences"]
+        fresh = SQLiteIndex(str(tmp_path / "older.sqlite"), REGION)
+        try:
+            backup.import_state(fresh, document, REGION)
+            assert fresh.owners.get("alice").audiences == {}
+        finally:
+            fresh.close()
+    finally:
+        source.close()
+        target.close()
+
+
+# -- undo and notifications (schema 6) ------------------------------------------------------
+
+def add_schema_6_state(index: SQLiteIndex) -> dict[str, int]:
+    """What schema 6 adds besides audiences: an entry Bob undid (its undo written as an
+    entry of its own), one he undid where nothing was written, the owner values he undid,
+    notification choices, e-mails in every state with their events, events waiting, and
+    the key of unsubscribe links."""
+    h = index.history
+    number = h.add(idx.HistoryEntry("alice", "bob", "bob/contacts", "ally.vcf", "update", (
+        idx.Change("TEL", "TEL:+12025550101", "TEL:+12025550199"),), "2026-12-01T10:00:00+00:00"))
+    undo = h.add(idx.HistoryEntry("alice", "bob", "bob/contacts", "ally.vcf", "undo", (
+        idx.Change("TEL", "TEL:+12025550199", "TEL:+12025550101"),), "2026-12-01T11:00:00+00:00"))
+    note = h.add(idx.HistoryEntry("alice", "bob", "bob/contacts", "ally.vcf", "update", (
+        idx.Change("NOTE", None, "NOTE:hi"),), "2026-12-01T12:00:00+00:00"))
+    answer = {"undone": number, "written": True, "entry": undo, "put_back": [
+        {"field": "TEL", "before": "TEL:+12025550101", "after": "TEL:+12025550199"}],
+        "not_put_back": []}
+    assert h.mark_undone(idx.UndoMark(number, "2026-12-01T11:00:00+00:00", undo,
+                                      json.dumps(answer)))
+    assert h.mark_undone(idx.UndoMark(note, "2026-12-01T12:30:00+00:00", 0,
+                                      json.dumps({"undone": note, "written": False})))
+    h.add_undone([idx.UndoneValue("alice", "bob", "TEL", "+12025550199", "TEL:+12025550101",
+                                  number),
+                  idx.UndoneValue("alice", "bob", "NOTE", "hi", "", note),
+                  idx.UndoneValue("alice", "carol", "EMAIL", "a@example.org", "", 999)])
+    h.forget_undone([h.undone_of([("alice", "bob")])[("alice", "bob")][1].id])  # ids: gaps
+
+    n = index.notify
+    n.set_choice("bob", rec.NOTIFY_OFFERS_AND_CHANGES, "mailto:bob@example.org")
+    n.set_base("bob", "https://dav.example.org")
+    n.set_choice("carol", rec.NOTIFY_NONE, None)
+    n.set_base("dave", "https://dav.example.org")  # never chose: only the URL
+    now = 1.8e9
+    ids = {}
+    for state in (rec.BATCH_SENT, rec.BATCH_FAILED, rec.BATCH_UNKNOWN, rec.BATCH_CANCELLED,
+                  rec.BATCH_READY, rec.BATCH_SENDING):
+        n.add_event(idx.NotifyEvent("bob", "alice", rec.EVENT_OFFER, 2, now, now))
+        (event,) = n.waiting()
+        ids[state] = n.make_batch(idx.NotifyBatch(0, "bob", "mailto:bob@example.org",
+                                                  rec.BATCH_READY, now, now,
+                                                  "Subject: x\r\n\r\nbody " + state,
+                                                  "<m.%s@example.org>" % state), [event.id], [])
+        if state == rec.BATCH_SENDING:
+            assert n.claim(ids[state])
+        elif state != rec.BATCH_READY:
+            n.finish(ids[state], state, error="as it went", sent=now + 1)
+        now += 10
+    # waiting: a change just applied, and a postponed offer whose time comes in a week
+    n.add_event(idx.NotifyEvent("bob", "carol", rec.EVENT_CHANGED, 3, now, now, "https://b"))
+    n.add_event(idx.NotifyEvent("bob", "dave", rec.EVENT_OFFER_DUE, 1, now, now + 7 * 86400))
+    n.secret()
+    return ids
+
+
+def schema_6_export(tmp_path: Path) -> tuple[dict[str, Any], SQLiteIndex, dict[str, int]]:
+    source = migrated_v2(tmp_path / "v2.sqlite")
+    add_schema_5_state(source)
+    ids = add_schema_6_state(source)
+    return json.loads(backup.dumps(backup.export_state(source, REGION))), source, ids
+
+
+def test_undo_and_notifications_survive_export_and_import(tmp_path):
+    from radicale_plugin.notify import tokens
+    document, source, ids = schema_6_export(tmp_path)
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        token = tokens.make(source.notify.secret(), "bob", tokens.UNSUBSCRIBE, 2e9)
+        counts = backup.import_state(target, document, REGION)
+        assert {k: v for k, v in counts.items() if "undone" in k or "notification" in k
+                or "flight" in k} == {
+            "undone entries": 2, "undone values": 2, "notification settings": 3,
+            "notification e-mails": 6, "in flight (stored unknown: not sent again)": 2,
+            "notification events": 8}
+        # undo: the marks (answers as given), the undone values in their order
+        entries = [e.id for e in source.history.all()]
+        assert target.history.undo_marks(entries) == source.history.undo_marks(entries)
+        assert len(target.history.undo_marks(entries)) == 2
+        assert target.history.all() == source.history.all()
+        assert [(v.owner, v.recipient, v.field, v.value_key, v.kept, v.entry)
+                for v in target.history.all_undone()] == [
+            (v.owner, v.recipient, v.field, v.value_key, v.kept, v.entry)
+            for v in source.history.all_undone()]
+        pairs = [("alice", "bob"), ("alice", "carol")]
+        assert {p: [(v.field, v.value_key) for v in vs]
+                for p, vs in target.history.undone_of(pairs).items()} == {
+            ("alice", "bob"): [("TEL", "+12025550199")],
+            ("alice", "carol"): [("EMAIL", "a@example.org")]}
+        # notifications: choices, the key (a link mailed before the backup works after)
+        assert target.notify.all_settings() == source.notify.all_settings()
+        assert target.notify.setting("bob").email == rec.NOTIFY_OFFERS_AND_CHANGES
+        assert target.notify.known_secret() == source.notify.known_secret() is not None
+        assert tokens.check(target.notify.secret(), token, tokens.UNSUBSCRIBE, 1.9e9) == "bob"
+        assert target.notify.all_events() == source.notify.all_events()
+        assert [e.kind for e in target.notify.waiting()] == [rec.EVENT_CHANGED,
+                                                             rec.EVENT_OFFER_DUE]
+        # e-mails: finished ones as they were; one ready or being sent at the export may
+        # have gone out since: never sent again (at most once across a restore)
+        theirs = {b.id: b for b in source.notify.batches()}
+        for batch in target.notify.batches():
+            if batch.id in (ids[rec.BATCH_READY], ids[rec.BATCH_SENDING]):
+                assert batch.state == rec.BATCH_UNKNOWN
+                assert "may have sent it since" in batch.error
+                assert batch.message == theirs[batch.id].message
+            else:
+                assert batch == theirs[batch.id]
+        assert target.notify.due_batches(3e9) == [] and target.notify.next_due() is None
+        assert not target.notify.claim(ids[rec.BATCH_READY])
+        assert target.notify.interrupted() == []
+        assert target.notify.last_batch("bob") == source.notify.last_batch("bob")
+        # new ids go on after the restored ones
+        target.notify.add_event(idx.NotifyEvent("bob", "alice", rec.EVENT_OFFER, 9, 1, 1))
+        assert max(e.id for e in target.notify.all_events()) > max(
+            e.id for e in source.notify.all_events())
+        # a second export differs only in the e-mails no longer in flight
+        again = backup.export_state(target, REGION)
+        for name in ("history", "undone_values", "invites", "owners", "keys"):
+            assert again[name] == document[name], name
+        assert again["notify"]["unsubscribe_key"] == document["notify"]["unsubscribe_key"]
+        assert again["notify"]["settings"] == document["notify"]["settings"]
+    finally:
+        source.close()
+        target.close()
+
+
+def test_an_export_of_format_2_imports_with_no_undo_or_notification_state(tmp_path):
+    document, source, _ = schema_6_export(tmp_path)
+    source.close()
+    # as version 2 (schema 5) wrote it: no undo marks, undone values, notifications
+    document["version"], document["schema"] = 2, 5
+    for name in ("undone_values", "notify"):
+        del document[name]
+    for entry in document["history"]:
+        del entry["undone"]
+    document["history"] = [e for e in document["history"] if e["action"] != "undo"]
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        counts = backup.import_state(target, document, REGION)
+        assert counts["history"] == 6 and counts["undone entries"] == 0
+        assert counts["notification settings"] == counts["notification e-mails"] == 0
+        assert target.history.undo_marks(e.id for e in target.history.all()) == {}
+        assert target.history.all_undone() == []
+        assert target.notify.all_settings() == [] and target.notify.batches() == []
+        assert target.notify.known_secret() is None  # made at its first use
+    finally:
+        target.close()
+    # a version 3 export without them is broken, not older
+    document["version"] = 3
+    with pytest.raises(backup.BackupError, match="'undone_values' is missing"):
+        backup.read_export(document, REGION)
+    document["undone_values"] = []
+    with pytest.raises(backup.BackupError, match="'notify' is missing"):
+        backup.read_export(document, REGION)
+
+
+def _event_of(d: dict[str, Any], batch: int | None) -> dict[str, Any]:
+    return {**d["notify"]["events"][0], "id": 99, "batch": batch}
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d["history"][0].update(undone={"time": "x", "undo_entry": 0, "answer": "no"}),
+     "history[0].undone.answer: expected an object (the answer given), found a string"),
+    (lambda d: d["history"][0].update(action="redo"), "history[0].action: 'redo' is not one"),
+    (lambda d: d["undone_values"][0].update(kept=None), "undone_values[0].kept: expected a "
+                                                        "string"),
+    (lambda d: d["notify"].update(unsubscribe_key="abc"),
+     "notify.unsubscribe_key: expected the key in hex, 32 bytes at least"),
+    (lambda d: d["notify"]["settings"][0].update(email="sometimes"),
+     "notify.settings[0].email: 'sometimes' is not one of offers, offers-and-changes, none"),
+    (lambda d: d["notify"]["settings"].append(d["notify"]["settings"][0]),
+     "notify.settings[3]: a setting for bob is given twice"),
+    (lambda d: d["notify"]["batches"][0].update(state="queued"),
+     "notify.batches[0].state: 'queued' is not one of"),
+    (lambda d: d["notify"]["batches"][1].update(id=d["notify"]["batches"][0]["id"]),
+     "notify.batches[1]: a batch with the id 1 is given twice"),
+    (lambda d: d["notify"]["batches"][0].update(id=0),
+     "notify.batches[0].id: expected a whole number above 0, found 0"),
+    (lambda d: d["notify"]["events"].append(_event_of(d, 42)),
+     "notify.events[8].batch: no batch 42 in notify.batches"),
+    (lambda d: d["notify"]["events"].append({**_event_of(d, 1), "recipient": "carol"}),
+     "notify.events[8].batch: batch 1 is bob's, the event carol's"),
+    (lambda d: d["notify"]["events"].append(_event_of(d, None) | {"id": 1}),
+     "notify.events[8]: an event with the id 1 is given twice"),
+    (lambda d: d["notify"]["events"][0].update(time="yesterday"),
+     "notify.events[0].time: expected a number, found a string"),
+])
+def test_bad_undo_or_notification_state_is_refused_with_one_line_and_nothing_stored(
+        tmp_path, change, expected):
+    document, source, _ = schema_6_export(tmp_path)
+    source.close()
+    change(document)
+    target = SQLiteIndex(str(tmp_path / "fresh.sqlite"), REGION)
+    try:
+        with pytest.raises(backup.BackupError) as e:
+            backup.import_state(target, document, REGION)
+        assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
+        assert target.is_empty()  # all or nothing
+        assert target.notify.known_secret() is None and target.notify.all_settings() == []
+    finally:
+        target.close()
+
+
+def test_an_import_goes_where_a_server_only_learnt_urls_not_where_a_user_chose(tmp_path):
+    document, source, _ = schema_6_export(tmp_path)
+    source.close()
+    # a server ran on an empty database: it learnt a user's URL and made a key when a link
+    # was checked; neither is sharing state, and the backup's key wins
+    ran = SQLiteIndex(str(tmp_path / "ran.sqlite"), REGION)
+    chose = SQLiteIndex(str(tmp_path / "chose.sqlite"), REGION)
+    try:
+        ran.notify.set_base("bob", "https://other.example.org")
+        ran.notify.secret()
+        assert ran.is_empty()
+        backup.import_state(ran, document, REGION)
+        assert ran.notify.known_secret() == bytes.fromhex(
+            document["notify"]["unsubscribe_key"])
+        assert ran.notify.setting("bob").email == rec.NOTIFY_OFFERS_AND_CHANGES
+        # a user's choice, an undo mark or a notification e-mail is state: refused
+        chose.notify.set_choice("erin", rec.NOTIFY_NONE, None)
+        assert not chose.is_empty()
+        with pytest.raises(backup.BackupError, match="not empty"):
+            backup.import_state(chose, document, REGION)
+    finally:
+        ran.close()
+        chose.close()
+
+
+def test_after_a_restore_undone_values_stay_out_undos_stay_and_mailed_links_still_work(
+        tmp_path):
+    """Shipped defaults (policy ``ask``, nobody pre-authorised): Bob chooses ``auto`` for
+    Alice and e-mails of applied changes himself, then undoes her number change; the
+    admin exports, the database is lost, the export is imported."""
+    import requests
+    from radicale_plugin.notify import tokens
+    from tests.test_notify_e2e import BOB, FAST, notices
+    from tests.test_undo_e2e import ALICE_NEW, ALLY, NEW, OLD, alice_changes, etag, \
+        history, number_change, undo
+    (tmp_path / "srv").mkdir()
+    server = RadicaleServer(tmp_path / "srv", USERS, **FAST).start()
+    try:
+        alice = person(server, "alice", "alice-me.vcf")
+        bob = person(server, "bob", "bob-me.vcf")
+        assert bob.put("ally.vcf", ALLY).status_code == 201
+        bob.api_ok("POST", "/policies", {"owner": "alice", "policy": "auto"})
+        bob.api_ok("POST", "/notifications", {"email": "offers-and-changes", "address": None})
+        alice.api_ok("POST", "/targets", {"targets": ["user:bob"]})
+        wait_until(lambda: OLD in bob.card("ally.vcf"), 60, "Alice's number in Bob's card")
+        alice_changes(alice, ALICE_NEW)
+        wait_until(lambda: NEW in bob.card("ally.vcf"), 60, "the new number")
+        mailed = wait_until(lambda: notices(server, BOB), 30, "Bob's e-mail")[0]
+        link = mailed["List-Unsubscribe"].strip("<>")
+        entry = number_change(bob, OLD, NEW)
+        first = undo(bob, entry["id"])
+        assert first.status_code == 200 and first.json()["written"], first.text
+        saved = tmp_path / "backup.json"
+        ok(run_admin(server, "export", str(saved)))
+
+        server.stop(sink=False)
+        lose_database(server)
+        out = ok(run_admin(server, "import", str(saved)))
+        assert "1 undone entries, 1 undone values, 2 notification settings" in out, out
+        log_before = server.log.read_text()
+        server.start()
+        # Bob's choice stays
+        assert bob.api_ok("GET", "/notifications")["email"] == "offers-and-changes"
+        # the entry stays undone: undoing it again gives the same answer, writes nothing
+        tag, count = etag(bob, "ally.vcf"), len(history(bob))
+        again = undo(bob, entry["id"])
+        assert again.status_code == 200 and again.json() == first.json()
+        assert etag(bob, "ally.vcf") == tag and len(history(bob)) == count
+        # the undone number stays out of Alice's next (unrelated) change
+        alice_changes(alice, ALICE_NEW.replace("alice@example.org", "ally@example.org"))
+        wait_until(lambda: "ally@example.org" in bob.card("ally.vcf"), 60, "the new e-mail")
+        assert OLD in bob.card("ally.vcf") and NEW not in bob.card("ally.vcf")
+        # the unsubscribe link mailed before the backup works; one of another key does not
+        anonymous = requests.Session()
+        forged = link.rsplit("/", 1)[0] + "/" + tokens.make(
+            b"k" * 32, "bob", tokens.UNSUBSCRIBE, time.time() + 3600)
+        assert anonymous.post(forged, data={"List-Unsubscribe": "One-Click"}).status_code \
+            == 403
+        assert bob.api_ok("GET", "/notifications")["email"] == "offers-and-changes"
+        done = anonymous.post(link, data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 200, done.text
+        assert bob.api_ok("GET", "/notifications")["email"] == "none"
+        assert "[ERROR]" not in server.log.read_text()[len(log_before):]
+    finally:
+        server.stop()

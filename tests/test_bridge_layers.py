@@ -14,8 +14,10 @@ ROOT = Path(__file__).parent.parent / "bridge"
 ORDER = ("errors", "output", "readers", "region", "select", "client", "settings", "commands",
          "cli", "__main__")
 #: the commands ``--help`` lists, by the module that holds them
-COMMANDS = {"select": ["select"], "update": ["update"], "status": ["status"],
+COMMANDS = {"select": ["select"], "update": ["update"], "send": ["send"],
+            "status": ["status"], "audience": ["audience", "preview"],
             "offers": ["offers", "accept", "refuse", "block", "postpone", "policy"],
+            "history": ["history", "undo"], "notifications": ["notifications"],
             "keys": ["verify", "keys"], "privacy": ["privacy"], "invite": ["invite"],
             "region": ["region"]}
 

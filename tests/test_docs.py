@@ -151,6 +151,9 @@ SKIPPED: dict[str, str] = {
     "mecard-bridge offers": "a transcript of Bob answering an offer; "
                             "tests/test_bridge_consent_e2e.py runs offers and accept",
     "mecard-bridge accept alice --once": "the same transcript (Bob accepting Alice's offer)",
+    "mecard-bridge history --owner alice": "a transcript of Bob undoing a change; "
+                                           "tests/test_undo_e2e.py runs history and undo",
+    "mecard-bridge undo 14": "the same transcript (Bob undoing Alice's change)",
 }
 
 #: What the test does in place of a command that acts on the system's service.
@@ -402,3 +405,25 @@ def test_every_file_the_docs_name_exists():
                     missing.append("%s:%d: %s" % (page.name, number, path))
     assert count > 20
     assert not missing, "files named in the docs that do not exist: %s" % missing
+
+
+def test_every_screenshot_is_shown_with_words_and_stays_small():
+    """The pages' screenshots (``docs/screenshots/``): each is shown by a page, every image a
+    page shows has alt text saying what it shows (the link test above checks the file is
+    there), and none grows past 60 KB (they are committed: shrunk PNGs, not raw captures)."""
+    shots = sorted((DOCS / "screenshots").glob("*.png"))
+    assert shots, "docs/screenshots/ holds no screenshot"
+    shown: set[Path] = set()
+    bare = []
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for alt, target in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", text):
+            shown.add((page.parent / target).resolve())
+            if len(alt.split()) < 3:
+                bare.append("%s: %s" % (page.name, target))
+    assert not bare, "images without alt text that says what they show: %s" % bare
+    unshown = [s.name for s in shots if s.resolve() not in shown]
+    assert not unshown, "screenshots no page shows: %s" % unshown
+    big = ["%s (%d KB)" % (s.name, s.stat().st_size // 1024) for s in shots
+           if s.stat().st_size > 60 * 1024]
+    assert not big, "screenshots over 60 KB (shrink them as docs/development.md says): %s" % big

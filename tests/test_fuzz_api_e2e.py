@@ -345,6 +345,21 @@ POST_BODIES: dict[str, tuple[st.SearchStrategy[dict], bool]] = {
                       "remove": st.lists(small_text)},
                      {"add": st.one_of(not_string_list, rule_list(not_a_rule)),
                       "remove": not_string_list})), False),
+    # a field set per target rule (api_audiences.py): a rule of Alice's is needed, and
+    # fields checked like the shared fields
+    "/audiences": (st.one_of(
+        body({}, {"fields": junk, "withdraw": junk}),
+        body({"rule": not_str}, {"fields": junk, "withdraw": junk}),
+        body({"rule": st.one_of(not_a_rule, st.just("group:NoSuchGroup"),
+                                no_such_user.map(lambda u: "user:" + u)),
+              "fields": st.just(["FN", "TEL"])}),
+        body({"rule": st.sampled_from(["all", "group:Family", "user:bob"]),
+              "fields": not_string_list}, {"withdraw": junk}),
+        body({"rule": st.sampled_from(["all", "group:Family"]), "fields": st.builds(
+            lambda a, b: a + [b], st.lists(st.sampled_from(["FN", "TEL"]), max_size=2),
+            not_a_field)}),
+        body({"rule": st.sampled_from(["all", "group:Family"]), "fields": st.just(["FN"]),
+              "withdraw": not_bool})), False),
     "/withdraw": (st.one_of(
         body({}), body({"recipients": junk}),
         body({"recipients": st.lists(odd_text, max_size=5)})), True),

@@ -2209,3 +2209,235 @@ def test_policies_of_is_policies_for_each_recipient(backend):
     assert sorted(found) == sorted(recipients)
     assert all(found[r] == backend.consent.policies(r) for r in recipients)
     assert found["bob"] == {"alice": "auto", "*": "ask"} and found["dave"] == {}
+
+
+# -- history: undo and retention (issue 15) ------------------------------------------------
+
+def test_undo_marks_are_kept_once_and_undone_values_listed_by_pair_and_forgotten(backend):
+    from radicale_plugin.index import UndoMark, UndoneValue
+    h = backend.history
+    first = h.add(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "update",
+                               (Change("TEL", "TEL:1", "TEL:2"),)))
+    undo = h.add(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "undo",
+                              (Change("TEL", "TEL:2", "TEL:1"),)))
+    assert undo > first and h.get(first).changes == (Change("TEL", "TEL:1", "TEL:2"),)
+    assert h.get(undo).action == "undo" and h.get(999) is None
+    assert h.mark_undone(UndoMark(first, "2026-01-01T00:00:00+00:00", undo, '{"a": 1}'))
+    assert not h.mark_undone(UndoMark(first, "2027-01-01T00:00:00+00:00", 0, "{}"))
+    assert h.undo_marks([first, undo, 999]) == {
+        first: UndoMark(first, "2026-01-01T00:00:00+00:00", undo, '{"a": 1}')}
+    h.add_undone([UndoneValue("alice", "bob", "TEL", "tel:+2", "TEL:1", first),
+                  UndoneValue("alice", "bob", "EMAIL", "", "EMAIL:a@x", first),
+                  UndoneValue("alice", "carol", "TEL", "tel:+2", "", 5),
+                  UndoneValue("dave", "bob", "FN", "Dave", "FN:D", 6)])
+    found = h.undone_of([("alice", "bob"), ("alice", "carol"), ("alice", "erin")])
+    assert sorted(found) == [("alice", "bob"), ("alice", "carol")]
+    assert [(v.field, v.value_key, v.kept, v.entry) for v in found[("alice", "bob")]] == [
+        ("TEL", "tel:+2", "TEL:1", first), ("EMAIL", "", "EMAIL:a@x", first)]
+    h.forget_undone([found[("alice", "bob")][0].id])
+    assert [v.field for v in h.undone_of([("alice", "bob")])[("alice", "bob")]] == ["EMAIL"]
+    assert [e.owner for e in h.of_recipient("bob", owner="alice")] == ["alice", "alice"]
+    assert h.of_recipient("bob", owner="dave") == []
+    assert h.forget_recipient("bob") == 2
+    assert h.undone_of([("alice", "bob"), ("dave", "bob")]) == {}
+    assert h.undo_marks([first]) == {} and list(h.undone_of([("alice", "carol")]))
+
+
+def test_history_purge_forgets_old_entries_and_their_marks_and_keeps_undone_values(backend):
+    from radicale_plugin.index import UndoMark, UndoneValue
+    h = backend.history
+    old = h.add(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "update", (),
+                             "2020-01-01T00:00:00+00:00"))
+    new = h.add(HistoryEntry("alice", "bob", "bob/contacts", "a.vcf", "update", (),
+                             "2026-06-01T00:00:00+00:00"))
+    h.mark_undone(UndoMark(old, "2020-01-02T00:00:00+00:00"))
+    h.mark_undone(UndoMark(new, "2026-06-02T00:00:00+00:00"))
+    h.add_undone([UndoneValue("alice", "bob", "TEL", "tel:+2", "TEL:1", old)])
+    assert h.purge("2026-01-01T00:00:00+00:00") == 1
+    assert [e.id for e in h.of_recipient("bob")] == [new]
+    assert list(h.undo_marks([old, new])) == [new]
+    assert h.undone_of([("alice", "bob")])[("alice", "bob")][0].entry == old
+    assert h.purge("2026-01-01T00:00:00+00:00") == 0
+
+
+# -- notifications (notify part) -----------------------------------------------------
+
+def _notify_event(recipient: str = "bob", owner: str = "alice", at: float = 100.0
+                  ) -> idx.NotifyEvent:
+    return idx.NotifyEvent(recipient, owner, "offer", 1, at, at, "https://x.example")
+
+
+def _notify_batch(recipient: str = "bob", created: float = 200.0) -> idx.NotifyBatch:
+    return idx.NotifyBatch(0, recipient, "mailto:bob@example.org", "ready", created, created,
+                           "Subject: x\r\n\r\nhi\r\n", "<m@x>")
+
+
+def test_notify_choice_is_stored_and_none_cancels_what_waits(backend):
+    assert backend.notify.setting("bob") == idx.NotifySetting("bob")
+    backend.notify.set_base("bob", "https://x.example")
+    backend.notify.set_choice("bob", "offers", "mailto:bob@example.org")
+    assert backend.notify.setting("bob") == idx.NotifySetting(
+        "bob", "offers", "mailto:bob@example.org", "https://x.example")
+    backend.notify.add_event(_notify_event())
+    made = backend.notify.make_batch(_notify_batch(), [], [])
+    backend.notify.add_event(_notify_event(at=300.0))
+    backend.notify.set_choice("bob", "none", "mailto:bob@example.org")
+    assert backend.notify.waiting() == []
+    assert backend.notify.batch(made).state == "cancelled"
+
+
+def test_notify_events_go_into_one_batch_once(backend):
+    for at in (100.0, 110.0):
+        backend.notify.add_event(_notify_event(at=at))
+    backend.notify.add_event(_notify_event("carol", at=105.0))
+    waiting = backend.notify.waiting()
+    assert [(e.recipient, e.time) for e in waiting] == [("bob", 100.0), ("bob", 110.0),
+                                                        ("carol", 105.0)]
+    bob = [e.id for e in waiting if e.recipient == "bob"]
+    carol = [e.id for e in waiting if e.recipient == "carol"]
+    made = backend.notify.make_batch(_notify_batch(), bob[:1], bob[1:])
+    assert made and [e.id for e in backend.notify.events_of(made)] == bob[:1]
+    assert [e.id for e in backend.notify.waiting()] == carol  # the dropped one is gone
+    # the same events again (another process made a batch of them first): nothing is made
+    assert backend.notify.make_batch(_notify_batch(), bob[:1], []) == 0
+    assert backend.notify.last_batch("bob") == 200.0 and backend.notify.last_batch("x") is None
+
+
+def test_a_notify_batch_is_claimed_once_and_one_found_sending_is_not_sent_again(backend):
+    made = backend.notify.make_batch(_notify_batch(), [], [])
+    assert [b.id for b in backend.notify.due_batches(300.0)] == [made]
+    assert backend.notify.due_batches(100.0) == [] and backend.notify.next_due() == 200.0
+    assert backend.notify.claim(made) and not backend.notify.claim(made)
+    assert backend.notify.batch(made).attempts == 1 and backend.notify.due_batches(300.0) == []
+    backend.notify.finish(made, "ready", 400.0, "the mail server cannot be reached")
+    assert backend.notify.batch(made).error and backend.notify.next_due() == 400.0
+    assert backend.notify.claim(made)
+    assert [b.id for b in backend.notify.interrupted()] == [made]
+    assert backend.notify.batch(made).state == "unknown" and not backend.notify.claim(made)
+    assert backend.notify.interrupted() == []
+
+
+def test_notify_secret_is_made_once_and_purge_keeps_the_newest_batch(backend):
+    secret = backend.notify.secret()
+    assert len(secret) == 32 and backend.notify.secret() == secret
+    old = backend.notify.make_batch(_notify_batch(created=10.0), [], [])
+    backend.notify.finish(old, "sent", sent=11.0)
+    newest = backend.notify.make_batch(_notify_batch(created=20.0), [], [])
+    backend.notify.finish(newest, "sent", sent=21.0)
+    assert backend.notify.purge(1000.0) == 1
+    assert [b.id for b in backend.notify.batches("bob")] == [newest]
+    backend.notify.add_event(_notify_event())
+    backend.notify.forget_user("bob")
+    assert backend.notify.batches("bob") == [] and backend.notify.waiting() == []
+    assert backend.notify.setting("bob") == idx.NotifySetting("bob")
+
+
+# -- audiences: a field set per target rule (owner/audiences.py) -------------------------
+
+def test_audiences_are_kept_per_owner_and_survive_a_restore(backend):
+    sets = {"group:Family": {"fields": ["FN", "N", "ADR"], "withdrawn": []},
+            "all": {"fields": None, "withdrawn": ["BDAY"]}}
+    assert backend.owners.get("alice").audiences == {}
+    backend.owners.set_audiences("alice", sets)
+    assert backend.owners.get("alice").audiences == sets
+    assert backend.owners.get("bob").audiences == {}
+    assert backend.owners.get_many(["alice"])["alice"].audiences == sets
+    backend.owners.set_audiences("alice", {})
+    assert backend.owners.get("alice").audiences == {}
+    owner = backend.owners.get("carol")
+    owner.audiences = sets
+    backend.owners.restore(owner, {}, ())
+    assert backend.owners.get("carol").audiences == sets
+
+
+def test_a_forced_record_view_is_a_new_change_with_the_same_view(backend):
+    first = view("+1 202 555 0111")
+    assert backend.owners.record_view("alice", first, first, first.values(REGION))
+    seq = backend.owners.get("alice").seq
+    assert not backend.owners.record_view("alice", first, first, ())
+    assert backend.owners.record_view("alice", first, first, (), force=True)
+    assert backend.owners.get("alice").seq == seq + 1
+    assert backend.owners.view_at("alice", seq + 1) == first
+    assert [j.seq for j in backend.outbox.pending_jobs(10)] == [seq + 1]
+    # no me card: nothing to send, forced or not
+    assert backend.owners.record_view("alice", None, None, ())
+    assert not backend.owners.record_view("alice", None, None, (), force=True)
+
+
+# -- SQLite: the log is checkpointed beside the writer (index/sqlite/database.py) ------------
+
+def test_sqlite_commits_never_checkpoint_and_the_log_still_reaches_the_database_file(tmp_path):
+    """A commit never checkpoints (a storage hook's commit, under Radicale's exclusive lock,
+    must not copy the log and wait for the disk, nor wait for the fan-out's commit doing
+    it): the checkpointer thread does it, on its own connection, a moment after writes."""
+    path = tmp_path / "x.sqlite"
+    ix = SQLiteIndex(str(path))
+    try:
+        assert ix.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        with ix.transaction():
+            for i in range(2000):
+                ix.consent.set_policy("u%04d" % i, "alice", "auto")
+
+        def whole() -> bool:  # the database file alone holds every page
+            pages, size = (ix.db.conn.execute("PRAGMA %s" % p).fetchone()[0]
+                           for p in ("page_count", "page_size"))
+            return path.stat().st_size >= pages * size
+        deadline = time.monotonic() + 10
+        while not whole() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert whole()
+        assert ix.consent.policies("u1999") == {"alice": "auto"}  # read beside it
+    finally:
+        ix.close()
+    assert not Path(str(path) + "-wal").exists() or Path(str(path) + "-wal").stat().st_size == 0
+
+
+# -- backups of undo and notifications (admin/backup) ---------------------------------------
+
+def test_undone_values_are_listed_by_id_in_pages_for_a_backup(backend):
+    from radicale_plugin.index import UndoneValue
+    h = backend.history
+    h.add_undone([UndoneValue("alice", "bob", "TEL", "k%d" % i, "", i) for i in range(5)])
+    h.forget_undone([h.all_undone()[1].id])
+    every = h.all_undone()
+    assert [v.value_key for v in every] == ["k0", "k2", "k3", "k4"]
+    assert [v.id for v in every] == sorted(v.id for v in every)
+    assert h.all_undone(after=every[1].id, limit=1) == every[2:3]
+
+
+def test_notifications_are_read_whole_and_restored_with_their_ids_and_key(backend, tmp_path):
+    from radicale_plugin.index.records import (BATCH_SENT, EVENT_OFFER, NOTIFY_NONE,
+                                               NotifyBatch, NotifyEvent, NotifySetting)
+    n = backend.notify
+    assert n.known_secret() is None  # reading makes no key
+    assert n.known_secret() is None and n.all_settings() == [] and n.all_events() == []
+    n.set_choice("bob", NOTIFY_NONE, None)
+    n.set_base("carol", "https://dav.example.org")
+    assert n.all_settings() == [NotifySetting("bob", NOTIFY_NONE),
+                                NotifySetting("carol", None, None, "https://dav.example.org")]
+    key = n.secret()
+    assert n.known_secret() == key
+
+    other = SQLiteIndex(str(tmp_path / "other.sqlite"), REGION)
+    try:
+        o = other.notify
+        o.set_base("bob", "https://learnt.example.org")  # a URL learnt, none in the backup
+        o.set_base("carol", "https://learnt.example.org")  # the backup's URL wins
+        batch = NotifyBatch(7, "bob", "mailto:b@example.org", BATCH_SENT, 1.0, 1.0, "text",
+                            "<m@x>", 1, 2.0)
+        events = [NotifyEvent("bob", "alice", EVENT_OFFER, 3, 1.0, 1.0, None, 4, 7),
+                  NotifyEvent("bob", "alice", EVENT_OFFER, 4, 5.0, 5.0, "https://b", 9)]
+        o.restore(n.all_settings(), [batch], events, key)
+        assert o.all_settings() == [
+            NotifySetting("bob", NOTIFY_NONE, None, "https://learnt.example.org"),
+            NotifySetting("carol", None, None, "https://dav.example.org")]
+        assert o.known_secret() == key
+        assert o.batches() == [batch] and o.all_events() == events
+        assert o.events_of(7) == events[:1] and o.waiting() == events[1:]
+        o.add_event(NotifyEvent("bob", "alice", EVENT_OFFER, 5, 6.0, 6.0))
+        assert o.all_events()[-1].id == 10  # ids go on after the restored ones
+        with pytest.raises(ValueError, match="given twice"):
+            o.restore([], [batch], [], None)
+        assert o.known_secret() == key  # None keeps the key there is
+    finally:
+        other.close()

@@ -15,12 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent / "radicale_plugin"
 
 #: The parts, lowest first.
-ORDER = ("errors", "vcard", "index", "pure", "base", "push", "consent", "owner", "delivery",
-         "recipient", "fanout", "service", "http", "admin", "entry")
+ORDER = ("errors", "vcard", "index", "pure", "base", "push", "consent", "notify", "owner",
+         "delivery", "recipient", "fanout", "service", "http", "admin", "entry")
 
 #: Pure decisions kept in the folder of their concept, below the base.
-PURE = {"consent.decisions", "consent.keeping", "push.hosts", "owner.rules",
-        "owner.key_notices", "delivery.history", "delivery.rollback", "delivery.decide"}
+PURE = {"consent.decisions", "consent.keeping", "push.hosts", "owner.rules", "owner.audiences",
+        "owner.key_notices", "delivery.history", "delivery.rollback", "delivery.decide",
+        "delivery.undone", "delivery.revert", "notify.digest", "notify.message",
+        "notify.tokens"}
 
 BASE = {"settings", "config_schema", "context", "store", "command_line"}
 ENTRY = {"storage", "web", "serve", "wsgi", "__main__", ""}

@@ -542,6 +542,38 @@ def test_a_version_4_database_gains_the_tables_of_version_5_and_keeps_its_state(
         index.close()
 
 
+# -- version 5 to 6: undo, notifications, audiences --------------------------------------
+
+V6_TABLES = ("history_undone", "undone_values", "notify_settings", "notify_events",
+             "notify_batches", "notify_secret")
+
+
+def test_a_version_5_database_gains_the_tables_of_version_6_and_keeps_its_state(tmp_path):
+    """Version 6 adds the pages' tables and ``owners.audiences``; what version 5 held
+    (rules, history) stays as it was, and the new state starts empty."""
+    path = tmp_path / "v5.sqlite"
+    index = SQLiteIndex(str(path))
+    index.owners.set_rules("alice", ["all", "group:family"])
+    index.close()
+    with sqlite3.connect(path) as conn:  # as version 5 left it
+        for table in V6_TABLES:
+            conn.execute("DROP TABLE %s" % table)
+        for name in ("undone_values_by_pair", "history_by_owner", "history_by_time"):
+            conn.execute("DROP INDEX IF EXISTS %s" % name)
+        conn.execute("ALTER TABLE owners DROP COLUMN audiences")
+        conn.execute("PRAGMA user_version = 5")
+    conn.close()
+    index = SQLiteIndex(str(path))
+    try:
+        assert user_version(path) == 6 and "audiences" in columns(path, "owners")
+        for table in V6_TABLES:
+            assert columns(path, table), table
+        alice = index.owners.get("alice")
+        assert alice.rules == ["all", "group:family"] and not alice.audiences
+    finally:
+        index.close()
+
+
 # -- the schema check looks at the tables and columns, not only the version number --------
 
 def lacking(path: Path, sql: str) -> None:

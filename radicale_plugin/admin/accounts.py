@@ -113,6 +113,7 @@ def delete_user(ctx: Context, user: str, withdraw: bool = False) -> Deleted:
         done.history = index.history.forget_recipient(user)
         index.push.forget_user(user)
         index.invites.forget_user(user)
+        index.notify.forget_user(user)
         rule = "user:%s" % user
         for other in index.owners.all():
             if rule in other.rules and other.user != user:

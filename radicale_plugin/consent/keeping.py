@@ -25,6 +25,11 @@ as the link stands for a relationship the recipient has:
   contacts' keys are that recipient's.  A ``user:NAME`` rule needs no
   discovery and keeps anybody.
 
+What a kept recipient receives is their audience's field set, chosen by the rules that
+select them (:mod:`radicale_plugin.owner.audiences`); one no rule selects any more, whose
+copy is still written (an answer of theirs, a change sent to them by name), gets the
+owner's shared fields.
+
 So keeping adds nothing an owner could not already learn: under
 ``contacts`` a user who holds the owner's card by their own consent knows
 the owner, and under ``everyone`` anybody may find anybody.

@@ -40,12 +40,14 @@ from radicale_plugin import store
 from radicale_plugin.consent import links
 from radicale_plugin.delivery.card_index import index_card, index_parsed
 from radicale_plugin.delivery import decide
+from radicale_plugin.delivery import undone
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copy_files import CopyFiles, Identity, Write
 from radicale_plugin.errors import NotFound, SharingError
 from radicale_plugin.delivery.history import diff
-from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, Intent, Link,
-                                   Owner)
+from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, IndexedCard, Intent,
+                                   Link, Owner)
+from radicale_plugin.owner.audiences import recipient_view
 from radicale_plugin.vcard.merge import Previous, copy_uid, merge, new_copy
 from radicale_plugin.delivery.rollback import MAX_REPAIRS, stale_values
 from radicale_plugin.vcard.codec import Card, parse_card
@@ -95,6 +97,16 @@ class Planned:
     link: Link | None
     card: Card | None = None       # the new card, parsed (for the card-key index)
     region: str = ""               # the recipient's (their book's cards are indexed in it)
+
+
+@dataclass
+class WriteRecords:
+    """What the index records of writes that were made (:meth:`Deliverer.write_records`)."""
+
+    history: list[HistoryEntry]
+    intents: list[tuple[str, str]]       # (owner, recipient) whose intent is done
+    cards: list[IndexedCard]
+    books: list[tuple[str, int]]         # (book, its folder's time now)
 
 
 class Deliverer:
@@ -204,8 +216,11 @@ class Deliverer:
                 or delivery.delivered_seq != delivery.wanted_seq:
             return None
         owner = index.owners.get(link.owner)
-        stale = stale_values(parse_card(text), delivery.delivered_view,
-                             self.previous(owner, delivery),
+        # values the recipient undid are no rollback: the lines put back are theirs
+        # and only the fields of the recipient's audience were written (owner.audiences)
+        kept = self.without_undone(owner, delivery, recipient_view(
+            delivery.delivered_view, owner, delivery.reasons))
+        stale = stale_values(parse_card(text), kept.view, kept.previous,
                              self._ctx.region_of(owner), self._ctx.region_of(link.recipient))
         if not stale:
             return None  # as written, or the recipient's own edits: kept
@@ -240,9 +255,18 @@ class Deliverer:
         before = parse_card(text)
         # the owner's values (the view, what was recorded as theirs) are read in the
         # owner's region; the copy's lines may be the recipient's typing: in theirs too
-        return before, merge(before, view, self.previous(owner, delivery),
-                             self._ctx.region_of(owner),
+        kept = self.without_undone(owner, delivery, view)  # less what the recipient undid
+        return before, merge(before, kept.view, kept.previous, self._ctx.region_of(owner),
                              self._ctx.region_of(delivery.recipient))
+
+    def without_undone(self, owner: Owner, delivery: Delivery, view: View
+                       ) -> undone.Applied:
+        """``view`` and what is provably the owner's, without the owner values the recipient
+        undid (:mod:`.undone`; the fan-out's round gathers them, see :mod:`.gather`)."""
+        values = self._ctx.index.history.undone_of([(owner.user, delivery.recipient)])
+        return undone.apply(view, self.previous(owner, delivery),
+                            values.get((owner.user, delivery.recipient), ()),
+                            self._ctx.region_of(owner), self._ctx.region_of(delivery.recipient))
 
     def preview(self, owner: Owner, delivery: Delivery, view: View,
                 card: tuple[str, str] | None) -> tuple[Card | None, Card]:
@@ -308,22 +332,34 @@ class Deliverer:
     def after_writes(self, done: list[Planned]) -> None:
         """Record writes that were made: history, intents, the card-key index (in the
         caller's transaction, in one go)."""
-        index = self._ctx.index
+        self.record_writes(self.write_records(done))
+
+    def write_records(self, done: list[Planned]) -> "WriteRecords":
+        """What :meth:`record_writes` records, worked out first (the cards' keys, the
+        books' times): the fan-out does it before its transaction, so that the index's
+        writer is held only for the statements."""
         region = self._ctx.region_of  # the book's: each recipient's own
-        index.history.record_many(
-            HistoryEntry(p.delivery.owner, p.delivery.recipient, p.intent.book, p.intent.href,
-                         p.intent.action, p.intent.changes) for p in done)
-        index.outbox.clear_intents((p.delivery.owner, p.delivery.recipient) for p in done)
-        index.cards.put_many(
-            index_parsed(p.write.book, p.write.href, p.card,
-                         p.region or region(p.delivery.recipient))
-            if p.card is not None else index_card(p.write.book, p.write.href, p.write.text,
-                                                  p.region or region(p.delivery.recipient))
-            for p in done)
-        # as the hooks do: the index knows these books as they are now, else every start
-        # would read again each book the fan-out ever wrote into
-        for book in sorted({p.write.book for p in done}):
-            index.cards.set_book_mtime(book, self.files.folder_mtime(self.files.folder(book)))
+        return WriteRecords(
+            [HistoryEntry(p.delivery.owner, p.delivery.recipient, p.intent.book, p.intent.href,
+                          p.intent.action, p.intent.changes) for p in done],
+            [(p.delivery.owner, p.delivery.recipient) for p in done],
+            [index_parsed(p.write.book, p.write.href, p.card,
+                          p.region or region(p.delivery.recipient))
+             if p.card is not None else index_card(p.write.book, p.write.href, p.write.text,
+                                                   p.region or region(p.delivery.recipient))
+             for p in done],
+            # as the hooks do: the index knows these books as they are now, else every
+            # start would read again each book the fan-out ever wrote into
+            [(book, self.files.folder_mtime(self.files.folder(book)))
+             for book in sorted({p.write.book for p in done})])
+
+    def record_writes(self, records: "WriteRecords") -> None:
+        index = self._ctx.index
+        index.history.record_many(records.history)
+        index.outbox.clear_intents(records.intents)
+        index.cards.put_many(records.cards)
+        for book, mtime in records.books:
+            index.cards.set_book_mtime(book, mtime)
 
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that

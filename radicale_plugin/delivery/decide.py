@@ -20,9 +20,10 @@ from typing import Iterable, Mapping
 
 from radicale_plugin.consent import decisions as consent
 from radicale_plugin.consent.decisions import Candidate, card_fit
+from radicale_plugin.delivery import undone
 from radicale_plugin.index.records import (BLOCKED, DELIVERED, FAILED, ROLLED_BACK, STOPPED,
                                            WITHDRAWING, WITHDRAWN, Delivery, IndexedCard,
-                                           Link, Owner)
+                                           Link, Owner, UndoneValue)
 from radicale_plugin.vcard.codec import Card, parse_card
 from radicale_plugin.vcard.merge import Previous, merge
 from radicale_plugin.vcard.view import View
@@ -71,6 +72,8 @@ class Facts:
     owned: frozenset[tuple[str, str]] = frozenset()
     owner_region: str = "US"
     recipient_region: str = "US"
+    #: the owner's values the recipient undid (left out of the merge, see :mod:`.undone`)
+    undone: tuple[UndoneValue, ...] = ()
 
 
 @dataclass
@@ -183,8 +186,11 @@ def _merged(facts: Facts, view: View, found: Found | None) -> tuple[Card | None,
         return None, None
     before = parse_card(found[0])
     # the owner's values (the view, what was recorded as theirs) are read in the owner's
-    # region; the copy's lines may be the recipient's typing: in theirs too
-    return before, merge(before, view, previous(facts.owned, facts.delivery),
+    # region; the copy's lines may be the recipient's typing: in theirs too.  Values the
+    # recipient undid are left out, and the lines the undo put back are theirs.
+    kept = undone.apply(view, previous(facts.owned, facts.delivery), facts.undone,
+                        facts.owner_region, facts.recipient_region)
+    return before, merge(before, kept.view, kept.previous,
                          facts.owner_region, facts.recipient_region)
 
 

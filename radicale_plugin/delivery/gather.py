@@ -24,8 +24,10 @@ from radicale_plugin import index as idx
 from radicale_plugin.consent import links as consent_links
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copies import Deliverer
+from radicale_plugin.delivery import undone
 from radicale_plugin.delivery.decide import Facts, Found, cards_to_read, owned_values
-from radicale_plugin.index import Delivery, IndexedCard, Link, Owner
+from radicale_plugin.index import Delivery, IndexedCard, Link, Owner, UndoneValue
+from radicale_plugin.owner.audiences import recipient_view
 from radicale_plugin.vcard.codec import parse_card
 from radicale_plugin.vcard.view import View
 
@@ -53,6 +55,8 @@ class Gathered:
     unreadable: dict[Pair, BaseException] = field(default_factory=dict)
     regions: dict[str, str] = field(default_factory=dict)
     default_policy: str = "ask"
+    audience_views: dict = field(default_factory=dict)  # see owner.audiences.recipient_view
+    undone: dict[Pair, list[UndoneValue]] = field(default_factory=dict)  # by (owner, recipient)
 
     def facts(self, delivery: Delivery) -> Facts:
         """One delivery's share, as the pure decision takes it."""
@@ -62,6 +66,8 @@ class Gathered:
         view = owner.view
         if view is not None and delivery.wanted_seq != owner.seq:
             view = self.views.get((owner.user, delivery.wanted_seq)) or view
+        if view is not None:  # the recipient's audience's part of it, each one made once
+            view = recipient_view(view, owner, delivery.reasons, self.audience_views)
         return Facts(
             delivery, owner, view, policies=self.policies.get(delivery.recipient, {}),
             preauthorized=self.preauthorized.get(pair, False),
@@ -74,7 +80,8 @@ class Gathered:
             claimed=self.claimed, read=self.read, unreadable=self.unreadable,
             owned=self.owned.get(owner.user, frozenset()),
             owner_region=self.regions[owner.user],
-            recipient_region=self.regions[delivery.recipient])
+            recipient_region=self.regions[delivery.recipient],
+            undone=tuple(self.undone.get(pair, ())))
 
 
 def gather(ctx: Context, deliverer: Deliverer, deliveries: list[Delivery],
@@ -120,9 +127,26 @@ def gather(ctx: Context, deliverer: Deliverer, deliveries: list[Delivery],
         got.links_at = index.links.at_many(cards)
         got.holders = index.keys.holders(keys)
         got.claimed = frozenset(index.keys.claimed(keys))
+    _undone(index, got, deliveries)
     for delivery in deliveries:
         _read_cards(deliverer, got, delivery)
     return got
+
+
+def _undone(index: idx.SharingIndex, got: Gathered, deliveries: list[Delivery]) -> None:
+    """The owner values recipients undid; those the owner has changed since are forgotten
+    (the owner's new value is delivered like any other, see :mod:`.undone`)."""
+    got.undone = index.history.undone_of((d.owner, d.recipient) for d in deliveries)
+    stale = set()
+    for (owner, _), values in got.undone.items():
+        view = got.people[owner].view
+        if view is not None:
+            stale |= {v.id for v in values
+                      if undone.changed(v, view, got.regions[owner])}
+    if stale:
+        index.history.forget_undone(stale)
+        got.undone = {pair: kept for pair, values in got.undone.items()
+                      if (kept := [v for v in values if v.id not in stale])}
 
 
 def _read_cards(deliverer: Deliverer, got: Gathered, delivery: Delivery) -> None:

@@ -19,32 +19,27 @@ and storage folder, then works in rounds:
    recipient's consent allows, the merged card): a write, an offer
    (:mod:`offers`), or nothing.  The new texts are written to temporary files
    beside the cards (:mod:`copy_files`);
-3. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
+3. *record intents*: what was decided, in short transactions (:mod:`.records`), durably
+   before any file is written;
+4. *write*: Radicale's exclusive lock is held for at most ``lock_hold``
    seconds at a time, only to check that each card is unchanged and rename
    the new file over it; other requests are served between holds;
-4. *record*: history, deliveries and the card-key index, in one transaction.
+5. *record results*: history, deliveries and the card-key index, worked out first and
+   then written in short transactions (:mod:`.records` says why).
 
-Everything written is recorded before it is written (an intent), each
-round's records are one transaction, and merging again into a copy that
-already holds the change writes nothing: a crash at any point loses nothing
-and writes nothing twice.
-
-A delivery that fails for a passing reason (:func:`delivery.transient`: an
-I/O error, a book unreadable for a moment, a lock not obtained) keeps
-waiting and is tried again on a timer, ``mecard_retry_base`` seconds later,
-doubling up to ``mecard_retry_max``; after ``mecard_retry_attempts`` such
-failures in a row it is ``failed`` with the last error.  The owner sees it
-as *retrying* meanwhile (:mod:`reports`).  One recipient's failure never
-holds up the others of its round.
+Everything written is recorded before it is written (an intent), and
+merging again into a copy that already holds the change writes nothing: a
+crash at any point loses nothing and writes nothing twice.  A delivery that
+fails for a passing reason is tried again later (:mod:`.outcomes`); one
+recipient's failure never holds up the others of its round.
 
 A copy a recipient's phone wrote back over (:mod:`rollback`, found by the
 storage hook) waits as ``rolled-back`` and is merged again like any delivery
 when due, without a second offer.
 
-Why one module of some 500 lines: it is the loop and its timing (rounds that
-overlap, the lock held by time, retries, the start-up checks); the decisions,
-the reading and the file writing it drives live in ``delivery/``, and what is
-left here is the one place where their order is kept.
+This module is the loop and its timing (rounds that overlap, the lock held
+by time, the start-up checks); the decisions, the reading and the file
+writing it drives live in ``delivery/``, the records in :mod:`.records`.
 """
 
 from __future__ import annotations
@@ -60,12 +55,14 @@ from radicale_plugin import index as idx
 from radicale_plugin.delivery.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copy_files import Write
-from radicale_plugin.delivery.copies import BookUnavailable, Deliverer, Planned, transient
+from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.delivery.decide import OFFER, REMOVED, WRITE, Verdict, decide
 from radicale_plugin.delivery.gather import gather
-from radicale_plugin.errors import BadCard, SharingError
+from radicale_plugin.delivery.history_keeping import HistoryRetention
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.consent.links import Links
+from radicale_plugin.fanout.outcomes import Failures, Outcome
+from radicale_plugin.fanout.records import Records
 from radicale_plugin.recipient.offers import Offers
 from radicale_plugin.owner.me_cards import Owners
 from radicale_plugin.owner.targets import Targets
@@ -77,31 +74,11 @@ _JOBS_PER_ROUND = 20
 class _Round:
     """A round whose files are being written."""
 
-    outcomes: list["_Outcome"]
+    outcomes: list["Outcome"]
     writes: list[Write]
     clock: "_Clock"
     written: Future
     taken: set[tuple[str, str]]
-
-
-@dataclass
-class _Outcome:
-    """What was decided for one delivery in a round."""
-
-    delivery: Delivery
-    owner: Owner
-    planned: Planned | None = None           # a write (or a link) to make
-    offer: tuple[str, str] | None = None     # an offer to make, naming this card
-    offering: bool = False
-    # the delivery as it waited, to wait again in if it fails for a passing reason
-    waiting: str = ""
-    delivered_seq: int = 0
-    attempts: int = 0
-
-    def __post_init__(self) -> None:
-        self.waiting = self.delivery.state
-        self.delivered_seq = self.delivery.delivered_seq
-        self.attempts = self.delivery.attempts
 
 
 class FanoutWorker:
@@ -116,6 +93,9 @@ class FanoutWorker:
         self._deliverer = deliverer
         self._files = deliverer.files
         self._offers = offers
+        self._history = HistoryRetention(ctx)  # the history's retention
+        self._failures = Failures(ctx)
+        self._records = Records(ctx, deliverer, offers, self._failures)
         self._event = threading.Event()
         self.stats = Stats()
         # one thread writes a round's files while the worker decides the next round
@@ -158,6 +138,7 @@ class FanoutWorker:
                 # books of users whose region changed, before the plans that read them
                 self._card_keys.reindex_pending(self._files)
                 self.drain()
+                self._history.purge_due()  # housekeeping, outside the storage lock
             except Exception as e:
                 logger.error("Fan-out round failed, retrying later: %s", e, exc_info=True)
                 time.sleep(1)
@@ -246,10 +227,7 @@ class FanoutWorker:
         clock.lap("decide")
         if busy is not None:
             busy.written.result()  # the files of the last round first: rounds stay in order
-        with self._ctx.index.transaction():
-            for outcome in outcomes:
-                self._before(outcome)
-            self._offers.end_round()  # one line for the offers held back, the log purged
+        self._records.intents(outcomes)  # in short transactions: requests' hooks go between
         clock.lap("record intents")
         writes = [o.planned.write for o in outcomes
                   if o.planned is not None and not o.planned.write.done]
@@ -259,10 +237,7 @@ class FanoutWorker:
     def _end_round(self, current: "_Round") -> None:
         """Wait for the round's files, then record what they did."""
         current.written.result()
-        # not durable: if a power loss takes it back, the intents (durable) are still
-        # there, and the next start records what they did (Deliverer.settle)
-        with self._ctx.index.transaction(durable=False):
-            self._after(current.outcomes)
+        self._records.results(current.outcomes)
         current.clock.lap("record results")
         written = sum(w.renamed for w in current.writes)  # not those that failed or changed
         self.stats.add(len(current.outcomes), written, current.clock)
@@ -276,8 +251,11 @@ class FanoutWorker:
             outbox.plan(job, {})
             return
         if job.only is not None:
-            # "update some": the owner named these recipients for this change
-            outbox.plan(job, {r: ["chosen for this update"] for r in job.only})
+            # "update some": the owner named these recipients for this change; the rules
+            # that select them stay in the reasons: they choose the field set each gets
+            selected = self._targets.select(job.owner)[0] if owner.audiences else {}
+            outbox.plan(job, {r: selected.get(r, []) + ["chosen for this update"]
+                              for r in job.only})
             logger.info("Update of %r's me card goes to %d chosen recipient(s)",
                         job.owner, len(job.only))
             return
@@ -288,11 +266,11 @@ class FanoutWorker:
         outbox.plan(job, targets, self._ctx.settings.rewrite_spacing)
         logger.info("Update of %r's me card goes to %d recipient(s)", job.owner, len(targets))
 
-    def _decide(self, batch: list[Delivery]) -> list[_Outcome]:
+    def _decide(self, batch: list[Delivery]) -> list[Outcome]:
         """Gather what the round's decisions need, then decide each delivery (pure), then
         work out its write (the merged card, the intent and the link to record)."""
         owners = self._ctx.index.owners.get_many(d.owner for d in batch)
-        outcomes = [_Outcome(delivery, owners[delivery.owner]) for delivery in batch]
+        outcomes = [Outcome(delivery, owners[delivery.owner]) for delivery in batch]
         waiting = []
         for outcome in outcomes:
             try:
@@ -301,12 +279,12 @@ class FanoutWorker:
                 outcome.delivery.attempts = 0  # whatever is decided now ends a run of failures
                 waiting.append(outcome)
             except Exception as e:
-                self._failed(outcome, e)
+                self._failures.failed(outcome, e)
         try:
             gathered = gather(self._ctx, self._deliverer, [o.delivery for o in waiting], owners)
         except Exception as e:  # the index cannot be read for now: every one waits
             for outcome in waiting:
-                self._failed(outcome, e)
+                self._failures.failed(outcome, e)
             return outcomes
         for outcome in waiting:
             with self._files.quiet:
@@ -315,64 +293,10 @@ class FanoutWorker:
                 facts = gathered.facts(outcome.delivery)
                 self._apply(outcome, decide(facts), facts.recipient_region)
             except Exception as e:
-                self._failed(outcome, e)
+                self._failures.failed(outcome, e)
         return outcomes
 
-    def _failed(self, outcome: _Outcome, e: Exception) -> None:
-        # one recipient's failure must neither stop the others nor be retried forever;
-        # the owner sees a fixed reason: an error's text may quote the recipient's card
-        delivery = outcome.delivery
-        if transient(e):
-            if outcome.planned is not None and not outcome.planned.write.done:
-                try:  # it failed while its intent was recorded (_before): nothing is written
-                    self._forget_write(outcome.planned)
-                except Exception:
-                    pass  # settle() does it at the next attempt
-            outcome.planned, outcome.offer, outcome.offering = None, None, False
-            self._retry(outcome, e)
-            return
-        delivery.attempts = 0
-        logger.warning("Copy of %r's card for %r not written: %s", delivery.owner,
-                       delivery.recipient, e, exc_info=not isinstance(e, SharingError))
-        outcome.planned, outcome.offering = None, False
-        delivery.state = idx.FAILED
-        delivery.error = ("the recipient's card could not be read" if isinstance(e, BadCard)
-                          else "the copy could not be written; the server's log says why")
-
-    def _forget_write(self, planned: Planned) -> None:
-        """A write that was not made: forget its intent, and the link to a card that was to
-        be created (as :meth:`Deliverer.settle` does after a crash)."""
-        delivery = planned.delivery
-        self._ctx.index.outbox.set_intent(delivery.owner, delivery.recipient, None)
-        if planned.intent.action == "create":
-            self._ctx.index.links.remove(delivery.owner, delivery.recipient)
-
-    def _retry(self, outcome: _Outcome, e: BaseException) -> None:
-        """A failure that may pass: the delivery waits as it did, and is tried again after
-        a growing wait; after ``retry_attempts`` of them in a row it is failed."""
-        settings = self._ctx.settings
-        delivery = outcome.delivery
-        attempts = outcome.attempts + 1
-        # a fixed reason for the owner: the error's text names the recipient's files
-        reason = ("the recipient's address book could not be read"
-                  if isinstance(e, BookUnavailable)
-                  else "the copy could not be written (a storage error on the server)")
-        delivery.attempts, delivery.delivered_seq = attempts, outcome.delivered_seq
-        if attempts >= settings.retry_attempts:
-            delivery.state, delivery.due = idx.FAILED, 0.0
-            delivery.error = "%s; gave up after %d attempts" % (reason, attempts)
-            logger.warning("Copy of %r's card for %r not written after %d attempts, given "
-                           "up until the owner's next change: %s", delivery.owner,
-                           delivery.recipient, attempts, e)
-            return
-        wait = settings.retry_delay(attempts)
-        delivery.state, delivery.error = outcome.waiting, reason
-        delivery.due = time.time() + wait
-        logger.warning("Copy of %r's card for %r not written (attempt %d of %d), tried again "
-                       "in %g s: %s", delivery.owner, delivery.recipient, attempts,
-                       settings.retry_attempts, wait, e)
-
-    def _apply(self, outcome: _Outcome, verdict: Verdict, region: str) -> None:
+    def _apply(self, outcome: Outcome, verdict: Verdict, region: str) -> None:
         """The delivery's new state, and the write to make (worked out, not made yet)."""
         delivery, owner = outcome.delivery, outcome.owner
         if verdict.action == WRITE:
@@ -400,23 +324,6 @@ class FanoutWorker:
                 logger.debug("Recipient %r blocks %r: copy left alone", delivery.recipient,
                              owner.user)
             delivery.state, delivery.error = verdict.state, verdict.error
-
-    def _before(self, outcome: _Outcome) -> None:
-        """In the round's first transaction: links, intents, offers, and every other outcome."""
-        delivery = outcome.delivery
-        try:
-            if outcome.planned is not None:
-                self._deliverer.before_write(outcome.planned)
-                return
-            if outcome.offering:
-                self._offers.make(outcome.owner, delivery, outcome.offer)
-            if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
-                self._ctx.index.consent.drop_offer(delivery.owner, delivery.recipient)
-            if delivery.state == idx.WITHDRAWN:
-                self._ctx.index.links.remove(delivery.owner, delivery.recipient)
-        except Exception as e:
-            self._failed(outcome, e)
-        self._ctx.index.outbox.finish(delivery)
 
     def _write(self, writes: list[Write], clock: "_Clock") -> None:
         """Prepare the files, then rename them in holds of at most ``lock_hold`` seconds."""
@@ -450,36 +357,6 @@ class FanoutWorker:
             self._ctx.books_changed({w.book for w in done})
             # before the next round's files appear: the hook sees only finished copies
             self._files.run_storage_hook()
-
-    def _after(self, outcomes: list[_Outcome]) -> None:
-        """In the round's last transaction: what the writes did, recorded in one go."""
-        index = self._ctx.index
-        finished, written, offers_gone = [], [], []
-        for outcome in outcomes:
-            planned = outcome.planned
-            if planned is None:
-                continue
-            delivery = planned.delivery
-            if planned.write.error is not None:
-                # nothing was renamed: the card is as it was; try again later
-                self._forget_write(planned)
-                self._retry(outcome, planned.write.error)
-            elif planned.intent.after_hash and not planned.write.renamed:
-                # the card changed while we wrote: decided again in the next round
-                index.outbox.set_intent(delivery.owner, delivery.recipient, None)
-                delivery.state, delivery.due = idx.PENDING, 0.0
-            elif planned.intent.after_hash:
-                written.append(planned)
-                delivery.delivered_at = time.time()
-            if delivery.state == idx.DELIVERED:
-                offers_gone.append((delivery.owner, delivery.recipient))
-            if delivery.state == idx.WITHDRAWN:
-                index.links.remove(delivery.owner, delivery.recipient)
-            finished.append(delivery)
-        self._deliverer.after_writes(written)
-        index.consent.drop_offers(offers_gone)
-        index.outbox.finish_many(finished, self._ctx.settings.rewrite_spacing)
-
 
 class _Clock:
     """Where a round's time went, and its longest hold of the storage lock."""

@@ -22,6 +22,11 @@ from radicale_plugin.owner import key_notices
 from radicale_plugin.errors import BadRequest, Conflict, NotFound
 from radicale_plugin.index import DISCOVERABILITY, POLICIES
 from radicale_plugin.delivery.reports import dropped, held_back, recipient_row
+from radicale_plugin.http import api_cards, api_qr, api_send
+from radicale_plugin.http.api_history import HistoryApi
+from radicale_plugin.http.api_notify import NotifyApi
+from radicale_plugin.http.api_audiences import AudiencesApi
+from radicale_plugin.owner.field_sets import listing as audience_listing
 from radicale_plugin.service import SharingService
 
 Handler = Callable[[str, dict], Any]
@@ -74,16 +79,23 @@ class Api:
             "/policies": self.policies,
             "/privacy": self.privacy,
             "/keys": lambda u: {"keys": self._s.verification.keys_of(u)},
-            "/offers": lambda u: {"offers": self._s.offers.open_offers(u)},
-            "/history": self.history,
             "/links": self.links,
             "/push/subscriptions": lambda u: self._s.push.subscriptions(u),
             "/invites": lambda u: self._s.invites.of_owner(u),
         }
+        # the owner's pages: my cards and groups (http/api_cards.py)
+        self.get_routes.update(api_cards.routes(service))
         #: GET calls that read the query string.
         self.query_routes: dict[str, Callable[[str, Query], Any]] = {
             "/push/book": lambda u, q: self._s.push.book_info(u, q.get("path")),
         }
+        # ?owner=NAME: that owner's offer; &card=PATH|new: what accepting into it would do
+        self.query_routes["/offers"] = lambda u, q: {"offers": self._s.offers.open_offers(
+            u, q.get("owner"), q.get("card"))}
+        self._history = HistoryApi(service)  # history and undo (api_history.py)
+        self.query_routes["/history"] = self._history.get
+        self._audiences = AudiencesApi(service)  # field sets per rule (api_audiences.py)
+        self.query_routes["/preview"] = self._audiences.preview
         self.post_routes: dict[str, Handler] = {
             "/me-card": self.post_me_card,
             "/me-card/content": self.post_content,
@@ -102,6 +114,12 @@ class Api:
                 _field(d, "code", (str,), "the code you received, as a string")),
             "/push/subscriptions": lambda u, d: self._s.push.subscribe(u, d),
         }
+        self.post_routes["/audiences"] = lambda u, d: self._audiences.post(u, d, self.me)
+        # send now, to all or chosen people (http/api_send.py)
+        self.post_routes["/send"] = lambda u, d: api_send.send(service, u, d)
+        self._notify = NotifyApi(service)  # notification e-mails (api_notify.py)
+        self.get_routes["/notifications"] = self._notify.get
+        self.post_routes["/notifications"] = self._notify.post
         self._offer_actions: dict[str, Callable[[str, str, dict], Any]] = {
             "accept": lambda u, o, d: self._s.offers.accept(
                 u, o, _field(d, "card", (str,), "the path of one of your cards, or \"new\"",
@@ -132,6 +150,9 @@ class Api:
         handler = self.post_routes.get(call)
         if handler is not None:
             return handler(user, data)
+        answer = self._history.post(call, user, data)  # POST /history/ID/undo
+        if answer is not None:
+            return answer
         if call == "/invites":
             return self._s.invites.create(
                 user, base,
@@ -141,6 +162,8 @@ class Api:
                        required=False, nullable=True),
                 _field(data, "label", (str,), "a note for you, e.g. \"for Bob\"",
                        required=False, nullable=True))
+        if call == "/invites/qr":  # the QR code of a new invite's link (http/api_qr.py)
+            return api_qr.invite_qr(self._s, user, data, base)
         match = re.fullmatch(r"/invites/([^/]+)/revoke", call)
         if match:
             return self._s.invites.revoke(user, match.group(1))
@@ -168,6 +191,8 @@ class Api:
             "me_card": "/%s/%s" % (owner.book, owner.href) if owner.href else None,
             "shared_fields": owner.shared_fields,
             "withdrawn_fields": owner.withdrawn_fields,
+            # field sets per target rule (a rule not listed gets the shared fields)
+            "audiences": audience_listing(owner),
             "seq": owner.seq,
             "targets": owner.rules,
             "policies": s.index.consent.policies(user),
@@ -224,15 +249,6 @@ class Api:
                            "made_by": link.made_by, "made": link.made}
                           for link in self._s.index.links.under(user)
                           if link.recipient == user]}
-
-    def history(self, user: str) -> dict[str, Any]:
-        """Changes the sharing code made to my cards, newest first."""
-        return {"history": [
-            {"id": e.id, "time": e.time, "owner": e.owner, "card": "/%s/%s" % (e.book, e.href),
-             "action": e.action,
-             "changes": [{"field": c.field, "before": c.before, "after": c.after}
-                         for c in e.changes]}
-            for e in self._s.index.history.of_recipient(user)]}
 
     # -- changes ------------------------------------------------------------------
     def post_me_card(self, user: str, data: dict) -> Any:

@@ -28,6 +28,7 @@ from radicale.web import internal
 
 from radicale_plugin.http import pages
 from radicale_plugin.http.api import Api
+from radicale_plugin.http import unsubscribe
 from radicale_plugin.errors import (BadMediaType, BadRequest, Forbidden, SharingError,
                                     TooLarge, TooMany)
 from radicale_plugin.service import SharingService
@@ -140,18 +141,27 @@ class Web(internal.Web):
 
     def get(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
             user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
+        if unsubscribe.is_route(path):  # no login: its signed token is its only authority
+            return unsubscribe.answer(self._sharing, environ, "GET", path)
+        if user:  # links in this user's notification e-mails may use this address
+            self._sharing.notify.saw(user, request_base(environ, base_prefix))
         if not path.startswith(PREFIX + "/") and path != PREFIX:
             if path == pages.ROOT or path.startswith(pages.ROOT + "/"):
                 # the pages sign in, refuse and answer on their own (http/pages/)
                 return pages.answer(self._api, path, user, _query(environ), base_prefix)
             return super().get(environ, base_prefix, path, user, user_groups, request_info)
-        if not user:
+        # an invite's preview is for whoever holds its link (the invite page shows it)
+        if not user and not re.fullmatch(re.escape(PREFIX) + r"/invite/[^/]+/?", path):
             return httputils.NOT_ALLOWED  # Radicale answers 401 and asks to log in
         return self._answer(environ, path, user,
                             lambda call: self._api.get(call, user, _query(environ)))
 
     def post(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
              user: str, user_groups: set, request_info: dict) -> types.WSGIResponse:
+        if unsubscribe.is_route(path):  # RFC 8058 one-click: no login, the token decides
+            return unsubscribe.answer(self._sharing, environ, "POST", path)
+        if user:
+            self._sharing.notify.saw(user, request_base(environ, base_prefix))
         if not path.startswith(PREFIX + "/") and path != PREFIX:
             return super().post(environ, base_prefix, path, user, user_groups, request_info)
         if not user:

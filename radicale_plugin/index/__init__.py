@@ -12,7 +12,8 @@ split into one store per concern:
 ``outbox``    owner changes still to plan, and one delivery per (owner, recipient);
 ``history``   every change the sharing code made to a recipient's card;
 ``push``      WebDAV-Push: each book's topic, and the subscriptions to books;
-``invites``   the invites owners hand out, and who accepted them.
+``invites``   the invites owners hand out, and who accepted them;
+``notify``    how recipients hear of offers, and the e-mails telling them.
 
 Every method is atomic.  :meth:`SharingIndex.transaction` groups several
 calls into one transaction (it nests); never take Radicale's storage lock
@@ -41,6 +42,9 @@ from radicale_plugin.index.records import (  # noqa: F401  (the contract's vocab
 from radicale_plugin.index.records import LINK_INVITED, Invite, InviteUse  # noqa: F401
 from radicale_plugin.index.records import BEHIND, ROLLED_BACK  # noqa: F401
 from radicale_plugin.index.records import PushQueued  # noqa: F401
+from radicale_plugin.index.records import (  # noqa: F401  (notifications)
+    NotifyBatch, NotifyEvent, NotifySetting)
+from radicale_plugin.index.records import UndoMark, UndoneValue  # noqa: F401
 from radicale_plugin.vcard.view import View
 
 
@@ -81,6 +85,11 @@ class OwnerStore(abc.ABC):
         """Replace the owner's target rules."""
 
     @abc.abstractmethod
+    def set_audiences(self, user: str, audiences: dict) -> None:
+        """Replace the owner's field sets per target rule (``{}``: none; the JSON form of
+        :mod:`radicale_plugin.owner.audiences`)."""
+
+    @abc.abstractmethod
     def set_discoverability(self, user: str, value: str) -> None:
         """Who may learn that the user's keys belong to a user here."""
 
@@ -90,8 +99,9 @@ class OwnerStore(abc.ABC):
 
     @abc.abstractmethod
     def record_view(self, user: str, card_view: View | None, view: View | None,
-                    values: Iterable[tuple[str, str]]) -> bool:
-        """Store the me card's views; queue the change if ``view`` changed.
+                    values: Iterable[tuple[str, str]], force: bool = False) -> bool:
+        """Store the me card's views; queue the change if ``view`` changed (or ``force``:
+        what each audience gets changed, not the view; never when ``view`` is None).
 
         ``values`` are the (field, compare key) pairs of ``view``: they are
         remembered for good, as values that are provably the owner's.
@@ -654,8 +664,46 @@ class HistoryLog(abc.ABC):
         """Append entries, in order."""
 
     @abc.abstractmethod
-    def of_recipient(self, recipient: str, limit: int = 100) -> list[HistoryEntry]:
-        """The newest changes made to a recipient's cards, newest first."""
+    def of_recipient(self, recipient: str, limit: int = 100,
+                     owner: str | None = None) -> list[HistoryEntry]:
+        """The newest changes made to a recipient's cards (by ``owner`` only, if given),
+        newest first."""
+
+    # -- undo (the recipient's; see radicale_plugin.recipient.undo) -------------------
+    @abc.abstractmethod
+    def get(self, entry_id: int) -> HistoryEntry | None:
+        """One entry, by id."""
+
+    @abc.abstractmethod
+    def add(self, entry: HistoryEntry) -> int:
+        """Append one entry; its id."""
+
+    @abc.abstractmethod
+    def mark_undone(self, mark: UndoMark) -> bool:
+        """Mark an entry undone; False (and the first mark stays) if it was already."""
+
+    @abc.abstractmethod
+    def undo_marks(self, entry_ids: Iterable[int]) -> dict[int, UndoMark]:
+        """The marks of those of ``entry_ids`` that were undone, by entry."""
+
+    @abc.abstractmethod
+    def add_undone(self, values: Iterable[UndoneValue]) -> None:
+        """Remember owner values recipients undid (``id`` is given by the store)."""
+
+    @abc.abstractmethod
+    def undone_of(self, pairs: Iterable[tuple[str, str]]
+                  ) -> dict[tuple[str, str], list[UndoneValue]]:
+        """The undone values of these (owner, recipient) pairs, oldest first (pairs
+        without any are left out)."""
+
+    @abc.abstractmethod
+    def forget_undone(self, value_ids: Iterable[int]) -> None:
+        """Forget undone values the owner has changed since (by ``id``)."""
+
+    @abc.abstractmethod
+    def purge(self, before: str) -> int:
+        """Forget entries (and their undo marks) recorded before ``before`` (ISO time);
+        how many entries.  Undone values stay: they are rules in effect, not history."""
 
     # -- backups and accounts -------------------------------------------------
     @abc.abstractmethod
@@ -667,8 +715,14 @@ class HistoryLog(abc.ABC):
         """Append entries exactly as given, ``id`` and ``time`` included (an import)."""
 
     @abc.abstractmethod
+    def all_undone(self, after: int = 0, limit: int = 1000) -> list[UndoneValue]:
+        """Undone values with an ``id`` above ``after``, oldest first, at most ``limit``
+        (a backup; an import stores them again with :meth:`add_undone`, in this order)."""
+
+    @abc.abstractmethod
     def forget_recipient(self, recipient: str) -> int:
-        """Forget every change made to the recipient's cards; how many entries."""
+        """Forget every change made to the recipient's cards, their undo marks and the
+        values they undid; how many entries."""
 
 
 class PushStore(abc.ABC):
@@ -814,6 +868,116 @@ class InviteStore(abc.ABC):
         invites (those invites keep their counts: a use is not given back)."""
 
 
+
+class NotifyStore(abc.ABC):
+    """Notifications: each user's choice, the events to tell, and the e-mails (batches)
+    made of them, whose states make sending at most once (:mod:`radicale_plugin.notify`)."""
+
+    @abc.abstractmethod
+    def setting(self, user: str) -> NotifySetting:
+        """The user's choice (``email`` None: never chosen)."""
+
+    @abc.abstractmethod
+    def set_choice(self, user: str, email: str, address: str | None) -> None:
+        """Store what the user chose; ``email`` none also cancels what waits for them."""
+
+    @abc.abstractmethod
+    def set_base(self, user: str, base: str) -> None:
+        """Remember the server's URL as the user's own requests reach it."""
+
+    @abc.abstractmethod
+    def add_event(self, event: NotifyEvent) -> None:
+        """Store one event to tell (not in a batch yet)."""
+
+    @abc.abstractmethod
+    def waiting(self, limit: int = 10000) -> list[NotifyEvent]:
+        """Events in no batch yet, by recipient, then time and id."""
+
+    @abc.abstractmethod
+    def last_batch(self, recipient: str) -> float | None:
+        """When the recipient's newest batch was made (None: never)."""
+
+    @abc.abstractmethod
+    def make_batch(self, batch: NotifyBatch, events: list[int], drop: list[int]) -> int:
+        """Store a new batch (its ``id`` is given here) holding ``events`` and forget the
+        events ``drop``, in one step; returns the batch's id, or 0 (and nothing changes) if
+        one of ``events`` is in a batch already or gone."""
+
+    @abc.abstractmethod
+    def drop_events(self, ids: list[int]) -> None:
+        """Forget events (nothing to tell of them any more)."""
+
+    @abc.abstractmethod
+    def batch(self, batch_id: int) -> NotifyBatch | None:
+        """One batch."""
+
+    @abc.abstractmethod
+    def batches(self, recipient: str | None = None, state: str | None = None
+                ) -> list[NotifyBatch]:
+        """Batches (of one recipient, in one state), oldest first."""
+
+    @abc.abstractmethod
+    def events_of(self, batch_id: int) -> list[NotifyEvent]:
+        """The events a batch tells of."""
+
+    @abc.abstractmethod
+    def due_batches(self, now: float) -> list[NotifyBatch]:
+        """Batches ready to be sent by ``now``, the soonest due first."""
+
+    @abc.abstractmethod
+    def next_due(self) -> float | None:
+        """When the earliest ready batch is due (None: none is)."""
+
+    @abc.abstractmethod
+    def claim(self, batch_id: int) -> bool:
+        """Mark a ready batch ``sending`` (one attempt more), durably, before the mail server
+        hears of it; False if it was not ready (another thread claimed it, or cancelled)."""
+
+    @abc.abstractmethod
+    def finish(self, batch_id: int, state: str, due: float = 0.0, error: str = "",
+               sent: float | None = None) -> None:
+        """Store the outcome of an attempt: sent, ready again (retried at ``due``), failed,
+        or unknown."""
+
+    @abc.abstractmethod
+    def interrupted(self) -> list[NotifyBatch]:
+        """Batches found ``sending`` (a crash while sending): made ``unknown``, returned."""
+
+    @abc.abstractmethod
+    def secret(self) -> bytes:
+        """The key that signs unsubscribe links: made once, kept for good."""
+
+    @abc.abstractmethod
+    def purge(self, before: float) -> int:
+        """Forget finished batches made before ``before`` and their events (each
+        recipient's newest batch stays: it spaces the next); how many batches."""
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the user's choice, events and batches (an account deleted)."""
+
+    # -- backups --------------------------------------------------------------------
+    @abc.abstractmethod
+    def all_settings(self) -> list[NotifySetting]:
+        """Every user's stored setting, by user."""
+
+    @abc.abstractmethod
+    def all_events(self) -> list[NotifyEvent]:
+        """Every event, in a batch or waiting, by id."""
+
+    @abc.abstractmethod
+    def known_secret(self) -> bytes | None:
+        """The key of unsubscribe links if one was made (None: none yet); never makes one."""
+
+    @abc.abstractmethod
+    def restore(self, settings: Iterable[NotifySetting], batches: Iterable[NotifyBatch],
+                events: Iterable[NotifyEvent], secret: bytes | None) -> None:
+        """Store settings, batches and events exactly as given, ids included (an import;
+        an event's ``batch`` names one of ``batches`` or is None; a setting replaces one
+        holding only a URL learnt, whose URL stays where the setting has none), and the key
+        of unsubscribe links (None: keep what there is).  ValueError for ids given twice."""
+
+
 class SharingIndex(abc.ABC):
     """All sharing state of one server, one store per concern."""
 
@@ -829,6 +993,7 @@ class SharingIndex(abc.ABC):
     history: HistoryLog
     push: PushStore
     invites: InviteStore
+    notify: NotifyStore
 
     @abc.abstractmethod
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
@@ -839,6 +1004,12 @@ class SharingIndex(abc.ABC):
         can be rebuilt or replayed, such as the card-key index.
         """
 
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every commit so far durable, as a ``durable`` transaction's is, without
+        holding up other writers while the disk is waited for (the fan-out commits a
+        round's intents in short transactions, then syncs once before writing files)."""
+
     def close(self) -> None:
         """Release resources."""
 
@@ -846,7 +1017,9 @@ class SharingIndex(abc.ABC):
     def is_empty(self) -> bool:
         """Whether the index holds no sharing state at all (an import goes only there).
 
-        The card-key index does not count: it is rebuilt from the collections.
+        The card-key index does not count: it is rebuilt from the collections; nor do a
+        notification setting holding only the URL a user's request came by and the key of
+        unsubscribe links, which a server running on an empty database makes.
         """
 
     @abc.abstractmethod

@@ -59,6 +59,9 @@ class Owner:
     notices: list[str] = field(default_factory=list)
     card_stat: str = ""  # the me card file's size and time when last read (start-up check)
     region: str | None = None  # the user's own region setting (None: none set)
+    #: field sets per target rule, as stored: rule -> {"fields": [...] | None, "withdrawn":
+    #: [...]} (see radicale_plugin.owner.audiences)
+    audiences: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,9 +219,39 @@ class HistoryEntry:
     recipient: str
     book: str
     href: str
-    action: str                  # "create", "update" or "withdraw"
+    action: str                  # "create", "update", "withdraw" (or "undo": the recipient's)
     changes: tuple[Change, ...]
     time: str = ""
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class UndoMark:
+    """A history entry the recipient undid: when, the entry recording the undo (0: nothing
+    was written), and the answer given (JSON: what was put back, what not and why)."""
+
+    entry: int
+    time: str
+    undo_entry: int = 0
+    answer: str = "{}"
+
+
+@dataclass(frozen=True)
+class UndoneValue:
+    """An owner's value a recipient undid: later deliveries leave it out of the copy until
+    the owner changes it (see :mod:`radicale_plugin.delivery.undone`).
+
+    ``value_key``: the owner's value (``field``, compare key) the undo took out ("": the
+    change removed a value, and the undo put it back); ``kept``: the content line the undo
+    put back ("": none), which is the recipient's from then on.
+    """
+
+    owner: str
+    recipient: str
+    field: str
+    value_key: str
+    kept: str
+    entry: int = 0               # the history entry undone
     id: int = 0
 
 
@@ -300,3 +333,71 @@ class QueueCounts:
     states: dict[str, int]         # deliveries per stored state
     due: int                       # pending or withdrawing deliveries due now
     oldest_job: str | None = None  # when the oldest change still to plan was queued (ISO)
+
+
+# -- notifications (radicale_plugin.notify) ---------------------------------------------
+
+#: What a recipient hears of by e-mail (``NotifySetting.email``).
+NOTIFY_OFFERS = "offers"
+NOTIFY_OFFERS_AND_CHANGES = "offers-and-changes"
+NOTIFY_NONE = "none"
+NOTIFY_CHOICES = (NOTIFY_OFFERS, NOTIFY_OFFERS_AND_CHANGES, NOTIFY_NONE)
+
+#: Kinds of notification events.
+EVENT_OFFER = "offer"          # a new offer (or a newer change replacing one)
+EVENT_OFFER_DUE = "offer-due"  # a postponed offer whose time came
+EVENT_CHANGED = "changed"      # a change applied to the recipient's card without asking
+
+#: Batch states: made and waiting (again) to be sent; claimed for sending (durably, before
+#: the mail server is spoken to); sent; given up; and "unknown": the mail server may or may
+#: not have it (found "sending" after a crash, or the connection broke after the message's
+#: end was sent): never sent again.  "cancelled": the recipient unsubscribed meanwhile.
+BATCH_READY = "ready"
+BATCH_SENDING = "sending"
+BATCH_SENT = "sent"
+BATCH_FAILED = "failed"
+BATCH_UNKNOWN = "unknown"
+BATCH_CANCELLED = "cancelled"
+
+
+@dataclass
+class NotifySetting:
+    """How a user hears of offers: ``email`` None means never chosen (the server's default)."""
+
+    user: str
+    email: str | None = None
+    address: str | None = None   # a mailto: key the user chose (None: the first verified)
+    base: str | None = None      # the server's URL as the user's own requests reach it
+
+
+@dataclass
+class NotifyEvent:
+    """Something to tell a recipient of (times in seconds since 1970)."""
+
+    recipient: str
+    owner: str
+    kind: str
+    seq: int
+    time: float                  # when it happened
+    due: float                   # when it may be told (a postponed offer: its time)
+    base: str | None = None      # the recipient's server URL known when it happened
+    id: int = 0
+    batch: int | None = None
+
+
+@dataclass
+class NotifyBatch:
+    """One e-mail to one recipient, made of events; ``message`` is the whole text sent (the
+    same bytes at every attempt)."""
+
+    id: int
+    recipient: str
+    address: str
+    state: str
+    created: float
+    due: float
+    message: str = ""
+    message_id: str = ""
+    attempts: int = 0
+    sent: float | None = None
+    error: str = ""

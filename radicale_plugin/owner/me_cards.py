@@ -35,6 +35,7 @@ from radicale_plugin.context import Context
 from radicale_plugin.consent.discovery import Discovery
 from radicale_plugin.errors import BadCard, BadRequest, Conflict, NotFound
 from radicale_plugin.index import Link, Owner
+from radicale_plugin.owner.audiences import fields_in_use, withdrawn_in_use
 from radicale_plugin.owner.key_caps import NEW_KEYS_WINDOW, KeyCaps
 from radicale_plugin.vcard.limits import check_me_card
 from radicale_plugin.vcard.matching import card_keys, line_key
@@ -240,8 +241,10 @@ class Owners:
                            "shares only your own numbers and e-mails" % ", ".join(theirs))
 
     # -- views -----------------------------------------------------------------
-    def refresh(self, owner: Owner, text: str) -> bool:
-        """Read the me card's shared view anew; queue it if it changed.
+    def refresh(self, owner: Owner, text: str, force: bool = False) -> bool:
+        """Read the me card's shared view anew; queue it if it changed (or ``force``: what
+        an audience gets changed).  The view holds every field some audience gets
+        (:func:`.audiences.fields_in_use`); each recipient gets their audience's part.
 
         A me card that came to hold somebody's copy stops being one (nothing of it
         is shared any more), whatever path brought the copy there.
@@ -258,8 +261,8 @@ class Owners:
                            owner.user)
             self.forget(owner.user)
             return False
-        return self._record(owner.user, shared_view(card, owner.shared_fields,
-                                                    owner.withdrawn_fields))
+        return self._record(owner.user, shared_view(card, fields_in_use(owner),
+                                                    withdrawn_in_use(owner)), force)
 
     def refresh_keys(self, user: str) -> bool:
         """Recompute what is sent after keys changed hands (no storage needed)."""
@@ -268,7 +271,7 @@ class Owners:
             return False
         return self._record(user, owner.card_view)
 
-    def _record(self, user: str, card_view: View | None) -> bool:
+    def _record(self, user: str, card_view: View | None, force: bool = False) -> bool:
         index = self._ctx.index
         before = self._ctx.region_of(user)
         # the claims are read in the region this very me card gives (or the user's setting)
@@ -288,7 +291,8 @@ class Owners:
                     index.keys.record_claims(user, claims - before_claims, time.time())
                 index.keys.set_claims(user, claims)
                 view = self._effective(user, card_view, region)
-                changed = index.owners.record_view(user, card_view, view, view.values(region))
+                changed = index.owners.record_view(user, card_view, view, view.values(region),
+                                                   force)
         if changed and card_view is not None:
             logger.info("Me card of %r changed: update queued for its targets", user)
         return changed

@@ -54,6 +54,11 @@ class Targets:
         index = self._ctx.index
         with index.transaction():
             index.owners.set_rules(user, normal)
+            owner = index.owners.get(user)
+            if owner.audiences and owner.view is not None:
+                # who gets which field set may change with the rules: a new change, so that
+                # copies already holding the current one get their audience's view too
+                index.owners.record_view(user, owner.card_view, owner.view, (), force=True)
             index.outbox.requeue(user, withdraw=withdraw)
         self._ctx.wake()
         return normal

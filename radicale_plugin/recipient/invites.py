@@ -44,8 +44,10 @@ from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Invite, Owner
 from radicale_plugin.consent.ratelimit import RateLimiter
 from radicale_plugin.owner.targets import MAX_RULES
+from radicale_plugin.owner.audiences import recipient_view
 from radicale_plugin.recipient.placing import check_chosen_card, owner_keys, place_accepted
 from radicale_plugin.vcard.codec import unescape
+from radicale_plugin.vcard.merge import new_copy
 from radicale_plugin.vcard.view import View
 
 #: The one answer for every token that cannot be used, whatever the reason.
@@ -212,12 +214,15 @@ class Invites:
     def _used_by(self, invite: Invite, user: str) -> bool:
         return any(u.recipient == user for u in self._ctx.index.invites.uses(invite.id))
 
-    def _shared(self, invite: Invite) -> tuple[Owner, View]:
+    def _shared(self, invite: Invite, recipient: str) -> tuple[Owner, View]:
+        """The owner, and the view the recipient gets: accepting makes them a target by
+        name (``user:NAME``), the most specific rule (:mod:`.owner.audiences`)."""
         owner = self._ctx.index.owners.get(invite.owner)
         if owner.view is None:
             raise Conflict("%s shares no card at the moment; ask them again later"
                            % invite.owner)
-        return owner, owner.view
+        return owner, recipient_view(owner.view, owner, ["user:%s" % recipient],
+                                     rules=owner.rules + ["user:%s" % recipient])
 
     def _target(self, recipient: str, owner: str, card: Any) -> tuple[str, str] | None:
         """The recipient's card the copy goes into (None: a new contact)."""
@@ -246,13 +251,30 @@ class Invites:
         return book, href
 
     def preview(self, recipient: str, token: Any, card: Any = None) -> dict[str, Any]:
-        """Exactly what accepting would put into the recipient's book; changes nothing."""
+        """Exactly what accepting would put into the recipient's book; changes nothing.
+
+        Nobody signed in (``recipient`` ""): the owner's card as it would arrive as a new
+        contact, and nothing else.  Showing it to whoever holds the link is what an invite
+        is for; every token that cannot be used gets the one :data:`INVALID` answer.
+        """
         invite = self._open(recipient, token)
         index = self._ctx.index
+        if not recipient:
+            # as anyone who accepts it gets it: a target by name, with no field set of
+            # their own unless the owner made one for them
+            owner, view = self._shared(invite, recipient)
+            after = new_copy(view, "invite", "3.0")
+            return {"owner": owner.user,
+                    "name": unescape(view.of("FN")[0].value) if view.of("FN") else owner.user,
+                    "card": after.serialize(), "into": None,
+                    "changes": [{"field": c.field, "before": c.before, "after": c.after}
+                                for c in diff(None, after)],
+                    "owner_keys": owner_keys(self._ctx, owner.user, view),
+                    "expires": _iso(invite.expires), "accepted": False}
         with self._ctx.storage.acquire_lock("r", recipient):
             if self._taken_back(invite, recipient):
                 raise NotFound(INVALID)
-            owner, view = self._shared(invite)
+            owner, view = self._shared(invite, recipient)
             target = self._target(recipient, owner.user, card)
             delivery = index.outbox.delivery(owner.user, recipient) or Delivery(
                 owner.user, recipient, idx.PENDING, owner.seq)
@@ -282,7 +304,7 @@ class Invites:
         index = self._ctx.index
         rule = "user:%s" % recipient
         with self._ctx.storage.acquire_lock("w", recipient):
-            owner, view = self._shared(invite)
+            owner, view = self._shared(invite, recipient)
             target = self._target(recipient, owner.user, card)
             if rule not in owner.rules and len(owner.rules) >= MAX_RULES:
                 raise Conflict("%s has too many target rules to add you; ask them to use "

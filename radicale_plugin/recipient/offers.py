@@ -31,7 +31,9 @@ from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.errors import BadRequest, Conflict, NotFound
 from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import Delivery, Offer, Owner
+from radicale_plugin.notify import events as notify_events
 from radicale_plugin.delivery.reports import HELD_BACK
+from radicale_plugin.owner.audiences import recipient_view
 from radicale_plugin.recipient.placing import check_chosen_card, owner_keys, place_accepted
 from radicale_plugin.vcard.codec import unescape
 from radicale_plugin.vcard.view import View
@@ -115,7 +117,11 @@ class Offers:
             self._made = self._made or counted
             offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq, idx.OFFER_PENDING,
                           book, href, _iso(now))
-        elif existing.state == idx.OFFER_REFUSED and existing.refused_seq >= delivery.wanted_seq:
+        elif existing.state == idx.OFFER_REFUSED and (
+                existing.refused_seq >= delivery.wanted_seq
+                or self._as_refused(owner, delivery, existing.refused_seq)):
+            # refused, and this change brings the recipient nothing new (another audience's
+            # field set changed, or the owner saved the same card again): not asked again
             delivery.state, delivery.error = idx.OFFERED, ""
             return
         else:
@@ -126,8 +132,22 @@ class Offers:
                           existing.created if same else _iso(now), existing.first_offered,
                           existing.until if postponed else None, existing.refused_seq)
         consent.put_offer(offer, counted)
+        if offer.state == idx.OFFER_PENDING and (existing is None or existing.seq != offer.seq
+                                                 or existing.state == idx.OFFER_REFUSED):
+            notify_events.offer_made(self._ctx, owner.user, delivery.recipient, offer.seq)
         delivery.state, delivery.error = idx.OFFERED, ""
         logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
+
+    def _as_refused(self, owner: Owner, delivery: Delivery, refused_seq: int) -> bool:
+        """Whether the change ``delivery`` wants gives the recipient exactly what they
+        refused (their audience's part of both, by the owner's field sets now)."""
+        index = self._ctx.index
+        refused = index.owners.view_at(owner.user, refused_seq)
+        wanted = index.owners.view_at(owner.user, delivery.wanted_seq)
+        if refused is None or wanted is None:
+            return False
+        return recipient_view(refused, owner, delivery.reasons).fingerprint() == \
+            recipient_view(wanted, owner, delivery.reasons).fingerprint()
 
     def _hold(self, owner: Owner, delivery: Delivery, now: datetime.datetime) -> bool:
         """Hold a new offer back if the owner made their day's (updates ``delivery``): it
@@ -154,25 +174,43 @@ class Offers:
 
     # -- the recipient's side -------------------------------------------------
     def offered_view(self, offer: Offer) -> View | None:
-        """Exactly the view this offer shows (None: the owner's card is gone)."""
-        owner = self._ctx.index.owners.get(offer.owner)
+        """Exactly the view this offer shows (None: the owner's card is gone): the part of
+        the owner's change meant for the recipient's audience (:mod:`.owner.audiences`)."""
+        index = self._ctx.index
+        owner = index.owners.get(offer.owner)
         if owner.view is None:
             return None
-        return self._ctx.index.owners.view_at(offer.owner, offer.seq)
+        view = index.owners.view_at(offer.owner, offer.seq)
+        if view is None:
+            return None
+        delivery = index.outbox.delivery(offer.owner, offer.recipient)
+        return recipient_view(view, owner, delivery.reasons if delivery else ())
 
-    def open_offers(self, recipient: str) -> list[dict[str, Any]]:
-        """The recipient's open offers, each with exactly what accepting would change."""
+    def open_offers(self, recipient: str, only: str | None = None,
+                    into: str | None = None) -> list[dict[str, Any]]:
+        """The recipient's open offers, each with exactly what accepting would change.
+
+        ``only``: that owner's offer alone; ``into``: what accepting into that card of
+        the recipient's (a path, or "new") would change, instead of the proposed card.
+        """
+        if into is not None and only is None:
+            raise BadRequest("name the owner whose offer to show in that card: "
+                             "/offers?owner=NAME&card=PATH")
         index = self._ctx.index
         out = []
         with self._ctx.storage.acquire_lock("r", recipient):
             for offer in index.consent.offers_for(recipient):
+                if only is not None and offer.owner != only:
+                    continue
                 state = offer_state(offer)
                 view = self.offered_view(offer)
                 if state == idx.OFFER_REFUSED or view is None:
                     continue
                 owner = index.owners.get(offer.owner)
                 card = (offer.book, offer.href) if offer.book and offer.href else None
-                if card is not None and self._deliverer.card_text(*card) is None:
+                if into is not None:
+                    card = self._chosen_card(recipient, offer, into)
+                elif card is not None and self._deliverer.card_text(*card) is None:
                     card = None  # the proposed card is gone: it would be a new contact
                 delivery = index.outbox.delivery(offer.owner, recipient) or Delivery(
                     offer.owner, recipient, idx.OFFERED, offer.seq)
@@ -182,6 +220,8 @@ class Offers:
                     continue  # no address book left to put a new contact in
                 out.append({
                     "owner": offer.owner, "seq": offer.seq, "state": state,
+                    # the owner's display name as shared with this change (None: not shared)
+                    "owner_name": unescape(view.of("FN")[0].value) if view.of("FN") else None,
                     "until": offer.until if state == idx.OFFER_POSTPONED else None,
                     "offered": offer.created,
                     "card": None if card is None else {
@@ -234,11 +274,15 @@ class Offers:
             chosen = (offer.book, offer.href)
         else:
             chosen = store.split_card_path(recipient, card)
+            # a card of one of their address books: never a calendar's item, nor one of
+            # the files Radicale keeps beside the cards (their names start with a dot)
+            if chosen[0] not in index.cards.books_of(recipient) or chosen[1].startswith("."):
+                raise NotFound("you have no card %s" % card[:200])
         text = self._deliverer.card_text(*chosen)
         if text is None:
             if card is None:
                 return None  # the proposed card is gone: a new contact
-            raise NotFound("you have no card %s" % card)
+            raise NotFound("you have no card %s" % card[:200])
         return check_chosen_card(index, recipient, offer.owner, chosen)
 
     def postpone(self, recipient: str, owner_name: str, until: str) -> dict[str, Any]:
@@ -250,6 +294,8 @@ class Offers:
             offer = self._open(recipient, owner_name)
             offer.state, offer.until = idx.OFFER_POSTPONED, _iso(when)
             index.consent.put_offer(offer)
+            notify_events.offer_postponed(self._ctx, offer.owner, recipient, offer.seq,
+                                          when.timestamp())
         return {"owner": offer.owner, "state": idx.OFFER_POSTPONED, "until": offer.until}
 
     def refuse(self, recipient: str, owner_name: str) -> dict[str, Any]:

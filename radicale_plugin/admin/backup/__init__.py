@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Backups: the sharing state as one JSON document — its format (:mod:`.format`), the
-export (:mod:`.export`) and the import into an empty index (:mod:`.importing`).
+export (:mod:`.export`) and the import into an empty index (:mod:`.importing`, reading
+the document through :mod:`.record`, its notifications through :mod:`.notifications`).
 
 The document is the backup of everything the collections cannot give back, and the
 way from one backend to another: it is read and written through the index contract

@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 from radicale_plugin.index import (Change, Delivery, HistoryEntry, Invite, InviteUse, Key, Link,
-                                   Offer, Owner, PushSubscription, SharingIndex)
+                                   Offer, Owner, PushSubscription, SharingIndex, UndoMark,
+                                   UndoneValue)
 from radicale_plugin.vcard.view import View
 from radicale_plugin.admin.backup.format import FORMAT, PAGE, VERSION
 
@@ -30,8 +31,15 @@ def _export(index: SharingIndex, region: str) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     while True:
         page = index.history.all(after=history[-1]["id"] if history else 0, limit=PAGE)
-        history += [history_json(e) for e in page]
+        marks = index.history.undo_marks(e.id for e in page)
+        history += [dict(history_json(e), undone=mark_json(marks.get(e.id))) for e in page]
         if len(page) < PAGE:
+            break
+    undone: list[UndoneValue] = []
+    while True:
+        found = index.history.all_undone(after=undone[-1].id if undone else 0, limit=PAGE)
+        undone += found
+        if len(found) < PAGE:
             break
     return {
         "format": FORMAT, "version": VERSION, "schema": index.SCHEMA_VERSION,
@@ -50,6 +58,35 @@ def _export(index: SharingIndex, region: str) -> dict[str, Any]:
         "push": {"topics": [{"book": b, "topic": t} for b, t in index.push.topics().items()],
                  "subscriptions": [subscription_json(s) for s in index.push.all()]},
         "invites": invites_json(index.invites.all(), index.invites.all_uses()),
+        "undone_values": [{"owner": v.owner, "recipient": v.recipient, "field": v.field,
+                           "value_key": v.value_key, "kept": v.kept, "entry": v.entry}
+                          for v in undone],
+        "notify": notify_json(index),
+    }
+
+
+def mark_json(mark: UndoMark | None) -> dict[str, Any] | None:
+    """An entry's undo mark; the answer as the object the recipient was given."""
+    return None if mark is None else {"time": mark.time, "undo_entry": mark.undo_entry,
+                                      "answer": json.loads(mark.answer)}
+
+
+def notify_json(index: SharingIndex) -> dict[str, Any]:
+    """Notification settings, e-mails (batches) and events as stored, and the key that
+    signs unsubscribe links (hex; null: none made yet)."""
+    secret = index.notify.known_secret()
+    return {
+        "unsubscribe_key": secret.hex() if secret is not None else None,
+        "settings": [{"user": s.user, "email": s.email, "address": s.address, "base": s.base}
+                     for s in index.notify.all_settings()],
+        "batches": [{"id": b.id, "recipient": b.recipient, "address": b.address,
+                     "state": b.state, "created": b.created, "due": b.due,
+                     "message": b.message, "message_id": b.message_id,
+                     "attempts": b.attempts, "sent": b.sent, "error": b.error}
+                    for b in sorted(index.notify.batches(), key=lambda b: b.id)],
+        "events": [{"id": e.id, "recipient": e.recipient, "owner": e.owner, "kind": e.kind,
+                    "seq": e.seq, "time": e.time, "due": e.due, "base": e.base,
+                    "batch": e.batch} for e in index.notify.all_events()],
     }
 
 
@@ -82,7 +119,7 @@ def owner_json(o: Owner, views: dict[int, View], values: set[tuple[str, str]]
                         if o.book and o.href else None),
             "shared_fields": o.shared_fields, "withdrawn_fields": o.withdrawn_fields,
             "rules": o.rules, "discoverability": o.discoverability, "notices": o.notices,
-            "region": o.region,
+            "region": o.region, "audiences": o.audiences,
             "seq": o.seq, "card_view": view_json(o.card_view), "view": view_json(o.view),
             "views": [{"seq": seq, "view": view_json(v)} for seq, v in sorted(views.items())],
             "past_values": _pairs(values)}

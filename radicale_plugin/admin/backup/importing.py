@@ -7,17 +7,22 @@ empty index, all or nothing (:func:`restore`).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+import json
+from typing import Any, Iterator
 
 from radicale_plugin import index as idx
-from radicale_plugin.index import (Change, Delivery, HistoryEntry, Intent, Invite, InviteUse,
+from radicale_plugin.index import (Delivery, HistoryEntry, Intent, Invite, InviteUse,
                                    Job, Key, Link, Offer, Owner, PushSubscription,
-                                   SharingIndex)
+                                   SharingIndex, UndoMark, UndoneValue)
 from radicale_plugin.index.records import DISCOVERABILITY, POLICIES
+from radicale_plugin.owner import audiences as audience_sets
 from radicale_plugin.vcard.regions import check_region
-from radicale_plugin.vcard.view import Entry, View
+from radicale_plugin.vcard.view import View
 from radicale_plugin.admin.backup.format import (ACTIONS, DELIVERY_STATES, FORMAT,
-                                                 OFFER_STATES, PAGE, VERSION, BackupError)
+                                                 HISTORY_ACTIONS, OFFER_STATES, PAGE, VERSION,
+                                                 BackupError)
+from radicale_plugin.admin.backup.notifications import Notifications, read_notify
+from radicale_plugin.admin.backup.record import Record as _Record, records as _records
 
 
 def import_state(index: SharingIndex, document: Any, region: str) -> dict[str, int]:
@@ -61,6 +66,9 @@ def restore(index: SharingIndex, state: "Export") -> dict[str, int]:
         with _at("history"):
             for start in range(0, len(state.history), PAGE):
                 index.history.restore_many(e for _, e in state.history[start:start + PAGE])
+        for _, mark in state.marks:
+            index.history.mark_undone(mark)
+        index.history.add_undone(v for _, v in state.undone)  # in order: oldest first
         for _, (book, topic) in state.topics:
             index.push.ensure_topic(book, topic)
         for _, subscription in state.subscriptions:
@@ -68,11 +76,21 @@ def restore(index: SharingIndex, state: "Export") -> dict[str, int]:
         for where, (invite, uses) in state.invites:
             with _at(where):
                 index.invites.restore(invite, uses)
+        notify = state.notify
+        with _at("notify"):
+            index.notify.restore((s for _, s in notify.settings),
+                                 (b for _, b in notify.batches),
+                                 (e for _, e in notify.events), notify.key)
     return {"owners": len(state.owners), "keys": len(state.keys), "links": len(state.links),
             "policies": len(state.policies), "offers": len(state.offers),
             "jobs": len(state.jobs), "deliveries": len(state.deliveries),
             "history": len(state.history), "push subscriptions": len(state.subscriptions),
-            "invites": len(state.invites)}
+            "invites": len(state.invites), "undone entries": len(state.marks),
+            "undone values": len(state.undone),
+            "notification settings": len(notify.settings),
+            "notification e-mails": len(notify.batches),
+            "in flight (stored unknown: not sent again)": notify.in_flight,
+            "notification events": len(notify.events)}
 
 
 @contextlib.contextmanager
@@ -99,125 +117,12 @@ class Export:
         self.jobs: list[tuple[str, Job]] = []
         self.deliveries: list[tuple[str, Delivery]] = []
         self.history: list[tuple[str, HistoryEntry]] = []
+        self.marks: list[tuple[str, UndoMark]] = []
+        self.undone: list[tuple[str, UndoneValue]] = []
+        self.notify = Notifications()
         self.topics: list[tuple[str, tuple[str, str]]] = []
         self.subscriptions: list[tuple[str, PushSubscription]] = []
         self.invites: list[tuple[str, tuple[Invite, list[InviteUse]]]] = []
-
-
-class _Record:
-    """One JSON object of the document, read field by field with errors that say where."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise BackupError("%s: expected an object, found %s" % (where, _kind(data)))
-        self.data = data
-        self.where = where
-
-    def _get(self, name: str, kinds: tuple[type, ...], what: str, optional: bool) -> Any:
-        if name not in self.data:
-            if optional:
-                return None
-            raise BackupError("%s: %r is missing" % (self.where, name))
-        value = self.data[name]
-        if value is None and optional:
-            return None
-        # a bool is an int to Python, never to this format
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise BackupError("%s.%s: expected %s, found %s" % (self.where, name, what,
-                                                                _kind(value)))
-        return value
-
-    def text(self, name: str) -> str:
-        return str(self._get(name, (str,), "a string", False))
-
-    def maybe_text(self, name: str) -> str | None:
-        value = self._get(name, (str,), "a string or null", True)
-        return None if value is None else str(value)
-
-    def choice(self, name: str, choices: tuple[str, ...], optional: bool = False) -> str | None:
-        value = self.maybe_text(name) if optional else self.text(name)
-        if value is not None and value not in choices:
-            raise BackupError("%s.%s: %r is not one of %s" % (self.where, name, value,
-                                                             ", ".join(choices)))
-        return value
-
-    def whole(self, name: str) -> int:
-        return int(self._get(name, (int,), "a whole number", False))
-
-    def real(self, name: str) -> float:
-        return float(self._get(name, (int, float), "a number", False))
-
-    def maybe_real(self, name: str) -> float | None:
-        value = self._get(name, (int, float), "a number or null", True)
-        return None if value is None else float(value)
-
-    def maybe_whole(self, name: str) -> int | None:
-        value = self._get(name, (int,), "a whole number or null", True)
-        return None if value is None else int(value)
-
-    def flag(self, name: str) -> bool:
-        return bool(self._get(name, (bool,), "true or false", False))
-
-    def texts(self, name: str, optional: bool = False) -> list[str] | None:
-        value = self._get(name, (list,), "a list of strings", optional)
-        if value is None:
-            return None
-        if not all(isinstance(v, str) for v in value):
-            raise BackupError("%s.%s: expected a list of strings" % (self.where, name))
-        return list(value)
-
-    def pairs(self, name: str) -> set[tuple[str, str]]:
-        value = self._get(name, (list,), "a list of [field, key] pairs", False)
-        if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-                   for p in value):
-            raise BackupError("%s.%s: expected a list of [field, key] pairs"
-                              % (self.where, name))
-        return {(p[0], p[1]) for p in value}
-
-    def view(self, name: str, optional: bool = True) -> View | None:
-        value = self._get(name, (dict,), "a view", optional)
-        if value is None:
-            return None
-        where = "%s.%s" % (self.where, name)
-        record = _Record(value, where)
-        entries = record._get("entries", (list,), "a list of entries", False)
-        try:
-            parsed = tuple(Entry.from_json(e) for e in entries)
-            if not all(isinstance(x, str) for e in parsed
-                       for x in (e.name, e.value, *e.types, *(v for p in e.params for v in p))):
-                raise TypeError("not text")
-        except (TypeError, IndexError, ValueError) as e:
-            raise BackupError("%s.entries: expected [name, value, [types], [[param, value]]] "
-                              "entries (%s)" % (where, e)) from e
-        return View(parsed, tuple(record.texts("fields", True) or ()),
-                    tuple(record.texts("withdrawn", True) or ()))
-
-    def changes(self, name: str) -> tuple[Change, ...]:
-        items = self._get(name, (list,), "a list of changes", False)
-        out = []
-        for i, item in enumerate(items):
-            change = _Record(item, "%s.%s[%d]" % (self.where, name, i))
-            out.append(Change(change.text("field"), change.maybe_text("before"),
-                              change.maybe_text("after")))
-        return tuple(out)
-
-    def record(self, name: str) -> "_Record | None":
-        value = self._get(name, (dict,), "an object or null", True)
-        return None if value is None else _Record(value, "%s.%s" % (self.where, name))
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true or false",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value),
-                                                                      type(value).__name__)
-
-
-def _records(document: _Record, name: str, read: Callable[[_Record], Any],
-             into: list) -> None:
-    items = document._get(name, (list,), "a list", False)
-    for i, item in enumerate(items):
-        where = "%s[%d]" % (name, i)
-        into.append((where, read(_Record(item, where))))
 
 
 def read_export(document: Any, region: str) -> Export:
@@ -255,10 +160,7 @@ def read_export(document: Any, region: str) -> Export:
     _records(top, "jobs", lambda r: Job(r.whole("id"), r.text("owner"), r.whole("seq"),
                                         r.texts("only", True), r.flag("withdraw")), state.jobs)
     _records(top, "deliveries", _delivery, state.deliveries)
-    _records(top, "history", lambda r: HistoryEntry(
-        r.text("owner"), r.text("recipient"), r.text("book"), r.text("href"),
-        r.choice("action", ACTIONS) or "", r.changes("changes"), r.text("time"),
-        r.whole("id")), state.history)
+    _records(top, "history", lambda r: _entry(r, state.marks), state.history)
     push = top.record("push")
     if push is not None:
         _records(push, "topics", lambda r: (r.text("book"), r.text("topic")), state.topics)
@@ -268,7 +170,28 @@ def read_export(document: Any, region: str) -> Export:
             r.text("content_encoding"), r.real("created")), state.subscriptions)
     if "invites" in top.data:  # version 1 had none
         _records(top, "invites", _invite, state.invites)
+    # what schema 6 adds (absent from exports before version 3: they import without it)
+    if version >= 3 or "undone_values" in top.data:
+        _records(top, "undone_values", lambda r: UndoneValue(
+            r.text("owner"), r.text("recipient"), r.text("field"), r.text("value_key"),
+            r.text("kept"), r.whole("entry")), state.undone)
+    state.notify = read_notify(top, required=version >= 3)
     return state
+
+
+def _entry(r: _Record, marks: list[tuple[str, UndoMark]]) -> HistoryEntry:
+    """A history entry; its undo mark, if it was undone, goes into ``marks``."""
+    entry = HistoryEntry(r.text("owner"), r.text("recipient"), r.text("book"), r.text("href"),
+                         r.choice("action", HISTORY_ACTIONS) or "", r.changes("changes"),
+                         r.text("time"), r.whole("id"))
+    mark = r.record("undone")
+    if mark is not None:
+        if entry.id < 1:
+            raise BackupError("%s.undone: an undone entry needs its id" % r.where)
+        answer = mark._get("answer", (dict,), "an object (the answer given)", False)
+        marks.append((r.where, UndoMark(entry.id, mark.text("time"), mark.whole("undo_entry"),
+                                        json.dumps(answer))))
+    return entry
 
 
 def _invite(r: _Record) -> tuple[Invite, list[InviteUse]]:
@@ -302,6 +225,10 @@ def _owner(r: _Record) -> tuple[Owner, dict[int, View], set[tuple[str, str]]]:
             owner.region = check_region(region)
         except ValueError as e:
             raise BackupError("%s.region: %s" % (r.where, e)) from None
+    # field sets per target rule (absent from exports made before schema 6)
+    audiences = r._get("audiences", (dict,), "an object: rule -> {fields, withdrawn}", True)
+    if audiences:
+        owner.audiences = audience_sets.to_json(audience_sets.from_json(audiences))
     return owner, views, r.pairs("past_values")
 
 

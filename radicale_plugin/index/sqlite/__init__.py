@@ -24,6 +24,7 @@ from radicale_plugin.index.sqlite.history import SQLiteHistoryLog
 from radicale_plugin.index.sqlite.invites import SQLiteInviteStore
 from radicale_plugin.index.sqlite.keys import SQLiteKeyStore
 from radicale_plugin.index.sqlite.links import SQLiteLinkStore
+from radicale_plugin.index.sqlite.notify import SQLiteNotifyStore
 from radicale_plugin.index.sqlite.outbox import SQLiteOutbox
 from radicale_plugin.index.sqlite.owners import SQLiteOwnerStore
 from radicale_plugin.index.sqlite.push import SQLitePushStore
@@ -46,9 +47,13 @@ class SQLiteIndex(index.SharingIndex):
         self.history = SQLiteHistoryLog(self.db)
         self.push = SQLitePushStore(self.db)
         self.invites = SQLiteInviteStore(self.db)
+        self.notify = SQLiteNotifyStore(self.db)
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         return self.db.transaction(durable)
+
+    def sync(self) -> None:
+        self.db.sync()
 
     def close(self) -> None:
         self.db.close()
@@ -58,11 +63,16 @@ class SQLiteIndex(index.SharingIndex):
     _STATE_TABLES = ("owners", "owner_views", "owner_values", "keys", "codes", "code_sends",
                      "links", "policies", "offers", "offer_log", "jobs", "deliveries",
                      "written", "history", "push_topics", "push_subscriptions",
-                     "invites", "invite_uses")
+                     "invites", "invite_uses", "history_undone", "undone_values",
+                     "notify_events", "notify_batches")
 
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         return self.db.snapshot()
 
     def is_empty(self) -> bool:
+        # a notification setting without a choice holds only the URL a request came by,
+        # learnt again, and the key of unsubscribe links is made at the first check of
+        # a link: a server that ran on an empty database leaves both
         return not any(self.db.value("SELECT EXISTS (SELECT 1 FROM %s)" % table)
-                       for table in self._STATE_TABLES)
+                       for table in self._STATE_TABLES) and not self.db.value(
+            "SELECT EXISTS (SELECT 1 FROM notify_settings WHERE email IS NOT NULL)")

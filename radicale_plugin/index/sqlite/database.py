@@ -9,16 +9,26 @@ never waits for a writer, so a request's read (and a storage hook's, under
 Radicale's exclusive lock) is never held up by the fan-out worker's write
 transaction, nor the worker's reads by a request's.  Inside its own transaction
 a thread reads through the writer, and so sees what it wrote.
+
+Checkpoints (copying the write-ahead log into the database file, and waiting for the
+disk) are not left to SQLite's automatic ones: those run inside the COMMIT of whichever
+transaction crosses 1,000 pages, holding the writer for tens of ms — a storage hook's
+commit under Radicale's exclusive lock, or the fan-out's while a hook waits for it.
+Here the writer never checkpoints; a thread of its own (:class:`_Checkpointer`) does,
+on its own connection, a moment after writes: a PASSIVE checkpoint runs beside the
+writer and the readers and holds up neither.  It also makes the commits that did not
+wait for the disk (``durable=False``) durable, as SQLite's own checkpoints did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from radicale.log import logger
 
@@ -34,6 +44,56 @@ _IDLE_READERS = 4
 #: Each reader's page cache, in KiB (SQLite's default is 2 MiB per connection): the
 #: operating system caches the file too, and the pool must not add much to the server's RSS.
 _READER_CACHE_KIB = 1024
+#: Seconds between two checkpoints at most (while there are writes): the write-ahead log
+#: grows by at most this much writing before it is copied into the database file.
+_CHECKPOINT_EVERY = 0.5
+
+
+class _Checkpointer:
+    """A thread that checkpoints the write-ahead log a moment after writes, on its own
+    connection, without the writer's lock (see the module's docstring)."""
+
+    def __init__(self, path: str, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._path = path
+        self._connect = connect
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        """A write was committed: a checkpoint is wanted soon."""
+        self._wanted.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopping.is_set():
+                    self._thread = threading.Thread(target=self._run, daemon=True,
+                                                    name="mecard-checkpoint")
+                    self._thread.start()
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stopping.is_set():
+                self._wanted.wait()
+                if self._stopping.is_set():
+                    break
+                self._wanted.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # tried again after the next write
+                    logger.debug("Sharing: checkpoint of %s failed: %s", self._path, e)
+                self._stopping.wait(_CHECKPOINT_EVERY)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            self._wanted.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10)
 
 
 class FairLock:
@@ -106,6 +166,11 @@ class Database:
         self.conn.execute("PRAGMA foreign_keys=OFF")
         # an in-memory database is one per connection: there, the writer reads too
         self._shared = path in ("", ":memory:") or path.startswith("file::memory:")
+        self._checkpointer: _Checkpointer | None = None
+        if not self._shared:
+            # checkpoints are the checkpointer's, never a commit's (see the docstring)
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(path, self._connect)
         self._idle: list[sqlite3.Connection] = []
         self._idle_lock = threading.Lock()
         #: The calling thread's reader while it is in a :meth:`snapshot`.
@@ -135,6 +200,8 @@ class Database:
             yield
         finally:
             self.lock.release()
+            if self._checkpointer is not None:
+                self._checkpointer.poke()
 
     @contextlib.contextmanager
     def transaction(self, durable: bool = True) -> Iterator[None]:
@@ -171,6 +238,24 @@ class Database:
             finally:
                 if not durable:
                     self.conn.execute("PRAGMA synchronous=FULL")
+
+    def sync(self) -> None:
+        """Make every commit so far durable without the writer's lock: the write-ahead log
+        is written in order, so one sync of its file makes every commit in it durable (a
+        ``durable=False`` one too); what a checkpoint already moved out of it was synced
+        by the checkpoint, before the log could be written over."""
+        if self._shared:
+            return
+        for path in (self.path + "-wal", self.path):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         """A write (alone, it is its own transaction), through the writer."""
@@ -279,6 +364,8 @@ class Database:
         """Checkpoint and close: everything in the write-ahead log goes into the database
         file and the log is emptied, so that the file alone is the whole database (a copy
         of it is a complete backup).  Closing twice is harmless."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self.lock:
             if self._closed:
                 return

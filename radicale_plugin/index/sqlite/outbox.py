@@ -15,8 +15,9 @@ from radicale_plugin.vcard.view import View
 
 #: What the worker picks up when due (a rolled-back copy waits for its repair).
 _WAITING = (index.PENDING, index.WITHDRAWING, index.ROLLED_BACK)
-#: Deliveries planned per transaction.
-_PLAN_PART = 500
+#: Deliveries planned per transaction: a storage hook waiting for the writer waits for one
+#: part at most (a few ms), not for a plan of 10,000 recipients.
+_PLAN_PART = 100
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
 
 # a delivery with the view of the change it last delivered, and the values ever written
@@ -74,7 +75,9 @@ class SQLiteOutbox(index.Outbox):
                          (json.dumps(recipients), user))
 
     def pending_jobs(self, limit: int) -> list[Job]:
-        with self._db.transaction():
+        # not durable: what a power loss takes back is done again (the older jobs replaced
+        # again); the fan-out syncs before it writes any file (SharingIndex.sync)
+        with self._db.transaction(durable=False):
             # an owner's newest change for everyone replaces their older ones
             self._db.execute(
                 "UPDATE jobs SET withdraw = 1 WHERE only_recipients IS NULL AND withdraw = 0 "
@@ -103,7 +106,10 @@ class SQLiteOutbox(index.Outbox):
         for part in range(0, len(names), _PLAN_PART):
             # in parts: one huge transaction would keep every request's hook waiting
             chunk = names[part:part + _PLAN_PART]
-            with self._db.transaction():
+            # not durable: the job stays queued until the last transaction below, and a
+            # plan a power loss takes back is made again (an upsert); the fan-out syncs
+            # before it writes any file (SharingIndex.sync)
+            with self._db.transaction(durable=False):
                 first = self._positions(len(chunk))
                 self._db.executemany(
                     "INSERT INTO deliveries (owner, recipient, state, wanted_seq, reasons, "
@@ -124,7 +130,7 @@ class SQLiteOutbox(index.Outbox):
                     [(job.owner, recipient, index.PENDING, job.seq, json.dumps(targets[recipient]),
                       now, first + i, index.DELIVERED, clock - spacing, spacing)
                      for i, recipient in enumerate(chunk)])
-        with self._db.transaction():
+        with self._db.transaction(durable=False):
             if job.only is None:
                 self._left_out(job, names, now)
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))

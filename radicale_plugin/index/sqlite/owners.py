@@ -36,6 +36,7 @@ class SQLiteOwnerStore(index.OwnerStore):
             owner.shared_fields = json.loads(row["shared_fields"])
         owner.withdrawn_fields = json.loads(row["withdrawn_fields"] or "[]")
         owner.rules = json.loads(row["rules"] or "[]")
+        owner.audiences = json.loads(row["audiences"] or "{}")
         return owner
 
     def get(self, user: str) -> Owner:
@@ -89,6 +90,9 @@ class SQLiteOwnerStore(index.OwnerStore):
     def set_rules(self, user: str, rules: list[str]) -> None:
         self._set(user, "rules", json.dumps(rules))
 
+    def set_audiences(self, user: str, audiences: dict) -> None:
+        self._set(user, "audiences", json.dumps(audiences, sort_keys=True) if audiences else None)
+
     def set_discoverability(self, user: str, value: str) -> None:
         self._set(user, "discoverability", value)
 
@@ -96,11 +100,12 @@ class SQLiteOwnerStore(index.OwnerStore):
         self._set(user, "region", region)
 
     def record_view(self, user: str, card_view: View | None, view: View | None,
-                    values: Iterable[tuple[str, str]]) -> bool:
+                    values: Iterable[tuple[str, str]], force: bool = False) -> bool:
         with self._db.transaction():
             self._ensure(user)
             current = self.get(user)
-            if _same(current.view, view) and _same(current.card_view, card_view):
+            if _same(current.view, view) and _same(current.card_view, card_view) and not (
+                    force and view is not None):
                 return False
             self._db.execute("UPDATE owners SET card_view = ? WHERE user = ?",
                              (card_view.to_json() if card_view else None, user))
@@ -166,6 +171,8 @@ class SQLiteOwnerStore(index.OwnerStore):
                  json.dumps(o.rules), o.view.to_json() if o.view else None, o.seq,
                  json.dumps(o.withdrawn_fields), o.card_view.to_json() if o.card_view else None,
                  o.discoverability, json.dumps(o.notices), o.card_stat or None, o.region))
+            if o.audiences:
+                self.set_audiences(o.user, o.audiences)
             self._db.executemany(
                 "INSERT OR REPLACE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
                 [(o.user, seq, v.to_json()) for seq, v in sorted(views.items())])

@@ -256,8 +256,34 @@ def _v4_to_v5(db: Database) -> None:
 #: Added by schema version 6: one block per part, each in its own words.
 TABLES_V6 = """
 -- history and undo (delivery/history.py, recipient/undo.py)
+CREATE TABLE IF NOT EXISTS history_undone (
+    entry INTEGER PRIMARY KEY, time TEXT NOT NULL, undo_entry INTEGER NOT NULL DEFAULT 0,
+    answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS undone_values (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, recipient TEXT NOT NULL,
+    field TEXT NOT NULL, value_key TEXT NOT NULL, kept TEXT NOT NULL,
+    entry INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS undone_values_by_pair ON undone_values (owner, recipient);
+CREATE INDEX IF NOT EXISTS history_by_owner ON history (recipient, owner, id);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (time);
 
--- notifications (notify/)
+-- notifications (notify/, index/sqlite/notify.py)
+CREATE TABLE IF NOT EXISTS notify_settings (user TEXT PRIMARY KEY, email TEXT,
+    address TEXT, base TEXT);
+CREATE TABLE IF NOT EXISTS notify_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, owner TEXT NOT NULL,
+    kind TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, due REAL NOT NULL,
+    base TEXT, batch INTEGER);
+CREATE INDEX IF NOT EXISTS notify_events_waiting ON notify_events (batch, recipient, time);
+CREATE TABLE IF NOT EXISTS notify_batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, address TEXT NOT NULL,
+    state TEXT NOT NULL, created REAL NOT NULL, due REAL NOT NULL, message TEXT NOT NULL,
+    message_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, sent REAL,
+    error TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS notify_batches_by_state ON notify_batches (state, due);
+CREATE INDEX IF NOT EXISTS notify_batches_by_recipient ON notify_batches (recipient, created);
+CREATE TABLE IF NOT EXISTS notify_secret (id INTEGER PRIMARY KEY CHECK (id = 1),
+    secret TEXT NOT NULL);
 
 -- audiences: a field set per target rule (owner/audiences.py)
 """
@@ -275,6 +301,8 @@ def _v5_to_v6(db: Database) -> None:
 
 #: (table, column, type) added by schema version 6 to tables of earlier versions.
 V6_COLUMNS: list[tuple[str, str, str]] = [
+    # audiences: the owner's field set per target rule, JSON (owner/audiences.py)
+    ("owners", "audiences", "TEXT"),
 ]
 
 
