@@ -90,6 +90,24 @@ class Browser:
         from selenium.webdriver.support.ui import WebDriverWait
         WebDriverWait(self.driver, timeout).until(lambda d: text in self.text())
 
+    def press_and_wait(self, press: Any, accept_confirm: bool = False) -> None:
+        """Press a button of a form the page script sends; wait for the page that follows.
+
+        The old page is marked, and the wait is for a loaded page without the mark (the
+        staleness of an element of the old page can race Chromium's unloading of it)."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+        self.driver.execute_script("window.mecardOldPage = true")
+        press.click()
+        if accept_confirm:
+            WebDriverWait(self.driver, 10).until(expected_conditions.alert_is_present())
+            self.driver.switch_to.alert.accept()
+        WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return !window.mecardOldPage && document.readyState === 'complete'"))
+        self.wait_for("nav.mecard-nav")
+
     def console_errors(self) -> list[str]:
         """What the page's console said at SEVERE level (a CSP refusal, a script error)."""
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -27,9 +27,17 @@ from radicale_plugin.errors import SharingError
 from radicale_plugin.http.api import Api
 # the page modules register their routes on import
 from radicale_plugin.http.pages import home  # noqa: F401
-from radicale_plugin.http.pages.render import ROOT, ROUTES, Request, problem
+# the recipient's pages: updates, history, settings, the invite landing
+from radicale_plugin.http.pages import invite_landing, recipient, recipient_settings  # noqa: F401
+from radicale_plugin.http.pages import invites, owner  # noqa: F401  (the owner's pages)
+from radicale_plugin.http.pages.render import ROOT, ROUTES, SECURITY_HEADERS, Request, problem
 
 __all__ = ["ROOT", "answer"]
+
+#: "No such page": with the pages' headers (no framing, no sniffing), as every page answer.
+NOT_FOUND: types.WSGIResponse = (
+    client.NOT_FOUND, {"Content-Type": "text/plain; charset=utf-8", **SECURITY_HEADERS},
+    b"There is no such page here.", None)
 
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".svg": "image/svg+xml", ".png": "image/png"}
@@ -40,7 +48,7 @@ def _static(name: str) -> types.WSGIResponse:
     resource = importlib.resources.files(__name__).joinpath("static", name)
     if not re.fullmatch(r"[a-z0-9-]+\.[a-z]+", name) or suffix not in _STATIC_TYPES \
             or not resource.is_file():
-        return httputils.NOT_FOUND
+        return NOT_FOUND
     return client.OK, {"Content-Type": _STATIC_TYPES[suffix], "Cache-Control": "max-age=300",
                        "X-Content-Type-Options": "nosniff"}, resource.read_bytes(), None
 
@@ -62,4 +70,4 @@ def answer(api: Api, path: str, user: str, query: dict[str, str], base: str
             return route.handler(request)
         except SharingError as e:
             return problem(request, e)
-    return httputils.NOT_FOUND
+    return NOT_FOUND

@@ -18,6 +18,7 @@ from radicale import types
 
 from radicale_plugin.errors import SharingError
 from radicale_plugin.http.api import Api
+from radicale_plugin.http.pages import shown
 
 #: Where the pages live (the API is under ``api/v1`` below it).
 ROOT = "/.web/mecard"
@@ -80,6 +81,8 @@ _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("radicale_plugin.http.pages", "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["q"] = lambda value: quote(str(value), safe="")
+_ENV.filters["label"] = shown.label
+_ENV.filters["shown_value"] = lambda text, field: shown.value(field, text)
 
 
 def render(request: Request, template: str, status: int = client.OK,

@@ -12,6 +12,10 @@ function value(element) {
   if (kind === "int") return element.value === "" ? null : parseInt(element.value, 10);
   if (kind === "lines") return element.value.split(/[\n,]/).map((v) => v.trim()).filter((v) => v);
   if (kind === "null-if-empty" && element.value === "") return null;
+  // a datetime-local input is the person's own clock: the API gets it as UTC
+  if (kind === "local-time") {
+    return element.value === "" ? null : new Date(element.value).toISOString();
+  }
   return element.value;
 }
 
