@@ -31,7 +31,7 @@
 Worlds are built straight in the storage folder (see ``bench/world.py``) and
 deleted at the end (``--keep`` keeps them).  Usage:
 ``bench/fanout_scale.py [--parts abcd] [--users 100000] [--small 1000] [--shared 1000]
-[--rounds 5] [--queue 20000 100000] [--queue-rounds 3] [--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
+[--rounds 5] [--fanouts 1] [--queue 20000 100000] [--queue-rounds 3] [--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
 """
 
 from __future__ import annotations
@@ -291,18 +291,23 @@ def part_d(world: World, args: argparse.Namespace) -> None:
     if not wait_idle(pid):
         print("  note: the server did not go idle after its start", file=sys.stderr)
     start_hwm, start_rss = proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS")
-    offset = log_size(world)
-    begin = time.perf_counter()
-    world.put_me_card(number(310000))
-    target = seq(world)
-    samples = []
-    while count_delivered(world, target) < size:
-        samples.append(proc_status(pid, "VmRSS"))
-        time.sleep(0.5)
-    elapsed = time.perf_counter() - begin
-    end_hwm, end_rss = proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS")
-    wait_for_line(world, offset, "Fan-out: ", 30)
-    text = log_since(world, offset)
+    after: list[tuple[float, float, float]] = []  # per fan-out: VmHWM, VmRSS, rate
+    samples: list[int] = []
+    text = ""
+    for fanout in range(args.fanouts):
+        offset = log_size(world)
+        begin = time.perf_counter()
+        world.put_me_card(number(310000 + fanout))
+        target = seq(world)
+        while count_delivered(world, target) < size:
+            samples.append(proc_status(pid, "VmRSS"))
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - begin
+        wait_for_line(world, offset, "Fan-out: ", 30)
+        after.append((proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), size / elapsed))
+        text = log_since(world, offset)
+    end_hwm, end_rss = after[-1][0], after[-1][1]
+    elapsed = size / after[-1][2]
     drained = DRAINED_LINE.findall(text)
     world.stop()
     rounds, laps, hold = lap_totals(text)
@@ -318,6 +323,11 @@ def part_d(world: World, args: argparse.Namespace) -> None:
           % (size, elapsed, size / elapsed,
              "; server: %s deliveries, %s copies, longest lock hold %s ms"
              % (drained[-1][0], drained[-1][1], drained[-1][3]) if drained else ""))
+    if len(after) > 1:
+        # flat: the peak does not grow from one fan-out to the next (goal of issue 14)
+        print("  after each of %d fan-outs: %s" % (len(after), "; ".join(
+            "VmHWM %.0f MiB, VmRSS %.0f MiB, %.0f /s" % (h / mib, r / mib, rate)
+            for h, r, rate in after)))
     if rounds:
         print("  its %d rounds, laps summed (the next round is decided while the last one's "
               "files are written): %s; longest hold in a round %.1f ms"
@@ -545,6 +555,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--shared", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fanouts", type=int, default=1,
+                        help="(d) fan-outs in a row, to see whether the peak grows")
     parser.add_argument("--queue", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--queue-rounds", type=int, default=3)
     parser.add_argument("--me-cards", type=int, default=10000)

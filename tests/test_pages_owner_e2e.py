@@ -19,6 +19,7 @@ import segno
 
 from tests.browser import Browser, browser  # noqa: F401  (the fixture)
 from tests.server import Client, RadicaleServer, fixture, last_code, settled, wait_until
+from tests.test_audiences_e2e import user
 
 PAGES = "/.web/mecard"
 USERS = {name: name + "-pw" for name in (
@@ -41,17 +42,6 @@ def shared(tmp_path_factory) -> Iterator[RadicaleServer]:
 def vcard(uid: str, fn: str, *lines: str) -> str:
     return "\r\n".join(["BEGIN:VCARD", "VERSION:3.0", "UID:" + uid, "FN:" + fn, *lines,
                         "END:VCARD", ""])
-
-
-def user(server: RadicaleServer, name: str, me: str | None = None) -> Client:
-    """``name`` logged in once; with ``me``: that card designated and its keys verified."""
-    client = server.client(name)
-    client.login()
-    if me is not None:
-        assert client.put("me.vcf", me).status_code == 201
-        client.api_ok("POST", "/me-card", {"path": client.book() + "me.vcf"})
-        client.verify_me_card()
-    return client
 
 
 def signed_in(browser: Browser, server: RadicaleServer, name: str) -> Browser:

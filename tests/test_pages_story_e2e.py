@@ -19,7 +19,6 @@ their books down, and show that the copies changed (and changed back).
 """
 from __future__ import annotations
 
-import email.message
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ import pytest
 
 from tests.browser import Browser, browser  # noqa: F401  (the fixture)
 from tests.server import Client, RadicaleServer, last_code, settled, wait_until
+from tests.test_notify_e2e import notices
+from tests.test_notify_e2e import text as body
 from tests.test_number_change_e2e import VDIRSYNCER, Phone
 
 PAGES = "/.web/mecard"
@@ -142,20 +143,6 @@ def edit_on_phone(phone: SyncingPhone, uid: str, old: str, new: str) -> None:
     (path,) = [p for p in phone.local.glob("*.vcf") if "UID:%s" % uid in p.read_text()]
     path.write_text(path.read_text().replace(old, new))
     phone.sync()
-
-
-def notices(srv: RadicaleServer, address: str) -> list[email.message.Message]:
-    """Notification e-mails (not verification codes) the sink got for ``address``."""
-    with srv.mail._lock:
-        found = list(srv.mail.messages)
-    return [m for m in found if address in (m["To"] or "").lower()
-            and m["List-Unsubscribe"] is not None]
-
-
-def body(message: email.message.Message) -> str:
-    payload = message.get_payload(decode=True)
-    assert isinstance(payload, bytes)
-    return payload.decode()
 
 
 def uid_of(card: str) -> str:
