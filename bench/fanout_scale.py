@@ -305,6 +305,9 @@ def part_d(world: World, args: argparse.Namespace) -> None:
         elapsed = time.perf_counter() - begin
         wait_for_line(world, offset, "Fan-out: ", 30)
         after.append((proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), size / elapsed))
+        print("  fan-out %d: VmHWM %.0f MiB, VmRSS %.0f MiB, %.0f /s" % (
+            fanout + 1, after[-1][0] / 1024.0, after[-1][1] / 1024.0, after[-1][2]),
+            file=sys.stderr, flush=True)
         text = log_since(world, offset)
     end_hwm, end_rss = after[-1][0], after[-1][1]
     elapsed = size / after[-1][2]

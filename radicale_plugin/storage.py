@@ -21,6 +21,7 @@ from radicale.storage import multifilesystem
 from radicale_plugin.vcard import behaviors as vobject_behaviors  # noqa: F401  (keeps vCard 4.0 data: URIs whole)
 from radicale_plugin.owner.me_cards import ME_CARD_PROPERTY
 from radicale_plugin.http.refusals import carried  # a refusal's reason reaches the client's answer
+from radicale_plugin.fanout import memory
 from radicale_plugin.service import SharingService
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
 
@@ -61,6 +62,7 @@ class Storage(multifilesystem.Storage):
     _collection_class = Collection
 
     def __init__(self, configuration: config.Configuration) -> None:
+        memory.limit_arenas()  # before the sharing's threads make malloc arenas of their own
         configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
         super().__init__(configuration)
         # Radicale builds several Storage objects per process: they share one service

@@ -61,6 +61,7 @@ from radicale_plugin.delivery.gather import gather
 from radicale_plugin.delivery.history_keeping import HistoryRetention
 from radicale_plugin.index import Delivery, Job, Owner
 from radicale_plugin.consent.links import Links
+from radicale_plugin.fanout import memory
 from radicale_plugin.fanout.outcomes import Failures, Outcome
 from radicale_plugin.fanout.records import Records
 from radicale_plugin.recipient.offers import Offers
@@ -204,6 +205,7 @@ class FanoutWorker:
                             "hold of the storage lock %.1f ms", done,
                             self.stats.copies_written - before[1], time.monotonic() - begun,
                             self.stats.longest_hold_now * 1000)
+                memory.give_back()
 
     def run_round(self) -> None:
         """One round, not overlapped (tests and the admin)."""
