@@ -41,7 +41,7 @@ def part(module: str) -> str:
         return "pure"
     if module in BASE:
         return "base"
-    if module in ENTRY:
+    if module in ENTRY or module.startswith("storage."):  # Radicale's storage plugins
         return "entry"
     if module == "errors":
         return "errors"

@@ -17,17 +17,17 @@ from __future__ import annotations
 import contextlib
 
 from radicale_plugin import index
-from radicale_plugin.index.sqlite.cards import SQLiteCardIndex
-from radicale_plugin.index.sqlite.consent import SQLiteConsentStore
+from radicale_plugin.index.sql.cards import SQLiteCardIndex
+from radicale_plugin.index.sql.consent import SQLiteConsentStore
 from radicale_plugin.index.sqlite.database import Database
-from radicale_plugin.index.sqlite.history import SQLiteHistoryLog
-from radicale_plugin.index.sqlite.invites import SQLiteInviteStore
-from radicale_plugin.index.sqlite.keys import SQLiteKeyStore
-from radicale_plugin.index.sqlite.links import SQLiteLinkStore
-from radicale_plugin.index.sqlite.notify import SQLiteNotifyStore
-from radicale_plugin.index.sqlite.outbox import SQLiteOutbox
-from radicale_plugin.index.sqlite.owners import SQLiteOwnerStore
-from radicale_plugin.index.sqlite.push import SQLitePushStore
+from radicale_plugin.index.sql.history import SQLiteHistoryLog
+from radicale_plugin.index.sql.invites import SQLiteInviteStore
+from radicale_plugin.index.sql.keys import SQLiteKeyStore
+from radicale_plugin.index.sql.links import SQLiteLinkStore
+from radicale_plugin.index.sql.notify import SQLiteNotifyStore
+from radicale_plugin.index.sql.outbox import SQLiteOutbox
+from radicale_plugin.index.sql.owners import SQLiteOwnerStore
+from radicale_plugin.index.sql.push import SQLitePushStore
 from radicale_plugin.index.sqlite.schema import migrate
 
 

@@ -23,7 +23,6 @@ wait for the disk (``durable=False``) durable, as SQLite's own checkpoints did.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import sqlite3
 import threading
@@ -32,10 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from radicale.log import logger
 
-
-def now_iso() -> str:
-    """The current time as stored (UTC, ISO 8601, seconds)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+from radicale_plugin.index.sql.database import now_iso  # noqa: F401  (the stored time)
 
 
 #: Idle reader connections kept for reuse; more are opened when more threads read at once
@@ -149,6 +145,8 @@ class FairLock:
 class Database:
     """The writer connection, its lock, ``BEGIN IMMEDIATE`` transactions that nest, and a
     pool of reader connections for reads outside a transaction."""
+
+    IntegrityError = sqlite3.IntegrityError
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -388,31 +386,3 @@ class Database:
             except sqlite3.Error as e:
                 logger.warning("Sharing: cannot checkpoint %s at close: %s", self.path, e)
             self.conn.close()
-
-
-def chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
-    """``IN (...)`` lists short enough for SQLite's parameter limit."""
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def marks(values: list[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
-def under_path(path: str) -> tuple[str, tuple[str, ...]]:
-    """SQL condition on ``book`` for a book path, or a user (every book of theirs).
-
-    A range, not LIKE: LIKE ignores case, and "bob" is not "Bob"
-    ("bob/" <= book < "bob0": "0" is the character after "/").
-    """
-    path = path.strip("/")
-    if "/" in path:
-        return "book = ?", (path,)
-    return "(book = ? OR (book >= ? AND book < ?))", (path, path + "/", path + "0")

@@ -22,7 +22,7 @@ import functools
 from radicale.log import logger
 
 from radicale_plugin.index.records import LINK_MIGRATED
-from radicale_plugin.index.sqlite import push
+from radicale_plugin.index.sql import push
 from radicale_plugin.index.sqlite.database import Database
 from radicale_plugin.vcard.view import View
 

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import LINK_CREATED, IndexedCard
-from radicale_plugin.index.sqlite.database import Database, chunks, marks, under_path
+from radicale_plugin.index.sql.database import Database, chunks, marks, under_path
 
 
 #: The ``books.mtime`` of a book to be read again (no folder has it).

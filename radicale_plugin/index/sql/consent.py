@@ -8,7 +8,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Offer
-from radicale_plugin.index.sqlite.database import Database, chunks, marks, now_iso
+from radicale_plugin.index.sql.database import Database, chunks, marks, now_iso
 
 
 def _offer(row: sqlite3.Row) -> Offer:

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Change, HistoryEntry, UndoMark, UndoneValue
-from radicale_plugin.index.sqlite.database import Database, now_iso
+from radicale_plugin.index.sql.database import Database, now_iso
 
 
 def _entry(row: sqlite3.Row) -> HistoryEntry:

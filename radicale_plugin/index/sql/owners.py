@@ -9,7 +9,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Owner
-from radicale_plugin.index.sqlite.database import Database, chunks, marks, now_iso
+from radicale_plugin.index.sql.database import Database, chunks, marks, now_iso
 from radicale_plugin.vcard.view import View
 
 

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Invite, InviteUse
-from radicale_plugin.index.sqlite.database import Database
+from radicale_plugin.index.sql.database import Database
 
 
 def _invite(row: sqlite3.Row) -> Invite:

@@ -18,7 +18,7 @@ from radicale_plugin import index
 from radicale_plugin.index.records import (BATCH_CANCELLED, BATCH_READY, BATCH_SENDING,
                                            BATCH_UNKNOWN, NOTIFY_NONE, NotifyBatch,
                                            NotifyEvent, NotifySetting)
-from radicale_plugin.index.sqlite.database import Database, marks
+from radicale_plugin.index.sql.database import Database, marks
 
 def _event(row: sqlite3.Row) -> NotifyEvent:
     return NotifyEvent(row["recipient"], row["owner"], row["kind"], row["seq"], row["time"],

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 
 from radicale_plugin import index
 from radicale_plugin.index import Link
-from radicale_plugin.index.sqlite.database import Database, under_path
+from radicale_plugin.index.sql.database import Database, under_path
 
 
 def _link(row: sqlite3.Row) -> Link:

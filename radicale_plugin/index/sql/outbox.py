@@ -10,7 +10,7 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Change, Delivery, Intent, Job, QueueCounts
-from radicale_plugin.index.sqlite.database import Database, marks, now_iso
+from radicale_plugin.index.sql.database import Database, marks, now_iso
 from radicale_plugin.vcard.view import View
 
 #: What the worker picks up when due (a rolled-back copy waits for its repair).

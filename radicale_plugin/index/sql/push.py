@@ -8,7 +8,7 @@ import sqlite3
 
 from radicale_plugin import index
 from radicale_plugin.index import PushSubscription
-from radicale_plugin.index.sqlite.database import Database, under_path
+from radicale_plugin.index.sql.database import Database, under_path
 
 #: Added by schema version 3.
 TABLES = """
