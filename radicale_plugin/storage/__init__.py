@@ -8,6 +8,10 @@ the address-book home (``set_meta``).  The hooks keep the card-key index,
 links and me cards current and only record changes; the fan-out worker is
 woken, and WebDAV-Push told which books changed, when the request releases
 the write lock.
+
+The part of the house: an entry point (Radicale loads it by name); it may import
+every part below it.  A storage on PostgreSQL stands beside it in
+:mod:`radicale_plugin.storage.postgres` (``[storage] type = radicale_plugin.storage.postgres``).
 """
 
 from __future__ import annotations
