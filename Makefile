@@ -21,12 +21,15 @@ TEST_WORKERS ?= auto
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-# Debian packages the tests drive: headless Chromium and its driver (the pages' tests).
-# Installed with apt-get when missing (CI runs as root); otherwise the advice says what to do.
+# Debian packages the tests drive: headless Chromium and its driver (the pages' tests), and
+# PostgreSQL's server (the tests start throwaway clusters of their own; the packaged service
+# is not used).  Installed with apt-get when missing (CI runs as root); otherwise the advice
+# says what to do.
 SYSTEM_BINARIES := chromium chromedriver
-SYSTEM_PACKAGES := chromium chromium-driver
+SYSTEM_PACKAGES := chromium chromium-driver postgresql
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing (Debian packages: $(SYSTEM_PACKAGES))"; \

@@ -24,6 +24,7 @@ from typing import IO, Iterator
 
 import pytest
 
+from tests.postgres import Cluster, PostgresMissing
 from tests.server import RadicaleServer
 
 #: Loosened defaults for tests of other things: everyone pre-authorised and discoverable.
@@ -45,6 +46,20 @@ def work_tree_wheel(tmp_path_factory) -> Path:
     ``test_upgrade_e2e`` (one group: they run on one worker, so the build is shared)."""
     from tests.test_install_e2e import build_wheel
     return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for this test process (``tests/postgres.py``); a
+    machine without PostgreSQL fails the tests that need it, saying how to install it."""
+    try:
+        cluster = Cluster().start()
+    except PostgresMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

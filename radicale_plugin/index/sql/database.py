@@ -45,6 +45,11 @@ class Database(Protocol):
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         """A read transaction: every read in it sees one moment."""
 
+    def attempt(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose failure (``IntegrityError``) leaves the surrounding transaction
+        usable: PostgreSQL aborts a whole transaction on a failed statement unless it ran
+        under a savepoint; SQLite undoes the failed statement alone."""
+
 
 def now_iso() -> str:
     """The current time as stored (UTC, ISO 8601, seconds)."""

@@ -330,6 +330,11 @@ class Database:
         finally:
             self._checkin(conn)
 
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A failed statement in SQLite undoes itself alone: the transaction goes on."""
+        yield
+
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._reading() as conn:
             return conn.execute(sql, tuple(args)).fetchall()

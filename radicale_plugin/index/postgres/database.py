@@ -1,0 +1,258 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PostgreSQL connections for the stores: a pool, and one transaction per thread.
+
+The same calls as SQLite's :class:`~radicale_plugin.index.sqlite.database.Database`
+(the :class:`~radicale_plugin.index.sql.database.Database` protocol), on psycopg 3
+with ``psycopg_pool``.  There is no writer lock: every thread takes its own
+connection for its transaction and PostgreSQL's row locks and MVCC keep them apart,
+across threads and across processes alike.  A transaction nests (a nested use
+joins the thread's outer one); a read or write outside any transaction of the thread
+borrows a pooled connection for that one statement (autocommit).  Statements are
+written with ``?`` as the stores write them; they are turned into psycopg's ``%s``
+once per statement text.
+
+The storage on PostgreSQL (:mod:`radicale_plugin.storage.postgres`) uses the same
+object, so that a recipient's copy and its delivery record commit in one
+transaction: whatever runs inside :meth:`Database.transaction` on this thread —
+the index's writes and the storage's — is one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import re
+import threading
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import psycopg
+import psycopg.sql
+from psycopg_pool import ConnectionPool
+from radicale.log import logger
+
+#: Connections kept open per process at least, and at most (Radicale's request threads,
+#: the fan-out worker, the senders: each holds one only while it reads or writes).
+MIN_CONNECTIONS = 1
+MAX_CONNECTIONS = 16
+#: Seconds a thread waits for a free connection before the request fails.
+CONNECTION_TIMEOUT = 30.0
+
+
+class Row(tuple):
+    """A row that gives its columns by index and by name, as ``sqlite3.Row`` does."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    """psycopg's row factory: :class:`Row` objects named after the result's columns."""
+    if cursor.description is None:
+        return tuple
+    cls = _row_class(tuple(c.name for c in cursor.description))
+    return cls
+
+
+_MARK = re.compile(r"\?")
+
+
+@functools.lru_cache(maxsize=2048)
+def to_psycopg(sql: str) -> str:
+    """A statement with ``?`` parameters in psycopg's spelling (``%s``; a literal ``%``
+    doubled).  The stores never put ``?`` inside a string literal."""
+    return _MARK.sub("%s", sql.replace("%", "%%"))
+
+
+class Result:
+    """What a write gave back, read before its connection went back to the pool."""
+
+    __slots__ = ("rowcount", "_rows")
+
+    def __init__(self, cursor: psycopg.Cursor) -> None:
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall() if cursor.description is not None else []
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class Database:
+    """A pool of connections; each thread's transaction (it nests) on its own one."""
+
+    IntegrityError = psycopg.errors.IntegrityError
+
+    def __init__(self, dsn: str, min_size: int = MIN_CONNECTIONS,
+                 max_size: int = MAX_CONNECTIONS, name: str = "mecard") -> None:
+        self.dsn = dsn
+        self.pool = ConnectionPool(
+            dsn, min_size=min_size, max_size=max(min_size, max_size), name=name,
+            timeout=CONNECTION_TIMEOUT, open=False,
+            kwargs={"autocommit": True, "row_factory": _rows},
+            check=ConnectionPool.check_connection)
+        self.pool.open(wait=True, timeout=CONNECTION_TIMEOUT)
+        self._local = threading.local()
+        self._savepoints = itertools.count(1)
+
+    # -- the calling thread's connection --------------------------------------------
+    def _current(self) -> psycopg.Connection | None:
+        """The connection of the calling thread's transaction or snapshot, if any."""
+        return getattr(self._local, "conn", None)
+
+    def in_transaction(self) -> bool:
+        """Is the calling thread inside its own (writing) transaction?"""
+        return getattr(self._local, "depth", 0) > 0
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """The thread's transaction's connection, or a pooled one for one statement."""
+        conn = self._current()
+        if conn is not None:
+            yield conn
+            return
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One transaction; a nested use joins the outer one (same thread).
+
+        One that is not ``durable`` commits without waiting for the disk
+        (``synchronous_commit = off``): a crash of PostgreSQL may take back its last
+        moment's commits, never half of one.
+        """
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+            return
+        outer = getattr(local, "conn", None)  # a snapshot's: writes get their own connection
+        with self.pool.connection() as conn:
+            conn.execute("BEGIN")
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
+            local.conn, local.depth = conn, 1
+            try:
+                yield
+            except BaseException:
+                local.conn, local.depth = outer, 0
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            local.conn, local.depth = outer, 0
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read in it sees one moment (repeatable read).
+        Inside a transaction or snapshot of the thread it joins it."""
+        local = self._local
+        if getattr(local, "conn", None) is not None:
+            yield
+            return
+        with self.pool.connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            local.conn = conn
+            try:
+                yield
+            finally:
+                local.conn = None
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A block whose failure leaves the thread's transaction usable (a savepoint)."""
+        if not self.in_transaction():
+            yield
+            return
+        conn = self._local.conn
+        name = "mecard_%d" % next(self._savepoints)
+        conn.execute("SAVEPOINT " + name)
+        try:
+            yield
+        except psycopg.Error:
+            conn.execute("ROLLBACK TO SAVEPOINT " + name)
+            raise
+        conn.execute("RELEASE SAVEPOINT " + name)
+
+    def sync(self) -> None:
+        """Every commit that waited for the disk is durable already; the others are made
+        durable by PostgreSQL within its ``wal_writer_delay``: nothing to do here."""
+
+    # -- statements ----------------------------------------------------------------
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> Result:
+        """A write (alone, it is its own transaction)."""
+        with self.connection() as conn:
+            return Result(conn.execute(to_psycopg(sql), tuple(args)))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return
+        with self.connection() as conn:
+            with conn.cursor() as cursor:
+                cursor.executemany(to_psycopg(sql), rows)
+
+    def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        with self.connection() as conn:
+            return conn.execute(to_psycopg(sql), tuple(args)).fetchall()
+
+    def row(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        with self.connection() as conn:
+            return conn.execute(to_psycopg(sql), tuple(args)).fetchone()
+
+    def value(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        found = self.row(sql, args)
+        return found[0] if found is not None else None
+
+    def count(self, table: str, condition: str, args: Iterable[Any], **equal: Any) -> int:
+        """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
+        and not None, ``column = value`` (names are the caller's, never user input)."""
+        where, values = [condition], list(args)
+        for column, value in equal.items():
+            if value is not None:
+                where.append('"%s" = ?' % column)
+                values.append(value)
+        return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
+                              values))
+
+    def listen(self, channel: str) -> psycopg.Connection:
+        """A connection of its own (not pooled) listening on ``channel``: the caller
+        waits on ``conn.notifies()`` and closes it."""
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        conn.execute("LISTEN %s" % psycopg.sql.Identifier(channel).as_string(conn))
+        return conn
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake the listeners of ``channel`` (with the thread's transaction: at its commit)."""
+        self.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def close(self) -> None:
+        """Close every connection; closing twice is harmless."""
+        try:
+            self.pool.close()
+        except psycopg.Error as e:  # the server went away first
+            logger.warning("Sharing: closing the PostgreSQL pool: %s", e)
