@@ -26,12 +26,16 @@
   every user: the server's peak RSS (``VmHWM`` in ``/proc/PID/status``) after
   a clean start (one start first reads her grown book) and after the fan-out
   to all of them; also the fan-out's rate and where its rounds spent their
-  time (the server's debug log).  Goal: <= 256 MiB at 100,000.
+  time (the server's debug log).  Goal: <= 256 MiB at 100,000, and flat over
+  ``--fanouts`` fan-outs in a row.  ``--probe`` runs the server under
+  ``bench/memory_probe.py`` and prints, per fan-out, the peak RSS of each of its phases
+  (planning, gathering, records, the writer's files...); ``--code TREE`` runs the server
+  from another tree's plugin (a copy of the code before a change: run once with each).
 
 Worlds are built straight in the storage folder (see ``bench/world.py``) and
 deleted at the end (``--keep`` keeps them).  Usage:
 ``bench/fanout_scale.py [--parts abcd] [--users 100000] [--small 1000] [--shared 1000]
-[--rounds 5] [--fanouts 1] [--queue 20000 100000] [--queue-rounds 3] [--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
+[--rounds 5] [--fanouts 1] [--probe] [--code TREE] [--queue 20000 100000] [--queue-rounds 3] [--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.memory_probe import phases  # noqa: E402
 from bench.world import (World, build, card, me_card, number, seq,  # noqa: E402
                          share, verify_recipients)
 
@@ -279,6 +284,10 @@ def part_d(world: World, args: argparse.Namespace) -> None:
     spread = {i * size // shared for i in range(shared)}
     add_contacts(world, [i for i in range(size) if i not in spread])
     world.options["_level"] = "debug"  # the rounds' laps
+    world.memory_probe = args.probe
+    if args.code is not None:
+        world.code = args.code.resolve()
+        print("  the server runs the plugin of %s" % world.code, file=sys.stderr)
     # a first start reads Alice's grown book again; the measured start is the next one
     for attempt in range(3):
         world.start()
@@ -309,6 +318,12 @@ def part_d(world: World, args: argparse.Namespace) -> None:
             fanout + 1, after[-1][0] / 1024.0, after[-1][1] / 1024.0, after[-1][2]),
             file=sys.stderr, flush=True)
         text = log_since(world, offset)
+        if args.probe:
+            wait_for_line(world, offset, "mecard-probe mem-end", 30)
+            for found in phases(world.log, offset)[-1:]:
+                print("  fan-out %d, peak RSS by phase: %s" % (fanout + 1, ", ".join(
+                    "%s %.0f" % (k, v / 1024.0) for k, v in found.items())),
+                    file=sys.stderr, flush=True)
     end_hwm, end_rss = after[-1][0], after[-1][1]
     elapsed = size / after[-1][2]
     drained = DRAINED_LINE.findall(text)
@@ -560,6 +575,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fanouts", type=int, default=1,
                         help="(d) fan-outs in a row, to see whether the peak grows")
+    parser.add_argument("--probe", action="store_true",
+                        help="(d) the server's peak RSS by phase (bench/memory_probe.py)")
+    parser.add_argument("--code", type=Path, default=None,
+                        help="(d) run the server from this tree's plugin (before/after)")
     parser.add_argument("--queue", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--queue-rounds", type=int, default=3)
     parser.add_argument("--me-cards", type=int, default=10000)

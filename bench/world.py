@@ -70,6 +70,7 @@ class World:
     restarts: int = 0            # starts repeated because the start-up check failed
     code: Path = ROOT            # the tree whose plugin the server runs (another: side by side)
     probe: bool = False          # log the storage hooks' waits for the index's writer
+    memory_probe: bool = False   # log the fan-out's peak RSS per phase (bench/memory_probe.py)
 
     @property
     def url(self) -> str:
@@ -117,6 +118,8 @@ class World:
         log = open(self.log, "ab")
         command = ([str(ROOT / "bench" / "writer_probe.py")] if self.probe and not self.stock
                    else ["-m", "radicale"])
+        if self.memory_probe and not self.stock:
+            command = [str(ROOT / "bench" / "memory_probe.py")]
         self.process = subprocess.Popen(
             [sys.executable, *command, "--config", str(self.config())],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.code,

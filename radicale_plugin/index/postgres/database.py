@@ -209,12 +209,12 @@ class Database:
             return Result(conn.execute(to_psycopg(sql), tuple(args)))
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        rows = [tuple(r) for r in rows]
-        if not rows:
+        values = [tuple(r) for r in rows]
+        if not values:
             return
         with self.connection() as conn:
             with conn.cursor() as cursor:
-                cursor.executemany(to_psycopg(sql), rows)
+                cursor.executemany(to_psycopg(sql), values)
 
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         with self.connection() as conn:
