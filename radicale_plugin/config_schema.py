@@ -107,6 +107,11 @@ def _command(value: str) -> str:
 
 
 PLUGIN_CONFIG_SCHEMA = {"storage": {
+    "postgresql_dsn": {
+        "value": "",
+        "help": "PostgreSQL connection string (libpq, e.g. host=db dbname=radicale "
+                "user=radicale) of the storage type radicale_plugin.storage.postgres",
+        "type": str},
     "mecard_database": {
         "value": "",
         "help": "SQLite file of the sharing index and fan-out queue "

@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Items and books of the PostgreSQL storage, read and written in the caller's transaction.
+
+The small API beneath the Radicale classes (:mod:`.collection`), and for code that
+writes cards without a Radicale request (the fan-out's copy writer): every function
+takes the process's :class:`Database` and joins the calling thread's
+``db.transaction()`` when there is one, so that an item written here and the index's
+rows written beside it commit together.
+
+A write numbers its change on the book's row (``UPDATE ... sync = sync + 1``): the
+row stays locked until the transaction ends, so changes are numbered in commit order
+and a reader never sees change ``n + 1`` before ``n``.  A writer that first reads and
+then decides (If-Match, UID checks) holds the book's advisory lock (:func:`lock`), as
+Radicale's requests do for their whole duration (``Storage.acquire_lock("w")``).
+Paths are sanitized collection paths without ``/`` at either end (``alice/contacts``);
+texts are the items' whole text; an etag is Radicale's (``"<sha256 of the text>"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional
+
+import radicale.item as radicale_item
+from radicale import pathutils
+from radicale.item import filter as radicale_filter
+
+from radicale_plugin.index.postgres.database import Database
+
+#: First key of the advisory locks on paths (``pg_advisory_xact_lock(int, int)``).
+LOCK_CLASS = 0x44415631  # "DAV1"
+
+_BOOK = ("SELECT id, path, props, tag, incarnation, sync, oldest, modified "
+         "FROM dav_collections WHERE path = ?")
+_ITEM = "href, uid, text, etag, name, component, start_time, end_time, modified"
+
+
+@dataclass(frozen=True)
+class Book:
+    """A collection's row."""
+
+    id: int
+    path: str
+    props: dict[str, str]
+    tag: str
+    incarnation: str
+    sync: int
+    oldest: int
+    modified: float
+
+    @classmethod
+    def of(cls, row: Any) -> "Book":
+        return cls(int(row[0]), row[1], json.loads(row[2]), row[3], row[4], int(row[5]),
+                   int(row[6]), float(row[7]))
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An item's row: its text and what Radicale's item cache keeps beside it."""
+
+    href: str
+    uid: str
+    text: str
+    etag: str
+    name: str
+    component: str
+    start: int
+    end: int
+    modified: float
+
+    @classmethod
+    def of(cls, row: Any) -> "Stored":
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), int(row[7]),
+                   float(row[8]))
+
+
+_savepoints = itertools.count(1)
+
+
+@contextlib.contextmanager
+def all_or_nothing(db: Database) -> Iterator[None]:
+    """A block whose failure — any exception — undoes its own writes (a savepoint).
+
+    Radicale answers some failures of a write (a ValueError: 400) inside the request's
+    transaction, which then commits: what the block wrote before failing must not stay.
+    """
+    if not db.in_transaction():
+        with db.transaction():
+            yield
+        return
+    name = "dav_%d" % next(_savepoints)
+    db.execute("SAVEPOINT " + name)
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK TO SAVEPOINT " + name)
+        raise
+    db.execute("RELEASE SAVEPOINT " + name)
+
+
+def path_key(path: str) -> int:
+    """The advisory lock's second key for a path (a 32-bit hash: a collision only makes
+    two books wait for each other)."""
+    return int.from_bytes(hashlib.sha256(path.encode()).digest()[:4], "big", signed=True)
+
+
+def lock(db: Database, *paths: str) -> None:
+    """Hold the advisory locks of ``paths`` (collections, existing or not) until the
+    transaction ends; taken in one order, so that two lockers never deadlock."""
+    for key in sorted({path_key(p.strip("/")) for p in paths}):
+        db.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, key))
+
+
+def book(db: Database, path: str) -> Optional[Book]:
+    """The collection at ``path``, or None."""
+    row = db.row(_BOOK, (path.strip("/"),))
+    return Book.of(row) if row is not None else None
+
+
+def books(db: Database, user: str, tag: str = "VADDRESSBOOK") -> list[str]:
+    """The paths of ``user``'s collections of kind ``tag`` (all kinds: ``tag=""``)."""
+    user = user.strip("/")
+    rows = db.rows("SELECT path, tag FROM dav_collections WHERE path >= ? AND path < ? "
+                   "ORDER BY path", (user + "/", user + "0"))
+    return [r[0] for r in rows if not tag or r[1] == tag]
+
+
+def read(db: Database, book_path: str, href: str) -> Optional[tuple[str, str]]:
+    """``(text, etag)`` of an item, or None."""
+    row = db.row("SELECT i.text, i.etag FROM dav_items i JOIN dav_collections c "
+                 "ON c.id = i.collection WHERE c.path = ? AND i.href = ?",
+                 (book_path.strip("/"), href))
+    return (row[0], row[1]) if row is not None else None
+
+
+def listing(db: Database, book_path: str) -> dict[str, str]:
+    """href -> etag of every item of a book."""
+    rows = db.rows("SELECT i.href, i.etag FROM dav_items i JOIN dav_collections c "
+                   "ON c.id = i.collection WHERE c.path = ?", (book_path.strip("/"),))
+    return {r[0]: r[1] for r in rows}
+
+
+def find_uid(db: Database, book_path: str, uid: str) -> Optional[str]:
+    """The href of the item with ``uid`` in a book, or None."""
+    return db.value("SELECT i.href FROM dav_items i JOIN dav_collections c "
+                    "ON c.id = i.collection WHERE c.path = ? AND i.uid = ? ORDER BY i.href "
+                    "LIMIT 1", (book_path.strip("/"), uid))
+
+
+def write(db: Database, book_path: str, href: str, text: str,
+          uid: Optional[str] = None) -> str:
+    """Store ``text`` at ``href`` of a book (made or replaced); its etag.
+
+    The same text as stored is not written at all (no change, no new sync token, as
+    on the file backend).  ``uid``: the item's UID when the caller knows it (then a
+    vCard is not parsed); else it is read from the text.  Raises LookupError when the
+    book does not exist, ValueError for an unsafe href or an unreadable text.
+    """
+    path = book_path.strip("/")
+    with db.transaction():
+        lock(db, path)
+        found = book(db, path)
+        if found is None:
+            raise LookupError("no collection %r" % path)
+        stored = facts(path, href, text, found.tag, uid)
+        put(db, found.id, stored)
+        return stored.etag
+
+
+def delete(db: Database, book_path: str, href: str) -> bool:
+    """Delete an item (its deletion numbered for sync); False when there was none."""
+    path = book_path.strip("/")
+    with db.transaction():
+        lock(db, path)
+        found = book(db, path)
+        return found is not None and remove(db, found.id, href)
+
+
+# -- the row level, shared with the Radicale classes ------------------------------------
+def facts(book_path: str, href: str, text: str, tag: str,
+          uid: Optional[str] = None) -> Stored:
+    """The row of an item from its text (parsed unless it is a vCard whose UID is given)."""
+    if not pathutils.is_safe_filesystem_path_component(href) or href.startswith("."):
+        raise ValueError("unsafe href %r" % href)
+    if "\x00" in text:
+        raise ValueError("an item's text may not contain NUL characters")
+    if uid is not None and tag == "VADDRESSBOOK":
+        return Stored(href, uid, text, radicale_item.get_etag(text), "VCARD", "",
+                      radicale_filter.TIMESTAMP_MIN, radicale_filter.TIMESTAMP_MAX, time.time())
+    try:
+        item = radicale_item.Item(collection_path=book_path, text=text)
+        start, end = item.time_range
+        return Stored(href, item.uid, text, item.etag, item.name, item.component_name,
+                      start, end, time.time())
+    except Exception as e:
+        raise ValueError("unreadable item %r: %s" % (href, e)) from e
+
+
+def of_item(href: str, item: radicale_item.Item) -> Stored:
+    """The row of a Radicale item (its facts already known to it)."""
+    text = item.serialize()
+    if "\x00" in text:
+        raise ValueError("an item's text may not contain NUL characters")
+    start, end = item.time_range
+    return Stored(href, item.uid, text, radicale_item.get_etag(text), item.name,
+                  item.component_name, start, end, time.time())
+
+
+def get(db: Database, collection: int, href: str) -> Optional[Stored]:
+    row = db.row("SELECT %s FROM dav_items WHERE collection = ? AND href = ?" % _ITEM,
+                 (collection, href))
+    return Stored.of(row) if row is not None else None
+
+
+def get_many(db: Database, collection: int, hrefs: Optional[Iterable[str]] = None
+             ) -> list[Stored]:
+    """Items of a collection (all of them, by href), or those of ``hrefs``."""
+    if hrefs is None:
+        rows = db.rows("SELECT %s FROM dav_items WHERE collection = ? ORDER BY href" % _ITEM,
+                       (collection,))
+    else:
+        rows = db.rows("SELECT %s FROM dav_items WHERE collection = ? AND href = ANY(?)"
+                       % _ITEM, (collection, list(hrefs)))
+    return [Stored.of(r) for r in rows]
+
+
+def number(db: Database, collection: int, href: str, deleted: bool, now: float) -> int:
+    """Number a change of ``href`` (the collection's row stays locked until the end of
+    the transaction): the change log keeps the latest change of each href."""
+    change = int(db.value("UPDATE dav_collections SET sync = sync + 1, modified = ? "
+                          "WHERE id = ? RETURNING sync", (now, collection)))
+    db.execute("INSERT INTO dav_changes (collection, href, change, deleted, time) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, href) DO UPDATE SET "
+               "change = excluded.change, deleted = excluded.deleted, time = excluded.time",
+               (collection, href, change, 1 if deleted else 0, now))
+    return change
+
+
+def put(db: Database, collection: int, stored: Stored) -> Optional[Stored]:
+    """Write an item's row (one change numbered); the row it replaced.  The same text
+    as stored is left alone."""
+    with db.transaction():
+        old = get(db, collection, stored.href)
+        if old is not None and old.text == stored.text:
+            return old
+        db.execute(
+            "INSERT INTO dav_items (collection, %s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (collection, href) DO UPDATE SET uid = excluded.uid, "
+            "text = excluded.text, etag = excluded.etag, name = excluded.name, "
+            "component = excluded.component, start_time = excluded.start_time, "
+            "end_time = excluded.end_time, modified = excluded.modified" % _ITEM,
+            (collection, stored.href, stored.uid, stored.text, stored.etag, stored.name,
+             stored.component, stored.start, stored.end, stored.modified))
+        number(db, collection, stored.href, False, stored.modified)
+        return old
+
+
+def remove(db: Database, collection: int, href: str, max_age: float = 0) -> bool:
+    """Delete an item's row (its deletion numbered); False when there was none.  Marks
+    of deletions older than ``max_age`` seconds (0: kept) are dropped, and the tokens
+    that needed them refused from then on."""
+    with db.transaction():
+        if db.execute("DELETE FROM dav_items WHERE collection = ? AND href = ?",
+                      (collection, href)).rowcount == 0:
+            return False
+        now = time.time()
+        number(db, collection, href, True, now)
+        if max_age > 0:
+            gone = db.value("WITH gone AS (DELETE FROM dav_changes WHERE collection = ? "
+                            "AND deleted <> 0 AND time < ? RETURNING change) "
+                            "SELECT MAX(change) FROM gone", (collection, now - max_age))
+            if gone is not None:
+                db.execute("UPDATE dav_collections SET oldest = GREATEST(oldest, ?) "
+                           "WHERE id = ?", (int(gone), collection))
+        return True
+
+
+def changed_since(db: Database, collection: int, change: int) -> list[str]:
+    """The hrefs written or deleted after change number ``change``."""
+    return [r[0] for r in db.rows("SELECT href FROM dav_changes WHERE collection = ? AND "
+                                  "change > ? ORDER BY change", (collection, change))]
