@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) bench/fanout_latency.py --recipients 1000
 	$(PY) bench/fanout_burst.py
 	$(PY) bench/fanout_scale.py
+	$(PY) bench/postgres_fanout.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

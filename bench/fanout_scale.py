@@ -35,7 +35,8 @@
 Worlds are built straight in the storage folder (see ``bench/world.py``) and
 deleted at the end (``--keep`` keeps them).  Usage:
 ``bench/fanout_scale.py [--parts abcd] [--users 100000] [--small 1000] [--shared 1000]
-[--rounds 5] [--fanouts 1] [--probe] [--code TREE] [--queue 20000 100000] [--queue-rounds 3] [--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
+[--rounds 5] [--fanouts 1] [--probe] [--code TREE] [--queue 20000 100000] [--queue-rounds 3]
+[--me-cards 10000] [--after 60] [--dir DIR] [--keep]``.
 """
 
 from __future__ import annotations

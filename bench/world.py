@@ -71,6 +71,7 @@ class World:
     code: Path = ROOT            # the tree whose plugin the server runs (another: side by side)
     probe: bool = False          # log the storage hooks' waits for the index's writer
     memory_probe: bool = False   # log the fan-out's peak RSS per phase (bench/memory_probe.py)
+    launcher: list[str] | None = None  # another script to start Radicale with (a probe's)
 
     @property
     def url(self) -> str:
@@ -120,6 +121,8 @@ class World:
                    else ["-m", "radicale"])
         if self.memory_probe and not self.stock:
             command = [str(ROOT / "bench" / "memory_probe.py")]
+        if self.launcher and not self.stock:
+            command = list(self.launcher)
         self.process = subprocess.Popen(
             [sys.executable, *command, "--config", str(self.config())],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.code,

@@ -165,6 +165,11 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
         "value": "30",
         "help": "seconds between checks for queued work nobody woke the worker for",
         "type": _seconds},
+    "mecard_claim_lease": {
+        "value": "60",
+        "help": "seconds a process's claim on deliveries, or on a background duty, lasts "
+                "unrenewed: how long the work of a process that died waits for the others",
+        "type": _positive_seconds},
     "mecard_smtp_host": {
         "value": "",
         "help": "SMTP server that sends e-mail verification codes (empty: no e-mail "

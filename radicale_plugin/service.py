@@ -17,7 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 import radicale.item as radicale_item
 from radicale import config, group
@@ -31,6 +31,8 @@ from radicale_plugin.index import running
 from radicale_plugin.delivery.card_index import CardKeys
 from radicale_plugin.context import Context
 from radicale_plugin.delivery.copy_files import CopyFiles
+from radicale_plugin.delivery.copy_rows import CopyRows
+from radicale_plugin.delivery.writer import CopyWriter
 from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.consent.discovery import Discovery
 from radicale_plugin.fanout.worker import FanoutWorker
@@ -49,6 +51,7 @@ from radicale_plugin.push.sender import PushSender
 from radicale_plugin.owner.targets import Targets
 from radicale_plugin.settings import Settings
 from radicale_plugin.index.sqlite import SQLiteIndex
+from radicale_plugin.index.postgres import PostgresIndex
 from radicale_plugin.owner.verification import Verification
 
 __all__ = ["SharingService", "ME_CARD_PROPERTY"]
@@ -68,8 +71,8 @@ class SharingService:
     _services_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, store_: radicale_storage.BaseStorage, settings: Settings,
-                 index: SharingIndex, configuration: config.Configuration | None = None
-                 ) -> None:
+                 index: SharingIndex, configuration: config.Configuration | None = None,
+                 writer: CopyWriter | None = None) -> None:
         backend = _groups_backend(configuration)
         self.ctx = Context(store_, settings, index,
                            groups_of=backend.groups if backend else (lambda user: set()))
@@ -80,7 +83,8 @@ class SharingService:
         self.links = Links(self.ctx)
         self.policies = Policies(self.ctx, self.links)
         self.targets = Targets(self.ctx, self.discovery)
-        self.deliverer = Deliverer(self.ctx, CopyFiles(store_))
+        # copies as files (the file storage), or as rows of the storage's database
+        self.deliverer = Deliverer(self.ctx, writer if writer is not None else CopyFiles(store_))
         self.offers = Offers(self.ctx, self.deliverer)
         self.invites = Invites(self.ctx, self.deliverer)
         self.undo = Undo(self.ctx, self.deliverer)  # the recipient's history and undo
@@ -99,6 +103,8 @@ class SharingService:
         self._changed = threading.local()
         #: The server's mark on its database (:mod:`radicale_plugin.index.running`).
         self._running_mark: IO[bytes] | None = None
+        #: The database, as the logs name it.
+        self._where = settings.database
 
     @property
     def index(self) -> SharingIndex:
@@ -116,6 +122,9 @@ class SharingService:
     def for_storage(cls, store_: radicale_storage.BaseStorage, settings: Settings,
                     configuration: config.Configuration | None = None) -> "SharingService":
         """The process's service for this storage's database, created once."""
+        database = getattr(store_, "database", None)
+        if database is not None:  # the storage on PostgreSQL
+            return cls._for_postgres(store_, settings, configuration, database)
         with cls._services_lock:
             service = cls._services.get(settings.database)
             if service is None:
@@ -134,15 +143,42 @@ class SharingService:
                 service.check_at_start(existed, configuration)
             return service
 
+    @classmethod
+    def _for_postgres(cls, store_: radicale_storage.BaseStorage, settings: Settings,
+                      configuration: config.Configuration | None, database: Any
+                      ) -> "SharingService":
+        """The service of a storage on PostgreSQL: the index in the storage's database, on
+        the storage's own :class:`Database` object (one transaction of a thread holds an
+        item and the index's rows: a copy and its delivery record, a me card and its
+        outbox entry), and copies written as rows (:class:`CopyRows`).
+
+        Left out, being the file storage's: the running mark on the SQLite file (it
+        keeps an admin's import off a running server's database file) and the start-up
+        check of the collections' files against the index (:mod:`.delivery.recovery`):
+        here a book and its index rows change in one transaction."""
+        key = "postgresql:%s" % database.dsn
+        with cls._services_lock:
+            service = cls._services.get(key)
+            if service is None:
+                index = PostgresIndex(database)
+                service = cls(store_, settings, index, configuration,
+                              CopyRows(database, getattr(store_, "item_api")))
+                if not cls._services:
+                    atexit.register(cls.close_all)
+                service._where = database.describe()
+                cls._services[key] = service
+            return service
+
     def close(self) -> None:
         """A clean stop: the fan-out ends its round, then the database is checkpointed and
         closed, so that its file alone is a complete backup."""
         self.notify_sender.stop()
+        self.push_sender.stop()  # before the index closes under it
         if not self.worker.stop():
             logger.warning("Sharing: the fan-out did not end its round in time; it is "
                            "finished at the next start")
         self.index.close()
-        logger.info("Sharing: database %s checkpointed and closed", self.settings.database)
+        logger.info("Sharing: database %s checkpointed and closed", self._where)
         if self._running_mark is not None:
             self._running_mark.close()
 

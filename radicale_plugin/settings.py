@@ -47,6 +47,7 @@ class Settings:
     lock_gap: float = 0.005
     rewrite_spacing: float = 10.0
     poll_interval: float = 30
+    claim_lease: float = 60.0
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_security: str = "none"
@@ -120,6 +121,7 @@ class Settings:
             lock_gap=get("lock_gap"),
             rewrite_spacing=get("rewrite_spacing"),
             poll_interval=get("poll_interval"),
+            claim_lease=get("claim_lease"),
             smtp_host=get("smtp_host"),
             smtp_port=get("smtp_port"),
             smtp_security=get("smtp_security"),

@@ -47,7 +47,11 @@ def all_address_books(store: storage.BaseStorage) -> Iterator[storage.BaseCollec
 
 
 def folder_mtime(collection: storage.BaseCollection) -> int:
-    """When the book's folder last changed (ns): Radicale renames every write into it."""
+    """When the book's folder last changed (ns): Radicale renames every write into it.
+    A storage that numbers its changes (PostgreSQL) gives the book's last change number."""
+    number = getattr(collection, "change_number", None)
+    if callable(number):
+        return int(number())
     try:
         return os.stat(getattr(collection, "_filesystem_path")).st_mtime_ns
     except (AttributeError, OSError):

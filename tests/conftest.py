@@ -62,10 +62,38 @@ def postgres() -> Iterator[Cluster]:
         cluster.stop()
 
 
+#: The storages a module marked ``both_backends`` runs its servers on (one suite, not a copy).
+BACKENDS = ("files", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module (or test) marked ``both_backends`` runs once per storage backend: its
+    ``server``/``public_server`` (and whatever asks for ``backend``) on each."""
+    if "backend" in metafunc.fixturenames \
+            and metafunc.definition.get_closest_marker("both_backends") is not None:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def server(tmp_path) -> Iterator[RadicaleServer]:
+def backend(request) -> str:
+    """The storage the test's servers run on: ``files`` unless the module is marked
+    ``both_backends`` (then each of :data:`BACKENDS`)."""
+    return getattr(request, "param", "files")
+
+
+@pytest.fixture
+def storage_options(request, backend) -> dict[str, str]:
+    """RadicaleServer's keywords for the backend: PostgreSQL storage in a fresh database
+    of the session's cluster, or nothing (the files)."""
+    if backend == "postgres":
+        return {"postgres": request.getfixturevalue("postgres").new_database()}
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path, storage_options) -> Iterator[RadicaleServer]:
     """Everyone pre-authorised and discoverable (looser than the shipped config)."""
-    srv = RadicaleServer(tmp_path, USERS, **FAMILY).start()
+    srv = RadicaleServer(tmp_path, USERS, **FAMILY, **storage_options).start()
     try:
         yield srv
     finally:
@@ -73,9 +101,9 @@ def server(tmp_path) -> Iterator[RadicaleServer]:
 
 
 @pytest.fixture
-def public_server(tmp_path) -> Iterator[RadicaleServer]:
+def public_server(tmp_path, storage_options) -> Iterator[RadicaleServer]:
     """A server with the shipped defaults: recipients are asked, nobody is pre-authorised."""
-    srv = RadicaleServer(tmp_path, USERS).start()
+    srv = RadicaleServer(tmp_path, USERS, **storage_options).start()
     try:
         yield srv
     finally:
@@ -87,6 +115,9 @@ def public_server(tmp_path) -> Iterator[RadicaleServer]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "alone: measures time; runs while no other test runs on any xdist worker")
+    config.addinivalue_line(
+        "markers", "both_backends: the module's servers run on the file storage and on "
+                   "PostgreSQL (the `backend` fixture)")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:

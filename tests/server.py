@@ -91,8 +91,12 @@ class RadicaleServer:
     (``sms_to``), so that keys are verified the way users verify them.
     """
 
-    def __init__(self, root: Path, users: dict[str, str], **storage: str) -> None:
+    def __init__(self, root: Path, users: dict[str, str], postgres: str = "",
+                 **storage: str) -> None:
+        """``postgres``: a connection string: the server's storage is then Radicale's
+        storage on PostgreSQL with the sharing hooks, in that database (else the files)."""
         self.root = root
+        self.postgres = postgres
         self.users = users
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
@@ -126,8 +130,9 @@ delay = 0
 [rights]
 type = owner_only
 [storage]
-type = radicale_plugin.storage
+type = {"radicale_plugin.storage.postgres.sharing" if postgres else "radicale_plugin.storage"}
 filesystem_folder = {root / 'collections'}
+{"postgresql_dsn = " + postgres if postgres else ""}
 {extra}
 [web]
 type = radicale_plugin.web

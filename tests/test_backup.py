@@ -355,7 +355,8 @@ def test_an_export_of_the_previous_format_without_invites_or_regions_still_impor
     source = migrated_v2(tmp_path / "v2.sqlite")
     document = backup.export_state(source, REGION)
     source.close()
-    assert document["version"] == backup.VERSION == 3 and document["schema"] == 6
+    assert document["version"] == backup.VERSION == 3
+    assert document["schema"] == idx.SharingIndex.SCHEMA_VERSION
     # as version 1 (the previous release) wrote it: no invites, no region of owners
     document["version"], document["schema"] = 1, 4
     for name in ("invites", "undone_values", "notify"):

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import caldav
+import pytest
 
 from tests.server import fixture, settled
 from tests.test_fanout_e2e import person, trio  # noqa: F401  (fixture)
 
 VDIRSYNCER = Path(sys.executable).with_name("vdirsyncer")
+#: real clients against both storages: files and PostgreSQL (conftest's ``backend``)
+pytestmark = pytest.mark.both_backends
 
 
 def test_vdirsyncer_sees_the_new_number_in_the_recipients_book(trio, server, tmp_path):

@@ -7,6 +7,8 @@ import pytest
 from tests.server import Client, RadicaleServer, fixture, settled
 
 ME_CARDS = {"alice": "alice-me.vcf", "bob": "bob-me.vcf", "carol": "carol-me.vcf"}
+#: the fan-out on both storages: files and PostgreSQL (conftest's ``backend``)
+pytestmark = pytest.mark.both_backends
 
 
 def person(server: RadicaleServer, user: str, me_card: str | None = None,
@@ -114,9 +116,11 @@ def test_blocked_owner_changes_nothing(trio):
     assert "+1 202 555 0199" in bob.card("ally.vcf")
 
 
-def test_default_policy_block_writes_nowhere_until_the_recipient_allows(tmp_path):
+def test_default_policy_block_writes_nowhere_until_the_recipient_allows(tmp_path,
+                                                                       storage_options):
     from tests.conftest import USERS
-    server = RadicaleServer(tmp_path, USERS, mecard_default_policy="block").start()
+    server = RadicaleServer(tmp_path, USERS, mecard_default_policy="block",
+                            **storage_options).start()
     try:
         alice = person(server, "alice", "alice-me.vcf")
         carol = person(server, "carol", "carol-me.vcf")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from radicale_plugin import index as idx
 from radicale_plugin.index.sqlite import SQLiteIndex
 from radicale_plugin.index.sqlite.schema import SchemaError
-from radicale_plugin.vcard.view import Entry, View
+from radicale_plugin.vcard.view import DEFAULT_SHARED_FIELDS, Entry, View
 from tests.conftest import FAMILY, USERS
 from tests.server import FIXTURES, RadicaleServer, fixture, settled
 
@@ -71,7 +72,7 @@ def test_the_migrated_database_has_the_current_schema_version(tmp_path):
     load_v1(path)
     assert user_version(path) == 0  # version 1 wrote no number
     SQLiteIndex(str(path)).close()
-    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 6
+    assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION == 7
 
 
 @pytest.mark.parametrize("start", ["fresh", "v1"])
@@ -357,7 +358,8 @@ def test_a_version_3_database_gains_the_attempts_of_its_deliveries_and_keeps_the
     assert "attempts" not in columns(path, "deliveries")
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 6 and "attempts" in columns(path, "deliveries")
+        assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
+        assert "attempts" in columns(path, "deliveries")
         bob = index.outbox.delivery("alice", "bob")
         assert bob is not None
         assert (bob.state, bob.wanted_seq, bob.error, bob.due, bob.attempts) == (
@@ -534,7 +536,8 @@ def test_a_version_4_database_gains_the_tables_of_version_5_and_keeps_its_state(
     assert "region" not in columns(path, "owners")
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 6 and "region" in columns(path, "owners")
+        assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
+        assert "region" in columns(path, "owners")
         for table in ("invites", "invite_uses", "key_guesses", "key_claims"):
             assert columns(path, table), table
         assert index.owners.get("alice").rules == ["all"]
@@ -565,11 +568,46 @@ def test_a_version_5_database_gains_the_tables_of_version_6_and_keeps_its_state(
     conn.close()
     index = SQLiteIndex(str(path))
     try:
-        assert user_version(path) == 6 and "audiences" in columns(path, "owners")
+        assert user_version(path) == idx.SharingIndex.SCHEMA_VERSION
+        assert "audiences" in columns(path, "owners")
         for table in V6_TABLES:
             assert columns(path, table), table
         alice = index.owners.get("alice")
         assert alice.rules == ["all", "group:family"] and not alice.audiences
+    finally:
+        index.close()
+
+
+# -- version 6 to 7: several processes on one database ----------------------------------
+
+def test_a_version_6_database_gains_leases_limits_and_claims_and_keeps_its_queue(tmp_path):
+    """Version 7 adds the leases on duties, the shared rate limits and the claims of
+    deliveries; a delivery waiting in version 6 waits on, claimed by nobody."""
+    path = tmp_path / "v6.sqlite"
+    index = SQLiteIndex(str(path))
+    v = View((Entry("FN", "Alice"), Entry("TEL", "+1 202 555 0111")), DEFAULT_SHARED_FIELDS)
+    index.owners.record_view("alice", v, v, v.values("US"))
+    index.outbox.plan(index.outbox.pending_jobs(1)[0], {"bob": ["user:bob"]})
+    index.close()
+    with sqlite3.connect(path) as conn:  # as version 6 left it
+        conn.execute("DROP TABLE leases")
+        conn.execute("DROP TABLE limits")
+        conn.execute("DROP INDEX deliveries_by_lease")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN lease_holder")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN lease_until")
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    assert "lease_until" not in columns(path, "deliveries")
+    index = SQLiteIndex(str(path))
+    try:
+        assert user_version(path) == 7
+        assert {"lease_holder", "lease_until"} <= columns(path, "deliveries")
+        assert columns(path, "leases") and columns(path, "limits")
+        now = time.time()
+        found = index.outbox.claim("host:1:a", 10, now, 60)
+        assert [(d.owner, d.recipient, d.state) for d in found] == [("alice", "bob", "pending")]
+        assert index.leases.take("digest", "host:1:a", 60, now)
+        assert index.limits.take("resolve", "alice", 1, 1, 1.0, now) == 0.0
     finally:
         index.close()
 

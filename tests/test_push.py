@@ -473,6 +473,7 @@ def sender(tmp_path, monkeypatch) -> Iterator[tuple[PushSender, SharingIndex, Fa
     try:
         yield the_sender, index, fake
     finally:
+        the_sender.stop()  # its thread must not look at the closed index
         index.close()
 
 

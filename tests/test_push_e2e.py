@@ -31,6 +31,8 @@ from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person
 
 NS = "{https://bitfire.at/webdav-push}"
+#: push on both storages: files and PostgreSQL (conftest's ``backend``)
+pytestmark = pytest.mark.both_backends
 
 
 def b64url(data: bytes) -> str:
@@ -159,9 +161,10 @@ def push_server(tmp_path, services, **options: str) -> RadicaleServer:
 
 
 @pytest.fixture
-def pair(tmp_path, services) -> Iterator[tuple[RadicaleServer, Client, Client]]:
+def pair(tmp_path, services, storage_options
+         ) -> Iterator[tuple[RadicaleServer, Client, Client]]:
     """Alice shares her card with Bob, who has a contact for her; the fan-out has settled."""
-    server = push_server(tmp_path, services).start()
+    server = push_server(tmp_path, services, **storage_options).start()
     try:
         alice, bob = person(server, "alice", "alice-me.vcf"), person(server, "bob", "bob-me.vcf")
         assert bob.put("ally.vcf", fixture("bob-contact-alice.vcf")).status_code == 201
@@ -259,9 +262,10 @@ def test_a_dead_push_service_delays_nothing_and_a_gone_subscription_is_dropped(
 
 
 @pytest.fixture
-def capped(tmp_path, services) -> Iterator[tuple[RadicaleServer, Client, Client]]:
+def capped(tmp_path, services, storage_options
+           ) -> Iterator[tuple[RadicaleServer, Client, Client]]:
     server = push_server(tmp_path, services, mecard_push_per_book="2",
-                         mecard_push_per_user="3").start()
+                         mecard_push_per_user="3", **storage_options).start()
     try:
         bob, carol = server.client("bob"), server.client("carol")
         bob.login()

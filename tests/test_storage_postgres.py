@@ -584,3 +584,51 @@ def test_a_whole_book_that_fails_half_way_leaves_the_book_as_it_was(postgres):
             assert [i.href for i in book.get_all()] == ["g.vcf"]
     finally:
         forget(dsn)
+
+
+def test_a_batch_of_items_is_written_as_each_write_would_be(postgres, tmp_path):
+    """``items.put_many`` (the fan-out's copies of a part, one statement): each changed
+    card of each book is one numbered change that an incremental sync lists, a card
+    written with the text it has is no change, an href given twice is written twice in
+    order; ``items.lock`` takes the locks of many books at once."""
+    from radicale_plugin.storage.postgres import items
+    from radicale_plugin.storage.postgres.connection import database_for, forget
+
+    dsn = postgres.new_database("storage")
+    server = PlainServer(tmp_path, USERS, dsn).start()
+    db = database_for(dsn)
+    try:
+        alice, bob = person(server, "alice"), person(server, "bob")
+        alice.put("same.vcf", card("s", "Same"))
+        bob.put("b.vcf", card("b", "Bob"))
+        tokens = {"alice": alice.sync()[0], "bob": bob.sync()[0]}
+        before = {u: items.book(db, u + "/contacts") for u in ("alice", "bob")}
+        with db.transaction():
+            items.lock(db, "bob/contacts", "alice/contacts", "carol/nobook")
+            a, b = before["alice"].id, before["bob"].id  # type: ignore[union-attr]
+            rows = [(a, items.facts("alice/contacts", "new.vcf", card("n", "New"),
+                                    "VADDRESSBOOK", "n")),
+                    (a, items.facts("alice/contacts", "same.vcf", card("s", "Same"),
+                                    "VADDRESSBOOK", "s")),  # the text it has: no change
+                    (b, items.facts("bob/contacts", "b.vcf", card("b", "Bobby"),
+                                    "VADDRESSBOOK", "b")),
+                    (b, items.facts("bob/contacts", "b.vcf", card("b", "Robert"),
+                                    "VADDRESSBOOK", "b"))]  # the same href again: last wins
+            numbers = items.put_many(db, rows)
+        assert numbers == {a: before["alice"].sync + 1,  # type: ignore[union-attr]
+                           b: before["bob"].sync + 2}  # type: ignore[union-attr]
+        for user in ("alice", "bob"):
+            assert items.book(db, user + "/contacts").sync == numbers[  # type: ignore[union-attr]
+                before[user].id]  # type: ignore[union-attr]
+        assert alice.sync(tokens["alice"])[1] == ["new.vcf"]
+        assert bob.sync(tokens["bob"])[1] == ["b.vcf"]
+        assert alice.get("new.vcf").headers["ETag"] == etag_of(card("n", "New"))
+        assert bob.get("b.vcf").text.replace("\r\n", "\n").strip() == \
+            card("b", "Robert").replace("\r\n", "\n").strip()
+        assert items.find_uid(db, "alice/contacts", "n") == "new.vcf"
+        # nothing to change at all: no statement's worth of changes
+        with db.transaction():
+            assert items.put_many(db, [rows[1]]) == {}
+    finally:
+        forget(dsn)
+        server.stop()

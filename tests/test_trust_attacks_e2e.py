@@ -26,6 +26,8 @@ USERS_M = {**USERS, "mallory": "mallory-pw"}
 ALICE_TEL, BOB_TEL, MALLORY_TEL, MALLORY_TEL2 = ("2025550101", "2025550102", "2025550666",
                                                   "2025550667")
 API = "/.web/mecard/api/v1"
+#: every attack against both storages: files and PostgreSQL (conftest's ``backend``)
+pytestmark = pytest.mark.both_backends
 
 
 def vcard(uid: str, fn: str, *lines: str) -> str:
@@ -84,21 +86,22 @@ def running(tmp_path, **options: str) -> Iterator[RadicaleServer]:
 
 
 @pytest.fixture(params=["family", "shipped"])
-def any_server(request, tmp_path) -> Iterator[tuple[RadicaleServer, str]]:
+def any_server(request, tmp_path, storage_options) -> Iterator[tuple[RadicaleServer, str]]:
     """A family server (pre-authorised, discoverable) and one with the shipped defaults."""
-    with running(tmp_path, **(FAMILY if request.param == "family" else {})) as srv:
+    with running(tmp_path, **(FAMILY if request.param == "family" else {}),
+                 **storage_options) as srv:
         yield srv, request.param
 
 
 @pytest.fixture
-def shipped(tmp_path) -> Iterator[RadicaleServer]:
-    with running(tmp_path) as srv:
+def shipped(tmp_path, storage_options) -> Iterator[RadicaleServer]:
+    with running(tmp_path, **storage_options) as srv:
         yield srv
 
 
 @pytest.fixture
-def family(tmp_path) -> Iterator[RadicaleServer]:
-    with running(tmp_path, **FAMILY) as srv:
+def family(tmp_path, storage_options) -> Iterator[RadicaleServer]:
+    with running(tmp_path, **FAMILY, **storage_options) as srv:
         yield srv
 
 
@@ -417,9 +420,9 @@ def test_a_number_stops_being_passed_on_once_its_holder_verifies_it(family, shar
 
 # -- enumeration: which numbers belong to which users ---------------------------
 
-def test_resolve_refuses_bulk_lookups_and_then_slows_down(tmp_path):
+def test_resolve_refuses_bulk_lookups_and_then_slows_down(tmp_path, storage_options):
     with running(tmp_path, mecard_resolve_max_keys="10", mecard_resolve_per_hour="30",
-                 mecard_max_body="8388608") as server:
+                 mecard_max_body="8388608", **storage_options) as server:
         person(server, "alice", "alice-me.vcf")
         # a me card without numbers: designating it costs nothing of the budget below
         mallory = designate(server, "mallory", vcard("mallory-me", "Mallory"), verify=False)

@@ -114,6 +114,7 @@ def delete_user(ctx: Context, user: str, withdraw: bool = False) -> Deleted:
         index.push.forget_user(user)
         index.invites.forget_user(user)
         index.notify.forget_user(user)
+        index.limits.forget_user(user)
         rule = "user:%s" % user
         for other in index.owners.all():
             if rule in other.rules and other.user != user:

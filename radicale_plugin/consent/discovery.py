@@ -26,7 +26,8 @@ class Discovery:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         per_hour = ctx.settings.resolve_per_hour
-        self._limiter = RateLimiter(per_hour, per_hour)
+        # shared by every process (the index's buckets): a second process is no second allowance
+        self._limiter = RateLimiter(per_hour, per_hour, ctx.index.limits, "resolve")
 
     def visible_users(self, viewer: str, users: Iterable[str]) -> set[str]:
         """Those of ``users`` who let ``viewer`` learn that their keys are theirs."""
@@ -55,7 +56,7 @@ class Discovery:
 
     def charge(self, viewer: str, amount: int) -> None:
         """Count ``amount`` keys against the viewer's budget; :class:`TooMany` when spent."""
-        wait = math.ceil(self._limiter.take(viewer, amount, time.monotonic()))
+        wait = math.ceil(self._limiter.take(viewer, amount, time.time()))
         if wait:
             raise TooMany("too many numbers and e-mails looked up; at most %d an hour: try "
                           "again in %d seconds" % (self._ctx.settings.resolve_per_hour, wait),

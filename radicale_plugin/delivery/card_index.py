@@ -21,7 +21,7 @@ from radicale.log import logger
 
 from radicale_plugin import store
 from radicale_plugin.context import Context
-from radicale_plugin.delivery.copy_files import CopyFiles
+from radicale_plugin.delivery.writer import CopyWriter
 from radicale_plugin.errors import BadCard
 from radicale_plugin.index import IndexedCard
 from radicale_plugin.vcard.matching import card_keys
@@ -96,12 +96,12 @@ class CardKeys:
                  for href, text in store.cards(collection)]
         self._ctx.index.cards.replace_book(collection.path, found, store.folder_mtime(collection))
 
-    def rebuild(self, files: CopyFiles,
+    def rebuild(self, files: CopyWriter,
                 hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> int:
         """Read every book again (the admin's ``rebuild-index``, ``hold`` per book)."""
         return self.reconcile(files, everything=True, hold=hold)
 
-    def reconcile(self, files: CopyFiles, everything: bool = False,
+    def reconcile(self, files: CopyWriter, everything: bool = False,
                   hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> int:
         """Re-read books changed behind the index's back; build it all the first time.
 
@@ -156,13 +156,13 @@ class CardKeys:
                 self._pending.add(user)
             self._ctx.wake()
 
-    def reindex_pending(self, files: CopyFiles) -> int:
+    def reindex_pending(self, files: CopyWriter) -> int:
         """Read again the books of users whose region changed (the fan-out worker's loop)."""
         with self._pending_lock:
             users, self._pending = self._pending, set()
         return sum(self.reindex(user, files) for user in sorted(users))
 
-    def reindex(self, user: str, files: CopyFiles) -> int:
+    def reindex(self, user: str, files: CopyWriter) -> int:
         """Read the user's books marked stale again, in their region; how many were read.
 
         Each book is read without any lock (Radicale replaces files atomically);

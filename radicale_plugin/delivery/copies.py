@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 import sqlite3
 import time
 import uuid
@@ -42,8 +41,8 @@ from radicale_plugin.delivery.card_index import index_card, index_parsed
 from radicale_plugin.delivery import decide
 from radicale_plugin.delivery import undone
 from radicale_plugin.context import Context
-from radicale_plugin.delivery.copy_files import CopyFiles, Identity, Write
-from radicale_plugin.errors import NotFound, SharingError
+from radicale_plugin.delivery.writer import CopyWriter, Identity, Write
+from radicale_plugin.errors import Conflict, NotFound, SharingError
 from radicale_plugin.delivery.history import diff
 from radicale_plugin.index import (LINK_CREATED, Delivery, HistoryEntry, IndexedCard, Intent,
                                    Link, Owner)
@@ -64,6 +63,16 @@ class BookUnavailable(SharingError):
     status = 503
 
 
+#: Errors that may well pass: I/O, a busy SQLite, and PostgreSQL's lost connections,
+#: deadlocks, lock and serialisation failures (its ``OperationalError``).
+_PASSING: tuple[type[BaseException], ...] = (BookUnavailable, OSError, sqlite3.OperationalError)
+try:
+    import psycopg
+    _PASSING += (psycopg.OperationalError,)
+except ImportError:  # an embedded server needs no PostgreSQL driver
+    pass
+
+
 def transient(error: BaseException) -> bool:
     """Whether a delivery that failed with ``error`` may well succeed if tried again later.
 
@@ -71,7 +80,7 @@ def transient(error: BaseException) -> bool:
     moment), an unreadable book, a busy database and a storage lock that could not
     be taken pass; a malformed card, a refusal or a bug do not.
     """
-    if isinstance(error, (BookUnavailable, OSError, sqlite3.OperationalError)):
+    if isinstance(error, _PASSING):
         return True
     # Radicale's wording when flock fails; the copy's own when a card keeps changing
     return isinstance(error, RuntimeError) and (
@@ -112,7 +121,7 @@ class WriteRecords:
 class Deliverer:
     """Finds the copy, works out its new text, and records what was written."""
 
-    def __init__(self, ctx: Context, files: CopyFiles) -> None:
+    def __init__(self, ctx: Context, files: CopyWriter) -> None:
         self._ctx = ctx
         self.files = files
 
@@ -134,27 +143,20 @@ class Deliverer:
         return None
 
     def read(self, book: str, href: str) -> tuple[str, Identity] | None:
-        """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder
-        is not there raises :class:`BookUnavailable` (no card is taken for deleted then)."""
+        """A card as the writer's :meth:`~.writer.CopyWriter.read` gives it; a book the
+        index knows that cannot be read for now (its folder is not there) raises
+        :class:`BookUnavailable` (no card is taken for deleted then)."""
         return self._read(book, href)
 
     def _read(self, book: str, href: str) -> tuple[str, Identity] | None:
-        """A card as :meth:`CopyFiles.read` gives it; a book the index knows whose folder
-        is not there raises :class:`BookUnavailable` (no card is taken for deleted then)."""
         found = self.files.read(book, href)
         if found is not None or book not in self._ctx.index.cards.books_of(
                 book.split("/", 1)[0]):
             return found  # a book deleted through Radicale has left the index
-        try:
-            folder = self.files.folder(book)
-        except ValueError:
-            return None
-        except OSError as e:
+        why = self.files.unavailable(book)
+        if why is not None:
             raise BookUnavailable("the address book /%s/ cannot be read for now (%s); try "
-                                  "again later" % (book, e.strerror)) from e
-        if not os.path.isdir(folder):
-            raise BookUnavailable("the address book /%s/ cannot be read for now (its folder "
-                                  "is missing); try again later" % book)
+                                  "again later" % (book, why))
         return None
 
     def card_text(self, book: str, href: str) -> str | None:
@@ -319,13 +321,20 @@ class Deliverer:
                        view.values(self._ctx.region_of(owner)), link, after, region)
 
     # -- records around a write -----------------------------------------------------
+    def records_before(self, planned: Planned) -> bool:
+        """Whether :meth:`before_write` records anything for ``planned`` (a write that
+        commits with its records and makes no link records nothing before it)."""
+        return planned.link is not None or (not planned.write.done and not self.files.atomic)
+
     def before_write(self, planned: Planned) -> None:
         """Record the link and the intent (the caller groups these in a transaction)."""
         index = self._ctx.index
         delivery = planned.delivery
         if planned.link is not None:
             index.links.put(planned.link)
-        if not planned.write.done:
+        if not planned.write.done and not self.files.atomic:
+            # a write committed with its records (atomic) needs no intent: it is there
+            # with them, or neither is
             index.outbox.set_intent(delivery.owner, delivery.recipient, planned.intent,
                                     planned.values)
 
@@ -342,7 +351,8 @@ class Deliverer:
         return WriteRecords(
             [HistoryEntry(p.delivery.owner, p.delivery.recipient, p.intent.book, p.intent.href,
                           p.intent.action, p.intent.changes) for p in done],
-            [(p.delivery.owner, p.delivery.recipient) for p in done],
+            [] if self.files.atomic else [(p.delivery.owner, p.delivery.recipient)
+                                          for p in done],
             [index_parsed(p.write.book, p.write.href, p.card,
                           p.region or region(p.delivery.recipient))
              if p.card is not None else index_card(p.write.book, p.write.href, p.write.text,
@@ -358,8 +368,7 @@ class Deliverer:
         index.history.record_many(records.history)
         index.outbox.clear_intents(records.intents)
         index.cards.put_many(records.cards)
-        for book, mtime in records.books:
-            index.cards.set_book_mtime(book, mtime)
+        index.cards.set_book_mtimes(records.books)
 
     def settle(self, owner: Owner, delivery: Delivery) -> Delivery:
         """Finish what a crash interrupted: record a write that happened, forget one that
@@ -389,6 +398,8 @@ class Deliverer:
     def apply(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
               link_kind: str | None, view: View, action: str = "update") -> tuple[str, str]:
         """Write ``view`` into ``card`` now, through Radicale; the caller holds the lock."""
+        if self.files.atomic:
+            return self._apply_at_once(owner, delivery, card, link_kind, view, action)
         index = self._ctx.index
         planned = self.plan(owner, delivery, card, link_kind, view, action)
         if planned is None:
@@ -411,6 +422,35 @@ class Deliverer:
                 index.outbox.set_intent(owner.user, delivery.recipient, None)
             logger.debug("Copy of %r's card written to /%s/%s", owner.user, write.book,
                          write.href)
+        return write.book, write.href
+
+    def _apply_at_once(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None,
+                       link_kind: str | None, view: View, action: str) -> tuple[str, str]:
+        """:meth:`apply` where a copy commits with its records (PostgreSQL): the card is
+        read, written if it is still the one read (checked under its book's lock), and its
+        link, history and card-key entry recorded, all in the caller's transaction (or one
+        of its own).  The storage's write lock for the recipient holds their books already
+        (an answer to an offer): then nobody can change the card between the two."""
+        index = self._ctx.index
+        with index.transaction():
+            planned = self.plan(owner, delivery, card, link_kind, view, action)
+            if planned is None:
+                assert card is not None
+                return card
+            write = planned.write
+            if not write.done:
+                self.files.prepare([write])
+                if not self.files.commit([write], float("inf")):
+                    # changed since it was read (by a writer not holding the recipient's lock)
+                    raise write.error or Conflict("the card changed while it was written; "
+                                                  "try again")
+            self.before_write(planned)
+            if write.renamed:
+                self.record_writes(self.write_records([planned]))
+        if write.renamed:
+            logger.debug("Copy of %r's card written to /%s/%s", owner.user, write.book,
+                         write.href)
+            self._ctx.books_changed({write.book})
         return write.book, write.href
 
 

@@ -36,19 +36,18 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Iterator
 
 from radicale import pathutils, storage
 from radicale.log import logger
+
+from radicale_plugin.delivery.writer import Identity, Write  # noqa: F401  (their home was here)
 
 #: Threads writing temporary files and unlinking old ones: file creation in many
 #: folders waits on the disk, and the waits overlap.
 IO_THREADS = 16
 #: Renames in one hold of the storage lock, whatever the time budget says.
 MAX_RENAMES_PER_HOLD = 100
-
-Identity = tuple[int, int, int]  # (inode, mtime_ns, size)
 
 
 def _libc_syncfs():
@@ -62,26 +61,12 @@ def _libc_syncfs():
 _SYNCFS = _libc_syncfs()
 
 
-@dataclass
-class Write:
-    """One copy to write: ``text`` into book/href, replacing the card read as ``was``."""
-
-    book: str
-    href: str
-    text: str
-    was: Identity | None        # None: a new card (nothing may be there)
-    folder: str = ""
-    done: bool = False          # decided: renamed, or dropped because the card changed
-    renamed: bool = False
-    target: str = ""            # the card's path, and its new file's: known before the lock
-    new: str = ""
-    #: Why the write could not be made (an I/O error before the rename): it is done and not
-    #: renamed, the card is as it was, and its temporary files are gone.
-    error: Exception | None = None
-
-
 class CopyFiles:
-    """Reads and writes card files of books directly, for the fan-out."""
+    """Reads and writes card files of books directly, for the fan-out (a
+    :class:`~.writer.CopyWriter`; an identity is the file's (inode, mtime_ns, size))."""
+
+    #: A copy is a file, written outside the index's transactions: recorded by an intent.
+    atomic = False
 
     def __init__(self, store: storage.BaseStorage) -> None:
         self._store = store
@@ -154,6 +139,17 @@ class CopyFiles:
                     if found is not None:
                         out.append((entry.name, found[0]))
         return out
+
+    def unavailable(self, book: str) -> str | None:
+        """Why a book the index knows cannot be read for now (its folder missing or not a
+        folder); None: it can, or its path names no folder at all."""
+        try:
+            folder = self.folder(book)
+        except ValueError:
+            return None
+        except OSError as e:
+            return e.strerror or str(e)
+        return None if os.path.isdir(folder) else "its folder is missing"
 
     @staticmethod
     def folder_mtime(folder: str) -> int:
@@ -279,6 +275,10 @@ class CopyFiles:
                 os.close(fd)
         elif not files:
             list(self._pool.map(_sync_folder, sorted({w.folder for w in writes})))
+
+    def attempt(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to guard: SQLite undoes a failed statement alone."""
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:

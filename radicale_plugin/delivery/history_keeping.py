@@ -5,6 +5,10 @@ The fan-out worker calls :meth:`HistoryRetention.purge_due` between its rounds,
 outside Radicale's storage lock; it purges at most every :data:`PURGE_EVERY`
 seconds (sooner for a retention shorter than ten times that).  The owner values
 a recipient undid are no history: they stay while they apply.
+
+Several processes on one index purge once per period between them: a purge takes
+the duty's lease for the period (:class:`~radicale_plugin.index.duties.Duty`); the
+other processes find it held and skip that period.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from radicale.log import logger
 
 from radicale_plugin.context import Context
+from radicale_plugin.index.duties import Duty
 
 #: Longest time between two purges, in seconds.
 PURGE_EVERY = 3600.0
@@ -35,7 +40,10 @@ class HistoryRetention:
         if days <= 0 or now < self._next:
             return 0
         keep = days * _DAY
-        self._next = now + min(PURGE_EVERY, keep / 10)
+        period = min(PURGE_EVERY, keep / 10)
+        self._next = now + period
+        if not Duty(self._ctx.index, "history-expiry", period).hold(now):
+            return 0  # another process purged within the period
         cutoff = datetime.datetime.fromtimestamp(now - keep, datetime.timezone.utc)
         purged = self._ctx.index.history.purge(cutoff.isoformat(timespec="seconds"))
         if purged:

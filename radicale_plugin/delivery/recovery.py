@@ -39,7 +39,7 @@ from radicale.log import logger
 
 from radicale_plugin import store
 from radicale_plugin.delivery.card_index import CardKeys, index_card
-from radicale_plugin.delivery.copy_files import CopyFiles
+from radicale_plugin.delivery.writer import CopyWriter
 from radicale_plugin.errors import SharingError
 from radicale_plugin.index import LINK_CREATED, WITHDRAWN, IndexedCard, Link, SharingIndex
 from radicale_plugin.vcard.merge import copy_uid
@@ -166,7 +166,7 @@ def _lost_me_card(index: SharingIndex, d: Designation) -> bool:
     return d.href is not None and owner.href is None and owner.seq == 0
 
 
-def _exists(files: CopyFiles, book: str | None, href: str | None) -> bool:
+def _exists(files: CopyWriter, book: str | None, href: str | None) -> bool:
     return bool(book and href) and files.read(book or "", href or "") is not None
 
 
@@ -181,7 +181,7 @@ def _copy_unlinked(index: SharingIndex, copy: CreatedCopy) -> bool:
 
 # -- check -----------------------------------------------------------------------------
 
-def check(storage: radicale_storage.BaseStorage, files: CopyFiles, index: SharingIndex,
+def check(storage: radicale_storage.BaseStorage, files: CopyWriter, index: SharingIndex,
           region_of: Callable[[str], str], database: str, missing: bool = False,
           lock: Lock = no_lock) -> list[str]:
     """One line per way the index and the collections disagree (none: consistent).
@@ -240,7 +240,7 @@ def check(storage: radicale_storage.BaseStorage, files: CopyFiles, index: Sharin
     return problems
 
 
-def _book_and_index(files: CopyFiles, index: SharingIndex, book: str, folder: str,
+def _book_and_index(files: CopyWriter, index: SharingIndex, book: str, folder: str,
                     region: str, lock: Lock, missing: bool
                     ) -> tuple[dict[str, IndexedCard], dict[str, IndexedCard]]:
     """A book's cards as its files say and as the card-key index says, at one moment.
@@ -288,7 +288,7 @@ def _card_index_problems(index: SharingIndex, on_disk: dict[str, dict[str, Index
 
 # -- rebuild ---------------------------------------------------------------------------
 
-def rebuild(storage: radicale_storage.BaseStorage, files: CopyFiles, index: SharingIndex,
+def rebuild(storage: radicale_storage.BaseStorage, files: CopyWriter, index: SharingIndex,
             card_keys: CardKeys, owners_: Owners, lock: Lock = no_lock) -> Rebuilt:
     """Rebuild what the collections tell, taking ``lock`` per book, link and me card.
 
@@ -345,7 +345,7 @@ def admin_command(configuration: config.Configuration | None) -> str:
     return "python -m radicale_plugin --config %s" % (os.pathsep.join(paths) or "FILE")
 
 
-def check_at_start(storage: radicale_storage.BaseStorage, files: CopyFiles,
+def check_at_start(storage: radicale_storage.BaseStorage, files: CopyWriter,
                    index: SharingIndex, database: str, existed: bool, vapid_key: str,
                    command: str) -> list[str]:
     """Log an ERROR when the database was lost or does not belong to these collections.

@@ -80,19 +80,33 @@ class Records:
                     self._offers.end_round()  # one line for the offers held back, the log purged
         index.sync()  # durable before any file is written; the writer is free meanwhile
 
+    def before(self, outcome: Outcome) -> None:
+        """One outcome's records before its write, in the caller's transaction (what
+        :meth:`intents` records of each; :mod:`.at_once`)."""
+        self._before(outcome)
+
+    def end_round(self) -> None:
+        """A round's offers are made (in the caller's transaction; :mod:`.at_once`)."""
+        self._offers.end_round()
+
     def _before(self, outcome: Outcome) -> None:
         delivery = outcome.delivery
         index = self._ctx.index
+        if outcome.planned is not None and not self._deliverer.records_before(
+                outcome.planned):
+            return  # nothing to record before its write: no savepoint taken for nothing
         try:
-            if outcome.planned is not None:
-                self._deliverer.before_write(outcome.planned)
-                return
-            if outcome.offering:
-                self._offers.make(outcome.owner, delivery, outcome.offer)
-            if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
-                index.consent.drop_offer(delivery.owner, delivery.recipient)
-            if delivery.state == idx.WITHDRAWN:
-                index.links.remove(delivery.owner, delivery.recipient)
+            # a failing statement fails this delivery alone (PostgreSQL: a savepoint)
+            with self._deliverer.files.attempt():
+                if outcome.planned is not None:
+                    self._deliverer.before_write(outcome.planned)
+                    return  # finished with its write's results
+                if outcome.offering:
+                    self._offers.make(outcome.owner, delivery, outcome.offer)
+                if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
+                    index.consent.drop_offer(delivery.owner, delivery.recipient)
+                if delivery.state == idx.WITHDRAWN:
+                    index.links.remove(delivery.owner, delivery.recipient)
         except Exception as e:
             self._failures.failed(outcome, e)
         index.outbox.finish(delivery)

@@ -44,6 +44,7 @@ writing it drives live in ``delivery/``, the records in :mod:`.records`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,14 +55,17 @@ from radicale.log import logger
 from radicale_plugin import index as idx
 from radicale_plugin.delivery.card_index import CardKeys
 from radicale_plugin.context import Context
-from radicale_plugin.delivery.copy_files import Write
+from radicale_plugin.delivery.writer import Write
 from radicale_plugin.delivery.copies import Deliverer
 from radicale_plugin.delivery.decide import OFFER, REMOVED, WRITE, Verdict, decide
 from radicale_plugin.delivery.gather import gather
 from radicale_plugin.delivery.history_keeping import HistoryRetention
 from radicale_plugin.index import Delivery, Job, Owner
+from radicale_plugin.index.duties import Duty
 from radicale_plugin.consent.links import Links
 from radicale_plugin.fanout import memory
+from radicale_plugin.fanout.at_once import AtOnce
+from radicale_plugin.fanout.claims import Claims
 from radicale_plugin.fanout.outcomes import Failures, Outcome
 from radicale_plugin.fanout.records import Records
 from radicale_plugin.recipient.offers import Offers
@@ -80,6 +84,7 @@ class _Round:
     clock: "_Clock"
     written: Future
     taken: set[tuple[str, str]]
+    recorded: bool = False  # written and recorded at once (:mod:`.at_once`)
 
 
 class FanoutWorker:
@@ -97,8 +102,13 @@ class FanoutWorker:
         self._history = HistoryRetention(ctx)  # the history's retention
         self._failures = Failures(ctx)
         self._records = Records(ctx, deliverer, offers, self._failures)
+        #: copies that commit with their records (PostgreSQL): written in the round's parts
+        self._at_once = AtOnce(ctx, self._files, self._records) if self._files.atomic else None
         self._event = threading.Event()
         self.stats = Stats()
+        #: the deliveries this process's rounds claimed (other processes leave them alone)
+        self._claims = Claims(ctx)
+        self._listening = False
         # one thread writes a round's files while the worker decides the next round
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mecard-writer")
         self._thread: threading.Thread | None = None
@@ -113,6 +123,9 @@ class FanoutWorker:
                 self._thread = threading.Thread(target=self._run, name="mecard-fanout",
                                                 daemon=True)
                 self._thread.start()
+                if not self._listening:  # other processes' new work wakes this worker too
+                    self._listening = True
+                    self._ctx.index.wakeups().listen("outbox", self._event.set)
 
     def wake(self) -> None:
         self._event.set()
@@ -129,10 +142,21 @@ class FanoutWorker:
 
     def _run(self) -> None:
         settings = self._ctx.settings
+        # one process at a time catches up (they share the index); a check another
+        # process began is not done twice at once
+        duty = Duty(self._ctx.index, "fanout-reconcile", 600.0)
         try:
-            self.reconcile()
+            if duty.hold():
+                self.reconcile()
+            else:
+                logger.info("Fan-out: another process is checking me cards at start")
         except Exception as e:
             logger.error("Fan-out: checking me cards at start failed: %s", e, exc_info=True)
+        finally:
+            try:
+                duty.release()
+            except Exception as e:  # it lapses by itself
+                logger.debug("Fan-out: releasing the start-up check: %s", e)
         while not self._stopping:
             self._event.clear()
             try:
@@ -157,10 +181,12 @@ class FanoutWorker:
         replaces them atomically), and a me card is read again only if its
         file changed since it was last read.
         """
+        self._claims.free_dead()  # a killed process of this machine: its writes settled below
         self._card_keys.reconcile(self._files)
         # cards deleted or replaced while the server was stopped: their links end
         Links(self._ctx).reconcile()
-        for delivery in self._ctx.index.outbox.interrupted():
+        # not those another process's round claimed: that one is writing them now
+        for delivery in self._ctx.index.outbox.interrupted(time.time()):
             owner = self._ctx.index.owners.get(delivery.owner)
             try:
                 self._deliverer.settle(owner, delivery)  # and its temporary files go
@@ -218,17 +244,28 @@ class FanoutWorker:
         and start writing the files in the background."""
         outbox = self._ctx.index.outbox
         clock = _Clock()
-        for job in outbox.pending_jobs(_JOBS_PER_ROUND):
+        jobs = outbox.pending_jobs(_JOBS_PER_ROUND)
+        for job in jobs:
             self._plan(job)
+        if jobs:  # the idle workers of other processes take their share
+            self._ctx.index.wakeups().announce("outbox")
         clock.lap("plan")
-        batch = outbox.pending_deliveries(self._ctx.settings.batch_size, time.time(),
-                                          busy.taken if busy is not None else ())
+        batch = self._claims.take(self._ctx.settings.batch_size,
+                                  busy.taken if busy is not None else ())
         if not batch:
             return None
         outcomes = self._decide(batch)
         clock.lap("decide")
+        self._claims.keep()  # a long decision: the round's claims (and the last's) renewed
         if busy is not None:
             busy.written.result()  # the files of the last round first: rounds stay in order
+        if self._at_once is not None:  # no intents, no files: copies commit with records,
+            # written by the writer's thread while the next round is decided
+            writes = [o.planned.write for o in outcomes
+                      if o.planned is not None and not o.planned.write.done]
+            return _Round(outcomes, writes, clock, self._writer.submit(self._at_once.run,
+                                                                       outcomes, clock),
+                          {(d.owner, d.recipient) for d in batch}, recorded=True)
         self._records.intents(outcomes)  # in short transactions: requests' hooks go between
         clock.lap("record intents")
         writes = [o.planned.write for o in outcomes
@@ -239,8 +276,10 @@ class FanoutWorker:
     def _end_round(self, current: "_Round") -> None:
         """Wait for the round's files, then record what they did."""
         current.written.result()
-        self._records.results(current.outcomes)
+        if not current.recorded:
+            self._records.results(current.outcomes)
         current.clock.lap("record results")
+        self._claims.done((o.delivery.owner, o.delivery.recipient) for o in current.outcomes)
         written = sum(w.renamed for w in current.writes)  # not those that failed or changed
         self.stats.add(len(current.outcomes), written, current.clock)
         logger.debug("Fan-out round: %d deliveries, %d copies written; %s",
@@ -283,7 +322,11 @@ class FanoutWorker:
             except Exception as e:
                 self._failures.failed(outcome, e)
         try:
-            gathered = gather(self._ctx, self._deliverer, [o.delivery for o in waiting], owners)
+            # PostgreSQL: the round's reads at one moment, on one connection (a card a
+            # statement otherwise takes a pooled connection each)
+            with self._ctx.index.snapshot() if self._files.atomic else contextlib.nullcontext():
+                gathered = gather(self._ctx, self._deliverer, [o.delivery for o in waiting],
+                                  owners)
         except Exception as e:  # the index cannot be read for now: every one waits
             for outcome in waiting:
                 self._failures.failed(outcome, e)
@@ -339,6 +382,7 @@ class FanoutWorker:
             while not all(w.done for w in writes):
                 start = time.monotonic()
                 done += self._files.commit(writes, settings.lock_hold)
+                self._claims.keep()  # the storage lock busy for long: claims renewed
                 clock.hold(time.monotonic() - start)
                 if not all(w.done for w in writes):
                     time.sleep(settings.lock_gap)  # let waiting requests have the lock

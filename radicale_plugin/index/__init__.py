@@ -14,6 +14,8 @@ split into one store per concern:
 ``push``      WebDAV-Push: each book's topic, and the subscriptions to books;
 ``invites``   the invites owners hand out, and who accepted them;
 ``notify``    how recipients hear of offers, and the e-mails telling them.
+``leases``    which process runs a duty that must run once across processes;
+``limits``    the rate limits' token buckets, shared by every process.
 
 Every method is atomic.  :meth:`SharingIndex.transaction` groups several
 calls into one transaction (it nests); never take Radicale's storage lock
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 from radicale_plugin.index.records import (  # noqa: F401  (the contract's vocabulary)
     BLOCKED, DELIVERED, DISCOVERABILITY, FAILED, LINK_ACCEPTED, LINK_CREATED, LINK_MIGRATED,
@@ -318,6 +320,11 @@ class CardIndex(abc.ABC):
         """Remember the folder modification time the book has now (a book marked to be
         read again, see :meth:`mark_stale`, stays marked)."""
 
+    def set_book_mtimes(self, mtimes: Iterable[tuple[str, int]]) -> None:
+        """:meth:`set_book_mtime` of each ``(book, mtime)`` (a store does it at once)."""
+        for book, mtime in mtimes:
+            self.set_book_mtime(book, mtime)
+
     @abc.abstractmethod
     def mark_stale(self, user: str) -> list[str]:
         """Mark every indexed book of ``user`` to be read again (their region changed):
@@ -533,6 +540,29 @@ class Outbox(abc.ABC):
         (being written); the cost does not grow with the length of the queue."""
 
     @abc.abstractmethod
+    def claim(self, holder: str, limit: int, now: float, lease: float,
+              skip: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
+        """:meth:`pending_deliveries`, each leased to ``holder`` until ``now + lease``, in one
+        step: deliveries another claim holds (its lease not lapsed by ``now``) are left out,
+        so that two processes never claim the same delivery, and those of a process that
+        died come back when its lease lapses.  :meth:`finish`, :meth:`finish_many` and
+        :meth:`release` end a claim."""
+
+    @abc.abstractmethod
+    def renew(self, holder: str, pairs: Iterable[tuple[str, str]], until: float) -> int:
+        """Extend ``holder``'s claims of these (owner, recipient) pairs until ``until`` (a
+        long round); how many it still held."""
+
+    @abc.abstractmethod
+    def release(self, holder: str, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+        """End ``holder``'s claims of these pairs (None: all of them) without recording
+        anything."""
+
+    @abc.abstractmethod
+    def claimants(self, now: float) -> set[str]:
+        """The holders of claims that have not lapsed by ``now``."""
+
+    @abc.abstractmethod
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
         """One delivery."""
 
@@ -594,8 +624,9 @@ class Outbox(abc.ABC):
         """Mark deliveries of former targets to be withdrawn (``None``: all); return them."""
 
     @abc.abstractmethod
-    def interrupted(self) -> list[Delivery]:
-        """Deliveries with an intent: a write a crash may have interrupted."""
+    def interrupted(self, now: float | None = None) -> list[Delivery]:
+        """Deliveries with an intent: a write a crash may have interrupted.  With ``now``,
+        those a claim holds beyond ``now`` are left out (another process is writing them)."""
 
     @abc.abstractmethod
     def deliveries(self, owner: str) -> list[Delivery]:
@@ -607,11 +638,12 @@ class Outbox(abc.ABC):
 
     @abc.abstractmethod
     def has_work(self, now: float) -> bool:
-        """Whether jobs, or deliveries due by ``now``, exist."""
+        """Whether jobs, or deliveries due by ``now`` and claimed by nobody, exist."""
 
     @abc.abstractmethod
     def next_due(self) -> float | None:
-        """When the earliest waiting delivery is due (None: nothing waits)."""
+        """When the earliest waiting delivery is due, a claimed one when its claim lapses
+        (None: nothing waits)."""
 
     # -- backups, accounts and monitoring ---------------------------------------
     @abc.abstractmethod
@@ -786,6 +818,21 @@ class PushStore(abc.ABC):
     @abc.abstractmethod
     def queued(self) -> list[PushQueued]:
         """Every message not sent yet, the soonest due first."""
+
+    @abc.abstractmethod
+    def queue_hold(self, holder: str, subscriptions: Iterable[str]) -> None:
+        """These messages are sent by ``holder``'s process (the one that queued them, or
+        took them over): the other processes leave them alone while it lives."""
+
+    @abc.abstractmethod
+    def queue_holders(self) -> set[str]:
+        """The processes holding messages not sent yet."""
+
+    @abc.abstractmethod
+    def adopt(self, holder: str, gone: Iterable[str], now: float) -> list[PushQueued]:
+        """The messages of processes that are gone — named in ``gone``, or holding no lease
+        (:class:`LeaseStore`) by ``now``, or none at all — become ``holder``'s, in one step
+        (two processes never adopt one message); returns them, the soonest due first."""
 
     # -- backups and accounts -------------------------------------------------
     @abc.abstractmethod
@@ -978,11 +1025,95 @@ class NotifyStore(abc.ABC):
         of unsubscribe links (None: keep what there is).  ValueError for ids given twice."""
 
 
+class LeaseStore(abc.ABC):
+    """Leases on duties: what must run once across every process sharing the index.
+
+    A background duty (the notification sender, history expiry, the fan-out's check at
+    start, ...) runs in the process holding its lease; the others stand by.  A holder
+    renews its lease while it works; one that died stops renewing, and after the lease
+    lapses the next process to ask takes the duty over.  Times are the wall clock
+    (seconds since 1970) of the asking process: hosts keep their clocks in step (NTP).
+    """
+
+    @abc.abstractmethod
+    def take(self, duty: str, holder: str, seconds: float, now: float) -> bool:
+        """Hold ``duty`` for ``holder`` until ``now + seconds``, in one step: granted if
+        nobody holds it, its lease lapsed by ``now``, or ``holder`` holds it already (a
+        renewal); False, and nothing changes, while another holder's lease runs."""
+
+    @abc.abstractmethod
+    def release(self, duty: str, holder: str) -> None:
+        """Give the duty up (only ``holder``'s own lease ends): the next to ask takes it."""
+
+    @abc.abstractmethod
+    def holder(self, duty: str, now: float) -> str | None:
+        """Who holds the duty at ``now`` (None: nobody, or the lease lapsed)."""
+
+    @abc.abstractmethod
+    def purge(self, before: float) -> int:
+        """Forget the leases that lapsed before ``before`` (of processes long gone); how
+        many."""
+
+
+class LimitStore(abc.ABC):
+    """Token buckets shared by every process: how much a user may ask for in a while.
+
+    A bucket holds up to ``capacity`` units and refills at ``rate`` units a second;
+    one is kept per (bucket name, subject).  A bucket never seen is full.
+    """
+
+    @abc.abstractmethod
+    def take(self, bucket: str, subject: str, amount: float, capacity: float, rate: float,
+             now: float) -> float:
+        """Take ``amount`` units of the subject's bucket at ``now``, atomically across
+        processes: 0.0 if granted, else the seconds to wait (and nothing is taken)."""
+
+    @abc.abstractmethod
+    def forget_user(self, user: str) -> None:
+        """Forget the user's buckets (an account deleted)."""
+
+    @abc.abstractmethod
+    def hold(self, bucket: str, subject: str) -> None:
+        """Inside a :meth:`SharingIndex.transaction`: until it ends, another process's (or
+        thread's) ``hold`` of the same bucket and subject waits — a count checked and then
+        added to in the transaction (codes sent to a key) stays within its bound."""
+
+    @staticmethod
+    def refill(tokens: float, stamp: float, amount: float, capacity: float, rate: float,
+               now: float) -> tuple[float, float, float]:
+        """The bucket arithmetic every store shares: ``(tokens, stamp, wait)`` after asking
+        for ``amount`` at ``now`` (``wait`` 0.0: granted and taken).  A clock behind the
+        bucket's (another host's) refills nothing and never moves the stamp back."""
+        tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
+        stamp = max(stamp, now)
+        if amount <= tokens:
+            return tokens - amount, stamp, 0.0
+        if rate <= 0:
+            return tokens, stamp, 3600.0
+        return tokens, stamp, max(1.0, (amount - tokens) / rate)
+
+
+class Wakeups:
+    """Waking idle workers of other processes when work is queued (PostgreSQL's
+    LISTEN/NOTIFY).  This one, for a backend used by one process, does nothing: the
+    process wakes its own threads."""
+
+    def announce(self, topic: str) -> None:
+        """Work on ``topic`` was queued (with the caller's transaction: at its commit)."""
+
+    def listen(self, topic: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from a thread of the backend's) whenever ``topic`` is announced,
+        by any process, until :meth:`close`."""
+
+    def close(self) -> None:
+        """Stop listening."""
+
+
 class SharingIndex(abc.ABC):
     """All sharing state of one server, one store per concern."""
 
     #: The schema version this code writes.
-    SCHEMA_VERSION = 6
+    SCHEMA_VERSION = 7
 
     owners: OwnerStore
     keys: KeyStore
@@ -994,6 +1125,8 @@ class SharingIndex(abc.ABC):
     push: PushStore
     invites: InviteStore
     notify: NotifyStore
+    leases: LeaseStore
+    limits: LimitStore
 
     @abc.abstractmethod
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
@@ -1013,6 +1146,11 @@ class SharingIndex(abc.ABC):
     def close(self) -> None:
         """Release resources."""
 
+    def wakeups(self) -> Wakeups:
+        """How processes wake each other's idle workers (nothing to do where one process
+        uses the index)."""
+        return _NO_WAKEUPS
+
     @abc.abstractmethod
     def is_empty(self) -> bool:
         """Whether the index holds no sharing state at all (an import goes only there).
@@ -1027,3 +1165,6 @@ class SharingIndex(abc.ABC):
         """Group reads so that they see one moment of the index (an export while the
         server runs); writers are not held up meanwhile where the backend allows it.
         Inside a :meth:`transaction` it joins it.  Only reads belong in it."""
+
+
+_NO_WAKEUPS = Wakeups()

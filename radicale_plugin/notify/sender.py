@@ -20,6 +20,12 @@ request waits for it: events are recorded by their callers (:mod:`.events`), and
 thread looks for work when the next batch is due, and at least every
 :data:`POLL` seconds.  Claiming is one conditional update, so two processes on one
 database never send one batch twice.
+
+Several processes on one index: one of them sends, the one holding the duty's lease
+(:class:`~radicale_plugin.index.duties.Duty`, renewed at every look and before every
+send); the others stand by and look at whether it lapsed.  The process that takes the
+duty over (at start, or after the sender died) first marks the batches the last one
+left ``sending`` as ``unknown``, as at a start.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 from radicale.log import logger
 
 from radicale_plugin.context import Context
+from radicale_plugin.index.duties import Duty
 from radicale_plugin.index.records import (BATCH_CANCELLED, BATCH_FAILED, BATCH_READY,
                                            BATCH_SENT, BATCH_UNKNOWN, EVENT_OFFER,
                                            NOTIFY_NONE, NotifyBatch)
@@ -81,24 +88,36 @@ class NotifySender:
     def _poll(self) -> float:
         return max(0.1, min(POLL, self._ctx.settings.notify_settle / 4))
 
-    def _run(self) -> None:
+    def _interrupted(self) -> None:
         for batch in self._ctx.index.notify.interrupted():
             logger.warning("Notification %d for %r was being sent when the server stopped: "
                            "it may have arrived, so it is not sent again", batch.id,
                            batch.recipient)
+
+    def _run(self) -> None:
+        # unrenewed, the lease lasts ``mecard_claim_lease``: how long a dead sender's mail waits
+        duty = Duty(self._ctx.index, "notify-sender",
+                    max(self._ctx.settings.claim_lease, 3 * self._poll()))
         next_purge = time.time()
         while not self._stopping:
             wake = time.time() + self._poll()
             try:
-                now = time.time()
-                if now >= next_purge:
-                    next_purge = now + PURGE_EVERY
-                    self._ctx.index.notify.purge(now - KEEP)
-                made = self._batcher.run(now)
-                for batch in self._ctx.index.notify.due_batches(now):
-                    self.send(batch)
-                due = self._ctx.index.notify.next_due()
-                wake = min([wake] + [t for t in (made, due) if t is not None])
+                # another process holding the duty sends: this one looks again at the next
+                # poll whether it still does
+                if duty.hold():
+                    if duty.gained:  # at start, or taking over from a sender that died
+                        self._interrupted()
+                    now = time.time()
+                    if now >= next_purge:
+                        next_purge = now + PURGE_EVERY
+                        self._ctx.index.notify.purge(now - KEEP)
+                    made = self._batcher.run(now)
+                    for batch in self._ctx.index.notify.due_batches(now):
+                        if self._stopping or not duty.hold():
+                            break  # the duty lapsed (a slow mail server): its holder sends
+                        self.send(batch)
+                    due = self._ctx.index.notify.next_due()
+                    wake = min([wake] + [t for t in (made, due) if t is not None])
             except Exception as e:
                 logger.error("Notifications: the sender failed, going on: %s", e,
                              exc_info=True)
@@ -106,6 +125,10 @@ class NotifySender:
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(max(0.05, wake - time.time()))
+        try:
+            duty.release()  # a clean stop: another process sends from now on
+        except Exception as e:  # it lapses by itself
+            logger.debug("Notifications: releasing the sending duty: %s", e)
 
     def send(self, batch: NotifyBatch) -> str:
         """Claim one ready batch and send it; returns its new state."""

@@ -12,14 +12,14 @@ people, not keeping them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from radicale_plugin import store
 from radicale_plugin.consent.decisions import effective_policy
 from radicale_plugin.context import Context
 from radicale_plugin.consent.discovery import Discovery
 from radicale_plugin.errors import BadRequest, NotFound
-from radicale_plugin.index import Link
+from radicale_plugin.index import IndexedCard, Link
 from radicale_plugin.consent.keeping import keeps
 from radicale_plugin.vcard.matching import resolve_contact
 from radicale_plugin.owner.rules import Book, Contact, Rule, evaluate, group_names, parse_rule
@@ -78,7 +78,7 @@ class Targets:
         if not existing:
             return set()
         seen = self._discovery.visible_users(owner, existing) & existing
-        holding = {link.recipient for link in index.links.of_owner(owner)}
+        holding = {r for _, r in index.links.get_many((owner, n) for n in existing - seen)}
         for name in sorted(existing - seen):
             if (name in holding or self._ctx.preauthorized(owner, name)
                     or index.consent.policies(name).get(owner) in ("auto", "ask")):
@@ -108,31 +108,43 @@ class Targets:
         index = self._ctx.index
         owner = index.owners.get(user)
         rules = [parse_rule(r) for r in owner.rules]
-        book = Book.from_index(index.cards.cards_of(user), self._ctx.region_of(owner),
+        book = Book.from_index(_drained(index.cards.cards_of(user)), self._ctx.region_of(owner),
                                skip=(owner.book or "", owner.href or ""))  # not my own card
         keys = {k for c in book.contacts for k in c.keys}
         all_holders = index.keys.holders(keys)
         visible = self._discovery.visible_users(user, set(all_holders.values()))
         claimants = index.keys.claimants(k for k in keys if k not in all_holders)
-        copies = {link.recipient: link for link in index.links.of_owner(user)}
-        holding_copy = set(copies)
+        del keys
+        # the owner's links only of those who may need one (not found, or claiming a key):
+        # all of them are as many as the recipients, 60 MiB of links at 100,000
+        asked = set(all_holders.values()) - visible
+        asked.update(u for users in claimants.values() for u in users)
+        copies: dict[str, Link | None] = dict.fromkeys(asked)
+        copies.update((link.recipient, link) for link in
+                      index.links.get_many((user, u) for u in asked).values())
+        del asked
         mine = {(link.book, link.href): link.owner for link in index.links.under(user)
                 if link.recipient == user}
         kept: dict[str, bool] = {}
+
+        def copy_of(holder: str) -> Link | None:
+            if holder not in copies:  # one of several found for a contact: rare
+                copies[holder] = index.links.get(user, holder)
+            return copies[holder]
 
         def reachable(holder: str) -> bool:
             # found (discoverability), or kept: the link is a relationship (see keeping)
             if holder in visible:
                 return True
             if holder not in kept:
-                link = copies.get(holder)
+                link = copy_of(holder)
                 kept[holder] = link is not None and self._keeps(user, link)
             return kept[holder]
 
         def resolve(contact: Contact) -> set[str]:
             linked = mine.get(contact.ref) if contact.ref else None
             return resolve_contact(linked, contact.keys, all_holders, reachable,
-                                   claimants, holding_copy.__contains__)
+                                   claimants, lambda u: copy_of(u) is not None)
 
         selection = evaluate(rules, book, resolve, user, self.seen_by_name(
             user, {r.arg for r in rules if r.kind == "user"}))
@@ -150,3 +162,11 @@ class Targets:
         return keeps(link.made_by, index.cards.card(link.book, link.href) is not None,
                      policy, owner in policies,
                      chosen or self._ctx.settings.default_discoverability)
+
+
+def _drained(items: list[IndexedCard]) -> Iterator[IndexedCard]:
+    """The items of a list, each let go of as it is taken: the owner's book is not held
+    twice (as the index's cards and as contacts) while it is read, 50 MiB at 100,000."""
+    items.reverse()
+    while items:
+        yield items.pop()

@@ -24,6 +24,7 @@ from radicale.log import logger
 from radicale_plugin.push import retry as push_retry
 from radicale_plugin.context import Context
 from radicale_plugin.index import PushQueued, PushSubscription
+from radicale_plugin.index.duties import dead_here, holder
 from radicale_plugin.push.dont_notify import Skip, current, skipped
 from radicale_plugin.push.sync_tokens import SyncTokens
 
@@ -71,6 +72,8 @@ class PushQueue:
         self._last: dict[str, float] = {}                 # subscription → its last message
         self._tokens = SyncTokens(ctx)
         self.stats = Stats()
+        #: set by the sender's ``stop``: the thread ends at its next look
+        self._stopping = False
 
     # -- from other threads ---------------------------------------------------------
     def mark(self, books: Iterable[str]) -> None:
@@ -123,9 +126,20 @@ class PushQueue:
                                                               final=subscription, topic=topic)
                     heapq.heappush(self._heap, (now, next(self._order), subscription.id))
 
+    def _store(self, messages: list[PushQueued]) -> None:
+        """Store messages this process sends (the other processes leave them alone)."""
+        index = self._ctx.index
+        with index.transaction(durable=False):
+            index.push.queue_put(messages)
+            index.push.queue_hold(holder(index), [m.subscription for m in messages])
+
     def _load(self) -> None:
-        """The messages not sent before the last stop: they go now (or when they are due)."""
-        queued = self._ctx.index.push.queued()
+        """The messages of a process that is gone — this one before a restart, or another
+        that died — go from this one now (or when they are due).  Only while this process
+        holds its sender's lease (:meth:`PushSender._run`): the others see it alive."""
+        index = self._ctx.index
+        gone = [name for name in index.push.queue_holders() if dead_here(name)]
+        queued = index.push.adopt(holder(index), gone, time.time())
         with self._cond:
             for message in queued:
                 if message.subscription not in self._pending:
@@ -135,8 +149,8 @@ class PushQueue:
                                                 message.subscription))
         if queued:
             self.stats.restored += len(queued)
-            logger.info("WebDAV-Push: %d message(s) not sent before the restart go out now",
-                        len(queued))
+            logger.info("WebDAV-Push: %d message(s) not sent before the restart (or by a "
+                        "process that stopped) go out now", len(queued))
 
     def _take(self, until: float) -> tuple[list[tuple[str, Skip, float]], list[str]]:
         """Wait for new changes or messages that are due (or ``until``, monotonic); take them."""
@@ -153,7 +167,8 @@ class PushQueue:
                     self._in_flight.add(subscription_id)
                     due.append(subscription_id)
                 marks, self._marks = self._marks, []
-                if marks or due or self._finals or time.monotonic() >= until:
+                if marks or due or self._finals or self._stopping \
+                        or time.monotonic() >= until:
                     return marks, due
                 wake = min(until - time.monotonic(),
                            (self._heap[0][0] - now) if self._heap else until)
@@ -186,7 +201,7 @@ class PushQueue:
                     new.append(PushQueued(subscription.id, book, due, 1))
         if not new:
             return
-        self._ctx.index.push.queue_put(new)
+        self._store(new)
         with self._cond:
             for message in new:
                 heapq.heappush(self._heap, (message.due, next(self._order),
@@ -213,7 +228,7 @@ class PushQueue:
             else:
                 self._pending.pop(subscription_id, None)
         if again is not None:
-            self._ctx.index.push.queue_put([again])
+            self._store([again])
         else:
             self._ctx.index.push.queue_done(subscription_id)
 
@@ -242,4 +257,4 @@ class PushQueue:
             self._cond.notify()
             queued = PushQueued(subscription_id, pending.book, pending.due, pending.attempt)
         if pending.final is None:
-            self._ctx.index.push.queue_put([queued])
+            self._store([queued])

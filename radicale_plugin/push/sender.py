@@ -34,7 +34,11 @@ A deleted book takes its subscriptions with it (:meth:`PushSender.forget_book`):
 each gets one last message (the removal is a content update, as the draft
 says) and nothing after.  Nothing here holds the storage lock but to read a
 sync-token, and no request waits for this thread.  Expired subscriptions are
-purged every :data:`PURGE_EVERY` seconds.
+purged every :data:`PURGE_EVERY` seconds (by one process of those sharing the index).
+
+Several processes on one index: each sends the messages of the changes it noted, and
+holds them in the index while its sender's lease lives; the messages of a process that
+is gone (killed, or stopped before sending) are taken over by the next one to look.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from radicale_plugin.push import message as push_message
 from radicale_plugin.push import retry as push_retry
 from radicale_plugin.context import Context
 from radicale_plugin.index import PushSubscription
+from radicale_plugin.index.duties import Duty, holder
 from radicale_plugin.push.dont_notify import ALL, Skip, dont_notify
 from radicale_plugin.push.keys import VapidKeys
 from radicale_plugin.push.lanes import THREADS_PER_SERVICE, Lanes
@@ -108,18 +113,22 @@ class PushSender(PushQueue):
 
     # -- the thread -----------------------------------------------------------------
     def _run(self) -> None:
-        next_purge = time.monotonic()
-        loaded = False
-        while True:
+        next_purge = next_look = time.monotonic()
+        # this process's sender lives while it holds this lease: the messages it queued are
+        # its own; those of a process that is gone are taken over (PushQueue._load)
+        index = self._ctx.index
+        alive = Duty(index, "push-sender:" + holder(index), self._ctx.settings.claim_lease)
+        while not self._stopping:
             try:
-                if not loaded:
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + alive.seconds / 3
+                    alive.hold()
                     self._load()
-                    loaded = True
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_EVERY
                     self._purge()
                 self._last_messages()
-                marks, due = self._take(next_purge)
+                marks, due = self._take(min(next_purge, next_look))
                 if marks:
                     self._queue(marks)
                 for subscription_id in due:
@@ -127,6 +136,20 @@ class PushSender(PushQueue):
             except Exception as e:
                 logger.error("WebDAV-Push: the sender failed, going on: %s", e, exc_info=True)
                 time.sleep(1)
+        try:
+            alive.release()  # what it did not send goes from another process at once
+        except Exception as e:  # it lapses by itself
+            logger.debug("WebDAV-Push: releasing the sender's lease: %s", e)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """A clean stop: the thread ends (messages being sent by the lanes go on), and the
+        messages not sent yet are left in the index for the next process to look."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _send(self, subscription_id: str) -> None:
         """Hand a due message to its push service's lane."""
@@ -147,9 +170,13 @@ class PushSender(PushQueue):
         self._lanes.put(lane, subscription_id)
 
     def _purge(self) -> None:
+        # once per period between every process sharing the index
+        if not Duty(self._ctx.index, "push-purge", PURGE_EVERY).hold():
+            return
         gone = self._ctx.index.push.purge_expired(time.time())
         if gone:
             logger.info("WebDAV-Push: %d expired subscription(s) purged", gone)
+        self._ctx.index.leases.purge(time.time() - 86400)  # of processes long gone
 
     # -- the lanes' threads ---------------------------------------------------------------
     def _deliver(self, subscription_id: str) -> None:

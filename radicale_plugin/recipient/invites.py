@@ -116,7 +116,8 @@ class Invites:
         self._ctx = ctx
         self._deliverer = deliverer
         per_hour = ctx.settings.invite_opens_per_hour
-        self._opens = RateLimiter(per_hour, per_hour)
+        # shared by every process (the index's buckets): a second process is no second allowance
+        self._opens = RateLimiter(per_hour, per_hour, ctx.index.limits, "invite-opens")
 
     # -- the owner's side ---------------------------------------------------------
     def create(self, owner: str, base_url: str, expires_in: Any = None, max_uses: Any = None,
@@ -181,7 +182,7 @@ class Invites:
     def _open(self, user: str, token: Any) -> Invite:
         """The invite behind ``token`` if ``user`` may use it; every other case is the one
         :data:`INVALID` answer (the owner alone is told about their own invite)."""
-        wait = math.ceil(self._opens.take(user, 1, time.monotonic()))
+        wait = math.ceil(self._opens.take(user, 1, time.time()))
         if wait:
             raise TooMany("too many invite links opened; at most %d an hour: try again in %d "
                           "seconds" % (self._ctx.settings.invite_opens_per_hour, wait), wait)

@@ -27,9 +27,12 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import psycopg
+import psycopg.conninfo
 import psycopg.sql
 from psycopg_pool import ConnectionPool
 from radicale.log import logger
+
+from radicale_plugin.index.sql.dialect import POSTGRESQL
 
 #: Connections kept open per process at least, and at most (Radicale's request threads,
 #: the fan-out worker, the senders: each holds one only while it reads or writes).
@@ -100,6 +103,8 @@ class Database:
     """A pool of connections; each thread's transaction (it nests) on its own one."""
 
     IntegrityError = psycopg.errors.IntegrityError
+    #: The SQL the stores of :mod:`radicale_plugin.index.sql` write for PostgreSQL.
+    dialect = POSTGRESQL
 
     def __init__(self, dsn: str, min_size: int = MIN_CONNECTIONS,
                  max_size: int = MAX_CONNECTIONS, name: str = "mecard") -> None:
@@ -199,8 +204,26 @@ class Database:
         conn.execute("RELEASE SAVEPOINT " + name)
 
     def sync(self) -> None:
-        """Every commit that waited for the disk is durable already; the others are made
-        durable by PostgreSQL within its ``wal_writer_delay``: nothing to do here."""
+        """Make every commit so far durable (those of ``durable=False`` transactions too).
+
+        PostgreSQL's log is written in order: a commit that waits for the disk flushes
+        every commit before it.  A commit waits only if its transaction wrote to the log,
+        so this one writes a logical message (no table, no row lock: syncs of several
+        threads and processes never wait for each other, and PostgreSQL groups their
+        flushes).  Without it, the others become durable within ``wal_writer_delay``."""
+        with self.pool.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_logical_emit_message(true, 'mecard-sync', '')")
+            conn.execute("COMMIT")
+
+    def describe(self) -> str:
+        """The database for a message: host, port and name (never a password)."""
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError:
+            return "(PostgreSQL)"
+        return "postgresql://%s:%s/%s" % (params.get("host", "localhost"),
+                                          params.get("port", 5432), params.get("dbname", ""))
 
     # -- statements ----------------------------------------------------------------
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Result:

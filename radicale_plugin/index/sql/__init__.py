@@ -2,7 +2,8 @@
 """The stores of the contract written once in SQL, for every SQL backend.
 
 Each module is one store of :mod:`radicale_plugin.index` (owners, keys, cards,
-links, consent, outbox, history, push, invites, notify).  They speak to a
+links, consent, outbox, history, push, invites, notify, leases, limits); ``claims`` and
+``push_claims`` extend the outbox and the push store for several processes.  They speak to a
 :class:`~radicale_plugin.index.sql.database.Database` — the few calls a store
 needs (``execute``, ``rows``, ``value``, ``transaction``, ...), with ``?`` for
 parameters — and never to a driver: :mod:`radicale_plugin.index.sqlite` and

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The card-key index in SQLite: ``cards``, ``card_keys`` and ``books``."""
+"""The card-key index in SQL: ``cards``, ``card_keys`` and ``books``."""
 
 from __future__ import annotations
 
@@ -8,29 +8,43 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import LINK_CREATED, IndexedCard
-from radicale_plugin.index.sql.database import Database, chunks, marks, under_path
+from radicale_plugin.index.sql.database import (Database, batches, chunks, marks,
+                                                pairs_where, under_path, values_of)
 
 
 #: The ``books.mtime`` of a book to be read again (no folder has it).
 STALE = -1
 
 
-class SQLiteCardIndex(index.CardIndex):
+class SQLCardIndex(index.CardIndex):
     """Which card of which book carries which key."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def _insert(self, card: IndexedCard) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO cards (book, href, user, uid, is_group, name, categories, "
-            "members, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (card.book, card.href, card.user, card.uid, int(card.is_group), card.name,
-             json.dumps(sorted(card.categories)) if card.categories else None,
-             json.dumps(list(card.members)) if card.members else None, card.version or None))
-        self._db.executemany(
-            "INSERT OR IGNORE INTO card_keys (user, key, book, href) VALUES (?, ?, ?, ?)",
-            [(card.user, k, card.book, card.href) for k in sorted(card.keys)])
+    def _insert_many(self, cards: list[IndexedCard]) -> None:
+        """The rows of ``cards`` and of their keys, a few statements for all of them (the
+        last of a card given twice is its row; the keys of both are kept, as one insert
+        after the other kept them)."""
+        rows = {(c.book, c.href): (
+            c.book, c.href, c.user, c.uid, int(c.is_group), c.name,
+            json.dumps(sorted(c.categories)) if c.categories else None,
+            json.dumps(list(c.members)) if c.members else None, c.version or None)
+            for c in cards}
+        for batch in batches(rows.values()):
+            values, args = values_of(batch)
+            self._db.execute(
+                'INSERT INTO cards (book, href, "user", uid, is_group, name, categories, '
+                "members, version) VALUES " + values + " ON CONFLICT (book, href) DO UPDATE "
+                'SET "user" = excluded."user", uid = excluded.uid, '
+                "is_group = excluded.is_group, name = excluded.name, "
+                "categories = excluded.categories, members = excluded.members, "
+                "version = excluded.version", args)
+        for batch in batches((c.user, k, c.book, c.href) for c in cards
+                             for k in sorted(c.keys)):
+            values, args = values_of(batch)
+            self._db.execute('INSERT INTO card_keys ("user", key, book, href) VALUES '
+                             + values + " ON CONFLICT DO NOTHING", args)
 
     def _delete(self, book: str, href: str) -> None:
         self._db.execute("DELETE FROM cards WHERE book = ? AND href = ?", (book, href))
@@ -42,11 +56,12 @@ class SQLiteCardIndex(index.CardIndex):
     def put_many(self, cards: Iterable[IndexedCard]) -> None:
         cards = list(cards)
         with self._db.transaction():
-            where = [(c.book, c.href) for c in cards]
-            self._db.executemany("DELETE FROM cards WHERE book = ? AND href = ?", where)
-            self._db.executemany("DELETE FROM card_keys WHERE book = ? AND href = ?", where)
-            for card in cards:
-                self._insert(card)
+            # a few statements for all of them (the fan-out's part: 10 cards)
+            for batch in batches(sorted({(c.book, c.href) for c in cards})):
+                where, args = pairs_where(("book", "href"), batch)
+                self._db.execute("DELETE FROM cards WHERE " + where, args)
+                self._db.execute("DELETE FROM card_keys WHERE " + where, args)
+            self._insert_many(cards)
 
     def remove(self, book: str, href: str) -> None:
         with self._db.transaction():
@@ -63,10 +78,11 @@ class SQLiteCardIndex(index.CardIndex):
         with self._db.transaction():
             self._db.execute("DELETE FROM cards WHERE book = ?", (book,))
             self._db.execute("DELETE FROM card_keys WHERE book = ?", (book,))
-            for card in cards:
-                self._insert(card)
+            for batch in batches(cards, 500):
+                self._insert_many(batch)
             # read whole again: a stale mark ends here
-            self._db.execute("INSERT OR REPLACE INTO books (path, mtime) VALUES (?, ?)",
+            self._db.execute("INSERT INTO books (path, mtime) VALUES (?, ?) "
+                             "ON CONFLICT (path) DO UPDATE SET mtime = excluded.mtime",
                              (book, mtime))
 
     def _cards(self, where: str, args: Iterable[object]) -> list[IndexedCard]:
@@ -76,24 +92,31 @@ class SQLiteCardIndex(index.CardIndex):
             for key, href in self._db.rows("SELECT key, href FROM card_keys WHERE book = ?",
                                            (book,)):
                 keys.setdefault((book, href), set()).add(key)
-        return [IndexedCard(r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
-                            frozenset(keys.get((r["book"], r["href"]), ())), r["name"] or "",
-                            frozenset(json.loads(r["categories"] or "[]")),
-                            tuple(json.loads(r["members"] or "[]")), r["version"] or "")
-                for r in rows]
+        # each row and its keys let go of as its card is made: a book of 100,000 cards is
+        # not held twice at once (the fan-out's planning reads the owner's whole book)
+        cards: list[IndexedCard] = []
+        rows.reverse()
+        while rows:
+            r = rows.pop()
+            cards.append(IndexedCard(
+                r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
+                frozenset(keys.pop((r["book"], r["href"]), ())), r["name"] or "",
+                frozenset(json.loads(r["categories"] or "[]")),
+                tuple(json.loads(r["members"] or "[]")), r["version"] or ""))
+        return cards
 
     def card(self, book: str, href: str) -> IndexedCard | None:
         found = self._cards("book = ? AND href = ?", (book, href))
         return found[0] if found else None
 
     def cards_of(self, user: str) -> list[IndexedCard]:
-        return self._cards("user = ?", (user,))
+        return self._cards('"user" = ?', (user,))
 
     def cards_with_keys(self, user: str, keys: Iterable[str]) -> list[IndexedCard]:
         found: set[tuple[str, str]] = set()
         for chunk in chunks(sorted(set(keys))):
             found.update((r[0], r[1]) for r in self._db.rows(
-                "SELECT book, href FROM card_keys WHERE user = ? AND key IN (%s)"
+                'SELECT book, href FROM card_keys WHERE "user" = ? AND key IN (%s)'
                 % marks(chunk), [user, *chunk]))
         out = []
         for book, href in sorted(found):
@@ -110,9 +133,9 @@ class SQLiteCardIndex(index.CardIndex):
         out: set[str] = set()
         for chunk in chunks(sorted(set(users)), 400):
             out.update(r[0] for r in self._db.rows(
-                "SELECT DISTINCT ck.user FROM card_keys ck LEFT JOIN links l ON l.book = ck.book "
+                'SELECT DISTINCT ck."user" FROM card_keys ck LEFT JOIN links l ON l.book = ck.book '
                 "AND l.href = ck.href WHERE (l.owner IS NULL OR (l.owner = ? AND l.made_by != ?)) "
-                "AND ck.user IN (%s) AND ck.key IN (%s)"
+                'AND ck."user" IN (%s) AND ck.key IN (%s)'
                 % (marks(chunk), marks(wanted)),
                 [not_created_for, LINK_CREATED, *chunk, *wanted]))
         return out
@@ -143,7 +166,7 @@ class SQLiteCardIndex(index.CardIndex):
             return out
         for chunk in chunks(wanted, 400):
             for key_chunk in chunks(key_list, 400):
-                found = ("SELECT DISTINCT book, href FROM card_keys WHERE user IN (%s) "
+                found = ('SELECT DISTINCT book, href FROM card_keys WHERE "user" IN (%s) '
                          "AND key IN (%s)" % (marks(chunk), marks(key_chunk)))
                 args = [*chunk, *key_chunk]
                 rows = self._db.rows("SELECT * FROM cards WHERE (book, href) IN (%s)" % found,
@@ -184,6 +207,15 @@ class SQLiteCardIndex(index.CardIndex):
                          "DO UPDATE SET mtime = excluded.mtime WHERE books.mtime != ?",
                          (book, mtime, STALE))
 
+    def set_book_mtimes(self, mtimes: Iterable[tuple[str, int]]) -> None:
+        # one statement for the books of a fan-out's part (the last time of a book given
+        # twice: as one write after the other)
+        for batch in batches(list(dict(mtimes).items())):
+            values, args = values_of(batch)
+            self._db.execute("INSERT INTO books (path, mtime) VALUES " + values +
+                             " ON CONFLICT(path) DO UPDATE SET mtime = excluded.mtime "
+                             "WHERE books.mtime != ?", args + [STALE])
+
     def mark_stale(self, user: str) -> list[str]:
         books = self.books_of(user)
         self._db.execute("UPDATE books SET mtime = ? WHERE path >= ? AND path < ?",
@@ -199,4 +231,5 @@ class SQLiteCardIndex(index.CardIndex):
         return self._db.value("SELECT value FROM meta WHERE name = 'card_index'") == "built"
 
     def set_built(self) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('card_index', 'built')")
+        self._db.execute("INSERT INTO meta (name, value) VALUES ('card_index', 'built') "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value")

@@ -1,23 +1,33 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Policies and offers in SQLite."""
+"""Policies and offers in SQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Offer
-from radicale_plugin.index.sql.database import Database, chunks, marks, now_iso
+from radicale_plugin.index.sql.database import (Database, Row, batches, chunks, marks,
+                                                now_iso, pairs_where)
 
 
-def _offer(row: sqlite3.Row) -> Offer:
+#: The columns of an offer, in the order of :func:`_values`.
+_COLUMNS = ("owner, recipient, seq, state, book, href, created, first_offered, until, "
+            "refused_seq")
+
+
+def _values(offer: Offer, now: str) -> tuple:
+    return (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
+            offer.created or now, offer.first_offered or now, offer.until, offer.refused_seq)
+
+
+def _offer(row: Row) -> Offer:
     return Offer(row["owner"], row["recipient"], row["seq"], row["state"], row["book"],
                  row["href"], row["created"] or "", row["first_offered"] or "", row["until"],
                  row["refused_seq"])
 
 
-class SQLiteConsentStore(index.ConsentStore):
+class SQLConsentStore(index.ConsentStore):
     """The ``policies`` and ``offers`` tables."""
 
     def __init__(self, db: Database) -> None:
@@ -55,7 +65,8 @@ class SQLiteConsentStore(index.ConsentStore):
 
     def offers_for(self, recipient: str) -> list[Offer]:
         return [_offer(r) for r in self._db.rows(
-            "SELECT * FROM offers WHERE recipient = ? ORDER BY created, owner", (recipient,))]
+            "SELECT * FROM offers WHERE recipient = ? ORDER BY created NULLS FIRST, owner",
+            (recipient,))]
 
     def offers_from(self, owner: str) -> list[Offer]:
         return [_offer(r) for r in self._db.rows(
@@ -64,31 +75,37 @@ class SQLiteConsentStore(index.ConsentStore):
     def put_offer(self, offer: Offer, counted: bool = True) -> None:
         now = now_iso()
         with self._db.transaction():
-            if counted and self.offer(offer.owner, offer.recipient) is None:
+            # an insert that does nothing where the offer exists tells a new offer in one
+            # step: another process making the same offer at once waits for it
+            # (PostgreSQL), then finds it there; the offer is counted once
+            made = self._db.execute(
+                "INSERT INTO offers (" + _COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", _values(offer, now)).rowcount
+            if not made:
+                self._put(offer, now)
+            elif counted:
                 # the log is purged once per round (purge_offer_log), not per offer: a
                 # purge per offer made a fan-out of offers quadratic in the log's length
                 self._db.execute("INSERT INTO offer_log (owner, recipient, time) VALUES (?, ?, ?)",
                                  (offer.owner, offer.recipient, now))
-            self._put(offer, now)
 
     def _put(self, offer: Offer, now: str) -> None:
         self._db.execute(
-            "INSERT INTO offers (owner, recipient, seq, state, book, href, created, "
-            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO offers (" + _COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (owner, recipient) DO UPDATE SET seq = excluded.seq, "
             "state = excluded.state, book = excluded.book, href = excluded.href, "
             "created = excluded.created, until = excluded.until, "
-            "refused_seq = excluded.refused_seq",
-            (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
-             offer.created or now, offer.first_offered or now, offer.until, offer.refused_seq))
+            "refused_seq = excluded.refused_seq", _values(offer, now))
 
     def drop_offer(self, owner: str, recipient: str) -> None:
         self._db.execute("DELETE FROM offers WHERE owner = ? AND recipient = ?",
                          (owner, recipient))
 
     def drop_offers(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._db.executemany("DELETE FROM offers WHERE owner = ? AND recipient = ?",
-                             list(pairs))
+        # one statement for many (the fan-out's part: 10)
+        for batch in batches(pairs):
+            where, args = pairs_where(("owner", "recipient"), batch)
+            self._db.execute("DELETE FROM offers WHERE " + where, args)
 
     def new_offers_since(self, owner: str, since: str) -> int:
         return int(self._db.value(
@@ -109,8 +126,8 @@ class SQLiteConsentStore(index.ConsentStore):
 
     def start_first_share(self, owner: str, seq: int, when: str) -> tuple[int, str]:
         with self._db.transaction():
-            self._db.execute("INSERT OR IGNORE INTO first_shares (owner, seq, time) "
-                             "VALUES (?, ?, ?)", (owner, seq, when))
+            self._db.execute("INSERT INTO first_shares (owner, seq, time) VALUES (?, ?, ?) "
+                             "ON CONFLICT DO NOTHING", (owner, seq, when))
             found = self.first_share(owner)
         assert found is not None
         return found
@@ -127,8 +144,12 @@ class SQLiteConsentStore(index.ConsentStore):
     def restore_offer(self, offer: Offer) -> None:
         # straight in: an offer carried over is no new offer of the day (offer_log)
         self._db.execute(
-            "INSERT OR REPLACE INTO offers (owner, recipient, seq, state, book, href, created, "
-            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO offers (owner, recipient, seq, state, book, href, created, "
+            "first_offered, until, refused_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, recipient) DO UPDATE SET seq = excluded.seq, "
+            "state = excluded.state, book = excluded.book, href = excluded.href, "
+            "created = excluded.created, first_offered = excluded.first_offered, "
+            "until = excluded.until, refused_seq = excluded.refused_seq",
             (offer.owner, offer.recipient, offer.seq, offer.state, offer.book, offer.href,
              offer.created, offer.first_offered, offer.until, offer.refused_seq))
 

@@ -12,9 +12,22 @@ import contextlib
 import datetime
 from typing import Any, Iterable, Iterator, Protocol
 
+from radicale_plugin.index.sql.dialect import Dialect
+
+
+class Row(Protocol):
+    """A row of a read: its columns by index and by name (``sqlite3.Row``, or the
+    PostgreSQL database's row)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        ...
+
 
 class Database(Protocol):
     """The calls a store makes: writes, reads, transactions that nest, snapshots."""
+
+    #: What the backend's SQL spells differently (:mod:`.dialect`).
+    dialect: Dialect
 
     @property
     def IntegrityError(self) -> type[Exception]:  # noqa: N802  (the DB-API's name)
@@ -37,7 +50,8 @@ class Database(Protocol):
         """The first column of the first row, or None."""
 
     def count(self, table: str, condition: str, args: Iterable[Any], **equal: Any) -> int:
-        """Rows of ``table`` meeting ``condition`` and each ``column=value`` not None."""
+        """Rows of ``table`` meeting ``condition`` and each ``column=value`` not None (the
+        column quoted: an unquoted ``user`` is PostgreSQL's ``CURRENT_USER``)."""
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         """One transaction; a nested use joins the outer one (same thread)."""
@@ -68,8 +82,46 @@ def chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
         yield batch
 
 
+def ids_given(db: Database, table: str) -> None:
+    """Rows were inserted into ``table`` with their ids given (a restore): the ids the
+    database makes afterwards follow the largest."""
+    statement = db.dialect.ids_given(table)
+    if statement is not None:
+        db.execute(statement)
+
+
 def marks(values: list[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def batches(rows: Iterable[Any], size: int = 50) -> Iterator[list[Any]]:
+    """``rows`` in lists of at most ``size``: one statement each (few enough parameters
+    for SQLite, few enough conditions for a quick plan)."""
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def values_of(rows: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+    """The ``VALUES`` list of a multi-row INSERT (``(?, ?), (?, ?)``) and its arguments:
+    one statement writes them all (PostgreSQL: one round trip, not one a row)."""
+    row = "(%s)" % ", ".join("?" * len(rows[0]))
+    return ", ".join([row] * len(rows)), [value for r in rows for value in r]
+
+
+def pairs_where(columns: tuple[str, str], pairs: list[tuple[Any, Any]]
+                ) -> tuple[str, list[Any]]:
+    """``(a = ? AND b = ?) OR ...`` for ``pairs`` of the two ``columns`` and its arguments.
+
+    Not ``(a, b) IN (VALUES ...)``: SQLite scans the whole table for that, while for
+    ORs of both columns it looks each pair up in the index (and PostgreSQL as well)."""
+    one = "(%s = ? AND %s = ?)" % columns
+    return " OR ".join([one] * len(pairs)), [value for pair in pairs for value in pair]
 
 
 def under_path(path: str) -> tuple[str, tuple[str, ...]]:

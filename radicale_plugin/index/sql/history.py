@@ -1,26 +1,26 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""History in SQLite: one row per change made to a recipient's card, the entries the
+"""History in SQL: one row per change made to a recipient's card, the entries the
 recipient undid (``history_undone``) and the owner values they undid (``undone_values``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Change, HistoryEntry, UndoMark, UndoneValue
-from radicale_plugin.index.sql.database import Database, now_iso
+from radicale_plugin.index.sql.database import (Database, Row, batches, ids_given,
+                                                now_iso, values_of)
 
 
-def _entry(row: sqlite3.Row) -> HistoryEntry:
+def _entry(row: Row) -> HistoryEntry:
     changes = tuple(Change(c["field"], c["before"], c["after"])
                     for c in json.loads(row["changes"]))
     return HistoryEntry(row["owner"], row["recipient"], row["book"], row["href"],
                         row["action"], changes, row["time"], row["id"])
 
 
-class SQLiteHistoryLog(index.HistoryLog):
+class SQLHistoryLog(index.HistoryLog):
     """The ``history`` table."""
 
     def __init__(self, db: Database) -> None:
@@ -31,12 +31,14 @@ class SQLiteHistoryLog(index.HistoryLog):
 
     def record_many(self, entries: Iterable[HistoryEntry]) -> None:
         now = now_iso()
-        self._db.executemany(
-            "INSERT INTO history (time, owner, recipient, book, href, action, changes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(e.time or now, e.owner, e.recipient, e.book, e.href, e.action,
-              json.dumps([{"field": c.field, "before": c.before, "after": c.after}
-                          for c in e.changes])) for e in entries])
+        # one statement for many (the fan-out's part: 10), their ids in the given order
+        for batch in batches((e.time or now, e.owner, e.recipient, e.book, e.href, e.action,
+                              json.dumps([{"field": c.field, "before": c.before,
+                                           "after": c.after} for c in e.changes]))
+                             for e in entries):
+            values, args = values_of(batch)
+            self._db.execute("INSERT INTO history (time, owner, recipient, book, href, "
+                             "action, changes) VALUES " + values, args)
 
     def of_recipient(self, recipient: str, limit: int = 100,
                      owner: str | None = None) -> list[HistoryEntry]:
@@ -54,17 +56,18 @@ class SQLiteHistoryLog(index.HistoryLog):
         return _entry(rows[0]) if rows else None
 
     def add(self, entry: HistoryEntry) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO history (time, owner, recipient, book, href, action, changes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.time or now_iso(), entry.owner, entry.recipient, entry.book, entry.href,
-             entry.action, _changes_json(entry.changes)))
-        return int(cursor.lastrowid or 0)
+        # in a transaction: the id is read before another thread uses the connection
+        with self._db.transaction():
+            return int(self._db.execute(
+                "INSERT INTO history (time, owner, recipient, book, href, action, changes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (entry.time or now_iso(), entry.owner, entry.recipient, entry.book, entry.href,
+                 entry.action, _changes_json(entry.changes))).fetchall()[0][0])
 
     def mark_undone(self, mark: UndoMark) -> bool:
         return self._db.execute(
-            "INSERT OR IGNORE INTO history_undone (entry, time, undo_entry, answer) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO history_undone (entry, time, undo_entry, answer) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (mark.entry, mark.time or now_iso(), mark.undo_entry, mark.answer)).rowcount > 0
 
     def undo_marks(self, entry_ids: Iterable[int]) -> dict[int, UndoMark]:
@@ -121,13 +124,23 @@ class SQLiteHistoryLog(index.HistoryLog):
             "SELECT * FROM history WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     def restore_many(self, entries: Iterable[HistoryEntry]) -> None:
+        found = list(entries)
         try:
-            self._db.executemany(
-                "INSERT INTO history (id, time, owner, recipient, book, href, action, changes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.id or None, e.time or now_iso(), e.owner, e.recipient, e.book, e.href,
-                  e.action, _changes_json(e.changes)) for e in entries])
-        except sqlite3.IntegrityError as e:
+            with self._db.transaction(), self._db.attempt():
+                self._db.executemany(
+                    "INSERT INTO history (id, time, owner, recipient, book, href, action, "
+                    "changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(e.id, e.time or now_iso(), e.owner, e.recipient, e.book, e.href,
+                      e.action, _changes_json(e.changes)) for e in found if e.id])
+                ids_given(self._db, "history")
+                # an entry without an id gets the next one (not NULL given for the id: only
+                # SQLite's INTEGER PRIMARY KEY makes an id of a NULL)
+                self._db.executemany(
+                    "INSERT INTO history (time, owner, recipient, book, href, action, "
+                    "changes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.time or now_iso(), e.owner, e.recipient, e.book, e.href, e.action,
+                      _changes_json(e.changes)) for e in found if not e.id])
+        except self._db.IntegrityError as e:
             raise ValueError("two history entries have the same id: %s" % e) from e
 
     def all_undone(self, after: int = 0, limit: int = 1000) -> list[UndoneValue]:

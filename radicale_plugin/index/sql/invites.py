@@ -1,26 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Invites and their uses in SQLite (tables of schema version 5)."""
+"""Invites and their uses in SQL (tables of schema version 5)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Invite, InviteUse
-from radicale_plugin.index.sql.database import Database
+from radicale_plugin.index.sql.database import Database, Row
 
 
-def _invite(row: sqlite3.Row) -> Invite:
+def _invite(row: Row) -> Invite:
     return Invite(row["id"], row["owner"], row["token_hash"], row["created"], row["expires"],
                   row["max_uses"], row["uses"], row["revoked"], row["label"] or "")
 
 
-def _use(row: sqlite3.Row) -> InviteUse:
+def _use(row: Row) -> InviteUse:
     return InviteUse(row["invite"], row["recipient"], row["time"])
 
 
-class SQLiteInviteStore(index.InviteStore):
+class SQLInviteStore(index.InviteStore):
     """The ``invites`` and ``invite_uses`` tables."""
 
     def __init__(self, db: Database) -> None:
@@ -28,8 +27,9 @@ class SQLiteInviteStore(index.InviteStore):
 
     def add(self, invite: Invite) -> None:
         try:
-            self._insert(invite)
-        except sqlite3.IntegrityError as e:
+            with self._db.transaction(), self._db.attempt():
+                self._insert(invite)
+        except self._db.IntegrityError as e:
             raise ValueError("an invite with that id or token exists already") from e
 
     def _insert(self, invite: Invite) -> None:
@@ -58,7 +58,10 @@ class SQLiteInviteStore(index.InviteStore):
 
     def use(self, invite_id: str, recipient: str, now: float) -> bool:
         with self._db.transaction():
-            found = self.get(invite_id)
+            # locked until the commit: two processes never both take the last use
+            row = self._db.row("SELECT * FROM invites WHERE id = ?" + self._db.dialect.for_update,
+                               (invite_id,))
+            found = _invite(row) if row else None
             if found is None or found.revoked is not None or (
                     found.expires is not None and now >= found.expires):
                 return False
@@ -99,7 +102,8 @@ class SQLiteInviteStore(index.InviteStore):
         with self._db.transaction():
             self.add(invite)
             self._db.executemany(
-                "INSERT OR REPLACE INTO invite_uses (invite, recipient, time) VALUES (?, ?, ?)",
+                "INSERT INTO invite_uses (invite, recipient, time) VALUES (?, ?, ?) "
+                "ON CONFLICT (invite, recipient) DO UPDATE SET time = excluded.time",
                 [(invite.id, u.recipient, u.time) for u in uses])
 
     def forget_user(self, user: str) -> None:

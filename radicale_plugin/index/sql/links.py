@@ -1,22 +1,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Links in SQLite: one owner per card, one card per (owner, recipient)."""
+"""Links in SQL: one owner per card, one card per (owner, recipient)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterable, Iterator
 
 from radicale_plugin import index
 from radicale_plugin.index import Link
-from radicale_plugin.index.sql.database import Database, under_path
+from radicale_plugin.index.sql.database import Database, Row, under_path
 
 
-def _link(row: sqlite3.Row) -> Link:
+def _link(row: Row) -> Link:
     return Link(row["owner"], row["recipient"], row["book"], row["href"], row["made_by"],
                 row["made"] or "", row["uid"] or "")
 
 
-class SQLiteLinkStore(index.LinkStore):
+class SQLLinkStore(index.LinkStore):
     """The ``links`` table (unique by owner and recipient, and by card)."""
 
     def __init__(self, db: Database) -> None:
@@ -61,15 +60,28 @@ class SQLiteLinkStore(index.LinkStore):
                                                                        link.recipient):
                 raise ValueError("/%s/%s already holds %s's copy"
                                  % (link.book, link.href, other.owner))
-            if self._db.value("SELECT COUNT(*) FROM owners WHERE user = ? AND book = ? "
+            if self._db.value('SELECT COUNT(*) FROM owners WHERE "user" = ? AND book = ? '
                               "AND href = ?", (link.recipient, link.book, link.href)):
                 raise ValueError("/%s/%s is %s's me card: it never holds a copy"
                                  % (link.book, link.href, link.recipient))
-            self._db.execute(
-                "INSERT OR REPLACE INTO links (owner, recipient, book, href, made_by, made, "
-                "uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (link.owner, link.recipient, link.book, link.href, link.made_by, link.made,
-                 link.uid or None))
+            # the card (book, href) holds no other pair's link (above): the only row in
+            # the way is the pair's own; unless another process linked the card meanwhile
+            # (PostgreSQL: the insert waits for its commit, then breaks links_by_card)
+            try:
+                with self._db.attempt():
+                    self._db.execute(
+                        "INSERT INTO links (owner, recipient, book, href, made_by, made, uid) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, recipient) "
+                        "DO UPDATE SET book = excluded.book, href = excluded.href, "
+                        "made_by = excluded.made_by, made = excluded.made, uid = excluded.uid",
+                        (link.owner, link.recipient, link.book, link.href, link.made_by,
+                         link.made, link.uid or None))
+            except self._db.IntegrityError:
+                other = self.at(link.book, link.href)
+                if other is None:
+                    raise
+                raise ValueError("/%s/%s already holds %s's copy"
+                                 % (link.book, link.href, other.owner)) from None
 
     def remove(self, owner: str, recipient: str) -> None:
         self._db.execute("DELETE FROM links WHERE owner = ? AND recipient = ?",
@@ -88,11 +100,21 @@ class SQLiteLinkStore(index.LinkStore):
 
     def move(self, book: str, href: str, to_book: str, to_href: str) -> None:
         with self._db.transaction():
-            # the card that was there is overwritten: its link ends
-            self._db.execute("DELETE FROM links WHERE book = ? AND href = ? "
-                             "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
-            self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
-                             (to_book, to_href, book, href))
+            try:
+                with self._db.attempt():
+                    self._move(book, href, to_book, to_href)
+            except self._db.IntegrityError:
+                # another process moved a linked card there meanwhile (PostgreSQL: the
+                # update waited for its commit, then broke links_by_card): this card
+                # overwrites that one, as one move after the other would
+                self._move(book, href, to_book, to_href)
+
+    def _move(self, book: str, href: str, to_book: str, to_href: str) -> None:
+        # the card that was there is overwritten: its link ends
+        self._db.execute("DELETE FROM links WHERE book = ? AND href = ? "
+                         "AND NOT (book = ? AND href = ?)", (to_book, to_href, book, href))
+        self._db.execute("UPDATE links SET book = ?, href = ? WHERE book = ? AND href = ?",
+                         (to_book, to_href, book, href))
 
     def astray(self) -> list[Link]:
         # one pass over the links, each looked up in the card-key index by its primary key

@@ -1,16 +1,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The outbox in SQLite: ``jobs`` (changes to plan) and ``deliveries``."""
+"""The outbox in SQL: ``jobs`` (changes to plan) and ``deliveries``."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Change, Delivery, Intent, Job, QueueCounts
-from radicale_plugin.index.sql.database import Database, marks, now_iso
+from radicale_plugin.index.sql.database import Database, Row, ids_given, marks, now_iso
+from radicale_plugin.index.sql.dialect import Dialect
 from radicale_plugin.vcard.view import View
 
 #: What the worker picks up when due (a rolled-back copy waits for its repair).
@@ -20,11 +20,14 @@ _WAITING = (index.PENDING, index.WITHDRAWING, index.ROLLED_BACK)
 _PLAN_PART = 100
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
 
-# a delivery with the view of the change it last delivered, and the values ever written
-_SELECT = ("SELECT d.*, v.view AS delivered_view, (SELECT json_group_array(json_array("
-           "w.field, w.value_key)) FROM written w WHERE w.owner = d.owner "
-           "AND w.recipient = d.recipient) AS written_values FROM deliveries d "
-           "LEFT JOIN owner_views v ON v.owner = d.owner AND v.seq = d.delivered_seq")
+
+def _select(dialect: Dialect) -> str:
+    """A delivery with the view of the change it last delivered, and the values ever
+    written (JSON pairs)."""
+    return ("SELECT d.*, v.view AS delivered_view, (SELECT %s FROM written w "
+            "WHERE w.owner = d.owner AND w.recipient = d.recipient) AS written_values "
+            "FROM deliveries d LEFT JOIN owner_views v ON v.owner = d.owner "
+            "AND v.seq = d.delivered_seq" % dialect.json_pairs("w.field", "w.value_key"))
 
 
 def _parts(items: list, size: int) -> list[list]:
@@ -48,7 +51,7 @@ def _intent(text: str | None) -> Intent | None:
                   tuple(Change(*c) for c in data["changes"]), data["after_hash"])
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(row["owner"], row["recipient"], row["state"], row["wanted_seq"],
                     row["delivered_seq"], View.from_json(row["delivered_view"]),
                     _intent(row["intent"]),
@@ -58,16 +61,18 @@ def _delivery(row: sqlite3.Row) -> Delivery:
                     row["attempts"] or 0, row["repairs"] or 0)
 
 
-class SQLiteOutbox(index.Outbox):
+class SQLOutbox(index.Outbox):
     """Jobs and deliveries."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._select = _select(db.dialect)
 
     def requeue(self, user: str, withdraw: bool = False) -> None:
         self._db.execute(
-            "INSERT INTO jobs (owner, seq, created, withdraw) SELECT user, seq, ?, ? FROM owners "
-            "WHERE user = ? AND view IS NOT NULL", (now_iso(), int(withdraw), user))
+            'INSERT INTO jobs (owner, seq, created, withdraw) SELECT "user", seq, ?, ? '
+            'FROM owners WHERE "user" = ? AND view IS NOT NULL',
+            (now_iso(), int(withdraw), user))
 
     def restrict(self, user: str, recipients: list[str]) -> None:
         self._db.execute("UPDATE jobs SET only_recipients = ? WHERE id = "
@@ -94,11 +99,14 @@ class SQLiteOutbox(index.Outbox):
 
     def _positions(self, count: int) -> int:
         """Reserve ``count`` places at the end of the queue; the first one's number."""
-        self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('queued', '0')")
-        start = int(self._db.value("SELECT value FROM meta WHERE name = 'queued'")) + 1
-        self._db.execute("UPDATE meta SET value = ? WHERE name = 'queued'",
-                         (str(start + count - 1),))
-        return start
+        self._db.execute("INSERT INTO meta (name, value) VALUES ('queued', '0') "
+                         "ON CONFLICT DO NOTHING")
+        # one statement, not a read then a write: two PostgreSQL transactions never take
+        # the same places (the second waits for the first's row, then adds to its value)
+        last = self._db.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS TEXT) "
+            "WHERE name = 'queued' RETURNING value", (count,)).fetchall()[0][0]
+        return int(last) - count + 1
 
     def plan(self, job: Job, targets: dict[str, list[str]], spacing: float = 0.0) -> None:
         now, clock = now_iso(), time.time()
@@ -144,8 +152,9 @@ class SQLiteOutbox(index.Outbox):
             spared, state = (index.WITHDRAWING, index.WITHDRAWN), index.WITHDRAWING
         wanted = set(targets)
         gone = [r[0] for r in self._db.rows(
-            "SELECT recipient FROM deliveries WHERE owner = ? AND state NOT IN (%s)"
-            % marks(list(spared)), (job.owner, *spared)) if r[0] not in wanted]
+            "SELECT recipient FROM deliveries WHERE owner = ? AND state NOT IN (%s) "
+            "ORDER BY recipient%s" % (marks(list(spared)), self._db.dialect.for_update),
+            (job.owner, *spared)) if r[0] not in wanted]
         first = self._positions(len(gone)) if gone else 0
         self._db.executemany(
             "UPDATE deliveries SET state = ?, updated = ?, due = 0, queued = ?, attempts = 0 "
@@ -161,7 +170,8 @@ class SQLiteOutbox(index.Outbox):
     def _prune_views(self, owner: str) -> None:
         self._db.execute(
             "DELETE FROM owner_views WHERE owner = ? AND seq NOT IN ("
-            "SELECT seq FROM owners WHERE user = ? UNION SELECT seq FROM jobs WHERE owner = ? "
+            'SELECT seq FROM owners WHERE "user" = ? '
+            "UNION SELECT seq FROM jobs WHERE owner = ? "
             "UNION SELECT wanted_seq FROM deliveries WHERE owner = ? "
             "UNION SELECT delivered_seq FROM deliveries WHERE owner = ? "
             "UNION SELECT seq FROM offers WHERE owner = ?)", (owner,) * 6)
@@ -183,13 +193,14 @@ class SQLiteOutbox(index.Outbox):
         rows = {(r["owner"], r["recipient"]): r for part in _parts(chosen, 400)
                 for r in self._db.rows(
                     "WITH k(o, r) AS (VALUES %s) " % ",".join(["(?, ?)"] * len(part))
-                    + _SELECT.replace("FROM deliveries d", "FROM k CROSS JOIN deliveries d")
+                    + self._select.replace("FROM deliveries d",
+                                           "FROM k CROSS JOIN deliveries d")
                     + " WHERE d.owner = k.o AND d.recipient = k.r",
                     [x for r in part for x in (r[0], r[1])])}
         return [_delivery(rows[(r[0], r[1])]) for r in chosen if (r[0], r[1]) in rows]
 
     def delivery(self, owner: str, recipient: str) -> Delivery | None:
-        row = self._db.row(_SELECT + " WHERE d.owner = ? AND d.recipient = ?",
+        row = self._db.row(self._select + " WHERE d.owner = ? AND d.recipient = ?",
                            (owner, recipient))
         return _delivery(row) if row else None
 
@@ -199,12 +210,13 @@ class SQLiteOutbox(index.Outbox):
             cursor = self._db.execute(
                 "UPDATE deliveries SET state = CASE WHEN repairs < ? THEN ? ELSE ? END, "
                 "due = CASE WHEN repairs < ? THEN ? ELSE 0 END, "
-                "repairs = MIN(repairs + 1, ?), updated = ?, attempts = 0, "
+                "repairs = CASE WHEN repairs + 1 < ? THEN repairs + 1 ELSE ? END, "
+                "updated = ?, attempts = 0, "
                 "queued = CASE WHEN repairs < ? THEN ? ELSE queued END "
                 "WHERE owner = ? AND recipient = ? AND state = ? AND wanted_seq = ? "
                 "AND delivered_seq = ? AND intent IS NULL",
                 (max_repairs, index.ROLLED_BACK, index.BEHIND, max_repairs, due, max_repairs,
-                 now_iso(), max_repairs, self._positions(1), owner, recipient,
+                 max_repairs, now_iso(), max_repairs, self._positions(1), owner, recipient,
                  index.DELIVERED, seq, seq))
             if not cursor.rowcount:
                 return None
@@ -215,8 +227,8 @@ class SQLiteOutbox(index.Outbox):
         # not queued: the caller (an accepted offer) delivers it itself
         with self._db.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO deliveries (owner, recipient, state, wanted_seq, "
-                "reasons, updated) VALUES (?, ?, ?, ?, '[]', ?)",
+                "INSERT INTO deliveries (owner, recipient, state, wanted_seq, reasons, "
+                "updated) VALUES (?, ?, ?, ?, '[]', ?) ON CONFLICT DO NOTHING",
                 (owner, recipient, index.PENDING, seq, now_iso()))
             found = self.delivery(owner, recipient)
             assert found is not None
@@ -230,8 +242,9 @@ class SQLiteOutbox(index.Outbox):
                 (_intent_json(intent) if intent else None, owner, recipient))
             if cursor.rowcount:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
-                    "VALUES (?, ?, ?, ?)", [(owner, recipient, f, k) for f, k in set(values)])
+                    "INSERT INTO written (owner, recipient, field, value_key) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(owner, recipient, f, k) for f, k in set(values)])
 
     def finish_many(self, deliveries: Iterable[Delivery], spacing: float = 0.0) -> None:
         deliveries = list(deliveries)
@@ -244,11 +257,14 @@ class SQLiteOutbox(index.Outbox):
         # planned again meanwhile: the newer plan stays, but the copy was written now, so
         # the newer change waits out the spacing (else a burst rewrites it every round)
         self._db.executemany(
-            "UPDATE deliveries SET delivered_seq = MAX(delivered_seq, ?), delivered_at = ?, "
-            "due = MAX(due, ?) WHERE owner = ? AND recipient = ? AND wanted_seq <> ? "
+            "UPDATE deliveries SET delivered_seq = CASE WHEN delivered_seq > ? "
+            "THEN delivered_seq ELSE ? END, delivered_at = ?, "
+            "due = CASE WHEN due > ? THEN due ELSE ? END "
+            "WHERE owner = ? AND recipient = ? AND wanted_seq <> ? "
             "AND state = ? AND delivered_at < ?",
-            [(d.delivered_seq, d.delivered_at, d.delivered_at + spacing, d.owner, d.recipient,
-              d.wanted_seq, index.PENDING, d.delivered_at)
+            [(d.delivered_seq, d.delivered_seq, d.delivered_at, d.delivered_at + spacing,
+              d.delivered_at + spacing, d.owner, d.recipient, d.wanted_seq, index.PENDING,
+              d.delivered_at)
              for d in deliveries if d.state == index.DELIVERED and d.delivered_at])
 
     def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -274,7 +290,9 @@ class SQLiteOutbox(index.Outbox):
             where += " AND owner = ?"
             args.append(owner)
         with self._db.transaction():
-            rows = self._db.rows("SELECT owner, recipient FROM deliveries WHERE " + where, args)
+            rows = self._db.rows("SELECT owner, recipient FROM deliveries WHERE " + where
+                                 + " ORDER BY owner, recipient" + self._db.dialect.for_update,
+                                 args)
             first = self._positions(len(rows)) if rows else 0
             self._db.executemany(
                 "UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ?, queued = ?, "
@@ -290,8 +308,11 @@ class SQLiteOutbox(index.Outbox):
             where += " AND recipient IN (%s)" % marks(names)
             args += names
         with self._db.transaction():
+            # the rows locked as they are read (PostgreSQL): one another process is
+            # planning again meanwhile is read once it committed, no longer stopped
             found = [r[0] for r in self._db.rows(
-                "SELECT recipient FROM deliveries WHERE " + where, args)]
+                "SELECT recipient FROM deliveries WHERE " + where + " ORDER BY recipient"
+                + self._db.dialect.for_update, args)]
             first = self._positions(len(found)) if found else 0
             self._db.executemany(
                 "UPDATE deliveries SET state = ?, due = 0, updated = ?, queued = ?, attempts = 0 "
@@ -300,13 +321,14 @@ class SQLiteOutbox(index.Outbox):
                  for i, r in enumerate(found)])
             return found
 
-    def interrupted(self) -> list[Delivery]:
+    def interrupted(self, now: float | None = None) -> list[Delivery]:
+        # every one: claims (and so ``now``) are :class:`.claims.ClaimingOutbox`'s
         return [_delivery(r) for r in self._db.rows(
-            _SELECT + " WHERE d.intent IS NOT NULL ORDER BY d.owner, d.recipient")]
+            self._select + " WHERE d.intent IS NOT NULL ORDER BY d.owner, d.recipient")]
 
     def deliveries(self, owner: str) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(
-            _SELECT + " WHERE d.owner = ? ORDER BY d.recipient", (owner,))]
+            self._select + " WHERE d.owner = ? ORDER BY d.recipient", (owner,))]
 
     def queued(self, owner: str, full_only: bool = False) -> int:
         return int(self._db.value(
@@ -334,16 +356,19 @@ class SQLiteOutbox(index.Outbox):
 
     def all_deliveries(self) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(
-            _SELECT + " ORDER BY d.queued, d.owner, d.recipient")]
+            self._select + " ORDER BY d.queued, d.owner, d.recipient")]
 
     def restore_job(self, job: Job) -> None:
         try:
-            self._db.execute(
-                "INSERT INTO jobs (id, owner, seq, created, only_recipients, withdraw) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, job.owner, job.seq, now_iso(),
-                 json.dumps(job.only) if job.only is not None else None, int(job.withdraw)))
-        except sqlite3.IntegrityError as e:
+            with self._db.transaction(), self._db.attempt():
+                self._db.execute(
+                    "INSERT INTO jobs (id, owner, seq, created, only_recipients, withdraw) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (job.id, job.owner, job.seq, now_iso(),
+                     json.dumps(job.only) if job.only is not None else None,
+                     int(job.withdraw)))
+                ids_given(self._db, "jobs")
+        except self._db.IntegrityError as e:
             raise ValueError("two queued changes have the id %d" % job.id) from e
 
     def restore_deliveries(self, deliveries: Iterable[Delivery]) -> None:
@@ -353,25 +378,26 @@ class SQLiteOutbox(index.Outbox):
         with self._db.transaction():
             first = self._positions(len(found))  # the order given is the queue's
             try:
-                self._db.executemany(
-                    "INSERT INTO deliveries (owner, recipient, state, wanted_seq, "
-                    "delivered_seq, reasons, error, updated, intent, due, queued, "
-                    "delivered_at, attempts, repairs) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(d.owner, d.recipient, d.state, d.wanted_seq, d.delivered_seq,
-                      json.dumps(d.reasons), d.error, d.updated,
-                      _intent_json(d.intent) if d.intent else None, d.due, first + i,
-                      d.delivered_at, d.attempts, d.repairs) for i, d in enumerate(found)])
-            except sqlite3.IntegrityError as e:
+                with self._db.attempt():
+                    self._db.executemany(
+                        "INSERT INTO deliveries (owner, recipient, state, wanted_seq, "
+                        "delivered_seq, reasons, error, updated, intent, due, queued, "
+                        "delivered_at, attempts, repairs) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(d.owner, d.recipient, d.state, d.wanted_seq, d.delivered_seq,
+                          json.dumps(d.reasons), d.error, d.updated,
+                          _intent_json(d.intent) if d.intent else None, d.due, first + i,
+                          d.delivered_at, d.attempts, d.repairs) for i, d in enumerate(found)])
+            except self._db.IntegrityError as e:
                 raise ValueError("a delivery is given twice: %s" % e) from e
             self._db.executemany(
-                "INSERT OR IGNORE INTO written (owner, recipient, field, value_key) "
-                "VALUES (?, ?, ?, ?)", [(d.owner, d.recipient, f, k) for d in found
-                                        for f, k in sorted(d.written_values)])
+                "INSERT INTO written (owner, recipient, field, value_key) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(d.owner, d.recipient, f, k) for d in found for f, k in sorted(d.written_values)])
 
     def deliveries_to(self, recipient: str) -> list[Delivery]:
         return [_delivery(r) for r in self._db.rows(
-            _SELECT + " WHERE d.recipient = ? ORDER BY d.owner", (recipient,))]
+            self._select + " WHERE d.recipient = ? ORDER BY d.owner", (recipient,))]
 
     def forget_user(self, user: str, keep_withdrawing: bool = False) -> None:
         with self._db.transaction():

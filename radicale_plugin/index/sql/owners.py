@@ -1,15 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Owners in SQLite: me cards, settings, views and the values they ever had."""
+"""Owners in SQL: me cards, settings, views and the values they ever had."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Owner
-from radicale_plugin.index.sql.database import Database, chunks, marks, now_iso
+from radicale_plugin.index.sql.database import Database, Row, chunks, marks, now_iso
 from radicale_plugin.vcard.view import View
 
 
@@ -17,14 +16,14 @@ from radicale_plugin.vcard.view import View
 MAX_NOTICES = 20
 
 
-class SQLiteOwnerStore(index.OwnerStore):
+class SQLOwnerStore(index.OwnerStore):
     """The ``owners`` and ``owner_values`` tables."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     @staticmethod
-    def _owner(user: str, row: sqlite3.Row | None) -> Owner:
+    def _owner(user: str, row: Row | None) -> Owner:
         if row is None:
             return Owner(user)
         owner = Owner(user, row["book"], row["href"], row["uid"],
@@ -40,52 +39,59 @@ class SQLiteOwnerStore(index.OwnerStore):
         return owner
 
     def get(self, user: str) -> Owner:
-        return self._owner(user, self._db.row("SELECT * FROM owners WHERE user = ?", (user,)))
+        return self._owner(user, self._db.row('SELECT * FROM owners WHERE "user" = ?', (user,)))
 
     def get_many(self, users: Iterable[str]) -> dict[str, Owner]:
         wanted = sorted(set(users))
         out = {user: Owner(user) for user in wanted}
         for chunk in chunks(wanted):
-            for row in self._db.rows("SELECT * FROM owners WHERE user IN (%s)" % marks(chunk),
+            for row in self._db.rows('SELECT * FROM owners WHERE "user" IN (%s)' % marks(chunk),
                                      chunk):
                 out[row["user"]] = self._owner(row["user"], row)
         return out
 
     def with_me_card(self) -> list[Owner]:
         return [self._owner(r["user"], r) for r in self._db.rows(
-            "SELECT * FROM owners WHERE href IS NOT NULL ORDER BY user")]
+            'SELECT * FROM owners WHERE href IS NOT NULL ORDER BY "user"')]
 
     def discoverability_of(self, users: Iterable[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for chunk in chunks(sorted(set(users))):
             out.update((r[0], r[1]) for r in self._db.rows(
-                "SELECT user, discoverability FROM owners WHERE discoverability IS NOT NULL "
-                "AND user IN (%s)" % marks(chunk), chunk))
+                'SELECT "user", discoverability FROM owners WHERE discoverability IS NOT NULL '
+                'AND "user" IN (%s)' % marks(chunk), chunk))
         return out
 
     def set_card_stat(self, user: str, stat: str) -> None:
-        self._db.execute("UPDATE owners SET card_stat = ? WHERE user = ?", (stat, user))
+        self._db.execute('UPDATE owners SET card_stat = ? WHERE "user" = ?', (stat, user))
 
     def _ensure(self, user: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO owners (user) VALUES (?)", (user,))
+        self._db.execute('INSERT INTO owners ("user") VALUES (?) ON CONFLICT DO NOTHING', (user,))
+
+    def _locked(self, user: str) -> Owner:
+        """The owner, made if new, its row locked until the commit (PostgreSQL: another
+        process changing it from what it read waits, rather than one change being lost)."""
+        self._ensure(user)
+        return self._owner(user, self._db.row(
+            'SELECT * FROM owners WHERE "user" = ?' + self._db.dialect.for_update, (user,)))
 
     def _set(self, user: str, column: str, value: object) -> None:
         with self._db.transaction():
             self._ensure(user)
-            self._db.execute("UPDATE owners SET %s = ? WHERE user = ?" % column, (value, user))
+            self._db.execute('UPDATE owners SET %s = ? WHERE "user" = ?' % column, (value, user))
 
     def set_me_card(self, user: str, book: str | None, href: str | None,
                     uid: str | None) -> None:
         with self._db.transaction():
             self._ensure(user)
-            self._db.execute("UPDATE owners SET book = ?, href = ?, uid = ? WHERE user = ?",
+            self._db.execute('UPDATE owners SET book = ?, href = ?, uid = ? WHERE "user" = ?',
                              (book, href, uid, user))
 
     def set_shared_fields(self, user: str, fields: list[str], withdrawn: list[str]) -> None:
         with self._db.transaction():
             self._ensure(user)
             self._db.execute("UPDATE owners SET shared_fields = ?, withdrawn_fields = ? "
-                             "WHERE user = ?", (json.dumps(fields), json.dumps(withdrawn), user))
+                             'WHERE "user" = ?', (json.dumps(fields), json.dumps(withdrawn), user))
 
     def set_rules(self, user: str, rules: list[str]) -> None:
         self._set(user, "rules", json.dumps(rules))
@@ -102,16 +108,15 @@ class SQLiteOwnerStore(index.OwnerStore):
     def record_view(self, user: str, card_view: View | None, view: View | None,
                     values: Iterable[tuple[str, str]], force: bool = False) -> bool:
         with self._db.transaction():
-            self._ensure(user)
-            current = self.get(user)
+            current = self._locked(user)
             if _same(current.view, view) and _same(current.card_view, card_view) and not (
                     force and view is not None):
                 return False
-            self._db.execute("UPDATE owners SET card_view = ? WHERE user = ?",
+            self._db.execute('UPDATE owners SET card_view = ? WHERE "user" = ?',
                              (card_view.to_json() if card_view else None, user))
             if view is None:
                 # the me card is gone: stop everything, never delete copies
-                self._db.execute("UPDATE owners SET view = NULL WHERE user = ?", (user,))
+                self._db.execute('UPDATE owners SET view = NULL WHERE "user" = ?', (user,))
                 self._db.execute("DELETE FROM jobs WHERE owner = ?", (user,))
                 self._db.execute("UPDATE deliveries SET state = ?, updated = ?, due = 0 "
                                  "WHERE owner = ? AND state NOT IN (?, ?, ?)",
@@ -122,12 +127,13 @@ class SQLiteOwnerStore(index.OwnerStore):
                 return True
             seq = current.seq + 1
             self._db.executemany(
-                "INSERT OR IGNORE INTO owner_values (owner, field, value_key) VALUES (?, ?, ?)",
-                [(user, f, k) for f, k in sorted(set(values))])
-            self._db.execute("UPDATE owners SET view = ?, seq = ? WHERE user = ?",
+                "INSERT INTO owner_values (owner, field, value_key) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING", [(user, f, k) for f, k in sorted(set(values))])
+            self._db.execute('UPDATE owners SET view = ?, seq = ? WHERE "user" = ?',
                              (view.to_json(), seq, user))
-            self._db.execute("INSERT OR REPLACE INTO owner_views (owner, seq, view) "
-                             "VALUES (?, ?, ?)", (user, seq, view.to_json()))
+            self._db.execute("INSERT INTO owner_views (owner, seq, view) VALUES (?, ?, ?) "
+                             "ON CONFLICT (owner, seq) DO UPDATE SET view = excluded.view",
+                             (user, seq, view.to_json()))
             self._db.execute("INSERT INTO jobs (owner, seq, created) VALUES (?, ?, ?)",
                              (user, seq, now_iso()))
             return True
@@ -142,13 +148,13 @@ class SQLiteOwnerStore(index.OwnerStore):
 
     def add_notice(self, user: str, text: str) -> None:
         with self._db.transaction():
-            notices = [n for n in self.get(user).notices if n != text] + [text]
+            notices = [n for n in self._locked(user).notices if n != text] + [text]
             self._set(user, "notices", json.dumps(notices[-MAX_NOTICES:]))
 
     # -- backups and accounts -------------------------------------------------------
     def all(self) -> list[Owner]:
         return [self._owner(r["user"], r) for r in self._db.rows(
-            "SELECT * FROM owners ORDER BY user")]
+            'SELECT * FROM owners ORDER BY "user"')]
 
     def views(self, user: str) -> dict[int, View]:
         out: dict[int, View] = {}
@@ -163,8 +169,10 @@ class SQLiteOwnerStore(index.OwnerStore):
                 values: Iterable[tuple[str, str]]) -> None:
         o = owner
         with self._db.transaction():
+            # the backup's owner whole: a column it does not give is reset, not kept
+            self._db.execute('DELETE FROM owners WHERE "user" = ?', (o.user,))
             self._db.execute(
-                "INSERT OR REPLACE INTO owners (user, book, href, uid, shared_fields, rules, "
+                'INSERT INTO owners ("user", book, href, uid, shared_fields, rules, '
                 "view, seq, withdrawn_fields, card_view, discoverability, notices, card_stat, "
                 "region) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (o.user, o.book, o.href, o.uid, json.dumps(o.shared_fields),
@@ -174,15 +182,16 @@ class SQLiteOwnerStore(index.OwnerStore):
             if o.audiences:
                 self.set_audiences(o.user, o.audiences)
             self._db.executemany(
-                "INSERT OR REPLACE INTO owner_views (owner, seq, view) VALUES (?, ?, ?)",
+                "INSERT INTO owner_views (owner, seq, view) VALUES (?, ?, ?) "
+                "ON CONFLICT (owner, seq) DO UPDATE SET view = excluded.view",
                 [(o.user, seq, v.to_json()) for seq, v in sorted(views.items())])
             self._db.executemany(
-                "INSERT OR IGNORE INTO owner_values (owner, field, value_key) VALUES (?, ?, ?)",
-                [(o.user, f, k) for f, k in sorted(set(values))])
+                "INSERT INTO owner_values (owner, field, value_key) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING", [(o.user, f, k) for f, k in sorted(set(values))])
 
     def forget_user(self, user: str) -> None:
         with self._db.transaction():
-            self._db.execute("DELETE FROM owners WHERE user = ?", (user,))
+            self._db.execute('DELETE FROM owners WHERE "user" = ?', (user,))
             self._db.execute("DELETE FROM owner_views WHERE owner = ?", (user,))
             self._db.execute("DELETE FROM owner_values WHERE owner = ?", (user,))
 

@@ -1,16 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""WebDAV-Push in SQLite: one topic per book, subscriptions unique per (book, push resource),
+"""WebDAV-Push in SQL: one topic per book, subscriptions unique per (book, push resource),
 and the messages not sent yet (``push_queue``, schema version 5), which survive a restart."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from radicale_plugin import index
 from radicale_plugin.index import PushSubscription
-from radicale_plugin.index.sql.database import Database, under_path
+from radicale_plugin.index.sql.database import Database, Row, under_path
 
-#: Added by schema version 3.
+#: Added by schema version 3 of SQLite's schema (:mod:`radicale_plugin.index.sqlite.schema`).
 TABLES = """
 CREATE TABLE IF NOT EXISTS push_topics (book TEXT PRIMARY KEY, topic TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS push_subscriptions (
@@ -22,13 +20,13 @@ CREATE INDEX IF NOT EXISTS push_subscriptions_by_expiry ON push_subscriptions (e
 """
 
 
-def _subscription(row: sqlite3.Row) -> PushSubscription:
+def _subscription(row: Row) -> PushSubscription:
     return PushSubscription(row["id"], row["user"], row["book"], row["push_resource"],
                             row["public_key"], row["auth_secret"], row["expires"],
                             row["content_encoding"], row["created"])
 
 
-class SQLitePushStore(index.PushStore):
+class SQLPushStore(index.PushStore):
     """The ``push_topics`` and ``push_subscriptions`` tables."""
 
     def __init__(self, db: Database) -> None:
@@ -39,15 +37,15 @@ class SQLitePushStore(index.PushStore):
 
     def ensure_topic(self, book: str, topic: str) -> str:
         with self._db.transaction():
-            self._db.execute("INSERT OR IGNORE INTO push_topics (book, topic) VALUES (?, ?)",
-                             (book, topic))
+            self._db.execute("INSERT INTO push_topics (book, topic) VALUES (?, ?) "
+                             "ON CONFLICT DO NOTHING", (book, topic))
             return str(self._db.value("SELECT topic FROM push_topics WHERE book = ?", (book,)))
 
     def put(self, subscription: PushSubscription) -> PushSubscription:
         s = subscription
         with self._db.transaction():
             self._db.execute(
-                "INSERT INTO push_subscriptions (id, user, book, push_resource, public_key, "
+                'INSERT INTO push_subscriptions (id, "user", book, push_resource, public_key, '
                 "auth_secret, content_encoding, expires, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (book, push_resource) DO UPDATE SET "
@@ -66,7 +64,7 @@ class SQLitePushStore(index.PushStore):
 
     def of_user(self, user: str, now: float) -> list[PushSubscription]:
         return [_subscription(r) for r in self._db.rows(
-            "SELECT * FROM push_subscriptions WHERE user = ? AND expires > ? "
+            'SELECT * FROM push_subscriptions WHERE "user" = ? AND expires > ? '
             "ORDER BY book, created, id", (user, now))]
 
     def of_book(self, book: str, now: float) -> list[PushSubscription]:
@@ -134,8 +132,8 @@ class SQLitePushStore(index.PushStore):
         where, args = under_path(user)
         with self._db.transaction():
             self._db.execute("DELETE FROM push_queue WHERE subscription IN (SELECT id FROM "
-                             "push_subscriptions WHERE user = ? OR " + where + ")",
+                             'push_subscriptions WHERE "user" = ? OR ' + where + ")",
                              (user, *args))
-            self._db.execute("DELETE FROM push_subscriptions WHERE user = ? OR " + where,
+            self._db.execute('DELETE FROM push_subscriptions WHERE "user" = ? OR ' + where,
                              (user, *args))
             self._db.execute("DELETE FROM push_topics WHERE " + where, args)

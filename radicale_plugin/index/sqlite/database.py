@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 from radicale.log import logger
 
 from radicale_plugin.index.sql.database import now_iso  # noqa: F401  (the stored time)
+from radicale_plugin.index.sql.dialect import SQLITE
 
 
 #: Idle reader connections kept for reuse; more are opened when more threads read at once
@@ -147,6 +148,8 @@ class Database:
     pool of reader connections for reads outside a transaction."""
 
     IntegrityError = sqlite3.IntegrityError
+    #: The SQL the stores of :mod:`radicale_plugin.index.sql` write for SQLite.
+    dialect = SQLITE
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -354,11 +357,12 @@ class Database:
     def count(self, table: str, condition: str, args: Iterable[Any],
               **equal: Any) -> int:
         """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
-        and not None, ``column = value`` (names are the caller's, never user input)."""
+        and not None, ``column = value`` (names are the caller's, never user input; quoted,
+        as the SQL of every backend: ``user`` is a keyword of PostgreSQL)."""
         where, values = [condition], list(args)
         for column, value in equal.items():
             if value is not None:
-                where.append("%s = ?" % column)
+                where.append('"%s" = ?' % column)
                 values.append(value)
         return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
                               values))

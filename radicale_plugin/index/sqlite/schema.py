@@ -11,7 +11,9 @@ a linked card (``links.uid``), an owner's first share of offers (``first_shares`
 the rollbacks of a copy put right (``deliveries.repairs``) and the WebDAV-Push
 messages not sent yet (``push_queue``); version 6 what the pages need: undone
 history entries and the owner values a recipient undid, notification settings and
-their durable batches, and a field set per target rule (audiences).  A database made by newer code than this is
+their durable batches, and a field set per target rule (audiences); version 7 what lets
+several processes share the index: leases on duties, rate limits' buckets, and
+deliveries claimed with leases.  A database made by newer code than this is
 refused with a message, never guessed at.
 """
 
@@ -22,7 +24,7 @@ import functools
 from radicale.log import logger
 
 from radicale_plugin.index.records import LINK_MIGRATED
-from radicale_plugin.index.sql import push
+from radicale_plugin.index.sql import claims, leases, limits, push, push_claims
 from radicale_plugin.index.sqlite.database import Database
 from radicale_plugin.vcard.view import View
 
@@ -187,6 +189,8 @@ def _migrate(db: Database, region: str, target: int) -> None:
             _v4_to_v5(db)
         if version < 6:
             _v5_to_v6(db)
+        if version < 7:
+            _v6_to_v7(db)
         db.execute("PRAGMA user_version = %d" % target)
     if version:
         logger.info("Sharing database %s migrated from schema version %d to %d",
@@ -304,6 +308,17 @@ V6_COLUMNS: list[tuple[str, str, str]] = [
     # audiences: the owner's field set per target rule, JSON (owner/audiences.py)
     ("owners", "audiences", "TEXT"),
 ]
+
+
+def _v6_to_v7(db: Database) -> None:
+    # several processes on one index: leases on duties, shared rate limits, deliveries and
+    # push messages held per process (the same statements PostgreSQL runs)
+    for table, column, kind in claims.COLUMNS + push_claims.COLUMNS:
+        if column not in {r[1] for r in db.rows("PRAGMA table_info(%s)" % table)}:
+            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, kind))
+    for script in (leases.TABLES, limits.TABLES, claims.TABLES):
+        for statement in _statements(script):
+            db.execute(statement)
 
 
 def _v1_to_v2(db: Database, region: str) -> None:

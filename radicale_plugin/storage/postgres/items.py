@@ -111,9 +111,17 @@ def path_key(path: str) -> int:
 
 def lock(db: Database, *paths: str) -> None:
     """Hold the advisory locks of ``paths`` (collections, existing or not) until the
-    transaction ends; taken in one order, so that two lockers never deadlock."""
-    for key in sorted({path_key(p.strip("/")) for p in paths}):
-        db.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, key))
+    transaction ends; taken in one order, so that two lockers never deadlock.
+
+    One statement for all of them: ``unnest`` gives the (sorted) keys in the array's
+    order, and each row's lock is taken as the row is produced, so the locks are taken
+    one after the other in that order, as a loop of statements would take them."""
+    keys = sorted({path_key(p.strip("/")) for p in paths})
+    if len(keys) == 1:
+        db.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, keys[0]))
+    elif keys:
+        db.execute("SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::integer[]) "
+                   "WITH ORDINALITY AS u(k, n) ORDER BY n", (LOCK_CLASS, keys))
 
 
 def book(db: Database, path: str) -> Optional[Book]:
@@ -258,6 +266,65 @@ def put(db: Database, collection: int, stored: Stored) -> Optional[Stored]:
              stored.component, stored.start, stored.end, stored.modified))
         number(db, collection, stored.href, False, stored.modified)
         return old
+
+
+#: One statement writes a batch of items (:func:`put_many`): the rows whose text changed
+#: (or that are new) are written, each of their books' change numbers moves once by as
+#: many changes, and each written href gets its own number in the change log, in the
+#: order of the batch (``n``).  The unchanged rows are left alone, as :func:`put` does.
+_PUT_MANY = (
+    "WITH given AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[], "
+    "?::text[], ?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::double precision[]) "
+    "WITH ORDINALITY AS g(collection, href, uid, text, etag, name, component, start_time, "
+    "end_time, modified, n)), "
+    "written AS (INSERT INTO dav_items (collection, %s) SELECT collection, href, uid, text, "
+    "etag, name, component, start_time, end_time, modified FROM given ORDER BY n "
+    "ON CONFLICT (collection, href) DO UPDATE SET uid = excluded.uid, "
+    "text = excluded.text, etag = excluded.etag, name = excluded.name, "
+    "component = excluded.component, start_time = excluded.start_time, "
+    "end_time = excluded.end_time, modified = excluded.modified "
+    "WHERE dav_items.text <> excluded.text RETURNING collection, href), "
+    "numbered AS (SELECT g.collection, g.href, g.modified, "
+    "ROW_NUMBER() OVER (PARTITION BY g.collection ORDER BY g.n) AS k, "
+    "COUNT(*) OVER (PARTITION BY g.collection) AS m FROM given g JOIN written w "
+    "ON w.collection = g.collection AND w.href = g.href), "
+    "books AS (UPDATE dav_collections c SET sync = c.sync + b.m, modified = b.t FROM "
+    "(SELECT collection, MAX(m) AS m, MAX(modified) AS t FROM numbered GROUP BY collection) "
+    "b WHERE c.id = b.collection RETURNING c.id, c.sync), "
+    "logged AS (INSERT INTO dav_changes (collection, href, change, deleted, time) "
+    "SELECT n.collection, n.href, b.sync - n.m + n.k, 0, n.modified FROM numbered n "
+    "JOIN books b ON b.id = n.collection "
+    "ON CONFLICT (collection, href) DO UPDATE SET change = excluded.change, "
+    "deleted = excluded.deleted, time = excluded.time) "
+    "SELECT id, sync FROM books" % _ITEM)
+
+
+def put_many(db: Database, rows: Iterable[tuple[int, Stored]]) -> dict[int, int]:
+    """Write many items' rows, of one or several collections (``(collection id, row)``),
+    as :func:`put` writes each (a row whose text is the one stored is left alone; every
+    other one is a numbered change, in the order given), in one statement; the change
+    number each collection written into has now.
+
+    The caller holds the advisory locks of the books (:func:`lock`), as for :func:`put`.
+    An href given twice is written twice, in order (a statement of its own each time)."""
+    batches: list[list[tuple[int, Stored]]] = [[]]
+    seen: set[tuple[int, str]] = set()
+    for collection, stored in rows:
+        if (collection, stored.href) in seen:  # one statement may write a row only once
+            batches.append([])
+            seen = set()
+        seen.add((collection, stored.href))
+        batches[-1].append((collection, stored))
+    numbers: dict[int, int] = {}
+    with db.transaction():
+        for batch in batches:
+            if not batch:
+                continue
+            columns = list(zip(*((c, s.href, s.uid, s.text, s.etag, s.name, s.component,
+                                  s.start, s.end, s.modified) for c, s in batch)))
+            for row in db.rows(_PUT_MANY, [list(column) for column in columns]):
+                numbers[int(row[0])] = int(row[1])
+    return numbers
 
 
 def remove(db: Database, collection: int, href: str, max_age: float = 0) -> bool:

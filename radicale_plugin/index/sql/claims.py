@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Deliveries claimed with leases: the outbox shared by the workers of many processes.
+
+A worker claims the deliveries of its round (:meth:`ClaimingOutbox.claim`): each is
+marked leased to the worker's process (``lease_holder``) until a time
+(``lease_until``), in one short transaction, and another claim leaves it out until the
+claim ends (the delivery finished or released) or its lease lapses (the process died:
+its deliveries come back to the others).  The worker renews its claims during a long
+round.
+
+Written once for both dialects: the candidates are read with ``FOR UPDATE SKIP
+LOCKED`` where the dialect locks rows (PostgreSQL: a concurrent claim skips the rows
+this one is taking instead of waiting for them, or taking them twice); SQLite has one
+writer, whose transaction alone claims.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from radicale_plugin import index
+from radicale_plugin.index import Delivery
+from radicale_plugin.index.sql.database import Database, marks
+from radicale_plugin.index.sql.outbox import SQLOutbox, _delivery, _parts
+
+#: What a worker picks up when due (as :meth:`Outbox.pending_deliveries`).
+_WAITING = (index.PENDING, index.WITHDRAWING, index.ROLLED_BACK)
+
+#: The columns, in the SQL both dialects read (schema version 7 on SQLite; PostgreSQL:
+#: :mod:`radicale_plugin.index.postgres.leases_schema`): (table, column, type).
+COLUMNS = [("deliveries", "lease_holder", "TEXT"),
+           ("deliveries", "lease_until", "DOUBLE PRECISION NOT NULL DEFAULT 0")]
+TABLES = """
+CREATE INDEX IF NOT EXISTS deliveries_by_lease ON deliveries (lease_holder);
+"""
+
+
+def _skip_locked(db: Database) -> str:
+    # where the dialect locks the rows a transaction reads to change (PostgreSQL), a
+    # claim skips those another claim is taking; SQLite's one writer needs nothing
+    return db.dialect.for_update + " SKIP LOCKED" if db.dialect.for_update else ""
+
+
+class ClaimingOutbox(SQLOutbox):
+    """The outbox, with claims that keep the workers of several processes apart."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._db = db
+
+    def claim(self, holder: str, limit: int, now: float, lease: float,
+              skip: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
+        busy = set(skip)
+        with self._db.transaction(durable=False):  # a claim lost is nobody's: harmless
+            found = []
+            for state in _WAITING:  # each an index range in queue order: no sort of the queue
+                found += [r for r in self._db.rows(
+                    "SELECT owner, recipient, due, queued FROM deliveries WHERE state = ? "
+                    "AND due <= ? AND lease_until <= ? ORDER BY due, queued LIMIT ?"
+                    + _skip_locked(self._db), (state, now, now, limit + len(busy)))
+                    if (r[0], r[1]) not in busy]
+            # both kinds in one queue order, so that neither waits for the other to run dry
+            found.sort(key=lambda r: (r[2], r[3] or 0))
+            chosen = [(r[0], r[1]) for r in found[:limit]]
+            self._db.executemany(
+                "UPDATE deliveries SET lease_holder = ?, lease_until = ? "
+                "WHERE owner = ? AND recipient = ?",
+                [(holder, now + lease, o, r) for o, r in chosen])
+            got = self._read(chosen)
+        return [got[k] for k in chosen if k in got]
+
+    def _read(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Delivery]:
+        """The deliveries of these keys, joined on the primary key (as
+        :meth:`pending_deliveries` reads them)."""
+        return {(r["owner"], r["recipient"]): _delivery(r) for part in _parts(keys, 400)
+                for r in self._db.rows(
+                    "WITH k(o, r) AS (VALUES %s) " % ",".join(["(?, ?)"] * len(part))
+                    + self._select.replace("FROM deliveries d",
+                                           "FROM k CROSS JOIN deliveries d")
+                    + " WHERE d.owner = k.o AND d.recipient = k.r",
+                    [x for key in part for x in key])}
+
+    def renew(self, holder: str, pairs: Iterable[tuple[str, str]], until: float) -> int:
+        wanted = list(pairs)
+        renewed = 0
+        with self._db.transaction(durable=False):
+            for part in range(0, len(wanted), 200):
+                chunk = wanted[part:part + 200]
+                renewed += self._db.execute(
+                    "UPDATE deliveries SET lease_until = ? WHERE lease_holder = ? AND (%s)"
+                    % " OR ".join(["(owner = ? AND recipient = ?)"] * len(chunk)),
+                    [until, holder, *(x for pair in chunk for x in pair)]).rowcount
+        return renewed
+
+    def release(self, holder: str, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+        if pairs is None:
+            self._db.execute("UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
+                             "WHERE lease_holder = ?", (holder,))
+            return
+        self._db.executemany(
+            "UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
+            "WHERE owner = ? AND recipient = ? AND lease_holder = ?",
+            [(o, r, holder) for o, r in pairs])
+
+    def claimants(self, now: float) -> set[str]:
+        return {r[0] for r in self._db.rows(
+            "SELECT DISTINCT lease_holder FROM deliveries WHERE lease_holder IS NOT NULL "
+            "AND lease_until > ?", (now,))}
+
+    def _unclaim(self, deliveries: list[Delivery]) -> None:
+        self._db.executemany(
+            "UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
+            "WHERE owner = ? AND recipient = ? AND lease_holder IS NOT NULL",
+            [(d.owner, d.recipient) for d in deliveries])
+
+    def finish(self, delivery: Delivery) -> None:
+        with self._db.transaction():
+            super().finish(delivery)
+            self._unclaim([delivery])
+
+    def finish_many(self, deliveries: Iterable[Delivery], spacing: float = 0.0) -> None:
+        found = list(deliveries)
+        with self._db.transaction():
+            super().finish_many(found, spacing)
+            self._unclaim(found)
+
+    def interrupted(self, now: float | None = None) -> list[Delivery]:
+        if now is None:
+            return super().interrupted()
+        got = [self.delivery(r[0], r[1]) for r in self._db.rows(
+            "SELECT owner, recipient FROM deliveries WHERE intent IS NOT NULL "
+            "AND lease_until <= ? ORDER BY owner, recipient", (now,))]
+        return [d for d in got if d is not None]
+
+    def has_work(self, now: float) -> bool:
+        return bool(self._db.value(
+            "SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM deliveries "
+            "WHERE state IN (%s) AND due <= ? AND lease_until <= ?)" % marks(list(_WAITING)),
+            (*_WAITING, now, now)))
+
+    def next_due(self) -> float | None:
+        found = self._db.value(
+            "SELECT MIN(CASE WHEN lease_until > due THEN lease_until ELSE due END) "
+            "FROM deliveries WHERE state IN (%s)" % marks(list(_WAITING)), _WAITING)
+        return float(found) if found is not None else None
