@@ -34,12 +34,15 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
+from tests.postgres import Cluster
 from tests.server import RadicaleServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PORT = "http://127.0.0.1:5232"
+#: docs/postgresql.md's database server and database (the test makes them on its own cluster).
+PG_HOST, PG_DB = "db.example.org", "radicale_mecard"
 
 
 def demo_users() -> dict[str, str]:
@@ -204,8 +207,9 @@ def phone_export(work: Path) -> None:
 class Shell:
     """Runs the pages' commands one at a time, keeping the variables they set."""
 
-    def __init__(self, server: DemoServer, work: Path) -> None:
+    def __init__(self, server: DemoServer, work: Path, postgres: Cluster | None = None) -> None:
         self.server = server
+        self.postgres = postgres
         self.work = work
         self.state = work / "shell-state.sh"
         self.state.write_text("")
@@ -232,6 +236,10 @@ class Shell:
             ("/var/lib/radicale", str(server.root)),
             ("/root/", str(work / "root") + "/"),
             ("calls-2026.xml", str(work / "calls-2026.xml")),
+            # docs/postgresql.md's database server -> the test's throwaway PostgreSQL
+            *(((f"host={PG_HOST} dbname={PG_DB} user=radicale", self.postgres.dsn(PG_DB)),
+               (f"createdb -h {PG_HOST} -U radicale", "createdb -h 127.0.0.1 -p %d -U %s"
+                % (self.postgres.port, self.postgres.user))) if self.postgres else ()),
             ("sms-2026.xml", str(work / "sms-2026.xml")),
         ]
         for old, new in rewrites:
@@ -300,13 +308,13 @@ SETUP: dict[str, Callable[[DemoServer], None]] = {
 }
 
 
-def test_every_command_in_the_docs_runs_against_a_real_server(tmp_path):
+def test_every_command_in_the_docs_runs_against_a_real_server(tmp_path, postgres):
     found = all_commands()
     assert len(found) > 40, "the pages' commands were not found: %r" % found[:3]
     (tmp_path / "server").mkdir()
     server = DemoServer(tmp_path / "server")
     server.start()
-    shell = Shell(server, tmp_path)
+    shell = Shell(server, tmp_path, postgres)
     names = variables(found)
     failures, ran, skipped = [], 0, []
     try:

@@ -17,11 +17,16 @@
                             delete USER's sharing state; --withdraw also removes their
                             values from the copies in others' books (the server does it)
     export-user USER        USER's own sharing data as JSON
+    migrate-to-postgres DSN [--check]
+                            copy every collection and the whole sharing state into the
+                            empty PostgreSQL database DSN (the server stopped); --check
+                            compares both, card by card: exit 1 with one line per difference
 
 It works on the same files as the server, and may run while the server
 runs (the database serialises writers); the server's fan-out picks up
-what it queues at its next poll (``mecard_poll_interval``).  ``import`` is
-the exception: it is refused while a server runs on the database.  Only
+what it queues at its next poll (``mecard_poll_interval``).  ``import`` and
+``migrate-to-postgres`` are the exceptions: they are refused while a server runs on the
+database.  Only
 ``import`` and ``rebuild`` create a missing sharing database: any other
 command would hide its loss from the server's check at start.  ``check``,
 ``rebuild`` and ``rebuild-index`` read the books without Radicale's storage
@@ -52,6 +57,7 @@ from radicale.storage import multifilesystem
 from radicale_plugin import command_line
 from radicale_plugin.admin import accounts
 from radicale_plugin.admin import backup
+from radicale_plugin.admin import migrate
 from radicale_plugin.delivery import recovery
 from radicale_plugin.index import running
 from radicale_plugin import index as idx
@@ -102,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--withdraw", action="store_true",
                    help="remove the user's values from the copies in others' books")
     sub.add_parser("export-user").add_argument("user")
+    p = sub.add_parser("migrate-to-postgres")
+    p.add_argument("dsn", help="the PostgreSQL database's connection string, e.g. "
+                   "\"host=db.example.org dbname=radicale user=radicale\" (a password in "
+                   "~/.pgpass or PGPASSWORD)")
+    p.add_argument("--check", action="store_true",
+                   help="compare the files with the database (changes nothing)")
     return parser
 
 
@@ -144,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(configuration, settings, missing=not exists)
+        if args.command == "migrate-to-postgres":
+            if args.check:
+                return migrate.check(configuration, settings, args.dsn)
+            migrate.migrate(configuration, settings, args.dsn)
+            return 0
         if not exists and args.command not in _CREATE:
             raise _no_database(settings)
         # the version as found: opening the index migrates it
