@@ -167,3 +167,55 @@ def test_start_answers_the_same_and_stores_no_code_that_was_not_sent(shipped):
     assert digest == "unsent"
     r = mal.api("POST", "/keys/confirm", {"key": ALICE_TEL, "code": last})
     assert r.status_code == 400 and r.json()["error"].startswith("wrong code")
+
+
+def test_parallel_guesses_through_two_hosts_get_no_more_tries_than_one_host(tmp_path, postgres):
+    """Two Radicale processes on one PostgreSQL database (two hosts of a provider): wrong
+    answers sent to both at the same moment are each counted, so one code still takes no
+    more than ``mecard_code_attempts`` wrong answers in all.  (No writer lock serialises
+    them there, as SQLite's does on one host: the answers of one key hold a row lock.)"""
+    dsn = postgres.new_database()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    hosts = [RadicaleServer(tmp_path / "a", USERS, postgres=dsn).start()]
+    try:
+        hosts.append(RadicaleServer(tmp_path / "b", USERS, postgres=dsn).start())
+        mal = me_card(hosts[0], "mal1", "TEL:+1 202 555 0101")
+        mal.api_ok("POST", "/keys/verify", {"key": ALICE_TEL})
+        sent = last_code(hosts[0].sms_to(ALICE_TEL[4:]))
+        guesses = ["%06d" % n for n in range(1, 40) if "%06d" % n != sent][:16]
+        clients = [host.client("mal1") for host in hosts]
+        start = threading.Barrier(len(guesses))
+        answers: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def answer(n: int) -> None:
+            client = clients[n % 2]
+            start.wait(timeout=60)
+            r = client.api("POST", "/keys/confirm", {"key": ALICE_TEL, "code": guesses[n]})
+            with lock:
+                answers.append((r.status_code, r.json().get("error", "")))
+
+        threads = [threading.Thread(target=answer, args=(n,)) for n in range(len(guesses))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        checked = [a for a in answers if a[1].startswith("wrong code")]
+        assert len(answers) == len(guesses)
+        assert len(checked) == 5, answers  # mecard_code_attempts, not one per host or thread
+        assert all(status in (400, 409) for status, _ in answers), answers
+        # the code is void: even the right one is no longer taken, on either host
+        r = clients[1].api("POST", "/keys/confirm", {"key": ALICE_TEL, "code": sent})
+        assert r.status_code == 409 and state(mal, ALICE_TEL) != "verified"
+
+        # positive control: a number of his own verifies through the other host
+        other = me_card(hosts[1], "carol", "TEL:+1 202 555 0303")
+        other.api_ok("POST", "/keys/verify", {"key": "+1 202 555 0303"})
+        code = last_code(hosts[1].sms_to("+12025550303"))
+        hosts[0].client("carol").api_ok("POST", "/keys/confirm",
+                                        {"key": "+1 202 555 0303", "code": code})
+        assert state(other, "tel:+12025550303") == "verified"
+    finally:
+        for host in hosts:
+            host.stop()

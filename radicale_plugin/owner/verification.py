@@ -188,6 +188,9 @@ class Verification:
         answer = {"key": key, "status": SENT % max(1, int(settings.code_lifetime // 60))}
         code = new_code()
         with index.transaction():
+            # counted and recorded as one step, whichever process serves another request for
+            # the key at the same moment
+            index.limits.hold("code-sends", key)
             # each account may send only a few codes to one key, and the key gets only so
             # many in all: a claimant can neither flood the holder nor lock them out; a key
             # that had too many wrong answers gets none (they could not be confirmed)
@@ -237,6 +240,10 @@ class Verification:
         # the attempt is counted even though the answer is an error: decide in the
         # transaction, raise after it has committed
         with index.transaction():
+            # answers for one key are taken one at a time across threads and processes:
+            # without it, parallel guesses (on PostgreSQL, through several hosts) would all
+            # read the same attempt counts and each be checked, past the limits
+            index.limits.hold("code-answers", key)
             now = time.time()
             code = index.keys.code(user, key)
             until = self._locked_until(key, now)
