@@ -110,7 +110,7 @@ PLUGIN_CONFIG_SCHEMA = {"storage": {
     "postgresql_dsn": {
         "value": "",
         "help": "PostgreSQL connection string (libpq, e.g. host=db dbname=radicale "
-                "user=radicale) of the storage type radicale_plugin.storage.postgres",
+                "user=radicale) of the storage type radicale_plugin.storage.postgres (or .plain)",
         "type": str},
     "mecard_database": {
         "value": "",

@@ -130,7 +130,7 @@ delay = 0
 [rights]
 type = owner_only
 [storage]
-type = {"radicale_plugin.storage.postgres.sharing" if postgres else "radicale_plugin.storage"}
+type = {"radicale_plugin.storage.postgres" if postgres else "radicale_plugin.storage"}
 filesystem_folder = {root / 'collections'}
 {"postgresql_dsn = " + postgres if postgres else ""}
 {extra}

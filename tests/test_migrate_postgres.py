@@ -377,7 +377,7 @@ def test_a_config_that_is_not_a_file_deployment_is_refused_with_one_line(small, 
     small.stop()
     config = small.root / "config"
     config.write_text(config.read_text().replace(
-        "type = radicale_plugin.storage\n", "type = radicale_plugin.storage.postgres.sharing\n"
+        "type = radicale_plugin.storage\n", "type = radicale_plugin.storage.postgres\n"
         "postgresql_dsn = %s\n" % postgres.dsn()))
     dsn = postgres.new_database("notfiles")
     line = one_line(admin(small, "migrate-to-postgres", dsn))

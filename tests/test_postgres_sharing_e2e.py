@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sharing product on Radicale's storage on PostgreSQL, end to end.
 
-A real Radicale with ``[storage] type = radicale_plugin.storage.postgres.sharing`` in a
+A real Radicale with ``[storage] type = radicale_plugin.storage.postgres`` in a
 fresh database of the session's PostgreSQL (``postgres`` fixture), under the shipped
 defaults (policy ``ask``, discoverability ``contacts``, nobody pre-authorised) unless a
 test says otherwise.  Bob's phone is vdirsyncer.  The sharing state lives in the same

@@ -2,7 +2,7 @@
 """Radicale's storage on PostgreSQL answers clients exactly as the file storage does.
 
 Every test runs on both backends (``file``: stock ``multifilesystem``; ``postgresql``:
-``radicale_plugin.storage.postgres`` on a fresh database of the test cluster), through a
+``radicale_plugin.storage.postgres.plain`` on a fresh database of the test cluster), through a
 real, stock Radicale process (its own launcher, its own web UI: the plain storage,
 without the sharing), with raw DAV requests and with real clients (vdirsyncer, the
 caldav library).  Two processes on one database see each other's writes and tokens.
@@ -45,7 +45,7 @@ class PlainServer(RadicaleServer):
         config = root / "config"
         lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("mecard_")]
         storage = ("type = multifilesystem" if dsn is None else
-                   "type = radicale_plugin.storage.postgres\npostgresql_dsn = %s" % dsn)
+                   "type = radicale_plugin.storage.postgres.plain\npostgresql_dsn = %s" % dsn)
         text = "\n".join(lines) + "\n"
         assert "type = radicale_plugin.storage\n" in text
         text = text.replace("type = radicale_plugin.storage\n", storage + "\n")
@@ -560,12 +560,12 @@ def test_a_whole_book_that_fails_half_way_leaves_the_book_as_it_was(postgres):
     import radicale.item as radicale_item
     from radicale import config
 
-    from radicale_plugin.storage.postgres import Storage
+    from radicale_plugin.storage.postgres.plain import Storage
     from radicale_plugin.storage.postgres.connection import forget
 
     dsn = postgres.new_database("storage")
     configuration = config.load([])
-    configuration.update({"storage": {"type": "radicale_plugin.storage.postgres",
+    configuration.update({"storage": {"type": "radicale_plugin.storage.postgres.plain",
                                       "postgresql_dsn": dsn}}, "test")
     store = Storage(configuration)
     try:

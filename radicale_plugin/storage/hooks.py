@@ -4,7 +4,7 @@
 :class:`SharingCollection` and :class:`SharingStorage` go first in the bases of a
 storage plugin's ``Collection`` and ``Storage`` (the file one in
 :mod:`radicale_plugin.storage`, the PostgreSQL one in
-:mod:`radicale_plugin.storage.postgres.sharing`) and watch every write path: PUT of a
+:mod:`radicale_plugin.storage.postgres`) and watch every write path: PUT of a
 card (``upload``), PUT of a whole book (``create_collection``), MOVE (``move``),
 DELETE (``delete``) and PROPPATCH of Apple's me-card property on the address-book home
 (``set_meta``).  The hooks keep the card-key index, links and me cards current and only

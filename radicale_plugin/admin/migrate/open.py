@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # psycopg is an extra: imported when a database is opened
 #: The storage types of a file deployment (the plugin's, or Radicale's own).
 FILE_STORAGES = ("radicale_plugin.storage", "multifilesystem", "multifilesystem_nolock")
 #: Radicale's storage on PostgreSQL without the sharing hooks, and its option.
-PLAIN_STORAGE = "radicale_plugin.storage.postgres"
+PLAIN_STORAGE = "radicale_plugin.storage.postgres.plain"
 DSN_OPTION = "postgresql_dsn"
 #: A transaction-level advisory lock only a migration takes: two at once into one database.
 MIGRATION_LOCK = 0x6D65636172640010

@@ -25,7 +25,7 @@ from radicale_plugin.storage.postgres import items
 from radicale_plugin.storage.postgres.items import Book, Stored
 
 if TYPE_CHECKING:
-    from radicale_plugin.storage.postgres import Storage
+    from radicale_plugin.storage.postgres.plain import Storage
 
 TOKEN_PREFIX = "http://radicale.org/ns/sync/"
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Radicale's storage on PostgreSQL with the sharing hooks: me cards, consent, the fan-out.
 
-The plain storage of :mod:`radicale_plugin.storage.postgres` with the hooks of
+The plain storage of :mod:`radicale_plugin.storage.postgres.plain` with the hooks of
 :mod:`radicale_plugin.storage.hooks` (the same ones the file storage runs).  A write
 request is one transaction of the storage's database (``acquire_lock("w")``), and the
 sharing index lives in that database on the same :class:`Database` object: whatever the
@@ -16,8 +16,8 @@ from __future__ import annotations
 from radicale import config
 
 from radicale_plugin.storage.hooks import SharingCollection, SharingStorage
-from radicale_plugin.storage.postgres import Collection as PlainCollection
-from radicale_plugin.storage.postgres import Storage as PlainStorage
+from radicale_plugin.storage.postgres.collection import Collection as PlainCollection
+from radicale_plugin.storage.postgres.plain import Storage as PlainStorage
 from radicale_plugin.storage.postgres import items
 
 
