@@ -52,9 +52,32 @@ from radicale_plugin.owner.targets import Targets
 from radicale_plugin.settings import Settings
 from radicale_plugin.index.sqlite import SQLiteIndex
 from radicale_plugin.index.postgres import PostgresIndex
+from radicale_plugin.index.postgres import running as pg_running
 from radicale_plugin.owner.verification import Verification
 
 __all__ = ["SharingService", "ME_CARD_PROPERTY"]
+
+
+def open_index(store_: radicale_storage.BaseStorage, settings: Settings,
+               checkpoint_wait: float = 0.0) -> SharingIndex:
+    """The sharing index of a storage's deployment: on a storage on PostgreSQL (it has a
+    ``database``) in that database, on the storage's own :class:`Database` object (one
+    transaction of a thread holds an item and the index's rows); else the SQLite file of
+    ``settings``.  The server (:meth:`SharingService.for_storage`) and the admin command
+    open theirs here."""
+    database = getattr(store_, "database", None)
+    if database is not None:
+        return PostgresIndex(database)
+    return SQLiteIndex(settings.database, settings.region, checkpoint_wait=checkpoint_wait)
+
+
+def copy_writer(store_: radicale_storage.BaseStorage) -> CopyWriter:
+    """How the fan-out reads and writes cards of this storage: as rows of its database
+    (PostgreSQL, through the storage's ``item_api``), else as files."""
+    database = getattr(store_, "database", None)
+    if database is not None:
+        return CopyRows(database, getattr(store_, "item_api"))
+    return CopyFiles(store_)
 
 
 def _groups_backend(configuration: config.Configuration | None):
@@ -84,7 +107,8 @@ class SharingService:
         self.policies = Policies(self.ctx, self.links)
         self.targets = Targets(self.ctx, self.discovery)
         # copies as files (the file storage), or as rows of the storage's database
-        self.deliverer = Deliverer(self.ctx, writer if writer is not None else CopyFiles(store_))
+        self.deliverer = Deliverer(self.ctx, writer if writer is not None
+                                   else copy_writer(store_))
         self.offers = Offers(self.ctx, self.deliverer)
         self.invites = Invites(self.ctx, self.deliverer)
         self.undo = Undo(self.ctx, self.deliverer)  # the recipient's history and undo
@@ -101,8 +125,9 @@ class SharingService:
         self.notify_sender = NotifySender(self.ctx, self.notify)
         #: Books this thread changed under the storage lock, told to push when it is released.
         self._changed = threading.local()
-        #: The server's mark on its database (:mod:`radicale_plugin.index.running`).
-        self._running_mark: IO[bytes] | None = None
+        #: The server's mark on its database (:mod:`radicale_plugin.index.running`, or
+        #: :mod:`radicale_plugin.index.postgres.running`).
+        self._running_mark: IO[bytes] | pg_running.Mark | None = None
         #: The database, as the logs name it.
         self._where = settings.database
 
@@ -133,7 +158,7 @@ class SharingService:
                 mark = running.hold(settings.database)
                 existed = os.path.exists(settings.database)
                 # its clean stop may wait a little for an admin command to checkpoint
-                index = SQLiteIndex(settings.database, settings.region, checkpoint_wait=5.0)
+                index = open_index(store_, settings, checkpoint_wait=5.0)
                 service = cls(store_, settings, index, configuration)
                 service._running_mark = mark
                 if not cls._services:
@@ -152,17 +177,19 @@ class SharingService:
         item and the index's rows: a copy and its delivery record, a me card and its
         outbox entry), and copies written as rows (:class:`CopyRows`).
 
-        Left out, being the file storage's: the running mark on the SQLite file (it
-        keeps an admin's import off a running server's database file) and the start-up
-        check of the collections' files against the index (:mod:`.delivery.recovery`):
-        here a book and its index rows change in one transaction."""
+        The running mark is an advisory lock in the database
+        (:mod:`.index.postgres.running`: it keeps an admin's import off a database
+        servers use); left out, being the file storage's: the start-up check of the
+        collections' files against the index (:mod:`.delivery.recovery`): here a book
+        and its index rows change in one transaction."""
         key = "postgresql:%s" % database.dsn
         with cls._services_lock:
             service = cls._services.get(key)
             if service is None:
-                index = PostgresIndex(database)
-                service = cls(store_, settings, index, configuration,
-                              CopyRows(database, getattr(store_, "item_api")))
+                # a server runs on it from now on (waits for an import running now)
+                mark = pg_running.hold(database.dsn)
+                service = cls(store_, settings, open_index(store_, settings), configuration)
+                service._running_mark = mark
                 if not cls._services:
                     atexit.register(cls.close_all)
                 service._where = database.describe()

@@ -443,6 +443,7 @@ def assert_gone(exported: dict[str, Any], user: str) -> None:
     assert all(e["recipient"] != user for e in exported["history"])
     assert all(not b["book"].startswith(user + "/") for b in exported["push"]["topics"])
 
+@pytest.mark.both_backends
 def test_delete_user_drops_their_state_and_leaves_their_copies(server, tmp_path):
     w = world(server)
     bob, carol, dave = w["bob"], w["carol"], w["dave"]
@@ -471,6 +472,7 @@ def test_delete_user_drops_their_state_and_leaves_their_copies(server, tmp_path)
     assert "no user 'nobody-here'" in line
 
 
+@pytest.mark.both_backends
 def test_delete_user_with_withdraw_has_the_worker_remove_their_values(server):
     w = world(server)
     alice, bob, carol = w["alice"], w["bob"], w["carol"]
@@ -491,6 +493,7 @@ def test_delete_user_with_withdraw_has_the_worker_remove_their_values(server):
     assert alice.api_ok("GET", "/me")["me_card"] is None
 
 
+@pytest.mark.both_backends
 def test_export_user_gives_their_own_data_and_nothing_of_others_cards(server):
     w = world(server)
     carol = json.loads(ok(run_admin(server, "export-user", "carol")))
@@ -640,13 +643,17 @@ def test_import_is_refused_while_a_server_runs_and_goes_in_once_it_stopped(serve
 
 
 def lock_holds(output: str) -> int:
-    """How often check/rebuild took Radicale's storage lock, from their last line."""
+    """How often check/rebuild took Radicale's storage lock (on PostgreSQL: a book's lock,
+    or a snapshot), from their last line."""
     found = re.fullmatch(r"Radicale's storage lock: taken (\d+) time\(s\), one book or card "
-                         r"at a time, held [\d.]+ ms at most", output.strip().splitlines()[-1])
+                         r"at a time, held [\d.]+ ms at most|PostgreSQL: one book's lock "
+                         r"\(or one snapshot\) at a time, taken (\d+) time\(s\), held [\d.]+ "
+                         r"ms at most", output.strip().splitlines()[-1])
     assert found, output
-    return int(found.group(1))
+    return int(found.group(1) or found.group(2))
 
 
+@pytest.mark.both_backends
 def test_check_and_rebuild_take_radicales_lock_per_book_while_others_write(public_server):
     """Many books: check, rebuild-index and rebuild take the lock once per book (and per
     card they repair), never for the whole scan; another user's writes meanwhile go in."""

@@ -3136,3 +3136,114 @@ def test_postgres_index_on_the_storages_database_shares_its_transactions(postgre
         assert db.value("SELECT policy FROM policies") == "auto"
     finally:
         db.close()
+
+
+def test_a_fan_out_parts_records_written_at_once_are_as_if_written_one_by_one(backend):
+    """The records of a fan-out's part go a few statements for many rows (PostgreSQL: a
+    round trip is a statement): cards, books' times, history, offers dropped, deliveries
+    finished.  With more rows than one statement takes, each row is as written alone."""
+    many = ["r%03d" % i for i in range(60)]  # more than one statement's rows (50)
+    job = planned(backend, *many)
+    backend.cards.put_many(card("%s/contacts" % r, "copy.vcf", "tel:+1202555%04d" % i)
+                           for i, r in enumerate(many))
+    found = backend.cards.card("r059/contacts", "copy.vcf")
+    assert found is not None and found.keys == frozenset({"tel:+12025550059"})
+    assert len(backend.cards.cards_with_keys_of(set(many), {"tel:+12025550000"})["r000"]) == 1
+    backend.cards.set_book_mtime("r001/contacts", 1)
+    backend.cards.mark_stale("r001")  # a book to be read again stays so
+    backend.cards.set_book_mtimes(("%s/contacts" % r, 9) for r in many)
+    assert backend.cards.book_mtimes()["r002/contacts"] == 9
+    assert backend.cards.stale_books("r001") == ["r001/contacts"]
+    backend.history.record_many(HistoryEntry("alice", r, "%s/contacts" % r, "copy.vcf",
+                                             "update", ()) for r in many)
+    ids = [backend.history.of_recipient(r)[0].id for r in many]
+    assert ids == sorted(ids) and len(set(ids)) == 60  # in the order given
+    for r in many:
+        backend.consent.put_offer(Offer("alice", r, job.seq))
+    backend.consent.drop_offers(("alice", r) for r in many[:55])
+    assert sorted(o.recipient for o in backend.consent.offers_from("alice")) == many[55:]
+    in_hand = [backend.outbox.delivery("alice", r) for r in many]
+    # the last one planned again meanwhile: its newer plan stays, its copy's time is kept
+    backend.outbox.plan(change(backend, "+1 202 555 0199"), {"r059": ["all"]})
+    for i, delivery in enumerate(in_hand):
+        assert delivery is not None
+        delivery.state, delivery.delivered_seq = idx.DELIVERED, job.seq
+        delivery.delivered_at = 100.0 + i
+    backend.outbox.finish_many(in_hand, 5.0)  # type: ignore[arg-type]
+    assert {d.recipient: (d.state, d.delivered_seq, d.delivered_at)
+            for d in backend.outbox.deliveries("alice")} == {
+        r: (idx.PENDING if r == "r059" else idx.DELIVERED, job.seq, 100.0 + i)
+        for i, r in enumerate(many)}
+    assert backend.outbox.delivery("alice", "r059").due == 164.0  # type: ignore[union-attr]
+
+
+# -- jobs claimed with leases: one change planned by one process ---------------------------
+def test_a_job_claim_leaves_a_job_another_process_is_planning_and_one_it_planned(fresh):
+    first = fresh()
+    job = change(first, "+1 202 555 0111")
+    second = reopen(first)
+    try:
+        now = time.time()
+        assert first.outbox.claim_jobs("host:1:a", 10, now, 30) == [job]
+        assert first.outbox.claim_jobs("host:1:a", 10, now, 30) == [job]  # its own again
+        assert second.outbox.claim_jobs("host:2:b", 10, now, 30) == []  # being planned
+        assert second.outbox.has_work(now) is False  # another's work, as a claimed delivery
+        assert second.outbox.claimants(now) == {"host:1:a"}
+        first.outbox.plan(job, {"bob": ["user:bob"]})  # planning ends the claim
+        assert second.outbox.claim_jobs("host:2:b", 10, now, 30) == []  # nothing to plan
+        assert second.outbox.claimants(now) == set()
+        # positive control: the next change is claimed by whoever asks first
+        later = change(first, "+1 202 555 0112")
+        assert second.outbox.claim_jobs("host:2:b", 10, now, 30) == [later]
+        assert first.outbox.claim_jobs("host:1:a", 10, now, 30) == []
+    finally:
+        second.close()
+
+
+def test_the_job_of_a_process_that_died_planning_comes_back_after_the_lease(fresh):
+    first = fresh()
+    job = change(first, "+1 202 555 0111")
+    second = reopen(first)
+    try:
+        now = time.time()
+        assert first.outbox.claim_jobs("host:1:dead", 10, now, 30) == [job]
+        assert second.outbox.claim_jobs("host:2:b", 10, now + 29, 30) == []
+        assert second.outbox.has_work(now + 31) is True
+        assert second.outbox.claim_jobs("host:2:b", 10, now + 31, 30) == [job]
+        # or at once, when its process is known to be gone
+        assert second.outbox.claim_jobs("host:3:c", 10, now + 32, 30) == []
+        second.outbox.release("host:2:b")
+        assert second.outbox.claim_jobs("host:3:c", 10, now + 32, 30) == [job]
+    finally:
+        second.close()
+
+
+def test_two_processes_claiming_jobs_at_once_never_plan_one_twice(fresh):
+    first = fresh()
+    owners = ["o%02d" % n for n in range(12)]
+    for owner in owners:
+        v = view("+1 202 555 0111", owner)
+        assert first.owners.record_view(owner, v, v, v.values(REGION))
+    second = reopen(first)
+    try:
+        got: list[str] = []
+        lock = threading.Lock()
+
+        def work(ix: SharingIndex, name: str) -> None:
+            while True:
+                found = ix.outbox.claim_jobs(name, 3, time.time(), 60)
+                if not found and not ix.outbox.has_work(time.time()):
+                    return
+                for job in found:
+                    ix.outbox.plan(job, {})
+                    with lock:
+                        got.append(job.owner)
+        threads = [threading.Thread(target=work, args=(ix, "host:%d:x" % i))
+                   for i, ix in enumerate((first, second, first, second))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(got) == owners  # each planned exactly once
+    finally:
+        second.close()

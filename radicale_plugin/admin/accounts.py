@@ -8,7 +8,9 @@ history and push subscriptions, takes ``user:NAME`` out of other owners'
 targets (with a notice to each), and clears their home's ``CS:me-card`` so
 that a later ``rebuild`` does not bring their me card back.  A new account
 of the same name starts from nothing: no policy, target, link or key of the
-old one applies to it.  Their collections are Radicale's to delete.
+old one applies to it.  On files their collections are Radicale's to delete (their
+folder); on PostgreSQL (``collections``) they are deleted with the sharing state, in
+one transaction that holds the user's books as their writers do.
 
 The copies of their card in others' books stay as they are, or, with
 ``withdraw``, lose the values the server wrote there: those deliveries are
@@ -50,6 +52,8 @@ class Deleted:
     deliveries: int = 0
     keys: int = 0
     history: int = 0
+    collections: int = 0  # with ``collections``: the user's collections deleted
+    items: int = 0        # and the items they held
     targeted_by: list[str] = field(default_factory=list)  # owners whose rules named them
 
 
@@ -64,17 +68,50 @@ def has_state(ctx: Context, user: str) -> bool:
                 or index.push.of_user(user, 0.0))
 
 
-def delete_user(ctx: Context, user: str, withdraw: bool = False) -> Deleted:
+def delete_user(ctx: Context, user: str, withdraw: bool = False,
+                collections: bool = False) -> Deleted:
     """Delete the user's sharing state (see the module's docstring); what was done.
 
     Takes the storage lock to clear the home's property, then works in one
-    transaction of the index.  Raises :class:`NotFound` for a user the server
-    knows nothing of.
+    transaction of the index.  ``collections`` (a storage whose collections are in the
+    index's database: PostgreSQL): the user's collections are deleted too, and the lock
+    (the storage's transaction, holding the user's books) spans it all, so that the
+    collections and the state go together or not at all.  Raises :class:`NotFound` for
+    a user the server knows nothing of.
     """
-    index = ctx.index
     home = _home(ctx.storage, user)
     if home is None and not has_state(ctx, user):
         raise NotFound("no user %r: no address-book home and no sharing state" % user)
+    if not collections:
+        return _delete_state(ctx, user, withdraw, home)
+    with ctx.storage.acquire_lock("w", user), ctx.index.transaction():
+        done = _delete_state(ctx, user, withdraw, None)
+        if home is not None:
+            done.collections, done.items = _count(ctx.storage, home.path)
+            home.delete()  # every collection under the home, and their items
+        ctx.index.cards.remove_under(user)  # the card-key index of those books
+    return done
+
+
+def _count(storage: radicale_storage.BaseStorage, home: str) -> tuple[int, int]:
+    """The collections at and under ``home`` and their items (what its delete takes)."""
+    collections = items = 0
+    pending = [home]
+    while pending:
+        path = pending.pop()
+        for entry in storage.discover("/%s/" % path, depth="1"):
+            if not isinstance(entry, radicale_storage.BaseCollection):
+                items += 1
+            elif entry.path.strip("/") == path:
+                collections += 1
+            else:
+                pending.append(entry.path.strip("/"))
+    return collections, items
+
+
+def _delete_state(ctx: Context, user: str, withdraw: bool,
+                  home: radicale_storage.BaseCollection | None) -> Deleted:
+    index = ctx.index
     if home is not None:
         with ctx.storage.acquire_lock("w", user):
             meta = dict(home.get_meta())

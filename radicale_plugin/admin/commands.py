@@ -22,11 +22,13 @@
                             empty PostgreSQL database DSN (the server stopped); --check
                             compares both, card by card: exit 1 with one line per difference
 
-It works on the same files as the server, and may run while the server
-runs (the database serialises writers); the server's fan-out picks up
+It works on the same deployment as the server, files or PostgreSQL as the config's
+``[storage] type`` says (:mod:`.backend`), and may run while servers run (the
+database serialises writers); the server's fan-out picks up
 what it queues at its next poll (``mecard_poll_interval``).  ``import`` and
 ``migrate-to-postgres`` are the exceptions: they are refused while a server runs on the
-database.  Only
+database (on PostgreSQL: while any server holds its advisory lock).  On PostgreSQL
+``delete-user`` also deletes the user's collections, in the same transaction.  Only
 ``import`` and ``rebuild`` create a missing sharing database: any other
 command would hide its loss from the server's check at start.  ``check``,
 ``rebuild`` and ``rebuild-index`` read the books without Radicale's storage
@@ -49,27 +51,28 @@ import sys
 import time
 from typing import Any, Iterator, Sequence
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from radicale import config
-from radicale import storage as radicale_storage
 from radicale.log import logger
-from radicale.storage import multifilesystem
 
 from radicale_plugin import command_line
 from radicale_plugin.admin import accounts
 from radicale_plugin.admin import backup
 from radicale_plugin.admin import migrate
+from radicale_plugin.admin.backend import Deployment, LockHolds
 from radicale_plugin.delivery import recovery
-from radicale_plugin.index import running
 from radicale_plugin import index as idx
 from radicale_plugin.context import Context
-from radicale_plugin.delivery.copy_files import CopyFiles
 from radicale_plugin.errors import SharingError
-from radicale_plugin.service import SharingService
+from radicale_plugin.service import SharingService, copy_writer, open_index
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA, Settings
+from radicale_plugin.index.postgres.schema import SchemaError as PostgresSchemaError
 from radicale_plugin.index.sqlite import SQLiteIndex
-from radicale_plugin.index.sqlite.database import Database
-from radicale_plugin.index.sqlite.schema import SchemaError, check_columns, version_of
+from radicale_plugin.index.sqlite.schema import SchemaError
 from radicale_plugin.owner.verification import normalize_key
+
+__all__ = ["AdminError", "LockHolds", "main", "status"]
 
 #: Commands that may create the sharing database (they restore it).
 _CREATE = ("import", "rebuild")
@@ -123,19 +126,6 @@ def _configuration(paths: str | None) -> config.Configuration:
     return config.load(command_line.config_paths(paths)).copy(PLUGIN_CONFIG_SCHEMA)
 
 
-def _service(configuration: config.Configuration, settings: Settings) -> SharingService:
-    # plain file storage: no hooks and no worker in this process
-    store = multifilesystem.Storage(configuration)
-    return SharingService(store, settings, SQLiteIndex(settings.database, settings.region),
-                          configuration)
-
-
-def _no_database(settings: Settings) -> AdminError:
-    return AdminError("no sharing database at %s (the server makes it at its first start; "
-                      "if it was lost, see docs/operating.md, 'Backups and restore': import the last "
-                      "export, or rebuild)" % settings.database)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one admin command; 0 on success, 1 with one line of advice otherwise
     (``check``: 1 and one line per difference)."""
@@ -146,57 +136,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configuration = _configuration(args.config)
         settings = Settings.from_configuration(configuration)
-        exists = os.path.exists(settings.database)
-        if args.command == "schema":
-            # only looks: opening the index would migrate it
-            if not exists:
-                raise _no_database(settings)
-            print("schema version %d (this code writes %d)"
-                  % (_version(settings.database, check=True), SQLiteIndex.SCHEMA_VERSION))
-            return 0
-        if args.command == "check":
-            return _check(configuration, settings, missing=not exists)
         if args.command == "migrate-to-postgres":
             if args.check:
                 return migrate.check(configuration, settings, args.dsn)
             migrate.migrate(configuration, settings, args.dsn)
             return 0
-        if not exists and args.command not in _CREATE:
-            raise _no_database(settings)
-        # the version as found: opening the index migrates it
-        found = _version(settings.database) if args.command == "status" else 0
-        # an export is read and checked before a database is opened (or made) for it
-        export = backup.read_export(_read_json(args.file), settings.region) \
-            if args.command == "import" else None
-        # a server would go on with what it holds in memory, and write meanwhile
-        alone = running.alone(settings.database, "an import") if export is not None \
-            else contextlib.nullcontext()
-        with alone, _made_for(settings.database, created=not exists):
-            service = _service(configuration, settings)
-            try:
-                if args.command == "status":
-                    _status(service, found, args.json)
-                elif export is not None:
-                    counts = backup.restore(service.index, export)
-                    print("imported into %s: %s" % (settings.database, ", ".join(
-                        "%d %s" % (n, what) for what, n in counts.items())))
-                else:
-                    _run(service, args)
-            finally:
-                service.index.close()
-    except (SharingError, SchemaError, backup.BackupError, RuntimeError, OSError,
-            sqlite3.Error) as e:
-        print("python -m radicale_plugin: %s" % e, file=sys.stderr)
+        deployment = Deployment(configuration, settings)
+        try:
+            return _on(deployment, args)
+        finally:
+            deployment.close()
+    except (SharingError, SchemaError, PostgresSchemaError, backup.BackupError, RuntimeError,
+            OSError, sqlite3.Error, psycopg.Error, PoolTimeout) as e:
+        print("python -m radicale_plugin: %s" % " ".join(str(e).split()), file=sys.stderr)
         return 1
+
+
+def _on(deployment: Deployment, args: argparse.Namespace) -> int:
+    """Run a command on the deployment of the config (files or PostgreSQL)."""
+    exists = deployment.exists()
+    if args.command == "schema":
+        # only looks: opening the index would migrate it
+        if not exists:
+            raise deployment.no_database()
+        for line in deployment.schema_lines():
+            print(line)
+        return 0
+    if args.command == "check":
+        return _check(deployment, missing=not exists)
+    if not exists and args.command not in _CREATE:
+        raise deployment.no_database()
+    # the version as found: opening the index migrates it
+    found = deployment.index_version() if args.command == "status" else 0
+    # an export is read and checked before a database is opened (or made) for it
+    export = backup.read_export(_read_json(args.file), deployment.settings.region) \
+        if args.command == "import" else None
+    # a server would go on with what it holds in memory, and write meanwhile
+    alone = deployment.alone("an import") if export is not None \
+        else contextlib.nullcontext()
+    with alone, deployment.made_for(created=not exists):
+        service = deployment.service()
+        try:
+            if args.command == "status":
+                _status(service, deployment, found, args.json)
+            elif export is not None:
+                counts = backup.restore(service.index, export)
+                print("imported into %s: %s" % (deployment.where, ", ".join(
+                    "%d %s" % (n, what) for what, n in counts.items())))
+            else:
+                _run(service, args, rows=deployment.postgres)
+        finally:
+            service.index.close()
     return 0
 
 
-def _run(service: SharingService, args: argparse.Namespace) -> None:
+def _run(service: SharingService, args: argparse.Namespace, rows: bool = False) -> None:
     """The commands that work on an opened service."""
     index, ctx = service.index, service.ctx
     if args.command == "rebuild-index":
         holds = LockHolds(service.storage)
-        read = service.card_keys.rebuild(service.deliverer.files, hold=lambda: holds("r"))
+        read = service.card_keys.rebuild(service.deliverer.files,
+                                         hold=lambda book: holds("r", book))
         print("card-key index rebuilt from %d address book(s)" % read)
         print(holds.summary())
     elif args.command == "keys":
@@ -216,10 +216,14 @@ def _run(service: SharingService, args: argparse.Namespace) -> None:
     elif args.command == "export":
         _write(args.file, backup.dumps(backup.export_state(index, service.settings.region)))
     elif args.command == "delete-user":
-        done = accounts.delete_user(ctx, args.user, args.withdraw)
+        # on PostgreSQL the collections go with the sharing state, in one transaction
+        done = accounts.delete_user(ctx, args.user, args.withdraw, collections=rows)
         print("sharing state of %s deleted: %d link(s), %d offer(s), %d delivery(ies), "
               "%d key(s), %d history entry(ies)" % (args.user, done.links, done.offers,
                                                     done.deliveries, done.keys, done.history))
+        if rows:
+            print("%d collection(s) of %s deleted with %d item(s)"
+                  % (done.collections, args.user, done.items))
         if done.targeted_by:
             print("removed from the targets of %s" % ", ".join(done.targeted_by))
         if done.withdrawing:
@@ -230,75 +234,27 @@ def _run(service: SharingService, args: argparse.Namespace) -> None:
         print(json.dumps(accounts.export_user(ctx, args.user), indent=1, ensure_ascii=False))
 
 
-@contextlib.contextmanager
-def _made_for(database: str, created: bool) -> Iterator[None]:
-    """A database this command made is removed again if the command fails: an empty one
-    left behind would hide the loss of the real one from the server's check at start."""
-    try:
-        yield
-    except BaseException:
-        if created:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    os.unlink(database + suffix)
-        raise
-
-
-def _version(path: str, check: bool = False) -> int:
-    """The database's schema version; ``check``: also refuse one that lacks a table or
-    column its version has (:func:`check_columns`)."""
-    db = Database(path)
-    try:
-        version = version_of(db)
-        if check and version == SQLiteIndex.SCHEMA_VERSION:
-            check_columns(db, version)
-        return version
-    finally:
-        db.close()
-
-
-class LockHolds:
-    """Radicale's storage lock, taken for one book (or card) at a time: how often, and the
-    longest hold, so that the admin sees that writers never waited for a whole scan."""
-
-    def __init__(self, storage: radicale_storage.BaseStorage) -> None:
-        self._storage = storage
-        self.count = 0
-        self.longest = 0.0
-
-    @contextlib.contextmanager
-    def __call__(self, mode: str) -> Iterator[None]:
-        with self._storage.acquire_lock(mode):
-            began = time.monotonic()
-            try:
-                yield
-            finally:
-                self.count += 1
-                self.longest = max(self.longest, time.monotonic() - began)
-
-    def summary(self) -> str:
-        return ("Radicale's storage lock: taken %d time(s), one book or card at a time, "
-                "held %.1f ms at most" % (self.count, self.longest * 1000))
-
-
 # -- status --------------------------------------------------------------------------------
 
-def status(index: idx.SharingIndex, database: str, found_version: int) -> dict[str, Any]:
-    """What a monitoring system wants to know, as one JSON object."""
+def status(index: idx.SharingIndex, database: str, found_version: int,
+           current: int | None = None) -> dict[str, Any]:
+    """What a monitoring system wants to know, as one JSON object (``current``: the schema
+    version this code writes, when not SQLite's: PostgreSQL numbers its own)."""
     now = time.time()
     counts = index.outbox.counts(now)
     pending = counts.states.get(idx.PENDING, 0)
     withdrawing = counts.states.get(idx.WITHDRAWING, 0)
     return {"database": database, "schema_version": found_version,
-            "schema_current": index.SCHEMA_VERSION,
+            "schema_current": index.SCHEMA_VERSION if current is None else current,
             "queue": counts.jobs + pending + withdrawing, "jobs": counts.jobs,
             "oldest_job": counts.oldest_job, "pending": pending, "withdrawing": withdrawing,
             "due": counts.due, "failed": counts.states.get(idx.FAILED, 0),
             "deliveries": counts.states, "subscriptions": index.push.count(now)}
 
 
-def _status(service: SharingService, found: int, as_json: bool) -> None:
-    report = status(service.index, service.settings.database, found)
+def _status(service: SharingService, deployment: Deployment, found: int,
+            as_json: bool) -> None:
+    report = status(service.index, deployment.where, found, deployment.index_current())
     if as_json:
         print(json.dumps(report, indent=1))
         return
@@ -314,17 +270,20 @@ def _status(service: SharingService, found: int, as_json: bool) -> None:
 
 # -- check and rebuild ---------------------------------------------------------------------
 
-def _check(configuration: config.Configuration, settings: Settings, missing: bool) -> int:
-    store = multifilesystem.Storage(configuration)
+def _check(deployment: Deployment, missing: bool) -> int:
+    store = deployment.storage()
+    settings = deployment.settings
     # a missing database is not created: an empty stand-in in memory takes its place
-    index = SQLiteIndex(":memory:" if missing else settings.database, settings.region)
-    files = CopyFiles(store)
+    index = SQLiteIndex(":memory:", settings.region) if missing \
+        else open_index(store, settings)
+    files = copy_writer(store)
     holds = LockHolds(store)
     try:
-        # each book is compared with its index under the lock, one at a time
+        # each book is compared with its index under the lock (a snapshot on
+        # PostgreSQL), one at a time
         problems = recovery.check(store, files, index,
                                   Context(store, settings, index).region_of,
-                                  settings.database, missing, lock=holds)
+                                  deployment.where, missing, lock=holds)
         books = sum(1 for _ in files.books())
         for line in problems:
             print(line)

@@ -97,19 +97,20 @@ class CardKeys:
         self._ctx.index.cards.replace_book(collection.path, found, store.folder_mtime(collection))
 
     def rebuild(self, files: CopyWriter,
-                hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> int:
+                hold: Callable[[str], ContextManager[Any]] = contextlib.nullcontext) -> int:
         """Read every book again (the admin's ``rebuild-index``, ``hold`` per book)."""
         return self.reconcile(files, everything=True, hold=hold)
 
     def reconcile(self, files: CopyWriter, everything: bool = False,
-                  hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> int:
+                  hold: Callable[[str], ContextManager[Any]] = contextlib.nullcontext) -> int:
         """Re-read books changed behind the index's back; build it all the first time.
 
         Returns how many books were read.  Books are read from their files,
         without the storage lock: Radicale replaces files atomically, and a
         book whose folder changes while it is read is read again.  ``hold`` (the
-        admin's: Radicale's shared lock) is taken per book to store what was read,
-        so that no write slips between the folder's last look and the store.
+        admin's: Radicale's shared lock; on PostgreSQL the lock of the book it is given)
+        is taken per book to store what was read, so that no write slips between the
+        folder's last look and the store.
         """
         cards = self._ctx.index.cards
         known = cards.book_mtimes()
@@ -127,7 +128,7 @@ class CardKeys:
                 region = regions[user]
                 found = [index_card(book, href, text, region)
                          for href, text in files.book_cards(book)]
-                with hold():
+                with hold(book):
                     now = files.folder_mtime(folder)
                     if now == mtime:
                         with self._ctx.index.transaction(durable=False):  # rebuildable

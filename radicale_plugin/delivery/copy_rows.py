@@ -83,6 +83,21 @@ class CopyRows:
             return None
         return found[0], identity(*found)
 
+    def read_many(self, cards: list[tuple[str, str]]
+                  ) -> dict[tuple[str, str], tuple[str, Identity] | None]:
+        """Every card of ``cards`` (None: not there), one statement per 200 of them."""
+        keys = sorted(set(cards))
+        found: dict[tuple[str, str], tuple[str, Identity] | None] = dict.fromkeys(keys)
+        for start in range(0, len(keys), 200):
+            part = keys[start:start + 200]
+            for row in self._db.rows(
+                    "WITH k(book, href) AS (VALUES %s) SELECT k.book, k.href, i.text, i.etag "
+                    "FROM k JOIN dav_collections c ON c.path = k.book JOIN dav_items i "
+                    "ON i.collection = c.id AND i.href = k.href"
+                    % ",".join(["(?, ?)"] * len(part)), [x for key in part for x in key]):
+                found[(row[0], row[1])] = (row[2], identity(row[2], row[3]))
+        return found
+
     def text(self, book: str, href: str) -> str | None:
         found = self._items.read(self._db, book, href)
         return found[0] if found is not None else None

@@ -128,8 +128,11 @@ def gather(ctx: Context, deliverer: Deliverer, deliveries: list[Delivery],
         got.holders = index.keys.holders(keys)
         got.claimed = frozenset(index.keys.claimed(keys))
     _undone(index, got, deliveries)
+    # the linked cards at once (PostgreSQL: one statement, not one a card); a card not
+    # found there is read again by itself (a book that cannot be read is told apart then)
+    early = deliverer.files.read_many(sorted({(k.book, k.href) for k in got.links.values()}))
     for delivery in deliveries:
-        _read_cards(deliverer, got, delivery)
+        _read_cards(deliverer, got, delivery, early)
     return got
 
 
@@ -149,8 +152,10 @@ def _undone(index: idx.SharingIndex, got: Gathered, deliveries: list[Delivery]) 
                       if (kept := [v for v in values if v.id not in stale])}
 
 
-def _read_cards(deliverer: Deliverer, got: Gathered, delivery: Delivery) -> None:
-    """Read the cards the delivery's decision may need, once each."""
+def _read_cards(deliverer: Deliverer, got: Gathered, delivery: Delivery,
+                early: dict[Pair, Found | None]) -> None:
+    """Read the cards the delivery's decision may need, once each (``early``: those read
+    already)."""
     pair = (delivery.owner, delivery.recipient)
     for card in cards_to_read(got.facts(delivery)):
         if card in got.read or card in got.unreadable:
@@ -159,9 +164,9 @@ def _read_cards(deliverer: Deliverer, got: Gathered, delivery: Delivery) -> None
             pass  # wait while the last round's writer holds the storage lock
         try:
             if delivery.state == idx.WITHDRAWING:
-                got.read[card] = deliverer.files.read(*card)
+                got.read[card] = early[card] if card in early else deliverer.files.read(*card)
                 continue
-            found = deliverer.read(*card)
+            found = early.get(card) or deliverer.read(*card)
             link = got.links.get(pair)
             if link is not None and (found is None or not consent_links.holds(
                     link, parse_card(found[0]).first_value("UID"))):

@@ -50,11 +50,13 @@ _COPY_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-
 #: Users named in one log line at most.
 _NAMED = 5
 
-#: Takes Radicale's storage lock in a mode (``"r"``, ``"w"``) for one book or card.
-Lock = Callable[[str], ContextManager[None]]
+#: Takes Radicale's storage lock in a mode (``"r"``, ``"w"``) for one book or card; the
+#: book's path is given where the lock guards a write (a storage on PostgreSQL then holds
+#: that book's lock, as its writers do: see the admin's ``LockHolds``).
+Lock = Callable[..., ContextManager[None]]
 
 
-def no_lock(mode: str) -> ContextManager[None]:
+def no_lock(mode: str, book: str = "") -> ContextManager[None]:
     """For callers that hold the storage lock already, or need none (tests)."""
     return contextlib.nullcontext()
 
@@ -299,7 +301,7 @@ def rebuild(storage: radicale_storage.BaseStorage, files: CopyWriter, index: Sha
     designated as somebody's me card.  Each is decided again under the lock, as
     the server may have changed it since it was found.
     """
-    done = Rebuilt(books=card_keys.rebuild(files, hold=lambda: lock("r")))
+    done = Rebuilt(books=card_keys.rebuild(files, hold=lambda book: lock("r", book)))
     homes = designations(storage)
     everyone = users(storage)
     cards = [c for user in everyone for c in index.cards.cards_of(user)]
@@ -308,7 +310,7 @@ def rebuild(storage: radicale_storage.BaseStorage, files: CopyWriter, index: Sha
     for copy in created_copies(cards, everyone):
         if copy.owner not in owners or not _copy_unlinked(index, copy):
             continue
-        with lock("r"):  # writers wait (the server's readers go on): decided again
+        with lock("r", copy.book):  # writers wait (the server's readers go on): decided again
             if _exists(files, copy.book, copy.href) and _copy_unlinked(index, copy):
                 index.links.put(Link(copy.owner, copy.recipient, copy.book, copy.href,
                                      LINK_CREATED, now))
@@ -316,7 +318,7 @@ def rebuild(storage: radicale_storage.BaseStorage, files: CopyWriter, index: Sha
     for d in homes:
         if not (_exists(files, d.book, d.href) and _lost_me_card(index, d)):
             continue
-        with lock("r"):  # writers wait (the server's readers go on): decided again
+        with lock("r", d.book or ""):  # writers wait (readers go on): decided again
             if not (_exists(files, d.book, d.href) and _lost_me_card(index, d)):
                 continue
             home = next(iter(storage.discover("/%s/" % d.user)), None)

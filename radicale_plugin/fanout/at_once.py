@@ -18,7 +18,12 @@ here each part of a round (:data:`.records.PART` deliveries) is ONE transaction:
 
 A crash, a lost connection or a deadlock anywhere in a part rolls the whole part back:
 no copy without its delivery record, no record of a copy not written, nothing to settle
-at the next start (the round fails, and its deliveries are taken again).  Copies go
+at the next start (the round fails, and its deliveries are taken again).  A part's
+commit does not wait for the disk: the round's parts are made durable at once at its end
+(one flush of PostgreSQL's log, :meth:`SharingIndex.sync`, as the file storage syncs a
+round's files once), and only then are the books' subscribers told.  A crash of
+PostgreSQL before that flush takes back whole parts (copies with their records, never
+one without the other): their deliveries are taken again.  Copies go
 first, as in a request (the book's lock, its item, then the index's rows), so that a
 request's hooks and a part take their locks in the same order.  The worker runs the
 parts on its writer thread while it decides the next round, as it writes files.
@@ -27,7 +32,7 @@ parts on its writer thread while it decides the next round, as it writes files.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from radicale.log import logger
 
@@ -40,42 +45,51 @@ from radicale_plugin.fanout.records import Records, parts
 class AtOnce:
     """Writes a round's copies and records them, one transaction per part."""
 
-    def __init__(self, ctx: Context, rows: CopyWriter, records: Records) -> None:
+    def __init__(self, ctx: Context, rows: CopyWriter, records: Records,
+                 keep: Callable[[], None] = lambda: None) -> None:
         self._ctx = ctx
         self._rows = rows
         self._records = records
+        self._keep = keep  # renews the round's claims (Claims.keep)
 
     def run(self, outcomes: list[Outcome], clock: Any = None) -> list[Write]:
         """Write and record every part of the round; the writes (``renamed``: made).
         ``clock``: the round's (its ``lap``), told when the writing ends."""
         index = self._ctx.index
         every: list[Write] = []
+        changed: set[str] = set()
         todo = list(parts(outcomes)) or [[]]
-        for n, part in enumerate(todo):
-            writes = [o.planned.write for o in part
-                      if o.planned is not None and not o.planned.write.done]
-            begun = time.monotonic()
-            try:
-                with index.transaction():
-                    self._rows.prepare(writes)
-                    done = self._rows.commit(writes, float("inf"))
-                    written = time.monotonic()
-                    for outcome in part:
-                        self._records.before(outcome)
-                    if n == len(todo) - 1:
-                        self._records.end_round()
-                    self._records.results(part)
-            except BaseException:
-                for write in writes:  # rolled back with the part's records
-                    write.renamed = False
-                raise
-            every += writes
-            if done:
-                logger.debug("Fan-out: %d copies written (%.1f ms) and recorded (%.1f ms) in "
-                             "one transaction", len(done), (written - begun) * 1000,
-                             (time.monotonic() - written) * 1000)
-                # committed: their books' subscribers may sync
-                self._ctx.books_changed({w.book for w in done})
+        try:
+            for n, part in enumerate(todo):
+                writes = [o.planned.write for o in part
+                          if o.planned is not None and not o.planned.write.done]
+                begun = time.monotonic()
+                try:
+                    with index.transaction(durable=False):  # made durable below, at once
+                        self._rows.prepare(writes)
+                        done = self._rows.commit(writes, float("inf"))
+                        written = time.monotonic()
+                        for outcome in part:
+                            self._records.before(outcome)
+                        if n == len(todo) - 1:
+                            self._records.end_round()
+                        self._records.results(part)
+                except BaseException:
+                    for write in writes:  # rolled back with the part's records
+                        write.renamed = False
+                    raise
+                every += writes
+                self._keep()  # a long round: its claims renewed between parts, not lapsed
+                if done:
+                    logger.debug("Fan-out: %d copies written (%.1f ms) and recorded (%.1f "
+                                 "ms) in one transaction", len(done), (written - begun) * 1000,
+                                 (time.monotonic() - written) * 1000)
+                    changed.update(w.book for w in done)
+        finally:  # the parts committed, even if a later one failed
+            if changed:
+                index.sync()  # every part of the round durable: one flush of the log
+                # committed and durable: their books' subscribers may sync
+                self._ctx.books_changed(changed)
         if clock is not None:
             clock.lap("write and record")
         return every

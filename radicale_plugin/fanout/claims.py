@@ -9,6 +9,9 @@ their leases lapse — those with an intent are settled first by whoever claims 
 (:meth:`Deliverer.settle`), as after a crash.  A round that runs long (a slow disk,
 the storage lock busy) renews its claims every third of the lease, from the worker's
 thread and from the file writer's.  Finishing a delivery ends its claim.
+
+The owners' changes to plan are claimed the same way (:meth:`Claims.jobs`): a change is
+planned by one process, never by each that saw it queued.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Iterable
 from radicale.log import logger
 
 from radicale_plugin.context import Context
-from radicale_plugin.index import Delivery
+from radicale_plugin.index import Delivery, Job
 from radicale_plugin.index.duties import dead_here, holder
 
 class Claims:
@@ -44,6 +47,11 @@ class Claims:
                 self._renewed = now
             self._held.update((d.owner, d.recipient) for d in batch)
         return batch
+
+    def jobs(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` changes to plan (planning one ends its claim)."""
+        return self._ctx.index.outbox.claim_jobs(holder(self._ctx.index), limit, time.time(),
+                                                 self.lease)
 
     def keep(self) -> None:
         """Renew the claims held if a third of the lease went by since the last renewal."""

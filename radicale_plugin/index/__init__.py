@@ -549,6 +549,13 @@ class Outbox(abc.ABC):
         :meth:`release` end a claim."""
 
     @abc.abstractmethod
+    def claim_jobs(self, holder: str, limit: int, now: float, lease: float) -> list[Job]:
+        """:meth:`pending_jobs`, each leased to ``holder`` until ``now + lease``: a job
+        another process is planning (its lease not lapsed) is left out, and one planned
+        meanwhile too, so that two processes never plan one change twice.  :meth:`plan`
+        ends the lease; :meth:`release` (all) too."""
+
+    @abc.abstractmethod
     def renew(self, holder: str, pairs: Iterable[tuple[str, str]], until: float) -> int:
         """Extend ``holder``'s claims of these (owner, recipient) pairs until ``until`` (a
         long round); how many it still held."""

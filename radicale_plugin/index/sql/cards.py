@@ -8,8 +8,8 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import LINK_CREATED, IndexedCard
-from radicale_plugin.index.sql.database import (Database, batches, chunks, marks,
-                                                pairs_where, under_path, values_of)
+from radicale_plugin.index.sql.database import (Database, batches, chunks, insert_rows,
+                                                marks, pairs_where, under_path)
 
 
 #: The ``books.mtime`` of a book to be read again (no folder has it).
@@ -31,20 +31,15 @@ class SQLCardIndex(index.CardIndex):
             json.dumps(sorted(c.categories)) if c.categories else None,
             json.dumps(list(c.members)) if c.members else None, c.version or None)
             for c in cards}
-        for batch in batches(rows.values()):
-            values, args = values_of(batch)
-            self._db.execute(
-                'INSERT INTO cards (book, href, "user", uid, is_group, name, categories, '
-                "members, version) VALUES " + values + " ON CONFLICT (book, href) DO UPDATE "
-                'SET "user" = excluded."user", uid = excluded.uid, '
-                "is_group = excluded.is_group, name = excluded.name, "
-                "categories = excluded.categories, members = excluded.members, "
-                "version = excluded.version", args)
-        for batch in batches((c.user, k, c.book, c.href) for c in cards
-                             for k in sorted(c.keys)):
-            values, args = values_of(batch)
-            self._db.execute('INSERT INTO card_keys ("user", key, book, href) VALUES '
-                             + values + " ON CONFLICT DO NOTHING", args)
+        insert_rows(self._db, 'INSERT INTO cards (book, href, "user", uid, is_group, name, '
+                    "categories, members, version)", rows.values(),
+                    ' ON CONFLICT (book, href) DO UPDATE SET "user" = excluded."user", '
+                    "uid = excluded.uid, is_group = excluded.is_group, name = excluded.name, "
+                    "categories = excluded.categories, members = excluded.members, "
+                    "version = excluded.version")
+        insert_rows(self._db, 'INSERT INTO card_keys ("user", key, book, href)',
+                    ((c.user, k, c.book, c.href) for c in cards for k in sorted(c.keys)),
+                    " ON CONFLICT DO NOTHING")
 
     def _delete(self, book: str, href: str) -> None:
         self._db.execute("DELETE FROM cards WHERE book = ? AND href = ?", (book, href))
@@ -94,14 +89,18 @@ class SQLCardIndex(index.CardIndex):
                 keys.setdefault((book, href), set()).add(key)
         # each row and its keys let go of as its card is made: a book of 100,000 cards is
         # not held twice at once (the fan-out's planning reads the owner's whole book)
+        # (and one string per book, one empty set for the cards without a category)
         cards: list[IndexedCard] = []
+        books: dict[str, str] = {}
+        none: frozenset[str] = frozenset()
         rows.reverse()
         while rows:
             r = rows.pop()
+            book = books.setdefault(r["book"], r["book"])
             cards.append(IndexedCard(
-                r["book"], r["href"], r["uid"] or "", bool(r["is_group"]),
-                frozenset(keys.pop((r["book"], r["href"]), ())), r["name"] or "",
-                frozenset(json.loads(r["categories"] or "[]")),
+                book, r["href"], r["uid"] or "", bool(r["is_group"]),
+                frozenset(keys.pop((book, r["href"]), ())), r["name"] or "",
+                frozenset(json.loads(r["categories"])) if r["categories"] else none,
                 tuple(json.loads(r["members"] or "[]")), r["version"] or ""))
         return cards
 
@@ -210,11 +209,9 @@ class SQLCardIndex(index.CardIndex):
     def set_book_mtimes(self, mtimes: Iterable[tuple[str, int]]) -> None:
         # one statement for the books of a fan-out's part (the last time of a book given
         # twice: as one write after the other)
-        for batch in batches(list(dict(mtimes).items())):
-            values, args = values_of(batch)
-            self._db.execute("INSERT INTO books (path, mtime) VALUES " + values +
-                             " ON CONFLICT(path) DO UPDATE SET mtime = excluded.mtime "
-                             "WHERE books.mtime != ?", args + [STALE])
+        insert_rows(self._db, "INSERT INTO books (path, mtime)", dict(mtimes).items(),
+                    " ON CONFLICT(path) DO UPDATE SET mtime = excluded.mtime "
+                    "WHERE books.mtime != ?", (STALE,))
 
     def mark_stale(self, user: str) -> list[str]:
         books = self.books_of(user)

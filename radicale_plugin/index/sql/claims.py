@@ -12,6 +12,13 @@ Written once for both dialects: the candidates are read with ``FOR UPDATE SKIP
 LOCKED`` where the dialect locks rows (PostgreSQL: a concurrent claim skips the rows
 this one is taking instead of waiting for them, or taking them twice); SQLite has one
 writer, whose transaction alone claims.
+
+Jobs (owners' changes to plan) are claimed too (:meth:`ClaimingOutbox.claim_jobs`),
+with a lease of the ``leases`` table per job (``plan:<id>``, no column of their own):
+planning runs in several transactions, so a row lock would not last it.  The lease is
+taken, then the job looked for again: one planned (and so deleted) by another process
+in the meantime is left out.  Planning a change twice wrote nothing twice, but decided
+every delivery of it twice.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from radicale_plugin import index
-from radicale_plugin.index import Delivery
+from radicale_plugin.index import Delivery, Job
 from radicale_plugin.index.sql.database import Database, marks
 from radicale_plugin.index.sql.outbox import SQLOutbox, _delivery, _parts
 
@@ -33,6 +40,12 @@ COLUMNS = [("deliveries", "lease_holder", "TEXT"),
 TABLES = """
 CREATE INDEX IF NOT EXISTS deliveries_by_lease ON deliveries (lease_holder);
 """
+
+
+#: The lease of a job being planned, in the ``leases`` table (:mod:`.leases`).
+_PLAN = "plan:"
+_JOB = _PLAN + "%d"
+_JOB_LEASE = _PLAN + "%"  # every job's (LIKE)
 
 
 def _skip_locked(db: Database) -> str:
@@ -69,6 +82,31 @@ class ClaimingOutbox(SQLOutbox):
             got = self._read(chosen)
         return [got[k] for k in chosen if k in got]
 
+    def claim_jobs(self, holder: str, limit: int, now: float, lease: float) -> list[Job]:
+        taken = []
+        for job in self.pending_jobs(limit):
+            # one short transaction a job: a claim never waits behind another's whole batch
+            with self._db.transaction(durable=False):
+                if not self._db.execute(
+                        "INSERT INTO leases (duty, holder, expires) VALUES (?, ?, ?) "
+                        "ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder, "
+                        "expires = excluded.expires "
+                        "WHERE leases.holder = excluded.holder OR leases.expires <= ?",
+                        (_JOB % job.id, holder, now + lease, now)).rowcount:
+                    continue  # another process is planning it
+                if self._db.value("SELECT 1 FROM jobs WHERE id = ?", (job.id,)) is None:
+                    # planned by another process since it was read
+                    self._db.execute("DELETE FROM leases WHERE duty = ?", (_JOB % job.id,))
+                    continue
+            taken.append(job)
+        return taken
+
+    def plan(self, job: Job, targets: dict[str, list[str]], spacing: float = 0.0) -> None:
+        super().plan(job, targets, spacing)
+        # the job is gone (planned): its lease with it; another claim finding the lease
+        # taken or the job gone leaves it out either way
+        self._db.execute("DELETE FROM leases WHERE duty = ?", (_JOB % job.id,))
+
     def _read(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Delivery]:
         """The deliveries of these keys, joined on the primary key (as
         :meth:`pending_deliveries` reads them)."""
@@ -94,8 +132,11 @@ class ClaimingOutbox(SQLOutbox):
 
     def release(self, holder: str, pairs: Iterable[tuple[str, str]] | None = None) -> None:
         if pairs is None:
-            self._db.execute("UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
-                             "WHERE lease_holder = ?", (holder,))
+            with self._db.transaction(durable=False):
+                self._db.execute("UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
+                                 "WHERE lease_holder = ?", (holder,))
+                self._db.execute("DELETE FROM leases WHERE holder = ? AND duty LIKE ?",
+                                 (holder, _JOB_LEASE))
             return
         self._db.executemany(
             "UPDATE deliveries SET lease_holder = NULL, lease_until = 0 "
@@ -105,7 +146,8 @@ class ClaimingOutbox(SQLOutbox):
     def claimants(self, now: float) -> set[str]:
         return {r[0] for r in self._db.rows(
             "SELECT DISTINCT lease_holder FROM deliveries WHERE lease_holder IS NOT NULL "
-            "AND lease_until > ?", (now,))}
+            "AND lease_until > ? UNION SELECT holder FROM leases WHERE duty LIKE ? "
+            "AND expires > ?", (now, _JOB_LEASE, now))}
 
     def _unclaim(self, deliveries: list[Delivery]) -> None:
         self._db.executemany(
@@ -133,10 +175,13 @@ class ClaimingOutbox(SQLOutbox):
         return [d for d in got if d is not None]
 
     def has_work(self, now: float) -> bool:
+        # a job another process is planning is its work, as a claimed delivery
         return bool(self._db.value(
-            "SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM deliveries "
+            "SELECT EXISTS (SELECT 1 FROM jobs j WHERE NOT EXISTS (SELECT 1 FROM leases l "
+            "WHERE l.duty = ? || CAST(j.id AS TEXT) AND l.expires > ?)) "
+            "OR EXISTS (SELECT 1 FROM deliveries "
             "WHERE state IN (%s) AND due <= ? AND lease_until <= ?)" % marks(list(_WAITING)),
-            (*_WAITING, now, now)))
+            (_PLAN, now, *_WAITING, now, now)))
 
     def next_due(self) -> float | None:
         found = self._db.value(

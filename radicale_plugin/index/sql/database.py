@@ -114,6 +114,25 @@ def values_of(rows: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
     return ", ".join([row] * len(rows)), [value for r in rows for value in r]
 
 
+def insert_rows(db: Database, head: str, rows: Iterable[tuple[Any, ...]], tail: str = "",
+                tail_args: tuple[Any, ...] = ()) -> None:
+    """``head VALUES (?, ...) tail`` for each of ``rows``: a few statements of many rows
+    each where a statement is a round trip (PostgreSQL, :attr:`Dialect.rows_at_once`),
+    ``executemany`` else.  ``head`` ends before ``VALUES``; ``tail`` (``ON CONFLICT ...``)
+    takes ``tail_args``."""
+    rows = list(rows)
+    if not rows:
+        return
+    if not db.dialect.rows_at_once:
+        one = "(%s)" % ", ".join("?" * len(rows[0]))
+        db.executemany("%s VALUES %s%s" % (head, one, tail),
+                       [tuple(row) + tuple(tail_args) for row in rows])
+        return
+    for batch in batches(rows):
+        values, args = values_of(batch)
+        db.execute("%s VALUES %s%s" % (head, values, tail), args + list(tail_args))
+
+
 def pairs_where(columns: tuple[str, str], pairs: list[tuple[Any, Any]]
                 ) -> tuple[str, list[Any]]:
     """``(a = ? AND b = ?) OR ...`` for ``pairs`` of the two ``columns`` and its arguments.

@@ -32,6 +32,7 @@ from radicale.log import logger
 from radicale_plugin.index.postgres.database import Database
 from radicale_plugin.settings import PLUGIN_CONFIG_SCHEMA
 from radicale_plugin.storage.postgres import items as rows
+from radicale_plugin.storage.postgres import schema
 from radicale_plugin.storage.postgres.collection import Collection
 from radicale_plugin.storage.postgres.connection import StorageUnavailable, database_for
 
@@ -52,6 +53,10 @@ class Storage(storage.BaseStorage):
     _supports_unicode = True
     _supports_trailing_whitespace = True
     _supports_problematic_chars = True
+    #: The item functions the fan-out's copy writer uses (it may not import this package).
+    item_api = rows
+    #: The version of the tables this code makes (``dav_schema_version``).
+    SCHEMA_VERSION = schema.VERSION
 
     def __init__(self, configuration: config.Configuration) -> None:
         if "postgresql_dsn" not in configuration.options("storage"):

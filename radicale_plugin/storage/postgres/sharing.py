@@ -37,8 +37,6 @@ class Storage(SharingStorage, PlainStorage):
     """Radicale's storage on PostgreSQL with me cards, sharing and the fan-out."""
 
     _collection_class = Collection
-    #: The item functions the fan-out's copy writer uses (it may not import this package).
-    item_api = items
 
     def __init__(self, configuration: config.Configuration) -> None:
         super().__init__(configuration)
