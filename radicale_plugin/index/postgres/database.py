@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import re
 import threading
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -116,7 +115,6 @@ class Database:
             check=ConnectionPool.check_connection)
         self.pool.open(wait=True, timeout=CONNECTION_TIMEOUT)
         self._local = threading.local()
-        self._savepoints = itertools.count(1)
 
     # -- the calling thread's connection --------------------------------------------
     def _current(self) -> psycopg.Connection | None:
@@ -194,14 +192,21 @@ class Database:
             yield
             return
         conn = self._local.conn
-        name = "mecard_%d" % next(self._savepoints)
-        conn.execute("SAVEPOINT " + name)
+        # one name per nesting depth, not per savepoint: the statements stay few and alike
+        # (pg_stat_statements would keep one entry per name and evict the others)
+        depth = getattr(self._local, "savepoints", 0) + 1
+        name = "mecard_%d" % depth
+        self._local.savepoints = depth
         try:
-            yield
-        except psycopg.Error:
-            conn.execute("ROLLBACK TO SAVEPOINT " + name)
-            raise
-        conn.execute("RELEASE SAVEPOINT " + name)
+            conn.execute("SAVEPOINT " + name)
+            try:
+                yield
+            except psycopg.Error:
+                conn.execute("ROLLBACK TO SAVEPOINT " + name)
+                raise
+            conn.execute("RELEASE SAVEPOINT " + name)
+        finally:
+            self._local.savepoints = depth - 1
 
     def sync(self) -> None:
         """Make every commit so far durable (those of ``durable=False`` transactions too).
