@@ -41,3 +41,23 @@ def test_a_contact_resolves_to_its_link_then_the_holder_of_my_copy_then_verified
     assert resolve_contact(None, {"tel:+9"}, holders, everybody, claims) == set()
     assert resolve_contact(None, {"tel:+9"}, holders, everybody, claims,
                            {"dave"}.__contains__) == {"dave"}
+
+
+def test_who_holds_a_copy_is_asked_only_to_choose_between_several_users():
+    # the fan-out's planning answers has_copy from the index, one contact at a time: for a
+    # contact that is plainly one user (100,000 of them in a big book) it must not be asked
+    from radicale_plugin.vcard.matching import resolve_contact
+    holders = {"tel:+1": "bob", "tel:+2": "erin"}
+    asked: list[str] = []
+
+    def has_copy(user: str) -> bool:
+        asked.append(user)
+        return user == "erin"
+
+    everybody = lambda user: True  # noqa: E731
+    assert resolve_contact(None, {"tel:+1"}, holders, everybody, None, has_copy) == {"bob"}
+    assert asked == []
+    # positive control: between two users it is asked, and the holder of the copy wins
+    assert resolve_contact(None, {"tel:+1", "tel:+2"}, holders, everybody, None,
+                           has_copy) == {"erin"}
+    assert sorted(asked) == ["bob", "erin"]

@@ -93,8 +93,11 @@ def resolve_contact(linked: str | None, keys: Iterable[str], holders: Mapping[st
     keys = set(keys)
     if any(k in holders for k in keys):
         verified = {holders[k] for k in keys if k in holders and visible(holders[k])}
-        holding = {u for u in verified if has_copy(u)}
-        return holding if len(verified) > 1 and len(holding) == 1 else verified
+        if len(verified) > 1:  # asked only then: a look-up in the index for the fan-out
+            holding = {u for u in verified if has_copy(u)}
+            if len(holding) == 1:
+                return holding
+        return verified
     if claimants is None:
         return set()
     return {u for k in keys for u in claimants.get(k, ()) if has_copy(u)}
