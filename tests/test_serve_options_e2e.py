@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from radicale_plugin.index import SharingIndex
 from tests.conftest import USERS
 from tests.server import RadicaleServer, free_port
 from tests.test_backup import ok, refused
@@ -56,7 +57,7 @@ def test_the_admin_reads_a_compound_config_as_radicale_does(public_server):
     person(public_server, "alice", "alice-me.vcf")
     main, storage = split_config(public_server)
     database = public_server.root / "collections" / ".mecard.sqlite"
-    expected = "schema version 6 (this code writes 6)\n"
+    expected = "schema version {0} (this code writes {0})\n".format(SharingIndex.SCHEMA_VERSION)
     assert ok(admin("%s:%s" % (main, storage), "schema")) == expected
     # a "?" before a file: optional; the last file given wins, as for radicale
     missing = public_server.root / "nowhere.conf"

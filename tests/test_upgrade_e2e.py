@@ -29,10 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from radicale_plugin.index import SharingIndex
+
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled
 from tests.test_fanout_e2e import person
-from tests.test_install_e2e import PIP, ROOT, WHEELHOUSE, install, run
+from tests.test_install_e2e import PIP, ROOT, WHEELHOUSE, constraints, install, run
 
 #: The previous release: version 0.1.0, schema 4.
 PREVIOUS, PREVIOUS_VERSION = "2c81d19", "0.1.0"
@@ -163,16 +165,23 @@ def test_pip_install_upgrade_from_the_previous_release_migrates_and_keeps_sharin
         server.stop(sink=False)
 
     log_before = server.log.read_text()
-    run([str(venv / "bin" / "python"), *PIP, "install", "--upgrade", "--no-index",
-         "--find-links", str(WHEELHOUSE), str(wheels["current"])], "pip install --upgrade",
-        cwd=tmp_path)
+    upgrade = [str(venv / "bin" / "python"), *PIP, "install", "--upgrade", "--no-index",
+               "--find-links", str(WHEELHOUSE), str(wheels["current"])]
+    if run(upgrade, "pip install --upgrade", cwd=tmp_path, check=False).returncode != 0:
+        # a dependency new in this release is not in the wheelhouse yet: fetch it once
+        run([sys.executable, *PIP, "download", "--dest", str(WHEELHOUSE), "--constraint",
+             str(constraints(tmp_path)), str(wheels["current"])], "downloading new dependencies")
+        for stale in WHEELHOUSE.glob("radicale_mecard-*.whl"):
+            stale.unlink()  # the project itself always comes from the wheels just built
+        run(upgrade, "pip install --upgrade", cwd=tmp_path)
     assert server.pip_version() == __version__
     server.start()
     try:
         started = server.log.read_text()[len(log_before):]
-        assert "migrated from schema version 4 to 6" in started
+        assert "migrated from schema version 4 to %d" % SharingIndex.SCHEMA_VERSION in started
         assert "[ERROR]" not in started and "Traceback" not in started
-        assert server.admin("schema").startswith("schema version 6 (this code writes 6)")
+        assert server.admin("schema").startswith("schema version {0} (this code writes {0})".format(
+            SharingIndex.SCHEMA_VERSION))
 
         # everything is still there
         me = alice.api_ok("GET", "/me")
