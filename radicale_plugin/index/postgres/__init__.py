@@ -15,21 +15,10 @@ from __future__ import annotations
 import contextlib
 
 from radicale_plugin import index
+from radicale_plugin.index.sql import stores
 from radicale_plugin.index.postgres.database import Database
 from radicale_plugin.index.postgres.schema import migrate
-from radicale_plugin.index.sql.cards import SQLCardIndex
-from radicale_plugin.index.sql.consent import SQLConsentStore
-from radicale_plugin.index.sql.history import SQLHistoryLog
-from radicale_plugin.index.sql.invites import SQLInviteStore
-from radicale_plugin.index.sql.keys import SQLKeyStore
-from radicale_plugin.index.sql.links import SQLLinkStore
-from radicale_plugin.index.sql.notify import SQLNotifyStore
 from radicale_plugin.index.postgres.wakeups import PostgresWakeups
-from radicale_plugin.index.sql.claims import ClaimingOutbox
-from radicale_plugin.index.sql.leases import SQLLeaseStore
-from radicale_plugin.index.sql.limits import SQLLimitStore
-from radicale_plugin.index.sql.owners import SQLOwnerStore
-from radicale_plugin.index.sql.push_claims import ClaimingPushStore
 
 
 class PostgresIndex(index.SharingIndex):
@@ -58,18 +47,7 @@ class PostgresIndex(index.SharingIndex):
             if self._own:
                 self.db.close()
             raise
-        self.owners = SQLOwnerStore(self.db)
-        self.keys = SQLKeyStore(self.db)
-        self.cards = SQLCardIndex(self.db)
-        self.links = SQLLinkStore(self.db)
-        self.consent = SQLConsentStore(self.db)
-        self.outbox = ClaimingOutbox(self.db)  # the outbox, claimed with leases
-        self.history = SQLHistoryLog(self.db)
-        self.push = ClaimingPushStore(self.db)  # its queue held per process
-        self.invites = SQLInviteStore(self.db)
-        self.notify = SQLNotifyStore(self.db)
-        self.leases = SQLLeaseStore(self.db)
-        self.limits = SQLLimitStore(self.db)
+        stores.attach(self, self.db)
         self._wakeups = PostgresWakeups(self.db)
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:

@@ -22,6 +22,8 @@ from radicale.log import logger
 
 from radicale_plugin.index.postgres.database import Database
 from radicale_plugin.index.postgres import leases_schema
+from radicale_plugin.index.postgres.migrations import (  # noqa: F401  (the schema's errors)
+    Migrations, SchemaError, statements)
 
 #: ``pg_advisory_xact_lock`` key held while migrating (any constant of this program's own).
 MIGRATION_LOCK = 0x6D65636172640001
@@ -165,61 +167,27 @@ MIGRATIONS: tuple[str, ...] = (
 VERSION = len(MIGRATIONS)
 
 
-class SchemaError(RuntimeError):
-    """The database cannot be used by this version of the code."""
+def _foreign(db: Database) -> str | None:
+    if db.value("SELECT to_regclass('owners')") is None:
+        return None
+    return ("the sharing database %s holds sharing tables but no schema version: it was not "
+            "made by radicale-mecard's migrations; use an empty database, or restore the "
+            "backup of this one" % db.describe())
 
 
-def statements(script: str) -> list[str]:
-    """The statements of a script (``--`` comment lines left out)."""
-    text = "\n".join(ln for ln in script.splitlines() if not ln.lstrip().startswith("--"))
-    return [s.strip() for s in text.split(";") if s.strip()]
+MIGRATOR = Migrations("the sharing database %s", "schema_version", MIGRATION_LOCK, MIGRATIONS,
+                      _foreign)
 
 
 def version_of(db: Database) -> int:
     """The schema version of the database (0: none of our tables yet)."""
-    if db.value("SELECT to_regclass('schema_version')") is None:
-        return 0
-    return int(db.value("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
-
-
-def _refuse_newer(db: Database, version: int, target: int) -> None:
-    if version > target:
-        raise SchemaError(
-            "the sharing database %s has schema version %d, but this radicale-mecard knows "
-            "version %d at most: install the newer radicale-mecard that wrote it, or restore "
-            "a backup" % (db.describe(), version, target))
+    return MIGRATOR.version_of(db)
 
 
 def migrate(db: Database, target: int = VERSION) -> None:
-    """Bring the database to ``target``; refuse one newer than this code.
-
-    Every migration of one start runs in one transaction, under an advisory lock: a
-    second process starting at the same moment waits, then finds the work done.
-    """
-    if not 0 < target <= len(MIGRATIONS):
-        raise ValueError("no PostgreSQL schema version %d" % target)
-    version = version_of(db)  # the usual case, without a lock: nothing to do
-    _refuse_newer(db, version, target)
-    if version == target:
-        return
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                   "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
-        version = version_of(db)  # another process may have migrated meanwhile
-        _refuse_newer(db, version, target)
-        if version == target:
-            return
-        if not version and db.value("SELECT to_regclass('owners')") is not None:
-            raise SchemaError(
-                "the sharing database %s holds sharing tables but no schema version: it was "
-                "not made by radicale-mecard's migrations; use an empty database, or restore "
-                "the backup of this one" % db.describe())
-        for step in range(version, target):
-            for statement in statements(MIGRATIONS[step]):
-                db.execute(statement)
-        db.execute("INSERT INTO schema_version (id, version) VALUES (1, ?) "
-                   "ON CONFLICT (id) DO UPDATE SET version = excluded.version", (target,))
-    if version:
+    """Bring the database to ``target``; refuse one newer than this code (under an
+    advisory lock, in one transaction: :mod:`.migrations`)."""
+    version = MIGRATOR.migrate(db, target)
+    if version and version != target:
         logger.info("Sharing database %s migrated from schema version %d to %d",
                     db.describe(), version, target)

@@ -17,19 +17,8 @@ from __future__ import annotations
 import contextlib
 
 from radicale_plugin import index
-from radicale_plugin.index.sql.cards import SQLCardIndex
-from radicale_plugin.index.sql.consent import SQLConsentStore
+from radicale_plugin.index.sql import stores
 from radicale_plugin.index.sqlite.database import Database
-from radicale_plugin.index.sql.history import SQLHistoryLog
-from radicale_plugin.index.sql.invites import SQLInviteStore
-from radicale_plugin.index.sql.keys import SQLKeyStore
-from radicale_plugin.index.sql.links import SQLLinkStore
-from radicale_plugin.index.sql.notify import SQLNotifyStore
-from radicale_plugin.index.sql.claims import ClaimingOutbox
-from radicale_plugin.index.sql.leases import SQLLeaseStore
-from radicale_plugin.index.sql.limits import SQLLimitStore
-from radicale_plugin.index.sql.owners import SQLOwnerStore
-from radicale_plugin.index.sql.push_claims import ClaimingPushStore
 from radicale_plugin.index.sqlite.schema import migrate
 
 
@@ -40,18 +29,7 @@ class SQLiteIndex(index.SharingIndex):
         self.db = Database(path)
         self.db.checkpoint_wait = checkpoint_wait  # see Database.close
         migrate(self.db, region, self.SCHEMA_VERSION)
-        self.owners = SQLOwnerStore(self.db)
-        self.keys = SQLKeyStore(self.db)
-        self.cards = SQLCardIndex(self.db)
-        self.links = SQLLinkStore(self.db)
-        self.consent = SQLConsentStore(self.db)
-        self.outbox = ClaimingOutbox(self.db)  # the outbox, claimed with leases
-        self.history = SQLHistoryLog(self.db)
-        self.push = ClaimingPushStore(self.db)  # its queue held per process
-        self.invites = SQLInviteStore(self.db)
-        self.notify = SQLNotifyStore(self.db)
-        self.leases = SQLLeaseStore(self.db)
-        self.limits = SQLLimitStore(self.db)
+        stores.attach(self, self.db)
 
     def transaction(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         return self.db.transaction(durable)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from radicale.log import logger
 
 from radicale_plugin.index.postgres.database import Database
+from radicale_plugin.index.postgres.migrations import (  # noqa: F401  (the schema's errors)
+    Migrations, SchemaError, statements)
 
 #: ``pg_advisory_xact_lock`` key held while migrating (the index's is ...0001).
 MIGRATION_LOCK = 0x6D65636172640002
@@ -62,50 +64,17 @@ MIGRATIONS: tuple[str, ...] = (TABLES_1,)
 VERSION = len(MIGRATIONS)
 
 
-class SchemaError(RuntimeError):
-    """The database cannot be used by this version of the code."""
-
-
-def statements(script: str) -> list[str]:
-    """The statements of a script (``--`` comment lines left out)."""
-    text = "\n".join(ln for ln in script.splitlines() if not ln.lstrip().startswith("--"))
-    return [s.strip() for s in text.split(";") if s.strip()]
+MIGRATOR = Migrations("the PostgreSQL storage %s", "dav_schema_version", MIGRATION_LOCK,
+                      MIGRATIONS)
 
 
 def version_of(db: Database) -> int:
     """The storage schema's version in the database (0: none of its tables yet)."""
-    if db.value("SELECT to_regclass('dav_schema_version')") is None:
-        return 0
-    return int(db.value("SELECT COALESCE(MAX(version), 0) FROM dav_schema_version"))
-
-
-def _refuse_newer(version: int, target: int) -> None:
-    if version > target:
-        raise SchemaError(
-            "the PostgreSQL storage has schema version %d, but this radicale-mecard knows "
-            "version %d at most: install the newer radicale-mecard that wrote it, or "
-            "restore a backup" % (version, target))
+    return MIGRATOR.version_of(db)
 
 
 def migrate(db: Database, target: int = VERSION) -> None:
     """Bring the storage's tables to ``target``; refuse a database newer than this code."""
-    if not 0 < target <= len(MIGRATIONS):
-        raise ValueError("no storage schema version %d" % target)
-    version = version_of(db)  # the usual case, without a lock: nothing to do
-    _refuse_newer(version, target)
-    if version == target:
-        return
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-        db.execute("CREATE TABLE IF NOT EXISTS dav_schema_version ("
-                   "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
-        version = version_of(db)  # another process may have migrated meanwhile
-        _refuse_newer(version, target)
-        if version == target:
-            return
-        for step in range(version, target):
-            for statement in statements(MIGRATIONS[step]):
-                db.execute(statement)
-        db.execute("INSERT INTO dav_schema_version (id, version) VALUES (1, ?) "
-                   "ON CONFLICT (id) DO UPDATE SET version = excluded.version", (target,))
-    logger.info("PostgreSQL storage: schema version %d (was %d)", target, version)
+    version = MIGRATOR.migrate(db, target)
+    if version != target:
+        logger.info("PostgreSQL storage: schema version %d (was %d)", target, version)
