@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Writing an owner's view into a recipient's book: the write worked out, made, recorded.
 
+Why one module over 400 lines: the :class:`Deliverer` is the one object through which the
+worker, offers, invites and undo read, plan and write a copy, so that one set of rules says
+what a copy may overwrite; the decisions themselves are pure and apart (:mod:`.decide`).
+
 Where the copy goes and what it becomes is decided from gathered data by
 :mod:`.decide` (pure; the fan-out's round gathers with :mod:`.gather`): an
 owner writes only into the card linked to them, or a card the recipient's

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The durable fan-out: a background thread that carries owners' changes to recipients.
 
+Why one module over 400 lines: the loop, its rounds and the renewal of their claims share
+one round's state; what needs none of it is apart (:mod:`.records`, :mod:`.outcomes`,
+:mod:`.claims`, :mod:`.at_once` for PostgreSQL's parts, :mod:`.memory`).
+
 The owner's request only records the change in the index (see
 :meth:`OwnerStore.record_view`) and returns.  This worker, one per process
 and storage folder, then works in rounds:

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The outbox in SQL: ``jobs`` (changes to plan) and ``deliveries``."""
+"""The outbox in SQL: ``jobs`` (changes to plan) and ``deliveries``.
+
+Why one module over 400 lines: jobs and deliveries are one queue (planning a job is
+writing its deliveries, finishing one may re-plan), read and written by one store; the
+claims of several processes on it are apart (:mod:`.claims`).
+"""
 
 from __future__ import annotations
 
