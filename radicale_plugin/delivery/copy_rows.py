@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from radicale_plugin.delivery.writer import Identity, Write
 from radicale_plugin.vcard.codec import parse_card
@@ -86,17 +86,23 @@ class CopyRows:
     def read_many(self, cards: list[tuple[str, str]]
                   ) -> dict[tuple[str, str], tuple[str, Identity] | None]:
         """Every card of ``cards`` (None: not there), one statement per 200 of them."""
+        found: dict[tuple[str, str], tuple[str, Identity] | None] = dict.fromkeys(cards)
+        for book, href, _, text, etag, _ in self._rows_of(cards):
+            if text is not None:
+                found[(book, href)] = (text, identity(text, etag))
+        return found
+
+    def _rows_of(self, cards: Iterable[tuple[str, str]]) -> Iterator[tuple]:
+        """(book, href, book id, text or None, etag, book's change number) of each card
+        whose book exists, one statement per 200 cards."""
         keys = sorted(set(cards))
-        found: dict[tuple[str, str], tuple[str, Identity] | None] = dict.fromkeys(keys)
         for start in range(0, len(keys), 200):
             part = keys[start:start + 200]
-            for row in self._db.rows(
-                    "WITH k(book, href) AS (VALUES %s) SELECT k.book, k.href, i.text, i.etag "
-                    "FROM k JOIN dav_collections c ON c.path = k.book JOIN dav_items i "
-                    "ON i.collection = c.id AND i.href = k.href"
-                    % ",".join(["(?, ?)"] * len(part)), [x for key in part for x in key]):
-                found[(row[0], row[1])] = (row[2], identity(row[2], row[3]))
-        return found
+            yield from self._db.rows(
+                "WITH k(book, href) AS (VALUES %s) SELECT k.book, k.href, c.id, i.text, "
+                "i.etag, c.sync FROM k JOIN dav_collections c ON c.path = k.book LEFT JOIN "
+                "dav_items i ON i.collection = c.id AND i.href = k.href"
+                % ",".join(["(?, ?)"] * len(part)), [x for key in part for x in key])
 
     def text(self, book: str, href: str) -> str | None:
         found = self._items.read(self._db, book, href)
@@ -185,19 +191,13 @@ class CopyRows:
         """(book id, (text, identity) or None) of every card of ``writes``, read at once
         (under the books' locks: as they will be written over); and each book's (id,
         change number)."""
-        keys = sorted({(w.book, w.href) for w in writes})
         found: dict[tuple[str, str], tuple[int | None, tuple[str, Identity] | None]] = {}
         numbers: dict[str, tuple[int, int]] = {}
-        for start in range(0, len(keys), 200):
-            part = keys[start:start + 200]
-            for row in self._db.rows(
-                    "WITH k(book, href) AS (VALUES %s) SELECT k.book, k.href, c.id, i.text, "
-                    "i.etag, c.sync FROM k JOIN dav_collections c ON c.path = k.book LEFT JOIN "
-                    "dav_items i ON i.collection = c.id AND i.href = k.href"
-                    % ",".join(["(?, ?)"] * len(part)), [x for key in part for x in key]):
-                found[(row[0], row[1])] = (int(row[2]), (row[3], identity(row[3], row[4]))
-                                           if row[3] is not None else None)
-                numbers[row[0]] = (int(row[2]), int(row[5]))
+        for book, href, book_id, text, etag, sync in self._rows_of(
+                (w.book, w.href) for w in writes):
+            found[(book, href)] = (int(book_id), (text, identity(text, etag))
+                                   if text is not None else None)
+            numbers[book] = (int(book_id), int(sync))
         return found, numbers
 
     def finish(self, writes: list[Write]) -> None:

@@ -31,6 +31,7 @@ import psycopg.sql
 from psycopg_pool import ConnectionPool
 from radicale.log import logger
 
+from radicale_plugin.index.sql.database import Derived
 from radicale_plugin.index.sql.dialect import POSTGRESQL
 
 #: Connections kept open per process at least, and at most (Radicale's request threads,
@@ -98,7 +99,7 @@ class Result:
         return iter(self._rows)
 
 
-class Database:
+class Database(Derived):
     """A pool of connections; each thread's transaction (it nests) on its own one."""
 
     IntegrityError = psycopg.errors.IntegrityError
@@ -251,21 +252,6 @@ class Database:
     def row(self, sql: str, args: Iterable[Any] = ()) -> Any:
         with self.connection() as conn:
             return conn.execute(to_psycopg(sql), tuple(args)).fetchone()
-
-    def value(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        found = self.row(sql, args)
-        return found[0] if found is not None else None
-
-    def count(self, table: str, condition: str, args: Iterable[Any], **equal: Any) -> int:
-        """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
-        and not None, ``column = value`` (names are the caller's, never user input)."""
-        where, values = [condition], list(args)
-        for column, value in equal.items():
-            if value is not None:
-                where.append('"%s" = ?' % column)
-                values.append(value)
-        return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
-                              values))
 
     def listen(self, channel: str) -> psycopg.Connection:
         """A connection of its own (not pooled) listening on ``channel``: the caller

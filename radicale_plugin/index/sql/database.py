@@ -65,6 +65,30 @@ class Database(Protocol):
         under a savepoint; SQLite undoes the failed statement alone."""
 
 
+class Derived:
+    """The reads every backend's database derives from its ``row`` (a base class)."""
+
+    def row(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def value(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        found = self.row(sql, args)
+        return found[0] if found is not None else None
+
+    def count(self, table: str, condition: str, args: Iterable[Any], **equal: Any) -> int:
+        """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
+        and not None, ``column = value`` (names are the caller's, never user input; quoted,
+        as the SQL of every backend: ``user`` is a keyword of PostgreSQL)."""
+        where, values = [condition], list(args)
+        for column, value in equal.items():
+            if value is not None:
+                where.append('"%s" = ?' % column)
+                values.append(value)
+        return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
+                              values))
+
+
 def now_iso() -> str:
     """The current time as stored (UTC, ISO 8601, seconds)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from radicale.log import logger
 
-from radicale_plugin.index.sql.database import now_iso  # noqa: F401  (the stored time)
+from radicale_plugin.index.sql.database import Derived, now_iso  # noqa: F401  (the stored time)
 from radicale_plugin.index.sql.dialect import SQLITE
 
 
@@ -143,7 +143,7 @@ class FairLock:
         self.release()
 
 
-class Database:
+class Database(Derived):
     """The writer connection, its lock, ``BEGIN IMMEDIATE`` transactions that nest, and a
     pool of reader connections for reads outside a transaction."""
 
@@ -349,23 +349,6 @@ class Database:
                 return cursor.fetchone()
             finally:
                 cursor.close()  # an unfinished statement would keep the reader's moment
-
-    def value(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        found = self.row(sql, args)
-        return found[0] if found is not None else None
-
-    def count(self, table: str, condition: str, args: Iterable[Any],
-              **equal: Any) -> int:
-        """Rows of ``table`` meeting ``condition`` and, for each ``column=value`` given
-        and not None, ``column = value`` (names are the caller's, never user input; quoted,
-        as the SQL of every backend: ``user`` is a keyword of PostgreSQL)."""
-        where, values = [condition], list(args)
-        for column, value in equal.items():
-            if value is not None:
-                where.append('"%s" = ?' % column)
-                values.append(value)
-        return int(self.value("SELECT COUNT(*) FROM %s WHERE %s" % (table, " AND ".join(where)),
-                              values))
 
     def close(self) -> None:
         """Checkpoint and close: everything in the write-ahead log goes into the database
