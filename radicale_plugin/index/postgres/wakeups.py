@@ -34,6 +34,7 @@ class PostgresWakeups(index.Wakeups):
         self._db = db
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._topics: list[str] = []
 
     def announce(self, topic: str) -> None:
         try:
@@ -45,6 +46,7 @@ class PostgresWakeups(index.Wakeups):
         thread = threading.Thread(target=self._listen, args=(topic, wake), daemon=True,
                                   name="mecard-listen-%s" % topic)
         self._threads.append(thread)
+        self._topics.append(topic)
         thread.start()
 
     def _listen(self, topic: str, wake: Callable[[], None]) -> None:
@@ -60,6 +62,8 @@ class PostgresWakeups(index.Wakeups):
                 wake()  # whatever was announced while nobody listened
                 while not self._stopping.is_set():
                     for _ in conn.notifies(timeout=_TICK):
+                        if self._stopping.is_set():
+                            break  # the generator waits out its tick otherwise
                         wake()
             except psycopg.Error as e:
                 logger.debug("Sharing: listening for %s ended, again: %s", topic, e)
@@ -68,6 +72,11 @@ class PostgresWakeups(index.Wakeups):
 
     def close(self) -> None:
         self._stopping.set()
+        # a listener waits up to a tick for a notification: one on each of its channels
+        # ends the wait now (the other processes' workers take it for a poll), so that a
+        # server stops at once instead of a second later
+        for topic in self._topics:
+            self.announce(topic)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(_TICK * 3)
