@@ -18,6 +18,7 @@ The other tests run longest first, by the durations the last run kept in pytest'
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 from typing import IO, Iterator
@@ -84,9 +85,10 @@ def backend(request) -> str:
 @pytest.fixture
 def storage_options(request, backend) -> dict[str, str]:
     """RadicaleServer's keywords for the backend: PostgreSQL storage in a fresh database
-    of the session's cluster, or nothing (the files)."""
+    of the session's cluster (its tables made: a first start on an empty database is
+    ``test_storage_postgres``'s and ``test_migrate_postgres``'s), or nothing (the files)."""
     if backend == "postgres":
-        return {"postgres": request.getfixturevalue("postgres").new_database()}
+        return {"postgres": request.getfixturevalue("postgres").migrated_database()}
     return {}
 
 
@@ -183,17 +185,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cache = getattr(config, "cache", None)
     if cache is None or not hasattr(config, "workerinput"):
         return  # one process: the order of the files, as written
-    took = cache.get(DURATIONS, {})
+    took = {**_seed_durations(), **cache.get(DURATIONS, {})}
 
     def guess(item: pytest.Item) -> float:
-        """Seconds the last run took; never timed (a fresh clone): a second for a test
-        with a server (``*_e2e.py``), nothing for the rest, so that the quick ones end it."""
+        """Seconds the last run took (this clone's cache, else :data:`SEED`); never timed: a
+        second for a test with a server (``*_e2e.py``), nothing for the rest, so that the
+        quick ones end it."""
         return float(took.get(item.nodeid, 1.0 if "_e2e" in item.path.name else 0.0))
     # groups first (xdist hands out the biggest groups first anyway), then the rest, and the
     # ``alone`` tests last: one of them in the middle would idle the other workers while
     # their running tests end; every worker reads the same cache, so all agree on the order
     single.sort(key=lambda item: (item.get_closest_marker("alone") is not None, -guess(item)))
     items[:] = grouped + single
+
+
+#: Durations of the tests that take a second or more, kept in the tree: a fresh clone (CI)
+#: has no cache, and without them its longest tests, guessed short, were handed out last
+#: and ran alone at the end.  ``MECARD_KEEP_DURATIONS=1 make test`` writes them again.
+SEED = Path(__file__).with_name("durations.json")
+
+
+def _seed_durations() -> dict[str, float]:
+    try:
+        return json.loads(SEED.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 _took: dict[str, float] = {}
@@ -212,6 +228,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     kept = cache.get(DURATIONS, {})
     kept.update({nodeid: round(took, 2) for nodeid, took in _took.items()})
     cache.set(DURATIONS, kept)
+    if os.environ.get("MECARD_KEEP_DURATIONS") == "1":
+        SEED.write_text(json.dumps({nodeid: round(took, 1) for nodeid, took in sorted(
+            kept.items()) if took >= 1.0 and "@" not in nodeid}, indent=0) + "\n")
 
 
 class _Turns:

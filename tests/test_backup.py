@@ -30,6 +30,7 @@ from radicale_plugin import index as idx
 from radicale_plugin.index import records as rec
 from radicale_plugin.vcard.merge import copy_uid
 from radicale_plugin.index.sqlite import SQLiteIndex
+from tests import zygote
 from tests.conftest import USERS
 from tests.server import Client, RadicaleServer, fixture, settled, wait_until
 from tests.test_fanout_e2e import person
@@ -42,10 +43,8 @@ REGION = "US"
 
 def run_admin(server: RadicaleServer, *args: str, config: Path | None = None,
               stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "radicale_plugin", "--config",
-         str(config or server.root / "config"), *args],
-        capture_output=True, text=True, timeout=120, input=stdin)
+    return zygote.run([sys.executable, "-m", "radicale_plugin", "--config",
+                       str(config or server.root / "config"), *args], input=stdin)
 
 
 def ok(done: subprocess.CompletedProcess) -> str:

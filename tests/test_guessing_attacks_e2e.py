@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 
+from tests import zygote
 from tests.server import Client, RadicaleServer, last_code
 from tests.test_fanout_e2e import person
 
@@ -42,9 +43,8 @@ def state(client: Client, key: str) -> str:
 
 
 def admin(server: RadicaleServer, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "radicale_plugin", "--config",
-                           str(server.root / "config"), *args],
-                          capture_output=True, text=True, timeout=60)
+    return zygote.run([sys.executable, "-m", "radicale_plugin", "--config",
+                       str(server.root / "config"), *args], timeout=60)
 
 
 @pytest.fixture

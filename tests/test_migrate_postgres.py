@@ -23,6 +23,7 @@ import pytest
 
 from radicale_plugin import index as idx
 from radicale_plugin.admin.migrate.open import MIGRATION_LOCK
+from tests import zygote
 from tests.conftest import USERS
 from tests.postgres import Cluster, free_port
 from tests.server import Client, RadicaleServer, settled, wait_until
@@ -42,9 +43,8 @@ WORK_CARD = ("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:work-1\r\nFN:Zoe Work\r\n"
 # -- helpers -----------------------------------------------------------------------------
 
 def admin(server: RadicaleServer, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "radicale_plugin", "--config",
-                           str(server.root / "config"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return zygote.run([sys.executable, "-m", "radicale_plugin", "--config",
+                       str(server.root / "config"), *args], timeout=300)
 
 
 def ok(done: subprocess.CompletedProcess) -> str:

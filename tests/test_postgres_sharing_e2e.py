@@ -28,7 +28,7 @@ from tests.test_number_change_e2e import (ALICES_BOB, NEW_NUMBER, Phone, bobs_ca
 
 
 def on_postgres(tmp_path, postgres, **options: str) -> RadicaleServer:
-    return RadicaleServer(tmp_path, USERS, postgres=postgres.new_database(), **options)
+    return RadicaleServer(tmp_path, USERS, postgres=postgres.migrated_database(), **options)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from radicale_plugin.index import SharingIndex
+from tests import zygote
 from tests.conftest import USERS
 from tests.server import RadicaleServer, free_port
 from tests.test_backup import ok, refused
@@ -33,8 +34,7 @@ def admin(config: str | None, *args: str, env: dict[str, str] | None = None
     command = [sys.executable, "-m", "radicale_plugin"]
     if config is not None:
         command += ["--config", config]
-    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return zygote.run(command + list(args), env={**os.environ, **(env or {})})
 
 
 class CompoundServer(RadicaleServer):

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from tests import zygote
 from tests.conftest import FAMILY, USERS
 from tests.server import Client, RadicaleServer, last_code, settled
 from tests.test_fanout_e2e import person
@@ -232,9 +233,9 @@ def test_admin_command_verifies_a_key_while_the_server_runs(start):
     bob.verify(TEL)
 
     def admin(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        return zygote.run(
             [sys.executable, "-m", "radicale_plugin", "--config", str(server.root / "config"),
-             *args], capture_output=True, text=True, timeout=60)
+             *args], timeout=60)
     done = admin("verify-key", "alice", "(202) 555-0101")
     assert done.returncode == 0, done.stderr
     assert re.search(r"tel:\+12025550101 verified for alice.*moved from bob", done.stdout)
