@@ -37,6 +37,9 @@ so this one thin layer wraps Radicale's WSGI application:
 * **Refusals**: the reason a storage hook refused a write reaches the body
   of Radicale's 400 (:mod:`radicale_plugin.http.refusals`; without this layer the
   reason is only in Radicale's log).
+* **Database conflicts** (:mod:`.retry`): a request PostgreSQL ended as a deadlock's
+  victim (or unserialisable, or out of ``lock_timeout``) is run again whole, and
+  answered 503 with ``Retry-After`` if it keeps losing: never 500.
 
 The layer decides nothing about who may do what: it turns these DAV forms
 into internal requests to the sharing API (:mod:`radicale_plugin.web`), which
@@ -62,6 +65,7 @@ from radicale_plugin.push import sender as push_sender
 from radicale_plugin.http.answers import Passed, Response, reason, rewritten
 from radicale_plugin.http.apple import ME_CARD, AppleMyCard, home_or_book, me_card_hrefs
 from radicale_plugin.http.push_dav_routes import PUSH_PATH, PushRoutes
+from radicale_plugin.http.retry import retrying
 from radicale_plugin.http.request_checks import (MAX_DEPTH, MAX_XML, XML_METHODS,
                                                  checked_destination, is_xml, length_refusal,
                                                  xml_body, xml_problem)
@@ -77,17 +81,19 @@ class Layer(AppleMyCard, PushRoutes):
     # -- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: types.WSGIEnviron,
                  start_response: types.WSGIStartResponse) -> Iterable[bytes]:
-        try:
-            answer = self._handle(environ)
-        except Passed as passed:
-            answer = passed.response
-        status, headers, body = answer
+        status, headers, body = retrying(environ, self._answer)
         if environ.get("REQUEST_METHOD", "").upper() != "HEAD":
             # the layer may have rewritten the body
             headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
             headers["Content-Length"] = str(len(body))
         start_response(reason(status), list(headers.items()))
         return [body]
+
+    def _answer(self, environ: types.WSGIEnviron) -> Response:
+        try:
+            return self._handle(environ)
+        except Passed as passed:
+            return passed.response
 
     def _handle(self, environ: types.WSGIEnviron) -> Response:
         refused = length_refusal(environ)

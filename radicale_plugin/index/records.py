@@ -200,6 +200,10 @@ class Delivery:
     attempts: int = 0
     #: Rollbacks of the copy put right for the change ``wanted_seq`` (a new change resets it).
     repairs: int = 0
+    #: The row as the store gave it: (state, place in the queue); None: made by hand.
+    #: :meth:`Outbox.finish` stores an outcome only while the row is still so: a decision
+    #: made while a round was writing (a stop, a new plan, a reopening) is never overwritten.
+    seen: tuple[str, int] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

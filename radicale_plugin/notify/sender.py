@@ -24,21 +24,28 @@ database never send one batch twice.
 Several processes on one index: one of them sends, the one holding the duty's lease
 (:class:`~radicale_plugin.index.duties.Duty`, renewed at every look and before every
 send); the others stand by and look at whether it lapsed.  The process that takes the
-duty over (at start, or after the sender died) first marks the batches the last one
-left ``sending`` as ``unknown``, as at a start.
+duty over (at start, or after the sender died) marks the batches the last one left
+``sending`` as ``unknown``, as at a start -- but only those whose sender is gone: each
+batch being sent has a lease of its own (``notify:<id>``), renewed while the mail
+server talks, so that a slow sender whose duty lapsed meanwhile is not taken for a dead
+one (its batch would be told "unknown" while it is still being sent).  The holder of
+the duty looks at every tick: a batch's lease outlives the duty of a sender that died
+mid-send by up to a lease.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from typing import Iterator
 
 from radicale.log import logger
 
 from radicale_plugin.context import Context
-from radicale_plugin.index.duties import Duty
+from radicale_plugin.index.duties import Duty, dead_here, holder
 from radicale_plugin.index.records import (BATCH_CANCELLED, BATCH_FAILED, BATCH_READY,
-                                           BATCH_SENT, BATCH_UNKNOWN, EVENT_OFFER,
+                                           BATCH_SENDING, BATCH_SENT, BATCH_UNKNOWN, EVENT_OFFER,
                                            NOTIFY_NONE, NotifyBatch)
 from radicale_plugin.notify import smtp
 from radicale_plugin.notify.batches import Batcher
@@ -50,6 +57,8 @@ POLL = 5.0
 KEEP = 30 * 86400.0
 #: Seconds between purges of old batches.
 PURGE_EVERY = 3600.0
+#: The lease of a batch being sent (:class:`~radicale_plugin.index.LeaseStore`).
+BATCH_LEASE = "notify:%d"
 
 
 class NotifySender:
@@ -88,16 +97,35 @@ class NotifySender:
     def _poll(self) -> float:
         return max(0.1, min(POLL, self._ctx.settings.notify_settle / 4))
 
+    def _lease(self) -> float:
+        return max(self._ctx.settings.claim_lease, 3 * self._poll())
+
+    def _gone(self, now: float) -> list[int]:
+        """The batches left ``sending`` whose sender is gone: its lease lapsed, or it was
+        a process of this machine that was killed."""
+        index = self._ctx.index
+        gone = []
+        for batch in index.notify.batches(state=BATCH_SENDING):
+            other = index.leases.holder(BATCH_LEASE % batch.id, now)
+            if other is not None and dead_here(other):
+                index.leases.release(BATCH_LEASE % batch.id, other)
+                other = None
+            if other is None:
+                gone.append(batch.id)
+        return gone
+
     def _interrupted(self) -> None:
-        for batch in self._ctx.index.notify.interrupted():
+        gone = self._gone(time.time())
+        if not gone:
+            return
+        for batch in self._ctx.index.notify.interrupted(gone):
             logger.warning("Notification %d for %r was being sent when the server stopped: "
                            "it may have arrived, so it is not sent again", batch.id,
                            batch.recipient)
 
     def _run(self) -> None:
         # unrenewed, the lease lasts ``mecard_claim_lease``: how long a dead sender's mail waits
-        duty = Duty(self._ctx.index, "notify-sender",
-                    max(self._ctx.settings.claim_lease, 3 * self._poll()))
+        duty = Duty(self._ctx.index, "notify-sender", self._lease())
         next_purge = time.time()
         while not self._stopping:
             wake = time.time() + self._poll()
@@ -105,8 +133,9 @@ class NotifySender:
                 # another process holding the duty sends: this one looks again at the next
                 # poll whether it still does
                 if duty.hold():
-                    if duty.gained:  # at start, or taking over from a sender that died
-                        self._interrupted()
+                    # at start, taking over from a sender that died, or its batch's lease
+                    # lapsed since (it outlives the duty by up to a lease)
+                    self._interrupted()
                     now = time.time()
                     if now >= next_purge:
                         next_purge = now + PURGE_EVERY
@@ -139,13 +168,49 @@ class NotifySender:
             # unsubscribed, or the address is no longer theirs (verified elsewhere)
             index.notify.finish(batch.id, BATCH_CANCELLED, error="no longer wanted there")
             return BATCH_CANCELLED
-        if not index.notify.claim(batch.id):
-            return ""  # claimed by another thread or process, or cancelled meanwhile
+        # the batch's lease before its claim: once it is "sending", another process
+        # taking the duty over sees that it is still being sent
+        name, me, lease = BATCH_LEASE % batch.id, holder(index), self._lease()
+        if not index.leases.take(name, me, lease, time.time()):
+            return ""  # another process is sending it
         try:
-            outcome, error = smtp.send(self._ctx.settings, batch.address, batch.message)
-        except Exception as e:  # claimed: it must not stay "sending" until the next start
-            logger.error("Notification %d: sending failed unexpectedly", batch.id, exc_info=True)
-            outcome, error = smtp.UNKNOWN, "%s: %s" % (type(e).__name__, e)
+            if not index.notify.claim(batch.id):
+                return ""  # claimed by another thread or process, or cancelled meanwhile
+            try:
+                with self._renewing(name, me, lease):
+                    outcome, error = smtp.send(self._ctx.settings, batch.address,
+                                               batch.message)
+            except Exception as e:  # claimed: it must not stay "sending" until the next start
+                logger.error("Notification %d: sending failed unexpectedly", batch.id,
+                             exc_info=True)
+                outcome, error = smtp.UNKNOWN, "%s: %s" % (type(e).__name__, e)
+            return self._record(batch, outcome, error)
+        finally:
+            index.leases.release(name, me)
+
+    @contextlib.contextmanager
+    def _renewing(self, name: str, me: str, lease: float) -> Iterator[None]:
+        """Renew the batch's lease while the mail server talks (up to a few times
+        :data:`.smtp.TIMEOUT`): the batch of a living sender is never taken over."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(lease / 3):
+                try:
+                    self._ctx.index.leases.take(name, me, lease, time.time())
+                except Exception as e:  # the next renewal tries again
+                    logger.warning("Notifications: renewing the lease of %s: %s", name, e)
+        keeper = threading.Thread(target=renew, name="mecard-notify-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
+    def _record(self, batch: NotifyBatch, outcome: str, error: str) -> str:
+        """Store what came of an attempt; its new state."""
+        index = self._ctx.index
         attempts = batch.attempts + 1
         settings = self._ctx.settings
         if outcome == smtp.SENT:

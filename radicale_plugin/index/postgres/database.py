@@ -40,6 +40,25 @@ MIN_CONNECTIONS = 1
 MAX_CONNECTIONS = 16
 #: Seconds a thread waits for a free connection before the request fails.
 CONNECTION_TIMEOUT = 30.0
+#: PostgreSQL's answers that say "run the transaction again": it was chosen as a
+#: deadlock's victim, could not be serialised, or did not get a lock in time
+#: (``lock_timeout``).  Nothing of it was committed.
+RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+             psycopg.errors.LockNotAvailable)
+
+_conflicts = threading.local()
+
+
+def conflicts() -> int:
+    """How many :data:`RETRYABLE` failures the calling thread has met so far: a request
+    that failed after one more of them may be run again whole
+    (:mod:`radicale_plugin.http.retry`)."""
+    return getattr(_conflicts, "count", 0)
+
+
+def _met(error: BaseException) -> None:
+    if isinstance(error, RETRYABLE):
+        _conflicts.count = conflicts() + 1
 
 
 class Row(tuple):
@@ -130,11 +149,15 @@ class Database(Derived):
     def connection(self) -> Iterator[psycopg.Connection]:
         """The thread's transaction's connection, or a pooled one for one statement."""
         conn = self._current()
-        if conn is not None:
-            yield conn
-            return
-        with self.pool.connection() as conn:
-            yield conn
+        try:
+            if conn is not None:
+                yield conn
+                return
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as e:
+            _met(e)  # noted where the caller may catch it: a request's 500 is retried
+            raise
 
     @contextlib.contextmanager
     def transaction(self, durable: bool = True) -> Iterator[None]:

@@ -10,6 +10,11 @@ PostgreSQL drops the lock when the session ends, so a crashed server (its connec
 closed) leaves no stale mark, and a server starting while an import runs waits for it
 (an import is one transaction: seconds at most).
 
+PostgreSQL also drops the lock when *it* restarts (or the connection breaks) while the
+server goes on: the mark then watches its connection (:meth:`Mark.watch`, every
+:data:`CHECK_EVERY` seconds, a thread of its own) and takes the lock again on a new
+connection, so that an import never finds "no server" on a database a server uses.
+
 Chosen over counting the servers' connections in ``pg_stat_activity``: a pool may hold
 no connection for a moment (one recycled, PostgreSQL restarted), other roles' rows may
 be hidden from the admin's role, and nothing there keeps a server from starting in the
@@ -19,6 +24,7 @@ middle of an import.  The cost is one idle connection per server process.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator
 
 import psycopg
@@ -32,24 +38,82 @@ RUNNING_LOCK = 0x6D65636172640030
 CONNECT_TIMEOUT = 10
 #: What the mark's connection is called in ``pg_stat_activity``.
 APPLICATION_NAME = "radicale-mecard-server"
+#: Seconds between two looks at the mark's connection (a PostgreSQL restart drops it).
+CHECK_EVERY = 2.0
 
 
 class Mark:
-    """A server's mark: the connection holding the shared lock; :meth:`close` ends it."""
+    """A server's mark: the connection holding the shared lock, taken again on a new
+    connection when that one is lost; :meth:`close` ends it."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self._conn = conn
+    def __init__(self, dsn: str, conn: psycopg.Connection, check_every: float = CHECK_EVERY
+                 ) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.Connection | None = conn
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watching, args=(check_every,),
+                                        name="mecard-running-mark", daemon=True)
+        self._thread.start()
+
+    def _watching(self, every: float) -> None:
+        while not self._closed.wait(every):
+            self.watch()
+
+    def watch(self) -> bool:
+        """Whether the mark is held now, after taking it again if its connection was lost
+        (PostgreSQL restarted): never waits for an import (the next look tries again)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                pass
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            self._conn = None
+        if self._closed.is_set():
+            return False
+        try:
+            fresh = _connect(self._dsn)
+        except psycopg.Error as e:
+            logger.debug("Sharing: the running mark waits for the database: %s", e)
+            return False
+        try:
+            if not _one(fresh, "SELECT pg_try_advisory_lock_shared(%s)", RUNNING_LOCK):
+                fresh.close()
+                logger.warning("Sharing: an admin's import runs on the database: this "
+                               "server's running mark is taken again after it")
+                return False
+        except psycopg.Error:
+            fresh.close()
+            return False
+        if self._closed.is_set():  # closed meanwhile
+            fresh.close()
+            return False
+        self._conn = fresh
+        logger.info("Sharing: the connection holding this server's running mark was lost "
+                    "(PostgreSQL restarted?): the mark is held again")
+        return True
 
     def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self._conn.close()
+        self._closed.set()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
 
-def hold(dsn: str) -> Mark:
+def _connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                           application_name=APPLICATION_NAME)
+
+
+def hold(dsn: str, check_every: float = CHECK_EVERY) -> Mark:
     """Mark the database as served by this process until it ends (or :meth:`Mark.close`);
     waits while an import runs."""
-    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                           application_name=APPLICATION_NAME)
+    conn = _connect(dsn)
     try:
         if not _one(conn, "SELECT pg_try_advisory_lock_shared(%s)", RUNNING_LOCK):
             logger.warning("Sharing: an admin's import runs on the database: waiting for it")
@@ -57,7 +121,7 @@ def hold(dsn: str) -> Mark:
     except BaseException:
         conn.close()
         raise
-    return Mark(conn)
+    return Mark(dsn, conn, check_every)
 
 
 def _one(conn: psycopg.Connection, sql: str, *args: Any) -> Any:

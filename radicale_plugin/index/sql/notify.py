@@ -152,12 +152,16 @@ class SQLNotifyStore(index.NotifyStore):
                              "sent = ? WHERE id = ?",
                              (state, due, error[:500], sent, batch_id))
 
-    def interrupted(self) -> list[NotifyBatch]:
+    def interrupted(self, ids: Iterable[int] | None = None) -> list[NotifyBatch]:
         with self._db.transaction():
             found = self.batches(state=BATCH_SENDING)
-            self._db.execute("UPDATE notify_batches SET state = ?, error = ? WHERE state = ?",
-                             (BATCH_UNKNOWN, "the server stopped while sending it",
-                              BATCH_SENDING))
+            if ids is not None:  # only those whose sender is gone (notify.sender)
+                wanted = set(ids)
+                found = [b for b in found if b.id in wanted]
+            self._db.executemany(
+                "UPDATE notify_batches SET state = ?, error = ? WHERE id = ? AND state = ?",
+                [(BATCH_UNKNOWN, "the server stopped while sending it", b.id, BATCH_SENDING)
+                 for b in found])
         return found
 
     def secret(self) -> bytes:

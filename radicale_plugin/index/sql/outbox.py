@@ -25,6 +25,12 @@ _WAITING = (index.PENDING, index.WITHDRAWING, index.ROLLED_BACK)
 #: part at most (a few ms), not for a plan of 10,000 recipients.
 _PLAN_PART = 100
 _ENDED = (index.STOPPED, index.WITHDRAWING, index.WITHDRAWN)
+#: A row still as its reader saw it (:attr:`Delivery.seen`; ``v``: the finished deliveries,
+#: ``seen_state`` '' for one made by hand).  Every decision that makes a delivery wait
+#: again or ends it changes its state or gives it a new place in the queue, so a round's
+#: finish never overwrites a stop, a withdrawal or a new plan made while it was writing.
+_AS_SEEN = ("(v.seen_state = '' OR (deliveries.state = v.seen_state "
+            "AND COALESCE(deliveries.queued, 0) = v.seen_queued))")
 
 
 def _select(dialect: Dialect) -> str:
@@ -64,7 +70,13 @@ def _delivery(row: Row) -> Delivery:
                     {(f, k) for f, k in json.loads(row["written_values"] or "[]")},
                     json.loads(row["reasons"] or "[]"), row["error"] or "",
                     row["updated"] or "", row["due"] or 0.0, row["delivered_at"] or 0.0,
-                    row["attempts"] or 0, row["repairs"] or 0)
+                    row["attempts"] or 0, row["repairs"] or 0,
+                    seen=(row["state"], row["queued"] or 0))
+
+
+def _seen(delivery: Delivery) -> tuple[str, int]:
+    """The (state, place) a finish expects the row still to have ('': not checked)."""
+    return delivery.seen if delivery.seen is not None else ("", 0)
 
 
 class SQLOutbox(index.Outbox):
@@ -135,8 +147,11 @@ class SQLOutbox(index.Outbox):
                     # a copy that already holds this change is not written again
                     "state = CASE WHEN deliveries.state = ? AND deliveries.delivered_seq >= "
                     "excluded.wanted_seq THEN deliveries.state ELSE excluded.state END, "
-                    # what waits keeps its place; what was written a moment ago waits a little
-                    "queued = CASE WHEN deliveries.state = excluded.state THEN deliveries.queued "
+                    # what waits keeps its place, but for one being written (claimed): its
+                    # new place tells the round's finish that it was planned again meanwhile
+                    # (:data:`_AS_SEEN`); what was written a moment ago waits a little
+                    "queued = CASE WHEN deliveries.state = excluded.state AND "
+                    "deliveries.lease_holder IS NULL THEN deliveries.queued "
                     "ELSE excluded.queued END, "
                     "due = CASE WHEN deliveries.delivered_at > ? THEN deliveries.delivered_at + ? "
                     "ELSE 0 END, wanted_seq = excluded.wanted_seq, reasons = excluded.reasons, "
@@ -260,32 +275,34 @@ class SQLOutbox(index.Outbox):
         now = now_iso()
         rows = {(d.owner, d.recipient, d.wanted_seq): d for d in deliveries}
         for batch in batches(rows.values()):
-            values, args = values_of([(d.owner, d.recipient, d.wanted_seq, d.state,
+            values, args = values_of([(d.owner, d.recipient, d.wanted_seq, *_seen(d), d.state,
                                        d.delivered_seq, d.error, d.due, d.delivered_at,
                                        d.attempts) for d in batch])
             self._db.execute(
-                "WITH v(owner, recipient, wanted_seq, state, delivered_seq, error, due, "
-                "delivered_at, attempts) AS (VALUES " + values + ") "
-                "UPDATE deliveries SET state = v.state, delivered_seq = v.delivered_seq, "
+                "WITH v(owner, recipient, wanted_seq, seen_state, seen_queued, state, "
+                "delivered_seq, error, due, delivered_at, attempts) AS (VALUES " + values
+                + ") UPDATE deliveries SET state = v.state, delivered_seq = v.delivered_seq, "
                 "error = v.error, due = v.due, delivered_at = v.delivered_at, updated = ?, "
                 "attempts = v.attempts FROM v WHERE deliveries.owner = v.owner AND "
-                "deliveries.recipient = v.recipient AND deliveries.wanted_seq = v.wanted_seq",
-                args + [now])
-        # planned again meanwhile: the newer plan stays, but the copy was written now, so
-        # the newer change waits out the spacing (else a burst rewrites it every round)
+                "deliveries.recipient = v.recipient AND deliveries.wanted_seq = v.wanted_seq "
+                "AND " + _AS_SEEN, args + [now])
+        # planned again (or stopped, withdrawn, reopened) meanwhile: that decision stays,
+        # but the copy was written now: recorded, and a newer change waits out the
+        # spacing (else a burst rewrites it every round)
         for batch in batches(d for d in rows.values()
                              if d.state == index.DELIVERED and d.delivered_at):
-            values, args = values_of([(d.owner, d.recipient, d.wanted_seq, d.delivered_seq,
-                                       d.delivered_at, d.delivered_at + spacing)
-                                      for d in batch])
+            values, args = values_of([(d.owner, d.recipient, d.wanted_seq, *_seen(d),
+                                       d.delivered_seq, d.delivered_at,
+                                       d.delivered_at + spacing) for d in batch])
             self._db.execute(
-                "WITH v(owner, recipient, wanted_seq, delivered_seq, delivered_at, due) AS "
-                "(VALUES " + values + ") UPDATE deliveries SET delivered_seq = CASE WHEN "
-                "deliveries.delivered_seq > v.delivered_seq THEN deliveries.delivered_seq "
-                "ELSE v.delivered_seq END, delivered_at = v.delivered_at, due = CASE WHEN "
-                "deliveries.due > v.due THEN deliveries.due ELSE v.due END FROM v "
+                "WITH v(owner, recipient, wanted_seq, seen_state, seen_queued, delivered_seq, "
+                "delivered_at, due) AS (VALUES " + values + ") UPDATE deliveries SET "
+                "delivered_seq = CASE WHEN deliveries.delivered_seq > v.delivered_seq THEN "
+                "deliveries.delivered_seq ELSE v.delivered_seq END, delivered_at = "
+                "v.delivered_at, due = CASE WHEN deliveries.state = ? AND deliveries.due < "
+                "v.due THEN v.due ELSE deliveries.due END FROM v "
                 "WHERE deliveries.owner = v.owner AND deliveries.recipient = v.recipient "
-                "AND deliveries.wanted_seq <> v.wanted_seq AND deliveries.state = ? "
+                "AND (deliveries.wanted_seq <> v.wanted_seq OR NOT " + _AS_SEEN + ") "
                 "AND deliveries.delivered_at < v.delivered_at", args + [index.PENDING])
 
     def clear_intents(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -293,32 +310,38 @@ class SQLOutbox(index.Outbox):
                              "AND recipient = ?", list(pairs))
 
     def finish(self, delivery: Delivery) -> None:
+        # only the row as it was read (see _AS_SEEN)
+        seen = "" if delivery.seen is None else " AND state = ? AND COALESCE(queued, 0) = ?"
         self._db.execute(
             "UPDATE deliveries SET state = ?, delivered_seq = ?, error = ?, due = ?, "
             "delivered_at = ?, updated = ?, attempts = ? "
-            "WHERE owner = ? AND recipient = ? AND wanted_seq = ?",
+            "WHERE owner = ? AND recipient = ? AND wanted_seq = ?" + seen,
             (delivery.state, delivery.delivered_seq, delivery.error, delivery.due,
              delivery.delivered_at, now_iso(), delivery.attempts, delivery.owner,
-             delivery.recipient, delivery.wanted_seq))
+             delivery.recipient, delivery.wanted_seq, *(delivery.seen or ())))
 
     def reopen_for(self, recipient: str, owner: str | None, states: Iterable[str]) -> None:
         wanted = list(states)
         if not wanted:
             return
-        where = "recipient = ? AND state IN (%s)" % marks(wanted)
-        args: list[object] = [recipient, *wanted]
+        # and those a round is deciding or writing (claimed): decided before this change,
+        # they are decided again (a new place: the round's finish leaves them, _AS_SEEN)
+        where = ("recipient = ? AND (state IN (%s) OR (state IN (%s) AND lease_holder IS "
+                 "NOT NULL))" % (marks(wanted), marks(list(_WAITING))))
+        args: list[object] = [recipient, *wanted, *_WAITING]
         if owner is not None:
             where += " AND owner = ?"
             args.append(owner)
         with self._db.transaction():
-            rows = self._db.rows("SELECT owner, recipient FROM deliveries WHERE " + where
-                                 + " ORDER BY owner, recipient" + self._db.dialect.for_update,
-                                 args)
+            rows = self._db.rows("SELECT owner, recipient, state FROM deliveries WHERE "
+                                 + where + " ORDER BY owner, recipient"
+                                 + self._db.dialect.for_update, args)
             first = self._positions(len(rows)) if rows else 0
             self._db.executemany(
                 "UPDATE deliveries SET state = ?, due = 0, error = NULL, updated = ?, queued = ?, "
                 "attempts = 0 WHERE owner = ? AND recipient = ?",
-                [(index.PENDING, now_iso(), first + i, r[0], r[1]) for i, r in enumerate(rows)])
+                [(r[2] if r[2] in _WAITING else index.PENDING, now_iso(), first + i, r[0],
+                  r[1]) for i, r in enumerate(rows)])
 
     def withdraw(self, owner: str, recipients: Iterable[str] | None) -> list[str]:
         where, args = "owner = ? AND state = ?", [owner, index.STOPPED]
