@@ -82,7 +82,8 @@ def _wrap(owner: object, name: str, phase: str) -> None:
                 peak = tracemalloc.get_traced_memory()[1] - before
                 if peak > _py_peak.get(phase, 0):
                     _py_peak[phase] = peak
-                    if peak > 20 << 20 and phase in ("select", "plan", "gather", "decide"):
+                    if peak > 20 << 20 and phase in ("select", "plan", "gather", "decide",
+                                                     "reconcile", "reconcile:cards"):
                         _top(phase, peak)
 
     setattr(owner, name, wrapper)
@@ -117,7 +118,52 @@ def _report() -> None:
               file=sys.stderr)
     for phase, size in sorted(py.items(), key=lambda kv: -kv[1]):
         print("%s %s %d" % (PY, phase, size // 1024), file=sys.stderr)
+    if os.environ.get("MECARD_PROBE_SMAPS") == "1":
+        print("%s-smaps %s" % (TAG, " ".join("%s=%d" % kv for kv in _smaps().items())),
+              file=sys.stderr)
+    if _trace:  # Python's objects alive now: what stays of a fan-out, apart from C memory
+        import tracemalloc
+        print("%s-live %d" % (PY, tracemalloc.get_traced_memory()[0] // 1024),
+              file=sys.stderr)
     print("%s %d" % (END, _rss()), file=sys.stderr, flush=True)
+
+
+def _smaps() -> dict[str, int]:
+    """The process's RSS (KiB) by kind of mapping: ``heap`` (glibc's main arena), ``anon``
+    (other anonymous memory: Python's object arenas, glibc's other arenas, big blocks),
+    ``file``; and ``pymalloc``: Python's object arenas (KiB, whether touched or not)."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and ":" not in head[0]:
+                name = head[5] if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else "file" if name.startswith("/") else "anon"
+            elif head[0] == "Rss:":
+                out[kind] += int(head[1])
+    out["pymalloc"] = _pymalloc_arenas()
+    return out
+
+
+def _pymalloc_arenas() -> int:
+    """Python's object arenas now (KiB), from ``sys._debugmallocstats`` (it writes to the
+    C stderr: read back through a pipe)."""
+    import re
+    read, write = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(write, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write)
+    with os.fdopen(read, errors="replace") as f:
+        text = f.read()
+    found = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    return int(found.group(1)) * int(found.group(2)) // 1024 if found else -1
 
 
 def install() -> None:
@@ -144,6 +190,11 @@ def install() -> None:
     _wrap(records.Records, "results", "results")
     _wrap(worker.FanoutWorker, "_write", "write")
     _wrap(CardKeys, "reindex_pending", "reindex")
+    # the start-up check (a restart's peak): the card-key index, the links, the whole check
+    from radicale_plugin.consent.links import Links
+    _wrap(worker.FanoutWorker, "reconcile", "reconcile")
+    _wrap(CardKeys, "reconcile", "reconcile:cards")
+    _wrap(Links, "reconcile", "reconcile:links")
     _wrap(worker.FanoutWorker, "drain", "drain")
     # inside the planning: the owner's book, the keys' holders, links, the rules, the plan
     from radicale_plugin.index.sql import cards, keys, links

@@ -29,6 +29,13 @@ from radicale_plugin.vcard.groups import categories, contact_name, is_group, mem
 from radicale_plugin.vcard.codec import Card, read_card
 
 
+#: Cards of a book stored at a time when it is read again at start (see
+#: :meth:`CardKeys._store_parts`).
+PART = 2000
+#: The ``mtime`` the index records for a book to be read again (no folder has it).
+READ_AGAIN = -1
+
+
 def index_card(book: str, href: str, text: str, region: str) -> IndexedCard:
     """What the index keeps of one card (an unreadable card carries no keys)."""
     try:
@@ -36,6 +43,18 @@ def index_card(book: str, href: str, text: str, region: str) -> IndexedCard:
     except BadCard:
         return IndexedCard(book, href, "", False, frozenset())
     return index_parsed(book, href, card, region)
+
+
+def indexed(book: str, texts: list[tuple[str, str]], region: str) -> list[IndexedCard]:
+    """What the index keeps of a book's cards (``texts``: href and text of each), each
+    text let go of as its card is made: an owner's book of 100,000 cards is not held
+    twice, as texts and as cards (``texts`` is emptied)."""
+    texts.reverse()
+    out = []
+    while texts:
+        href, text = texts.pop()
+        out.append(index_card(book, href, text, region))
+    return out
 
 
 def index_parsed(book: str, href: str, card: Card, region: str) -> IndexedCard:
@@ -126,13 +145,19 @@ class CardKeys:
                 if user not in regions:
                     regions[user] = self._ctx.region_of(user)
                 region = regions[user]
-                found = [index_card(book, href, text, region)
-                         for href, text in files.book_cards(book)]
+                texts = files.book_cards(book)
+                parted = len(texts) > PART
+                if parted:  # all but its last part, each stored as it is read
+                    self._store_parts(book, texts, region)
+                found = indexed(book, texts, region)
                 with hold(book):
                     now = files.folder_mtime(folder)
                     if now == mtime:
                         with self._ctx.index.transaction(durable=False):  # rebuildable
-                            cards.replace_book(book, found, mtime)
+                            if parted:
+                                cards.add_to_book(book, found, mtime)
+                            else:
+                                cards.replace_book(book, found, mtime)
                 if now == mtime:
                     read += 1
                     break
@@ -147,6 +172,31 @@ class CardKeys:
             logger.info("Sharing: %d address book(s) changed outside the index were read "
                         "again", read)
         return read
+
+    def _store_parts(self, book: str, texts: list[tuple[str, str]], region: str) -> None:
+        """Store a big book's cards in parts of :data:`PART`, all but the last (left in
+        ``texts``), each in a transaction of its own.
+
+        Why: the whole book at once, as texts and as cards, was the peak of a restart's
+        memory (an owner's book of 100,000 cards: ~260 MiB).  The first part replaces the
+        book's cards and marks it to be read again (:data:`READ_AGAIN`, which the hooks'
+        writes keep), so a crash before the last part leaves it to be read at the next
+        start; meanwhile a reader may see the book in part, only while the start-up check
+        reads a big book changed behind the index's back.  The last part, stored with the
+        folder's time under ``hold``, ends it (or, the book written meanwhile, it is read
+        again from its first part)."""
+        cards = self._ctx.index.cards
+        texts.reverse()
+        first = True
+        while len(texts) > PART:
+            part = [index_card(book, *texts.pop(), region) for _ in range(PART)]
+            with self._ctx.index.transaction(durable=False):  # rebuildable
+                if first:
+                    cards.replace_book(book, part, READ_AGAIN)
+                else:
+                    cards.add_to_book(book, part, READ_AGAIN)
+            first = False
+        texts.reverse()
 
     # -- a user's region changed --------------------------------------------------------
     def region_changed(self, user: str) -> None:
@@ -178,7 +228,7 @@ class CardKeys:
         # the marks yet, and the user would never be read again
         with self._ctx.index.transaction(durable=False):
             stale = cards.stale_books(user)
-        before = {k for c in cards.cards_of(user) for k in c.keys}
+        before = {k for page in cards.card_pages(user) for c in page for k in c.keys}
         read = 0
         for book in stale:
             folder = files.folder(book)
@@ -186,8 +236,7 @@ class CardKeys:
                 region = self._ctx.region_of(user)
                 mtime = files.folder_mtime(folder)
                 try:
-                    found = [index_card(book, href, text, region)
-                             for href, text in files.book_cards(book)]
+                    found = indexed(book, files.book_cards(book), region)
                 except OSError:
                     break  # the book is gone: its delete hook forgets it
                 with self._ctx.storage.acquire_lock("r", user):
@@ -206,7 +255,8 @@ class CardKeys:
         if read:
             logger.info("Sharing: %d address book(s) of %r read again in region %s",
                         read, user, self._ctx.region_of(user))
-            self._replan(user, {k for c in cards.cards_of(user) for k in c.keys} - before)
+            self._replan(user, {k for page in cards.card_pages(user) for c in page
+                                for k in c.keys} - before)
         return read
 
     def _replan(self, user: str, new_keys: set[str]) -> None:

@@ -12,7 +12,7 @@ people, not keeping them).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from radicale_plugin import store
 from radicale_plugin.consent.decisions import effective_policy
@@ -22,10 +22,13 @@ from radicale_plugin.errors import BadRequest, NotFound
 from radicale_plugin.index import IndexedCard, Link
 from radicale_plugin.consent.keeping import keeps
 from radicale_plugin.vcard.matching import resolve_contact
-from radicale_plugin.owner.rules import Book, Contact, Rule, evaluate, group_names, parse_rule
+from radicale_plugin.owner.rules import (Book, Contact, Rule, Selection, evaluate, group_names,
+                                         parse_rule)
 
 #: Most target rules one owner may have (``user:NAME`` rules from the bridge add up).
 MAX_RULES = 10000
+#: Contacts of the owner's book evaluated at a time (see :meth:`Targets.select`).
+PAGE = 2000
 
 
 class Targets:
@@ -95,7 +98,7 @@ class Targets:
         new = [r for r in rules if r.kind == "group" and str(r).casefold() not in current]
         if not new:
             return
-        names = group_names(c for c in index.cards.cards_of(user)
+        names = group_names(c for page in index.cards.card_pages(user) for c in page
                             if (c.book, c.href) != (owner.book, owner.href))
         for rule in new:
             if rule.arg.casefold() not in names:
@@ -104,12 +107,46 @@ class Targets:
                                  "names are matched without case" % (rule.arg, known))
 
     def select(self, user: str) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
-        """Evaluate the owner's target rules now, from the card-key index (no book is read)."""
+        """Evaluate the owner's target rules now, from the card-key index (no book is read).
+
+        The owner's book is evaluated in pages of :data:`PAGE` contacts, each with its own
+        look-ups (the keys' holders, who may be found, the links of those who may need
+        one): what a page needs is let go of before the next one is read.  At 100,000
+        contacts the whole book, its contacts and their keys' holders at once were
+        ~130 MiB, the peak of the server's memory (docs/performance.md).
+        """
         index = self._ctx.index
         owner = index.owners.get(user)
         rules = [parse_rule(r) for r in owner.rules]
-        book = Book.from_index(_drained(index.cards.cards_of(user)), self._ctx.region_of(owner),
-                               skip=(owner.book or "", owner.href or ""))  # not my own card
+        region = self._ctx.region_of(owner)
+        skip = (owner.book or "", owner.href or "")  # not my own card
+        # the groups' members are needed by every page (a group card names contacts that
+        # may be in any page), the groups themselves are in no page's contacts
+        groups = index.cards.groups_of(user) \
+            if any(r.kind == "group" for r in rules) else []
+        mine = {(link.book, link.href): link.owner for link in index.links.under(user)
+                if link.recipient == user}
+        seen = self.seen_by_name(user, {r.arg for r in rules if r.kind == "user"})
+        selection, n = Selection(), -1
+        for n, page in enumerate(index.cards.card_pages(user, PAGE)):
+            book = Book.from_index(groups + [c for c in _drained(page) if not c.is_group],
+                                   region, skip=skip)
+            # user:NAME rules once, with the first page: the order of a one-page book's
+            # reasons is the rules' order, as it was
+            _merge(selection, evaluate(rules if n == 0 else [r for r in rules
+                                                             if r.kind != "user"],
+                                       book, self._resolver(user, book, mine), user, seen))
+        if n < 0:  # not a card in the owner's books: the named users still
+            selection = evaluate([r for r in rules if r.kind == "user"], Book((), region),
+                                 lambda contact: set(), user, seen)
+        return selection.targets, selection.skipped
+
+    def _resolver(self, user: str, book: Book,
+                  mine: dict[tuple[str, str], str]) -> Callable[[Contact], set[str]]:
+        """Who each contact of one page of the owner's book stands for (see
+        :func:`radicale_plugin.vcard.matching.resolve_contact`): the page's look-ups
+        in a few batched queries."""
+        index = self._ctx.index
         keys = {k for c in book.contacts for k in c.keys}
         all_holders = index.keys.holders(keys)
         visible = self._discovery.visible_users(user, set(all_holders.values()))
@@ -123,8 +160,6 @@ class Targets:
         copies.update((link.recipient, link) for link in
                       index.links.get_many((user, u) for u in asked).values())
         del asked
-        mine = {(link.book, link.href): link.owner for link in index.links.under(user)
-                if link.recipient == user}
         kept: dict[str, bool] = {}
 
         def copy_of(holder: str) -> Link | None:
@@ -146,9 +181,7 @@ class Targets:
             return resolve_contact(linked, contact.keys, all_holders, reachable,
                                    claimants, lambda u: copy_of(u) is not None)
 
-        selection = evaluate(rules, book, resolve, user, self.seen_by_name(
-            user, {r.arg for r in rules if r.kind == "user"}))
-        return selection.targets, selection.skipped
+        return resolve
 
     def _keeps(self, owner: str, link: Link) -> bool:
         """Whether the recipient of ``link`` stays selectable whatever the owner's keys
@@ -162,6 +195,15 @@ class Targets:
         return keeps(link.made_by, index.cards.card(link.book, link.href) is not None,
                      policy, owner in policies,
                      chosen or self._ctx.settings.default_discoverability)
+
+
+def _merge(selection: Selection, page: Selection) -> None:
+    """One page's selection added to the book's (a user found in two pages has the
+    reasons of both, once each)."""
+    for user, reasons in page.targets.items():
+        for reason in reasons:
+            selection.add(user, reason)
+    selection.skipped += page.skipped
 
 
 def _drained(items: list[IndexedCard]) -> Iterator[IndexedCard]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from radicale_plugin import index
 from radicale_plugin.index import LINK_CREATED, IndexedCard
@@ -80,36 +80,78 @@ class SQLCardIndex(index.CardIndex):
                              "ON CONFLICT (path) DO UPDATE SET mtime = excluded.mtime",
                              (book, mtime))
 
-    def _cards(self, where: str, args: Iterable[object]) -> list[IndexedCard]:
+    def add_to_book(self, book: str, cards: Iterable[IndexedCard], mtime: int) -> None:
+        with self._db.transaction():
+            self.put_many(cards)
+            self._db.execute("INSERT INTO books (path, mtime) VALUES (?, ?) "
+                             "ON CONFLICT (path) DO UPDATE SET mtime = excluded.mtime",
+                             (book, mtime))
+
+    def _cards(self, where: str, args: Iterable[object],
+               keys_of: str | None = None) -> list[IndexedCard]:
+        """The cards of ``where`` with their keys: read by ``keys_of`` (a condition on
+        ``card_keys`` taking the same ``args``), else those of their whole books."""
         rows = self._db.rows("SELECT * FROM cards WHERE %s ORDER BY book, href" % where, args)
         keys: dict[tuple[str, str], set[str]] = {}
-        for book in sorted({r["book"] for r in rows}):
-            for key, href in self._db.rows("SELECT key, href FROM card_keys WHERE book = ?",
-                                           (book,)):
-                keys.setdefault((book, href), set()).add(key)
-        # each row and its keys let go of as its card is made: a book of 100,000 cards is
-        # not held twice at once (the fan-out's planning reads the owner's whole book)
-        # (and one string per book, one empty set for the cards without a category)
-        cards: list[IndexedCard] = []
-        books: dict[str, str] = {}
-        none: frozenset[str] = frozenset()
-        rows.reverse()
-        while rows:
-            r = rows.pop()
-            book = books.setdefault(r["book"], r["book"])
-            cards.append(IndexedCard(
-                book, r["href"], r["uid"] or "", bool(r["is_group"]),
-                frozenset(keys.pop((book, r["href"]), ())), r["name"] or "",
-                frozenset(json.loads(r["categories"])) if r["categories"] else none,
-                tuple(json.loads(r["members"] or "[]")), r["version"] or ""))
-        return cards
+        if keys_of is not None:
+            if rows:
+                for book, href, key in self._db.rows(
+                        "SELECT book, href, key FROM card_keys WHERE " + keys_of, args):
+                    keys.setdefault((book, href), set()).add(key)
+        else:
+            for book in sorted({r["book"] for r in rows}):
+                for key, href in self._db.rows(
+                        "SELECT key, href FROM card_keys WHERE book = ?", (book,)):
+                    keys.setdefault((book, href), set()).add(key)
+        return _made(rows, keys)
 
     def card(self, book: str, href: str) -> IndexedCard | None:
-        found = self._cards("book = ? AND href = ?", (book, href))
+        # its own keys only: those of its whole book are 100,000 rows in an owner's book
+        found = self._cards("book = ? AND href = ?", (book, href), "book = ? AND href = ?")
         return found[0] if found else None
 
     def cards_of(self, user: str) -> list[IndexedCard]:
         return self._cards('"user" = ?', (user,))
+
+    def card_pages(self, user: str, size: int = 2000) -> Iterator[list[IndexedCard]]:
+        # a range of the primary key per page, each after the last page's last card (the
+        # books as cards_of finds them: those holding a card of the user's)
+        for book in self._books_with_cards(user):
+            after = ""
+            while True:
+                rows = self._db.rows("SELECT * FROM cards WHERE book = ? AND href > ? "
+                                     "ORDER BY href LIMIT ?", (book, after, size))
+                if not rows:
+                    break
+                last = rows[-1]["href"]
+                keys: dict[tuple[str, str], set[str]] = {}
+                for href, key in self._db.rows(
+                        "SELECT href, key FROM card_keys WHERE book = ? AND href > ? "
+                        "AND href <= ?", (book, after, last)):
+                    keys.setdefault((book, href), set()).add(key)
+                full = len(rows) == size
+                yield _made(rows, keys)  # (it empties rows)
+                if not full:
+                    break
+                after = last
+
+    def _books_with_cards(self, user: str) -> list[str]:
+        return [r[0] for r in self._db.rows(
+            'SELECT DISTINCT book FROM cards WHERE "user" = ? ORDER BY book', (user,))]
+
+    def groups_of(self, user: str) -> list[IndexedCard]:
+        out: list[IndexedCard] = []
+        for book in self._books_with_cards(user):
+            rows = self._db.rows("SELECT * FROM cards WHERE book = ? AND is_group = 1 "
+                                 "ORDER BY href", (book,))
+            keys: dict[tuple[str, str], set[str]] = {}
+            for chunk in chunks([r["href"] for r in rows]):
+                for href, key in self._db.rows(
+                        "SELECT href, key FROM card_keys WHERE book = ? AND href IN (%s)"
+                        % marks(chunk), [book, *chunk]):
+                    keys.setdefault((book, href), set()).add(key)
+            out += _made(rows, keys)
+        return out
 
     def cards_with_keys(self, user: str, keys: Iterable[str]) -> list[IndexedCard]:
         found: set[tuple[str, str]] = set()
@@ -230,3 +272,24 @@ class SQLCardIndex(index.CardIndex):
     def set_built(self) -> None:
         self._db.execute("INSERT INTO meta (name, value) VALUES ('card_index', 'built') "
                          "ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+
+
+def _made(rows: list, keys: dict[tuple[str, str], set[str]]) -> list[IndexedCard]:
+    """The cards of ``rows`` (``cards`` rows, in order) with ``keys`` (by book and href).
+
+    Each row and its keys are let go of as its card is made: a book of 100,000 cards is
+    not held twice at once (and one string per book, one empty set for the cards without
+    a category)."""
+    cards: list[IndexedCard] = []
+    books: dict[str, str] = {}
+    none: frozenset[str] = frozenset()
+    rows.reverse()
+    while rows:
+        r = rows.pop()
+        book = books.setdefault(r["book"], r["book"])
+        cards.append(IndexedCard(
+            book, r["href"], r["uid"] or "", bool(r["is_group"]),
+            frozenset(keys.pop((book, r["href"]), ())), r["name"] or "",
+            frozenset(json.loads(r["categories"])) if r["categories"] else none,
+            tuple(json.loads(r["members"] or "[]")), r["version"] or ""))
+    return cards
