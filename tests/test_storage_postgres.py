@@ -24,6 +24,7 @@ import caldav
 import pytest
 import requests
 
+from tests import zygote
 from tests.conftest import USERS
 from tests.server import DAV, Client, RadicaleServer
 
@@ -535,9 +536,8 @@ def test_radicale_verifies_the_storage(dsn, tmp_path):
         dav.stop()
 
     def verify() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "radicale", "--config",
-                               str(dav.root / "config"), "--verify-storage"],
-                              capture_output=True, text=True, timeout=120)
+        return zygote.run([sys.executable, "-m", "radicale", "--config",
+                           str(dav.root / "config"), "--verify-storage"])
 
     done = verify()
     assert done.returncode == 0 and "Verifying storage" in done.stderr, done.stderr
