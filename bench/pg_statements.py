@@ -3,12 +3,14 @@
 """Statements per delivery of the fan-out on PostgreSQL, beside the file backend's rate.
 
 One throwaway PostgreSQL (``fsync`` on), the same worlds on both backends, policy
-``auto`` (every recipient pre-authorised: copies written).  For each round: the file
-backend's fan-out, then PostgreSQL's with one Radicale process; then the statements
-PostgreSQL ran in the last PostgreSQL fan-out, most often run first, per delivery
-(``pg_stat_statements``).  Reuses :mod:`bench.postgres_fanout`'s worlds and counters.
+``auto`` (every recipient pre-authorised: copies written) or ``ask`` (offers).  For each
+round: the file backend's fan-out, then PostgreSQL's with one Radicale process; then the
+statements PostgreSQL ran in the last PostgreSQL fan-out, most often run first, per
+delivery (``pg_stat_statements``).  Reuses :mod:`bench.postgres_fanout`'s worlds and
+counters.
 
-Usage: ``bench/pg_statements.py [SIZE] [--rounds N] [--top N]`` (default 200, 3 rounds).
+Usage: ``bench/pg_statements.py [SIZE] [--rounds N] [--top N] [--policy auto|ask]``
+(default 200, 3 rounds, ``auto``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cards", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--policy", choices=("auto", "ask"), default="auto")
     parser.add_argument("--debug", action="store_true",
                         help="run the servers with debug logs and print their rounds' laps")
     parser.add_argument("--dir", type=Path,
@@ -37,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     cluster = pg.cluster()
     try:
-        fw = bench.file_world(args.dir, args.size, args.cards, "auto")
-        pw = bench.pg_world(cluster, args.dir, args.size, args.cards, "auto")
+        fw = bench.file_world(args.dir, args.size, args.cards, args.policy)
+        pw = bench.pg_world(cluster, args.dir, args.size, args.cards, args.policy)
         if args.debug:  # restarted with debug logs: the rounds' laps are logged
             for world in (fw, pw):
                 world.stop()
@@ -51,9 +54,9 @@ def main() -> None:
             change = 0
             for _ in range(args.rounds):
                 change += 1
-                files.append(bench.file_fan_out(fw, change, "auto"))
+                files.append(bench.file_fan_out(fw, change, args.policy))
                 change += 1
-                pgs.append(measure.fan_out(change, "auto", two=False))
+                pgs.append(measure.fan_out(change, args.policy, two=False))
             often = measure.top(args.top, by="calls")
         finally:
             fw.stop()
@@ -61,7 +64,8 @@ def main() -> None:
             pw.close()
     finally:
         cluster.stop()
-    print("%d recipients, policy auto, %d rounds; %s" % (args.size, args.rounds, bench.load()))
+    print("%d recipients, policy %s, %d rounds; %s" % (args.size, args.policy, args.rounds,
+                                                      bench.load()))
     print("  files          %6.0f /s median (rounds: %s)" % (
         statistics.median(s.rate for s in files), " ".join("%.0f" % s.rate for s in files)))
     print("  pg 1 process   %6.0f /s median (rounds: %s)" % (

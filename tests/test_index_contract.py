@@ -3164,7 +3164,10 @@ def test_a_fan_out_parts_records_written_at_once_are_as_if_written_one_by_one(ba
     assert sorted(o.recipient for o in backend.consent.offers_from("alice")) == many[55:]
     in_hand = [backend.outbox.delivery("alice", r) for r in many]
     # the last one planned again meanwhile: its newer plan stays, its copy's time is kept
-    backend.outbox.plan(change(backend, "+1 202 555 0199"), {"r059": ["all"]})
+    # (a change for r059 alone: one for everyone would stop the others, and a stop stays)
+    change(backend, "+1 202 555 0199")
+    backend.outbox.restrict("alice", ["r059"])
+    backend.outbox.plan(backend.outbox.pending_jobs(10)[-1], {"r059": ["all"]})
     for i, delivery in enumerate(in_hand):
         assert delivery is not None
         delivery.state, delivery.delivered_seq = idx.DELIVERED, job.seq
@@ -3247,3 +3250,309 @@ def test_two_processes_claiming_jobs_at_once_never_plan_one_twice(fresh):
         assert sorted(got) == owners  # each planned exactly once
     finally:
         second.close()
+
+
+# -- a round's finish and the decisions made while it wrote (issue 16) -----------------------
+
+def _target_removed(ix: SharingIndex, job: Job) -> None:
+    ix.outbox.requeue("alice")  # the owner's rules no longer reach dave
+    ix.outbox.plan(ix.outbox.pending_jobs(10)[-1], {"bob": ["user:bob"]})
+
+
+def _target_withdrawn(ix: SharingIndex, job: Job) -> None:
+    ix.outbox.requeue("alice", withdraw=True)
+    ix.outbox.plan(ix.outbox.pending_jobs(10)[-1], {"bob": ["user:bob"]})
+
+
+def _me_card_gone(ix: SharingIndex, job: Job) -> None:
+    ix.owners.record_view("alice", None, None, ())
+
+
+def _planned_again_for_the_same_change(ix: SharingIndex, job: Job) -> None:
+    ix.outbox.requeue("alice")  # e.g. another rule now reaches dave: decided again
+    ix.outbox.restrict("alice", ["dave"])
+    ix.outbox.plan(ix.outbox.pending_jobs(10)[-1], {"dave": ["group:friends"]})
+
+
+def _a_newer_change(ix: SharingIndex, job: Job) -> None:
+    v = view("+1 202 555 0199")
+    assert ix.owners.record_view("alice", v, v, v.values(REGION))
+    ix.outbox.restrict("alice", ["dave"])
+    ix.outbox.plan(ix.outbox.pending_jobs(10)[-1], {"dave": ["user:dave"]})
+
+
+def _blocked(ix: SharingIndex, job: Job) -> None:
+    # what Policies.set does: the recipient's deliveries from that owner decided again
+    ix.consent.set_policy("dave", "alice", "block")
+    ix.outbox.reopen_for("dave", "alice", (idx.BLOCKED, idx.FAILED, idx.OFFERED,
+                                           idx.DELIVERED))
+
+
+#: What is decided about dave while the round writes, and what becomes of bob (in the same
+#: round): planned again with the others (decided again: pending), stopped, or untouched.
+MEANWHILE = [pytest.param(f, bob, id=f.__name__.strip("_")) for f, bob in (
+    (_target_removed, idx.PENDING), (_target_withdrawn, idx.PENDING),
+    (_me_card_gone, idx.STOPPED), (_planned_again_for_the_same_change, idx.DELIVERED),
+    (_a_newer_change, idx.DELIVERED), (_blocked, idx.DELIVERED))]
+
+
+def _claimed_round(ix: SharingIndex) -> tuple[Job, dict[str, idx.Delivery]]:
+    """Alice's change planned for bob and dave, and zoe's for erin; all claimed by one
+    round (what the worker holds while it writes the copies)."""
+    job = planned(ix, "bob", "dave")
+    zoe = change(ix, "+1 202 555 0102", user="zoe")
+    ix.outbox.plan(zoe, {"erin": ["user:erin"]})
+    got = ix.outbox.claim("host:1:round", 10, time.time(), 60)
+    assert sorted(d.recipient for d in got) == ["bob", "dave", "erin"]
+    return job, {d.recipient: d for d in got}
+
+
+@pytest.mark.parametrize("meanwhile, bob", MEANWHILE)
+def test_a_rounds_finish_never_overwrites_a_decision_made_while_it_wrote(backend, meanwhile,
+                                                                          bob):
+    """Plan, claim, a decision (a stop, a withdrawal, a new plan, a block), then the
+    round's finish: the decision stays, and the write the round made is recorded."""
+    job, round_ = _claimed_round(backend)
+    meanwhile(backend, job)
+    decided = backend.outbox.delivery("alice", "dave")
+    assert decided is not None
+    written_at = time.time()
+    for d in round_.values():
+        d.state, d.delivered_seq, d.delivered_at = idx.DELIVERED, d.wanted_seq, written_at
+    backend.outbox.finish_many(round_.values(), spacing=0.0)
+
+    dave = backend.outbox.delivery("alice", "dave")
+    assert (dave.state, dave.wanted_seq) == (decided.state, decided.wanted_seq)
+    assert dave.state != idx.DELIVERED
+    assert (dave.delivered_seq, dave.delivered_at) == (job.seq, pytest.approx(written_at))
+    # positive control: a delivery of the round nobody touched is finished as it was
+    erin = backend.outbox.delivery("zoe", "erin")
+    assert (erin.state, erin.delivered_seq) == (idx.DELIVERED, erin.wanted_seq)
+    got = backend.outbox.delivery("alice", "bob")
+    assert (got.state, got.delivered_seq) == (bob, job.seq)
+    assert backend.outbox.claimants(time.time()) == set()  # the round's claims end anyway
+
+
+@pytest.mark.parametrize("meanwhile, bob", MEANWHILE)
+def test_a_decision_without_a_write_never_overwrites_one_made_meanwhile(backend, meanwhile,
+                                                                        bob):
+    """The same with :meth:`finish` (an offer, a block decided by the round)."""
+    job, round_ = _claimed_round(backend)
+    meanwhile(backend, job)
+    decided = backend.outbox.delivery("alice", "dave")
+    assert decided is not None
+    round_["dave"].state = idx.OFFERED
+    backend.outbox.finish(round_["dave"])
+    dave = backend.outbox.delivery("alice", "dave")
+    assert (dave.state, dave.wanted_seq, dave.delivered_seq) == (
+        decided.state, decided.wanted_seq, 0)
+    round_["erin"].state = idx.OFFERED  # positive control
+    backend.outbox.finish(round_["erin"])
+    assert backend.outbox.delivery("zoe", "erin").state == idx.OFFERED
+
+
+def test_a_delivery_planned_again_while_waiting_but_not_claimed_keeps_its_place(backend):
+    """Only a claimed delivery takes a new place when planned again (what lets its finish
+    tell); one that waits keeps its turn in the queue."""
+    planned(backend, "bob", "dave")
+    zoe = change(backend, "+1 202 555 0102", user="zoe")
+    backend.outbox.plan(zoe, {"erin": ["user:erin"]})
+    backend.outbox.requeue("alice")
+    backend.outbox.plan(backend.outbox.pending_jobs(10)[-1],
+                        {"bob": ["user:bob"], "dave": ["user:dave"]})
+    assert queue(backend) == [("alice", "bob"), ("alice", "dave"), ("zoe", "erin")]
+
+
+# -- a fan-out's part at once (issue 16): the same outcome as one call a delivery ---------
+class Statements:
+    """Counts the statements a store sends to the real database (``execute``, reads, and,
+    where a statement is a round trip (PostgreSQL), each row of ``executemany``) while it
+    is installed: batching pinned, not guessed."""
+
+    def __init__(self, ix: SharingIndex, monkeypatch) -> None:
+        self.count = 0
+        for name in ("execute", "rows", "row", "value"):
+            real = getattr(ix.db, name)
+
+            def counted(*args, _real=real, **kwargs):
+                self.count += 1
+                return _real(*args, **kwargs)
+            monkeypatch.setattr(ix.db, name, counted)
+        each = ix.db.executemany
+
+        def executemany(sql, rows):
+            rows = list(rows)
+            self.count += len(rows) if ix.db.dialect.rows_at_once else 1
+            return each(sql, rows)
+        monkeypatch.setattr(ix.db, "executemany", executemany)
+
+
+def many(n: int) -> list[str]:
+    return ["r%03d" % i for i in range(n)]
+
+
+def test_a_claim_of_many_deliveries_and_their_finish_take_a_few_statements(backend,
+                                                                          monkeypatch):
+    recipients = many(120)  # more than one statement's batch
+    planned(backend, *recipients)
+    now = time.time()
+    counter = Statements(backend, monkeypatch)
+    got = backend.outbox.claim("host:1:a", 120, now, 60)
+    assert sorted(d.recipient for d in got) == recipients
+    assert counter.count <= 12  # not one a delivery
+    assert backend.outbox.claim("host:2:b", 200, now, 60) == []  # every one leased
+    for d in got[:100]:
+        d.state, d.due, d.attempts = idx.PENDING, 0.0, 1  # retries, due at once
+    counter.count = 0
+    backend.outbox.finish_many(got[:100])
+    assert counter.count <= 8
+    # their claims ended: back in the queue; the other 20 still leased
+    again = backend.outbox.claim("host:2:b", 200, now, 60)
+    assert sorted(d.recipient for d in again) == recipients[:100]
+    assert {d.attempts for d in again} == {1}
+
+
+def test_releasing_many_claims_ends_only_the_holders_own(backend, monkeypatch):
+    planned(backend, *many(90))
+    now = time.time()
+    mine = backend.outbox.claim("host:1:a", 60, now, 60)
+    theirs = backend.outbox.claim("host:2:b", 30, now, 60)
+    counter = Statements(backend, monkeypatch)
+    backend.outbox.release("host:1:a", claimed(mine + theirs))  # theirs: not its claims
+    assert counter.count <= 4
+    assert sorted(claimed(backend.outbox.claim("host:3:c", 200, now, 60))) == sorted(
+        claimed(mine))
+
+
+def test_offers_of_many_pairs_are_read_at_once_and_those_without_left_out(backend,
+                                                                          monkeypatch):
+    for recipient in many(70):
+        backend.consent.put_offer(Offer("alice", recipient, 1))
+    backend.consent.put_offer(Offer("dave", "r001", 2))
+    counter = Statements(backend, monkeypatch)
+    wanted = [("alice", r) for r in many(80)] + [("dave", "r001"), ("dave", "r002")]
+    found = backend.consent.offers_of(wanted)
+    assert counter.count <= 3
+    assert sorted(found) == sorted([("alice", r) for r in many(70)] + [("dave", "r001")])
+    assert found[("dave", "r001")].seq == 2 and found[("alice", "r005")].seq == 1
+    assert found[("alice", "r005")] == backend.consent.offer("alice", "r005")
+    assert backend.consent.offers_of([]) == {}
+
+
+def test_put_offers_makes_new_ones_counted_replaces_the_others_as_put_offer_would(
+        backend, monkeypatch):
+    since = "2000-01-01T00:00:00+00:00"
+    backend.consent.put_offer(Offer("alice", "bob", 1, book="bob/contacts", href="a.vcf"))
+    first = backend.consent.offer("alice", "bob")
+    assert first is not None
+    counter = Statements(backend, monkeypatch)
+    backend.consent.put_offers(
+        [(Offer("alice", "bob", 2, idx.OFFER_POSTPONED, until="2030-01-01T00:00:00+00:00"),
+          True)]                                                        # replaced
+        + [(Offer("alice", r, 2), True) for r in many(60)]              # new, counted
+        + [(Offer("alice", "carol", 2), False)]                         # new, first share
+        + [(Offer("erin", "r001", 5), True), (Offer("erin", "r001", 6), True)])  # last stays
+    assert counter.count <= 10  # a few statements for 64 offers
+    bob = backend.consent.offer("alice", "bob")
+    assert (bob.seq, bob.state, bob.book, bob.until) == (
+        2, idx.OFFER_POSTPONED, None, "2030-01-01T00:00:00+00:00")
+    assert bob.first_offered == first.first_offered  # kept, as by put_offer
+    assert backend.consent.offer("alice", "carol").seq == 2
+    assert backend.consent.offer("erin", "r001").seq == 6
+    assert len(backend.consent.offers_from("alice")) == 62
+    # counted: the 60 new ones and bob's first offer; not carol's, not bob's replacement
+    assert backend.consent.new_offers_since("alice", since) == 61
+    assert backend.consent.new_offers_since("erin", since) == 1
+    backend.consent.put_offers([])  # nothing: no error
+    # made again: no new offer of the day (as put_offer)
+    backend.consent.put_offers([(Offer("alice", r, 3), True) for r in many(60)])
+    assert backend.consent.new_offers_since("alice", since) == 61
+
+
+def test_put_offers_join_an_outer_transaction(backend):
+    with pytest.raises(RuntimeError):
+        with backend.transaction():
+            backend.consent.put_offers([(Offer("alice", "bob", 1), True)])
+            raise RuntimeError("rolled back")
+    assert backend.consent.offer("alice", "bob") is None
+    assert backend.consent.new_offers_since("alice", "2000-01-01T00:00:00+00:00") == 0
+
+
+def test_offers_made_at_once_by_two_processes_are_counted_once(backend):
+    job = change(backend, "+1 202 555 0111")
+    since = "2000-01-01T00:00:00+00:00"
+    both = [(Offer("alice", r, job.seq), True) for r in ("bob", "carol")]
+    _raced(backend, lambda ix: ix.consent.put_offers(both),
+           lambda ix: ix.consent.put_offers(both))
+    assert backend.consent.new_offers_since("alice", since) == 2
+    backend.consent.put_offers([(Offer("alice", "dave", job.seq), True)])  # positive control
+    assert backend.consent.new_offers_since("alice", since) == 3
+
+
+def test_of_books_gives_each_book_its_live_subscriptions_in_one_read(backend, monkeypatch):
+    backend.push.put(push_subscription("a2", resource="https://p/2", created=200.0))
+    backend.push.put(push_subscription("a1", resource="https://p/1", created=150.0))
+    backend.push.put(push_subscription("old", resource="https://p/o", expires=1000.0))
+    backend.push.put(push_subscription("b", user="bob", book="bob/contacts",
+                                       resource="https://p/b"))
+    books = ["alice/contacts", "bob/contacts", "carol/contacts"] + [
+        "u%03d/contacts" % i for i in range(600)]  # more than one statement's list
+    counter = Statements(backend, monkeypatch)
+    found = backend.push.of_books(books, 1500.0)
+    assert counter.count <= 3
+    assert set(found) == set(books)
+    for book in books:  # as of_book, book by book
+        assert found[book] == backend.push.of_book(book, 1500.0)
+    assert [s.id for s in found["alice/contacts"]] == ["a1", "a2"]
+    assert [s.id for s in found["bob/contacts"]] == ["b"]
+    assert found["carol/contacts"] == [] and backend.push.of_books([], 0.0) == {}
+
+
+def test_queued_push_messages_keep_one_per_subscription_the_last_given(backend):
+    for n in range(3):
+        backend.push.put(push_subscription("s%d" % n, resource="https://p/%d" % n))
+    backend.push.queue_put([idx.PushQueued("s0", "alice/contacts", 10.0, 1)])
+    backend.push.queue_put([idx.PushQueued("s0", "alice/contacts", 20.0, 2),
+                            idx.PushQueued("s1", "alice/contacts", 30.0, 1),
+                            idx.PushQueued("s1", "alice/contacts", 40.0, 3)])
+    assert [(m.subscription, m.due, m.attempt) for m in backend.push.queued()] == [
+        ("s0", 20.0, 2), ("s1", 40.0, 3)]
+
+
+def test_card_pages_give_the_cards_of_cards_of_in_pages_each_card_with_its_keys(backend):
+    keys = [A, B, C, MAIL, "mailto:x@example.org", "tel:+12025550144"]
+    mine = [card("bob/contacts", "c%d.vcf" % i, keys[i % 6], keys[(i + 1) % 6])
+            for i in range(7)]  # neighbours share keys: a page's keys are its own cards'
+    group = IndexedCard("bob/contacts", "g.vcf", "g", True, frozenset({A}), name="Family",
+                        members=("urn:uuid:c1",))
+    mine += [group, card("bob/work", "w1.vcf", B), card("bob/work", "w2.vcf")]
+    for c in mine + [card(book, "x.vcf", A) for book in ("bo/contacts", "bobby/contacts",
+                                                         "Bob/contacts")]:
+        backend.cards.put(c)
+    whole = backend.cards.cards_of("bob")
+    for size in (1, 3, 8, 2000):  # 8: exactly one book's cards, no empty page after it
+        pages = list(backend.cards.card_pages("bob", size))
+        assert all(0 < len(page) <= size for page in pages)
+        assert [c for page in pages for c in page] == sorted(mine, key=lambda c: (
+            c.book, c.href)) == sorted(whole, key=lambda c: (c.book, c.href))
+    assert len(list(backend.cards.card_pages("bob", 8))) == 2  # bob/contacts, bob/work
+    assert list(backend.cards.card_pages("erin")) == []
+    assert backend.cards.groups_of("bob") == [group]
+    assert backend.cards.groups_of("bo") == [] and backend.cards.groups_of("erin") == []
+    # a card read alone carries its own keys, not its book's
+    assert backend.cards.card("bob/contacts", "c1.vcf") == mine[1]
+
+
+def test_a_book_read_again_in_parts_is_marked_until_its_last_part(backend):
+    old = [card("bob/contacts", "old%d.vcf" % i, A) for i in range(3)]
+    backend.cards.replace_book("bob/contacts", old, 5)
+    first = [card("bob/contacts", "p%d.vcf" % i, B) for i in range(2)]
+    backend.cards.replace_book("bob/contacts", first, -1)  # the first part: read again
+    backend.cards.set_book_mtime("bob/contacts", 6)         # a hook's write keeps the mark
+    assert backend.cards.book_mtimes()["bob/contacts"] == -1
+    rest = [card("bob/contacts", "q.vcf", C), card("bob/contacts", "p1.vcf", MAIL)]
+    backend.cards.add_to_book("bob/contacts", rest[:1], -1)
+    backend.cards.add_to_book("bob/contacts", rest[1:], 7)  # the last part ends it
+    assert backend.cards.book_mtimes()["bob/contacts"] == 7
+    assert backend.cards.cards_of("bob") == [first[0], rest[1], rest[0]]  # p1 replaced
+    assert backend.cards.cards_with_keys("bob", [A]) == []

@@ -5,14 +5,16 @@ On the file storage a copy is a file, written outside the index's transactions: 
 round records an intent first, writes the files under Radicale's lock, then records
 what they did (:mod:`.records`).  On the storage on PostgreSQL a copy is a row of the
 same database as the index (:class:`~radicale_plugin.delivery.copy_rows.CopyRows`), so
-here each part of a round (:data:`.records.PART` deliveries) is ONE transaction:
+here each part of a round (:data:`PART` deliveries) is ONE transaction:
 
 1. the copies are written, each only if its card is still the one read (compared under
    the book's lock, which every writer of the book holds; a card changed meanwhile is
    left, and decided again in the next round);
 2. the links, offers and outcomes that write nothing are recorded (:meth:`Records.before`,
-   no intent; each outcome under a savepoint: a failing statement fails that delivery
-   alone, as on the file storage);
+   no intent; the part's offers read and written at once, and its outcomes finished at
+   once, under a savepoint: if a statement fails, each delivery is recorded again alone,
+   under its own, and a failing statement fails that delivery alone, as on the file
+   storage);
 3. what the writes did — history, card-key index, deliveries — is recorded
    (:meth:`Records.results`).
 
@@ -42,6 +44,14 @@ from radicale_plugin.fanout.outcomes import Outcome
 from radicale_plugin.fanout.records import Records, parts
 
 
+#: Deliveries a part: more than a part of :mod:`.records` (10), which holds SQLite's one
+#: writer that every request's hooks wait for.  A part here holds the locks of its own
+#: books and rows only (a request waits for it only to write one of those books), and
+#: costs about 15 statements whatever its size (each a round trip): 50 a part, about 0.3
+#: a delivery, and one statement of each kind (:func:`~..index.sql.database.batches`).
+PART = 50
+
+
 class AtOnce:
     """Writes a round's copies and records them, one transaction per part."""
 
@@ -58,7 +68,7 @@ class AtOnce:
         index = self._ctx.index
         every: list[Write] = []
         changed: set[str] = set()
-        todo = list(parts(outcomes)) or [[]]
+        todo = list(parts(outcomes, PART)) or [[]]
         try:
             for n, part in enumerate(todo):
                 writes = [o.planned.write for o in part
@@ -69,11 +79,10 @@ class AtOnce:
                         self._rows.prepare(writes)
                         done = self._rows.commit(writes, float("inf"))
                         written = time.monotonic()
-                        for outcome in part:
-                            self._records.before(outcome)
+                        self._records.before(part)
                         if n == len(todo) - 1:
                             self._records.end_round()
-                        self._records.results(part)
+                        self._records.results(part, PART)
                 except BaseException:
                     for write in writes:  # rolled back with the part's records
                         write.renamed = False

@@ -37,7 +37,9 @@ know the last write (a link ended, a me card moved), or wait for it inside the l
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Callable, Iterator
+
+from radicale.log import logger
 
 from radicale_plugin import index as idx
 from radicale_plugin.context import Context
@@ -51,9 +53,9 @@ from radicale_plugin.recipient.offers import Offers
 PART = 10
 
 
-def parts(outcomes: list[Outcome]) -> Iterator[list[Outcome]]:
-    for i in range(0, len(outcomes), PART):
-        yield outcomes[i:i + PART]
+def parts(outcomes: list[Outcome], size: int = PART) -> Iterator[list[Outcome]]:
+    for i in range(0, len(outcomes), size):
+        yield outcomes[i:i + size]
 
 
 class Records:
@@ -74,48 +76,82 @@ class Records:
         todo = list(parts(outcomes)) or [[]]
         for n, part in enumerate(todo):
             with index.transaction(durable=False):
-                for outcome in part:
-                    self._before(outcome)
+                self._before(part)
                 if n == len(todo) - 1:
                     self._offers.end_round()  # one line for the offers held back, the log purged
         index.sync()  # durable before any file is written; the writer is free meanwhile
 
-    def before(self, outcome: Outcome) -> None:
-        """One outcome's records before its write, in the caller's transaction (what
-        :meth:`intents` records of each; :mod:`.at_once`)."""
-        self._before(outcome)
+    def before(self, part: list[Outcome]) -> None:
+        """A part's records before its writes, in the caller's transaction (what
+        :meth:`intents` records of each part; :mod:`.at_once`)."""
+        self._before(part)
 
     def end_round(self) -> None:
         """A round's offers are made (in the caller's transaction; :mod:`.at_once`)."""
         self._offers.end_round()
 
-    def _before(self, outcome: Outcome) -> None:
-        delivery = outcome.delivery
+    def _before(self, part: list[Outcome]) -> None:
+        """Links and intents of the writes; the offers and every outcome that writes
+        nothing, recorded and finished a part at once (a few statements, not a few a
+        delivery: on PostgreSQL each is a round trip)."""
+        offering: list[Outcome] = []
+        ending: list[Outcome] = []
+        failed: list[Outcome] = []
+        for outcome in part:
+            if outcome.planned is None:
+                (offering if outcome.offering else ending).append(outcome)
+            elif self._deliverer.records_before(outcome.planned):  # else no savepoint
+                self._each([outcome], self._before_write)
+                if outcome.planned is None:  # failed: no write, finished here
+                    failed.append(outcome)
+        self._each(offering, lambda o: self._offers.make_many(
+            [(x.owner, x.delivery, x.offer) for x in o]))
+        self._each(ending, self._end)
+        # those with a write are finished with its results
+        self._ctx.index.outbox.finish_many([o.delivery for o in offering + ending + failed],
+                                           self._ctx.settings.rewrite_spacing)
+
+    def _before_write(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            assert outcome.planned is not None
+            self._deliverer.before_write(outcome.planned)
+
+    def _end(self, outcomes: list[Outcome]) -> None:
+        """What outcomes without a write or an offer record: offers dropped, links ended."""
         index = self._ctx.index
-        if outcome.planned is not None and not self._deliverer.records_before(
-                outcome.planned):
-            return  # nothing to record before its write: no savepoint taken for nothing
-        try:
-            # a failing statement fails this delivery alone (PostgreSQL: a savepoint)
-            with self._deliverer.files.attempt():
-                if outcome.planned is not None:
-                    self._deliverer.before_write(outcome.planned)
-                    return  # finished with its write's results
-                if outcome.offering:
-                    self._offers.make(outcome.owner, delivery, outcome.offer)
-                if delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED):
-                    index.consent.drop_offer(delivery.owner, delivery.recipient)
-                if delivery.state == idx.WITHDRAWN:
-                    index.links.remove(delivery.owner, delivery.recipient)
-        except Exception as e:
-            self._failures.failed(outcome, e)
-        index.outbox.finish(delivery)
+        index.consent.drop_offers(
+            (o.delivery.owner, o.delivery.recipient) for o in outcomes
+            if o.delivery.state in (idx.BLOCKED, idx.WITHDRAWN, idx.DELIVERED))
+        for outcome in outcomes:
+            if outcome.delivery.state == idx.WITHDRAWN:
+                index.links.remove(outcome.delivery.owner, outcome.delivery.recipient)
+
+    def _each(self, outcomes: list[Outcome], record: Callable[[list[Outcome]], None]) -> None:
+        """``record`` the outcomes at once; if a statement fails, each alone: a failing
+        statement fails its delivery alone (PostgreSQL: each under a savepoint)."""
+        if not outcomes:
+            return
+        if len(outcomes) > 1:
+            try:
+                with self._deliverer.files.attempt():
+                    record(outcomes)
+                return
+            except Exception as e:
+                logger.debug("Fan-out: %d records at once failed, each alone now: %s",
+                             len(outcomes), e)
+        for outcome in outcomes:
+            try:
+                with self._deliverer.files.attempt():
+                    record([outcome])
+            except Exception as e:
+                self._failures.failed(outcome, e)
 
     # -- after the files are written ------------------------------------------------
-    def results(self, outcomes: list[Outcome]) -> None:
-        """What the writes did.  Not durable: if a power loss takes it back, the intents
-        (durable) are still there, and the next start records what they did."""
-        for part in parts([o for o in outcomes if o.planned is not None]):
+    def results(self, outcomes: list[Outcome], size: int = PART) -> None:
+        """What the writes did, ``size`` deliveries a transaction.  Not durable: if a power
+        loss takes it back, the intents (durable) are still there, and the next start
+        records what they did."""
+        for part in parts([o for o in outcomes if o.planned is not None], size):
             self._results(part)
 
     def _results(self, outcomes: list[Outcome]) -> None:

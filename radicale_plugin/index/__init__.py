@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from radicale_plugin.index.records import (  # noqa: F401  (the contract's vocabulary)
     BLOCKED, DELIVERED, DISCOVERABILITY, FAILED, LINK_ACCEPTED, LINK_CREATED, LINK_MIGRATED,
@@ -267,6 +267,12 @@ class CardIndex(abc.ABC):
         """The book's cards, all at once (after a whole-book write or a rescan)."""
 
     @abc.abstractmethod
+    def add_to_book(self, book: str, cards: Iterable[IndexedCard], mtime: int) -> None:
+        """Add (or replace) ``cards`` and record the book's ``mtime`` (a stale mark too),
+        the book's other cards kept: a big book read again in parts, the first part by
+        :meth:`replace_book` with the mtime ``-1`` (read again, even after a crash)."""
+
+    @abc.abstractmethod
     def card(self, book: str, href: str) -> IndexedCard | None:
         """One indexed card."""
 
@@ -277,6 +283,17 @@ class CardIndex(abc.ABC):
     @abc.abstractmethod
     def cards_of(self, user: str) -> list[IndexedCard]:
         """Every card of every book of ``user`` (what target rules are evaluated over)."""
+
+    @abc.abstractmethod
+    def card_pages(self, user: str, size: int = 2000) -> Iterator[list[IndexedCard]]:
+        """The cards of :meth:`cards_of` in pages of at most ``size``, in (book, href)
+        order, each page read when the one before is taken: an owner's book of 100,000
+        cards is planned over without being in memory whole."""
+
+    @abc.abstractmethod
+    def groups_of(self, user: str) -> list[IndexedCard]:
+        """The group cards of ``user``'s books (their members), for rules evaluated over
+        :meth:`card_pages`."""
 
     @abc.abstractmethod
     def users_knowing(self, keys: Iterable[str], users: Iterable[str],
@@ -431,6 +448,16 @@ class ConsentStore(abc.ABC):
         A new offer (the recipient had none) is logged for :meth:`new_offers_since`
         unless ``counted`` is False (an offer of the owner's first share).
         """
+
+    @abc.abstractmethod
+    def offers_of(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Offer]:
+        """The offers of these (owner, recipient) pairs, by pair (those with none left out):
+        one read for a fan-out's part, not one an offer."""
+
+    @abc.abstractmethod
+    def put_offers(self, offers: Iterable[tuple[Offer, bool]]) -> None:
+        """:meth:`put_offer` for each (offer, counted), in one go: as one after the other
+        (of two for one pair, the last stays), in a few statements whatever their number."""
 
     @abc.abstractmethod
     def drop_offer(self, owner: str, recipient: str) -> None:
@@ -602,11 +629,11 @@ class Outbox(abc.ABC):
     def finish_many(self, deliveries: Iterable[Delivery], spacing: float = 0.0) -> None:
         """:meth:`finish` for many deliveries (a round's outcome), in one go.
 
-        A delivery planned again while it was being written keeps its new plan,
-        but the write that was made is recorded: ``delivered_seq`` (never
-        lowered) and ``delivered_at``, and the new plan waits until
-        ``delivered_at + spacing`` (the rewrite spacing), as :meth:`plan` would
-        have made it wait had it known of the write.
+        A delivery planned again (or stopped, withdrawn, reopened) while it was
+        being written keeps that newer decision, but the write that was made is
+        recorded: ``delivered_seq`` (never lowered) and ``delivered_at``, and a
+        new plan waits until ``delivered_at + spacing`` (the rewrite spacing), as
+        :meth:`plan` would have made it wait had it known of the write.
         """
 
     @abc.abstractmethod
@@ -615,7 +642,9 @@ class Outbox(abc.ABC):
         ``delivered_at``, ``attempts``).
 
         Nothing is stored if the delivery was planned again meanwhile (its
-        ``wanted_seq`` changed): the newer plan wins.
+        ``wanted_seq`` changed), nor if the row is no longer as it was read
+        (:attr:`Delivery.seen`: stopped, withdrawn, reopened or planned again while a
+        round wrote it): the newer decision wins.
         """
 
     @abc.abstractmethod
@@ -794,6 +823,11 @@ class PushStore(abc.ABC):
     @abc.abstractmethod
     def of_book(self, book: str, now: float) -> list[PushSubscription]:
         """The book's subscriptions that have not expired by ``now``."""
+
+    @abc.abstractmethod
+    def of_books(self, books: Iterable[str], now: float) -> dict[str, list[PushSubscription]]:
+        """:meth:`of_book` of each of ``books`` (every one given a list, maybe empty), in
+        one read for many: the books a fan-out round changed."""
 
     @abc.abstractmethod
     def count(self, now: float, user: str | None = None, book: str | None = None) -> int:
@@ -994,8 +1028,9 @@ class NotifyStore(abc.ABC):
         or unknown."""
 
     @abc.abstractmethod
-    def interrupted(self) -> list[NotifyBatch]:
-        """Batches found ``sending`` (a crash while sending): made ``unknown``, returned."""
+    def interrupted(self, ids: Iterable[int] | None = None) -> list[NotifyBatch]:
+        """Batches found ``sending`` (a crash while sending): made ``unknown``, returned.
+        With ``ids``, only those of them (the others' senders are still sending)."""
 
     @abc.abstractmethod
     def secret(self) -> bytes:

@@ -178,13 +178,11 @@ class PushQueue:
         """One message per subscription of the changed books, stored before it is scheduled."""
         now = time.time()
         window = self._ctx.settings.push_coalesce
-        of_book: dict[str, list[PushSubscription]] = {}
         new: list[PushQueued] = []
         with self._cond:
             wanted = [(book, skip, when) for book, skip, when in marks]
-        for book, _skip, _when in wanted:
-            if book not in of_book:
-                of_book[book] = self._ctx.index.push.of_book(book, now)
+        # every changed book's subscriptions in one read (a fan-out's round: hundreds)
+        of_book = self._ctx.index.push.of_books({book for book, _, _ in wanted}, now)
         with self._cond:
             for book, skip, when in wanted:
                 for subscription in of_book[book]:

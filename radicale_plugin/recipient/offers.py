@@ -103,40 +103,74 @@ class Offers:
     # -- the fan-out's side ---------------------------------------------------
     def make(self, owner: Owner, delivery: Delivery, card: tuple[str, str] | None) -> None:
         """Offer the owner's current change to the recipient (updates ``delivery``)."""
+        self.make_many([(owner, delivery, card)])
+
+    def make_many(self, wanted: list[tuple[Owner, Delivery, tuple[str, str] | None]]) -> None:
+        """:meth:`make` for each (owner, delivery, card): a fan-out's part of offers read
+        and written at once (a few statements, not a few an offer).  The deliveries are
+        updated once every offer is written: if a statement fails, none is."""
         consent = self._ctx.index.consent
-        existing = consent.offer(owner.user, delivery.recipient)
-        book, href = card if card is not None else (None, None)
+        existing = consent.offers_of((o.user, d.recipient) for o, d, _ in wanted)
         now = _now()
-        counted = True
-        if existing is None:
-            first = consent.first_share(owner.user) or consent.start_first_share(
-                owner.user, delivery.wanted_seq, _iso(now))
-            counted = not in_first_share(first, delivery.wanted_seq, now)
-            if counted and self._hold(owner, delivery, now):
-                return
-            self._made = self._made or counted
-            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq, idx.OFFER_PENDING,
-                          book, href, _iso(now))
-        elif existing.state == idx.OFFER_REFUSED and (
-                existing.refused_seq >= delivery.wanted_seq
-                or self._as_refused(owner, delivery, existing.refused_seq)):
-            # refused, and this change brings the recipient nothing new (another audience's
-            # field set changed, or the owner saved the same card again): not asked again
+        firsts: dict[str, tuple[int, str]] = {}
+        counts: dict[str, int] = {}  # new offers of the owner's day, this part's counted in
+        puts: list[tuple[Offer, bool]] = []
+        told: list[Offer] = []
+        held: list[tuple[Owner, Delivery]] = []
+        offered: list[Delivery] = []
+        for owner, delivery, card in wanted:
+            old = existing.get((owner.user, delivery.recipient))
+            book, href = card if card is not None else (None, None)
+            counted = True
+            if old is None:
+                first = firsts.get(owner.user) or consent.first_share(owner.user) or \
+                    consent.start_first_share(owner.user, delivery.wanted_seq, _iso(now))
+                firsts[owner.user] = first
+                counted = not in_first_share(first, delivery.wanted_seq, now)
+                if counted:
+                    if owner.user not in counts:
+                        counts[owner.user] = consent.new_offers_since(owner.user,
+                                                                      _iso(now - _DAY))
+                    if counts[owner.user] >= self._ctx.settings.offers_per_day:
+                        held.append((owner, delivery))
+                        continue
+                    counts[owner.user] += 1
+                offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
+                              idx.OFFER_PENDING, book, href, _iso(now))
+            elif old.state == idx.OFFER_REFUSED and (
+                    old.refused_seq >= delivery.wanted_seq
+                    or self._as_refused(owner, delivery, old.refused_seq)):
+                # refused, and this change brings the recipient nothing new (another
+                # audience's field set changed, or the owner saved the same card again):
+                # not asked again
+                offered.append(delivery)
+                continue
+            else:
+                postponed = old.state == idx.OFFER_POSTPONED
+                same = old.seq == delivery.wanted_seq and old.state != idx.OFFER_REFUSED
+                offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
+                              idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book,
+                              href, old.created if same else _iso(now), old.first_offered,
+                              old.until if postponed else None, old.refused_seq)
+            puts.append((offer, counted))
+            offered.append(delivery)
+            if offer.state == idx.OFFER_PENDING and (old is None or old.seq != offer.seq
+                                                     or old.state == idx.OFFER_REFUSED):
+                told.append(offer)
+        consent.put_offers(puts)
+        for offer in told:
+            notify_events.offer_made(self._ctx, offer.owner, offer.recipient, offer.seq)
+        # written: now the deliveries (and the round's count of those held back)
+        self._made = self._made or any(counted and (o.owner, o.recipient) not in existing
+                                       for o, counted in puts)
+        for delivery in offered:
             delivery.state, delivery.error = idx.OFFERED, ""
-            return
-        else:
-            postponed = existing.state == idx.OFFER_POSTPONED
-            same = existing.seq == delivery.wanted_seq and existing.state != idx.OFFER_REFUSED
-            offer = Offer(owner.user, delivery.recipient, delivery.wanted_seq,
-                          idx.OFFER_POSTPONED if postponed else idx.OFFER_PENDING, book, href,
-                          existing.created if same else _iso(now), existing.first_offered,
-                          existing.until if postponed else None, existing.refused_seq)
-        consent.put_offer(offer, counted)
-        if offer.state == idx.OFFER_PENDING and (existing is None or existing.seq != offer.seq
-                                                 or existing.state == idx.OFFER_REFUSED):
-            notify_events.offer_made(self._ctx, owner.user, delivery.recipient, offer.seq)
-        delivery.state, delivery.error = idx.OFFERED, ""
-        logger.debug("Offer of %r's card made to %r", owner.user, delivery.recipient)
+        oldest: dict[str, str | None] = {}
+        for owner, delivery in held:
+            self._hold(owner, delivery, now, oldest)
+        if puts:
+            logger.debug("%d offer(s) made: %s", len(puts), ", ".join(
+                "%r's card to %r" % (o.owner, o.recipient) for o, _ in puts[:5]))
 
     def _as_refused(self, owner: Owner, delivery: Delivery, refused_seq: int) -> bool:
         """Whether the change ``delivery`` wants gives the recipient exactly what they
@@ -149,18 +183,19 @@ class Offers:
         return recipient_view(refused, owner, delivery.reasons).fingerprint() == \
             recipient_view(wanted, owner, delivery.reasons).fingerprint()
 
-    def _hold(self, owner: Owner, delivery: Delivery, now: datetime.datetime) -> bool:
-        """Hold a new offer back if the owner made their day's (updates ``delivery``): it
-        waits until the day's oldest offer leaves the window, not an hour at a time."""
-        consent = self._ctx.index.consent
+    def _hold(self, owner: Owner, delivery: Delivery, now: datetime.datetime,
+              oldest: dict[str, str | None]) -> None:
+        """Hold back a new offer of an owner who made their day's (updates ``delivery``):
+        it waits until the day's oldest offer leaves the window, not an hour at a time.
+        ``oldest``: that offer's time, by owner, as read by this part."""
         per_day = self._ctx.settings.offers_per_day
-        since = _iso(now - _DAY)
-        if consent.new_offers_since(owner.user, since) < per_day:
-            return False
-        oldest = consent.oldest_new_offer_since(owner.user, since)
+        if owner.user not in oldest:
+            oldest[owner.user] = self._ctx.index.consent.oldest_new_offer_since(
+                owner.user, _iso(now - _DAY))
+        first = oldest[owner.user]
         try:
-            due = (datetime.datetime.fromisoformat(oldest) + _DAY).timestamp() + 1 \
-                if oldest else time.time() + RETRY_AFTER_LIMIT
+            due = (datetime.datetime.fromisoformat(first) + _DAY).timestamp() + 1 \
+                if first else time.time() + RETRY_AFTER_LIMIT
         except ValueError:
             due = time.time() + RETRY_AFTER_LIMIT
         delivery.state, delivery.due = idx.PENDING, max(due, time.time() + 1)
@@ -170,7 +205,6 @@ class Offers:
                                   delivery.due, datetime.timezone.utc))))
         count, first_due = self._held.get(owner.user, (0, delivery.due))
         self._held[owner.user] = (count + 1, min(first_due, delivery.due))
-        return True
 
     # -- the recipient's side -------------------------------------------------
     def offered_view(self, offer: Offer) -> View | None:

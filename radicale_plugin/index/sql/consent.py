@@ -7,8 +7,9 @@ from typing import Iterable
 
 from radicale_plugin import index
 from radicale_plugin.index import Offer
-from radicale_plugin.index.sql.database import (Database, Row, batches, chunks, marks,
-                                                now_iso, pairs_where)
+from radicale_plugin.index.sql.database import (Database, Row, batches, chunks,
+                                                insert_rows, marks, now_iso, pairs_where,
+                                                values_of)
 
 
 #: The columns of an offer, in the order of :func:`_values`.
@@ -73,29 +74,51 @@ class SQLConsentStore(index.ConsentStore):
             "SELECT * FROM offers WHERE owner = ? ORDER BY recipient", (owner,))]
 
     def put_offer(self, offer: Offer, counted: bool = True) -> None:
+        self.put_offers([(offer, counted)])
+
+    def offers_of(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Offer]:
+        found: dict[tuple[str, str], Offer] = {}
+        for batch in batches(sorted(set(pairs))):
+            where, args = pairs_where(("owner", "recipient"), batch)
+            found.update(((r["owner"], r["recipient"]), _offer(r)) for r in self._db.rows(
+                "SELECT * FROM offers WHERE " + where, args))
+        return found
+
+    def put_offers(self, offers: Iterable[tuple[Offer, bool]]) -> None:
+        # as put_offer one after the other, in three statements for up to 50: the new ones
+        # inserted (an insert that does nothing where the offer exists tells which are new
+        # in one step: another process making the same offer at once waits for it
+        # (PostgreSQL), then finds it there, and the offer is counted once), the others
+        # replaced, the new counted ones logged.  The log is purged once per round
+        # (purge_offer_log), not per offer: a purge per offer made a fan-out of offers
+        # quadratic in the log's length
+        given = {(o.owner, o.recipient): (o, counted) for o, counted in offers}
+        # in one order: two writers of overlapping offers take their rows' locks alike
+        wanted = {key: given[key] for key in sorted(given)}
+        if not wanted:
+            return
         now = now_iso()
         with self._db.transaction():
-            # an insert that does nothing where the offer exists tells a new offer in one
-            # step: another process making the same offer at once waits for it
-            # (PostgreSQL), then finds it there; the offer is counted once
-            made = self._db.execute(
-                "INSERT INTO offers (" + _COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", _values(offer, now)).rowcount
-            if not made:
-                self._put(offer, now)
-            elif counted:
-                # the log is purged once per round (purge_offer_log), not per offer: a
-                # purge per offer made a fan-out of offers quadratic in the log's length
-                self._db.execute("INSERT INTO offer_log (owner, recipient, time) VALUES (?, ?, ?)",
-                                 (offer.owner, offer.recipient, now))
+            made: set[tuple[str, str]] = set()
+            for batch in batches(wanted.values()):
+                values, args = values_of([_values(o, now) for o, _ in batch])
+                made.update((r[0], r[1]) for r in self._db.execute(
+                    "INSERT INTO offers (" + _COLUMNS + ") VALUES " + values
+                    + " ON CONFLICT DO NOTHING RETURNING owner, recipient", args).fetchall())
+            for batch in batches(o for key, (o, _) in wanted.items() if key not in made):
+                self._put_rows(batch, now)
+            insert_rows(self._db, "INSERT INTO offer_log (owner, recipient, time)",
+                        [(o.owner, o.recipient, now) for key, (o, counted) in wanted.items()
+                         if counted and key in made])
 
-    def _put(self, offer: Offer, now: str) -> None:
+    def _put_rows(self, offers: list[Offer], now: str) -> None:
+        values, args = values_of([_values(o, now) for o in offers])
         self._db.execute(
-            "INSERT INTO offers (" + _COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO offers (" + _COLUMNS + ") VALUES " + values + " "
             "ON CONFLICT (owner, recipient) DO UPDATE SET seq = excluded.seq, "
             "state = excluded.state, book = excluded.book, href = excluded.href, "
             "created = excluded.created, until = excluded.until, "
-            "refused_seq = excluded.refused_seq", _values(offer, now))
+            "refused_seq = excluded.refused_seq", args)
 
     def drop_offer(self, owner: str, recipient: str) -> None:
         self._db.execute("DELETE FROM offers WHERE owner = ? AND recipient = ?",

@@ -4,9 +4,12 @@ and the messages not sent yet (``push_queue``, schema version 5), which survive 
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from radicale_plugin import index
 from radicale_plugin.index import PushSubscription
-from radicale_plugin.index.sql.database import Database, Row, under_path
+from radicale_plugin.index.sql.database import (Database, Row, chunks, insert_rows, marks,
+                                                under_path)
 
 #: Added by schema version 3 of SQLite's schema (:mod:`radicale_plugin.index.sqlite.schema`).
 TABLES = """
@@ -72,6 +75,15 @@ class SQLPushStore(index.PushStore):
             "SELECT * FROM push_subscriptions WHERE book = ? AND expires > ? "
             "ORDER BY created, id", (book, now))]
 
+    def of_books(self, books: Iterable[str], now: float) -> dict[str, list[PushSubscription]]:
+        found: dict[str, list[PushSubscription]] = {book: [] for book in books}
+        for part in chunks(sorted(found)):
+            for r in self._db.rows(
+                    "SELECT * FROM push_subscriptions WHERE book IN (%s) AND expires > ? "
+                    "ORDER BY book, created, id" % marks(part), (*part, now)):
+                found[r["book"]].append(_subscription(r))
+        return found
+
     def count(self, now: float, user: str | None = None, book: str | None = None) -> int:
         return self._db.count("push_subscriptions", "expires > ?", [now], user=user, book=book)
 
@@ -104,12 +116,13 @@ class SQLPushStore(index.PushStore):
         if not messages:
             return
         # not durable: a crash of the process keeps it; only a power loss may take it back
+        # one message a subscription (the last given): a row of one statement is changed once
+        last = {m.subscription: m for m in messages}
         with self._db.transaction(durable=False):
-            self._db.executemany(
-                "INSERT INTO push_queue (subscription, book, due, attempt) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (subscription) DO UPDATE SET book = excluded.book, "
-                "due = excluded.due, attempt = excluded.attempt",
-                [(m.subscription, m.book, m.due, m.attempt) for m in messages])
+            insert_rows(self._db, "INSERT INTO push_queue (subscription, book, due, attempt)",
+                        [(m.subscription, m.book, m.due, m.attempt) for m in last.values()],
+                        " ON CONFLICT (subscription) DO UPDATE SET book = excluded.book, "
+                        "due = excluded.due, attempt = excluded.attempt")
 
     def queue_done(self, subscription_id: str) -> None:
         with self._db.transaction(durable=False):
