@@ -92,9 +92,11 @@ class RadicaleServer:
     """
 
     def __init__(self, root: Path, users: dict[str, str], postgres: str = "",
-                 **storage: str) -> None:
+                 log_level: str = "info", **storage: str) -> None:
         """``postgres``: a connection string: the server's storage is then Radicale's
-        storage on PostgreSQL with the sharing hooks, in that database (else the files)."""
+        storage on PostgreSQL with the sharing hooks, in that database (else the files).
+        ``log_level``: Radicale's; ``info`` logs every request and what the sharing code
+        did (``debug`` adds a few lines per request, a tenth of a server's CPU)."""
         self.root = root
         self.postgres = postgres
         self.users = users
@@ -137,7 +139,7 @@ filesystem_folder = {root / 'collections'}
 [web]
 type = radicale_plugin.web
 [logging]
-level = debug
+level = {log_level}
 """)
         self.process: subprocess.Popen | zygote.Forked | None = None
         #: the project's run command (Radicale's server with the WSGI layer); "radicale"
@@ -349,15 +351,23 @@ def settled(owner: Client, timeout: float = 60) -> dict:
     return wait_until(done, timeout, "the fan-out of %s's card" % owner.user)
 
 
+#: Seconds between two looks of :func:`wait_until`: the first ones quick (most waits end
+#: within a fan-out round), then further apart, since each look is a request the server
+#: and the test both spend CPU on and the long waits are for timers of seconds.
+FIRST_LOOK, LAST_LOOK = 0.02, 0.2
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
+    pause = FIRST_LOOK
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(LAST_LOOK, pause * 1.25)
 
 
 def alices_new_number_reaches_bob(alice: Client, bob: Client) -> None:

@@ -404,7 +404,8 @@ def test_recipient_edit_delete_or_move_during_the_fan_out_is_never_lost(tmp_path
     # are renamed well after they were read, while their recipients keep editing them
     server = RadicaleServer(tmp_path, {"alice": "alice-pw", **{u: u + "-pw" for u in recipients}},
                             mecard_batch_size="20", mecard_lock_hold="0",
-                            mecard_lock_gap="0.05", **FAMILY).start()
+                            mecard_lock_gap="0.05", **FAMILY,
+                            log_level="debug").start()  # tells when the race was run
     try:
         alice = person(server, "alice", "alice-me.vcf")
         clients = {u: person(server, u) for u in recipients}
