@@ -147,6 +147,16 @@ level = {log_level}
         self.launcher = "radicale_plugin.serve"
         self.cwd: Path | None = None  # where the server runs (None: here)
 
+    def with_groups(self, groups: str) -> "RadicaleServer":
+        """Radicale's user groups (``[group] type = htgroup``) from ``groups``, the text of
+        an htgroup file (``family: alice bob carol``), as the shipped example has them."""
+        path = self.root / "groups"
+        path.write_text(groups)
+        config = self.root / "config"
+        config.write_text(config.read_text() + "[group]\ntype = htgroup\n"
+                          "htgroup_filename = %s\n" % path)
+        return self
+
     def sms_to(self, number: str) -> list[str]:
         """Texts the fake SMS gateway sent to ``number`` (E.164)."""
         if not self.sms_outbox.exists():

@@ -180,10 +180,7 @@ class DemoServer(RadicaleServer):
     def __init__(self, root: Path) -> None:
         super().__init__(root, demo_users(), mecard_preauthorize="group:family",
                          mecard_default_region="US", mecard_smtp_host="")
-        (root / "groups").write_text((ROOT / "config" / "groups").read_text())
-        config = root / "config"
-        config.write_text(config.read_text() + "[group]\ntype = htgroup\n"
-                          "htgroup_filename = %s\n" % (root / "groups"))
+        self.with_groups((ROOT / "config" / "groups").read_text())
 
 
 def phone_export(work: Path) -> None:

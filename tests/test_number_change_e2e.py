@@ -81,12 +81,8 @@ def bobs_card_for_alice(what: str, how: str) -> str:
 def family_group(tmp_path):
     """The shipped example's pre-authorisation: a named group (alice, bob, carol), never
     ``*``; discoverability stays the default ``contacts``."""
-    groups = tmp_path / "groups"
-    groups.write_text("family: alice bob carol\n")
-    srv = RadicaleServer(tmp_path, USERS, mecard_preauthorize="group:family")
-    config = srv.root / "config"
-    config.write_text(config.read_text() + "[group]\ntype = htgroup\nhtgroup_filename = %s\n"
-                      % groups)
+    srv = RadicaleServer(tmp_path, USERS, mecard_preauthorize="group:family").with_groups(
+        "family: alice bob carol\n")
     srv.start()
     try:
         yield srv

@@ -46,13 +46,8 @@ def family_pg(tmp_path, postgres) -> Iterator[RadicaleServer]:
     """The shipped example's pre-authorisation, a named group (never ``*``), on PostgreSQL;
     discoverability stays ``contacts``.  Claims of a dead process lapse after 2 s (the
     crash test waits for that, not for the minute of the default)."""
-    groups = tmp_path / "groups"
-    groups.write_text("family: alice bob carol\n")
     srv = on_postgres(tmp_path, postgres, mecard_preauthorize="group:family",
-                      mecard_claim_lease="2")
-    config = srv.root / "config"
-    config.write_text(config.read_text() + "[group]\ntype = htgroup\nhtgroup_filename = %s\n"
-                      % groups)
+                      mecard_claim_lease="2").with_groups("family: alice bob carol\n")
     srv.start()
     try:
         yield srv
