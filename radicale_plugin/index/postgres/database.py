@@ -9,7 +9,9 @@ across threads and across processes alike.  A transaction nests (a nested use
 joins the thread's outer one); a read or write outside any transaction of the thread
 borrows a pooled connection for that one statement (autocommit).  Statements are
 written with ``?`` as the stores write them; they are turned into psycopg's ``%s``
-once per statement text.
+once per statement text.  A write transaction keeps its reads of a few tables
+(:mod:`.memo`) until one of its own statements may change them: a request that reads
+its book's row or its owner in several hooks pays one round trip.
 
 The storage on PostgreSQL (:mod:`radicale_plugin.storage.postgres`) uses the same
 object, so that a recipient's copy and its delivery record commit in one
@@ -31,6 +33,7 @@ import psycopg.sql
 from psycopg_pool import ConnectionPool
 from radicale.log import logger
 
+from radicale_plugin.index.postgres.memo import Memo, kept_tables
 from radicale_plugin.index.sql.database import Derived
 from radicale_plugin.index.sql.dialect import POSTGRESQL
 
@@ -145,9 +148,22 @@ class Database(Derived):
         """Is the calling thread inside its own (writing) transaction?"""
         return getattr(self._local, "depth", 0) > 0
 
+    def memo(self) -> Memo | None:
+        """The calling thread's write transaction's :class:`Memo` (None outside one)."""
+        return getattr(self._local, "memo", None) if self.in_transaction() else None
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """The thread's transaction's connection, or a pooled one for one statement."""
+        """The thread's transaction's connection, or a pooled one for one statement
+        (what the caller runs on it is unknown: the transaction's memo is dropped)."""
+        memo = self.memo()
+        if memo is not None:
+            memo.clear()
+        with self._connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
         conn = self._current()
         try:
             if conn is not None:
@@ -180,15 +196,15 @@ class Database(Derived):
             conn.execute("BEGIN")
             if not durable:
                 conn.execute("SET LOCAL synchronous_commit TO OFF")
-            local.conn, local.depth = conn, 1
+            local.conn, local.depth, local.memo = conn, 1, Memo()
             try:
                 yield
             except BaseException:
-                local.conn, local.depth = outer, 0
+                local.conn, local.depth, local.memo = outer, 0, None
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise
-            local.conn, local.depth = outer, 0
+            local.conn, local.depth, local.memo = outer, 0, None
             conn.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -227,6 +243,7 @@ class Database(Derived):
                 yield
             except psycopg.Error:
                 conn.execute("ROLLBACK TO SAVEPOINT " + name)
+                self._local.memo.clear()  # what it kept may have been undone
                 raise
             conn.execute("RELEASE SAVEPOINT " + name)
         finally:
@@ -257,24 +274,68 @@ class Database(Derived):
     # -- statements ----------------------------------------------------------------
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Result:
         """A write (alone, it is its own transaction)."""
-        with self.connection() as conn:
+        memo = self.memo()
+        if memo is not None:
+            memo.forget(sql)
+        with self._connection() as conn:
             return Result(conn.execute(to_psycopg(sql), tuple(args)))
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         values = [tuple(r) for r in rows]
         if not values:
             return
-        with self.connection() as conn:
+        memo = self.memo()
+        if memo is not None:
+            memo.forget(sql)
+        with self._connection() as conn:
             with conn.cursor() as cursor:
                 cursor.executemany(to_psycopg(sql), values)
 
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        with self.connection() as conn:
-            return conn.execute(to_psycopg(sql), tuple(args)).fetchall()
+        args = tuple(args)
+        memo = self.memo()
+        if memo is None:
+            with self._connection() as conn:
+                return conn.execute(to_psycopg(sql), args).fetchall()
+        tables = kept_tables(sql)
+        key = (sql, args)
+        if tables is not None:
+            try:
+                found = memo.get(key)
+            except TypeError:  # a list among the arguments: not kept
+                tables = None
+            else:
+                if found is not None:
+                    return list(found)
+        else:
+            memo.forget(sql)
+        with self._connection() as conn:
+            got = conn.execute(to_psycopg(sql), args).fetchall()
+        if tables is not None:
+            memo.keep(key, tables, list(got))
+        return got
 
     def row(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        with self.connection() as conn:
+        memo = self.memo()
+        if memo is not None:
+            if kept_tables(sql) is not None:
+                found = self.rows(sql, args)
+                return found[0] if found else None
+            memo.forget(sql)  # a write with RETURNING, read by value()
+        with self._connection() as conn:
             return conn.execute(to_psycopg(sql), tuple(args)).fetchone()
+
+    def kept(self, sql: str, args: Iterable[Any]) -> bool:
+        """Does the thread's write transaction know what the read gives (no round trip)?"""
+        memo = self.memo()
+        return memo is not None and memo.get((sql, tuple(args))) is not None
+
+    def remember(self, sql: str, args: Iterable[Any], rows: list[Any]) -> None:
+        """What the read ``sql`` with ``args`` gives now, known to the caller (it just
+        wrote it): kept as if read, inside a write transaction (else nothing)."""
+        memo, tables = self.memo(), kept_tables(sql)
+        if memo is not None and tables is not None:
+            memo.keep((sql, tuple(args)), tables, list(rows))
 
     def listen(self, channel: str) -> psycopg.Connection:
         """A connection of its own (not pooled) listening on ``channel``: the caller

@@ -51,10 +51,11 @@ class SQLCardIndex(index.CardIndex):
     def put_many(self, cards: Iterable[IndexedCard]) -> None:
         cards = list(cards)
         with self._db.transaction():
-            # a few statements for all of them (the fan-out's part: 10 cards)
+            # a few statements for all of them (the fan-out's part: 10 cards); the cards'
+            # rows are replaced by the insert itself (ON CONFLICT ... DO UPDATE), their
+            # keys are not: the old ones go first
             for batch in batches(sorted({(c.book, c.href) for c in cards})):
                 where, args = pairs_where(("book", "href"), batch)
-                self._db.execute("DELETE FROM cards WHERE " + where, args)
                 self._db.execute("DELETE FROM card_keys WHERE " + where, args)
             self._insert_many(cards)
 
@@ -106,9 +107,16 @@ class SQLCardIndex(index.CardIndex):
         return _made(rows, keys)
 
     def card(self, book: str, href: str) -> IndexedCard | None:
-        # its own keys only: those of its whole book are 100,000 rows in an owner's book
-        found = self._cards("book = ? AND href = ?", (book, href), "book = ? AND href = ?")
-        return found[0] if found else None
+        # its own keys only (those of its whole book are 100,000 rows in an owner's book),
+        # with its row: one round trip (every write of a card reads it first)
+        rows = self._db.rows("SELECT c.*, k.key AS card_key FROM cards c LEFT JOIN "
+                             "card_keys k ON k.book = c.book AND k.href = c.href "
+                             "WHERE c.book = ? AND c.href = ?", (book, href))
+        if not rows:
+            return None
+        keys = {(rows[0]["book"], href): {r["card_key"] for r in rows
+                                          if r["card_key"] is not None}}
+        return _made(rows[:1], keys)[0]
 
     def cards_of(self, user: str) -> list[IndexedCard]:
         return self._cards('"user" = ?', (user,))

@@ -37,6 +37,7 @@ LOCK_CLASS = 0x44415631  # "DAV1"
 
 _BOOK = ("SELECT id, path, props, tag, incarnation, sync, oldest, modified "
          "FROM dav_collections WHERE path = ?")
+_BOOKS = _BOOK.replace("path = ?", "path IN (?, ?)")
 _ITEM = "href, uid, text, etag, name, component, start_time, end_time, modified"
 
 
@@ -128,6 +129,22 @@ def book(db: Database, path: str) -> Optional[Book]:
     """The collection at ``path``, or None."""
     row = db.row(_BOOK, (path.strip("/"),))
     return Book.of(row) if row is not None else None
+
+
+def book_and_parent(db: Database, path: str) -> tuple[Optional[Book], Optional[Book]]:
+    """The collections at ``path`` and at the path above it, in one round trip (a request
+    for an item names its path: a collection or not, and its book); each is kept for the
+    transaction as :func:`book` would keep it."""
+    path = path.strip("/")
+    parent = path.rpartition("/")[0]
+    if db.kept(_BOOK, (path,)):  # read already by this transaction: no round trip at all
+        known = book(db, path)
+        return known, (book(db, parent) if known is None else None)
+    found = {r[1]: r for r in db.rows(_BOOKS, (path, parent))}
+    for key in (path, parent):
+        db.remember(_BOOK, (key,), [found[key]] if key in found else [])
+    return (Book.of(found[path]) if path in found else None,
+            Book.of(found[parent]) if parent in found else None)
 
 
 def books(db: Database, user: str, tag: str = "VADDRESSBOOK") -> list[str]:
@@ -237,16 +254,44 @@ def get_many(db: Database, collection: int, hrefs: Optional[Iterable[str]] = Non
     return [Stored.of(r) for r in rows]
 
 
+#: A change numbered on the book's row and logged, in one statement (:func:`number`);
+#: the book's row as it is after it.
+_NUMBER = (
+    "WITH numbered AS (UPDATE dav_collections SET sync = sync + 1, modified = ? "
+    "WHERE id = ? RETURNING id, path, props, tag, incarnation, sync, oldest, modified), "
+    "logged AS (INSERT INTO dav_changes (collection, href, change, deleted, time) "
+    "SELECT id, ?, sync, ?, ? FROM numbered ON CONFLICT (collection, href) DO UPDATE SET "
+    "change = excluded.change, deleted = excluded.deleted, time = excluded.time) "
+    "SELECT * FROM numbered")
+
+#: An item's row written and its change numbered, in one statement (:func:`put`).
+_PUT = (
+    "WITH written AS (INSERT INTO dav_items (collection, %s) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (collection, href) DO UPDATE SET uid = excluded.uid, "
+    "text = excluded.text, etag = excluded.etag, name = excluded.name, "
+    "component = excluded.component, start_time = excluded.start_time, "
+    "end_time = excluded.end_time, modified = excluded.modified RETURNING collection), "
+    "numbered AS (UPDATE dav_collections SET sync = sync + 1, modified = ? "
+    "WHERE id = (SELECT collection FROM written) "
+    "RETURNING id, path, props, tag, incarnation, sync, oldest, modified), "
+    "logged AS (INSERT INTO dav_changes (collection, href, change, deleted, time) "
+    "SELECT id, ?, sync, 0, ? FROM numbered ON CONFLICT (collection, href) DO UPDATE SET "
+    "change = excluded.change, deleted = excluded.deleted, time = excluded.time) "
+    "SELECT * FROM numbered" % _ITEM)
+
+
+def _numbered(db: Database, row: Any) -> int:
+    """The change number of a numbering statement's row; the book's row it gives is
+    kept for the transaction (the request's next look at its book needs no round trip)."""
+    db.remember(_BOOK, (row[1],), [row])
+    return int(row[5])
+
+
 def number(db: Database, collection: int, href: str, deleted: bool, now: float) -> int:
     """Number a change of ``href`` (the collection's row stays locked until the end of
     the transaction): the change log keeps the latest change of each href."""
-    change = int(db.value("UPDATE dav_collections SET sync = sync + 1, modified = ? "
-                          "WHERE id = ? RETURNING sync", (now, collection)))
-    db.execute("INSERT INTO dav_changes (collection, href, change, deleted, time) "
-               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, href) DO UPDATE SET "
-               "change = excluded.change, deleted = excluded.deleted, time = excluded.time",
-               (collection, href, change, 1 if deleted else 0, now))
-    return change
+    return _numbered(db, db.row(_NUMBER, (now, collection, href, 1 if deleted else 0, now)))
 
 
 def put(db: Database, collection: int, stored: Stored) -> Optional[Stored]:
@@ -256,15 +301,10 @@ def put(db: Database, collection: int, stored: Stored) -> Optional[Stored]:
         old = get(db, collection, stored.href)
         if old is not None and old.text == stored.text:
             return old
-        db.execute(
-            "INSERT INTO dav_items (collection, %s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (collection, href) DO UPDATE SET uid = excluded.uid, "
-            "text = excluded.text, etag = excluded.etag, name = excluded.name, "
-            "component = excluded.component, start_time = excluded.start_time, "
-            "end_time = excluded.end_time, modified = excluded.modified" % _ITEM,
-            (collection, stored.href, stored.uid, stored.text, stored.etag, stored.name,
-             stored.component, stored.start, stored.end, stored.modified))
-        number(db, collection, stored.href, False, stored.modified)
+        _numbered(db, db.row(_PUT, (
+            collection, stored.href, stored.uid, stored.text, stored.etag, stored.name,
+            stored.component, stored.start, stored.end, stored.modified, stored.modified,
+            stored.href, stored.modified)))
         return old
 
 

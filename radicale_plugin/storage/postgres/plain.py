@@ -90,7 +90,12 @@ class Storage(storage.BaseStorage):
     def _collection(self, path: str) -> Optional[Collection]:
         if not path:
             return self._collection_class(self, "/")
-        book = rows.book(self.database, path)
+        return self._of(path, rows.book(self.database, path))
+
+    def _of(self, path: str, book: Optional[rows.Book]) -> Optional[Collection]:
+        """The collection of the row ``book`` read at ``path`` (None: there is none)."""
+        if not path:
+            return self._collection_class(self, "/")
         if book is None:
             return None
         return self._collection_class(self, pathutils.unstrip_path(path, True), book)
@@ -101,11 +106,15 @@ class Storage(storage.BaseStorage):
                  user_groups: Set[str] = set()) -> Iterator[types.CollectionOrItem]:
         context = child_context_manager or _no_context
         sane = pathutils.strip_path(path)
-        collection = self._collection(sane)
+        if "/" in sane:  # an item's path, or a book's: both rows in one round trip
+            found, above = rows.book_and_parent(self.database, sane)
+            collection = self._of(sane, found)
+        else:
+            collection, above = self._collection(sane), None
         if collection is None:
             if "/" not in sane:
                 return
-            parent = self._collection(posixpath.dirname(sane))
+            parent = self._of(posixpath.dirname(sane), above)
             if parent is None:
                 return
             item = parent._get(posixpath.basename(sane))
