@@ -455,14 +455,15 @@ def report(size: int, policy: str, cards: int, results: dict[str, list[Sample]],
 
 def profile(cluster: Any, args: argparse.Namespace) -> None:
     """Where the Radicale process's fan-out threads spend their time, files vs PostgreSQL
-    (one fan-out each, policy auto, sampled by :mod:`bench.cpu_probe`)."""
+    (one fan-out each, policy ``--policy``: auto if both, sampled by :mod:`bench.cpu_probe`)."""
     import signal
 
     from bench.cpu_probe import summary
     size = args.profile
-    fw = file_world(args.dir, size, args.cards, "auto", probe=True)
+    policy = "auto" if args.policy == "both" else args.policy
+    fw = file_world(args.dir, size, args.cards, policy, probe=True)
     try:
-        pw = pg_world(cluster, args.dir, size, args.cards, "auto", probe=True)
+        pw = pg_world(cluster, args.dir, size, args.cards, policy, probe=True)
     except BaseException:
         fw.stop()
         raise
@@ -471,8 +472,8 @@ def profile(cluster: Any, args: argparse.Namespace) -> None:
         for world in (fw, pw):
             settle([world.process.pid])  # type: ignore[union-attr]
             world.process.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
-        measured = {"files": file_fan_out(fw, 1, "auto"),
-                    "pg 1 process": bench.fan_out(2, "auto", two=False)}
+        measured = {"files": file_fan_out(fw, 1, policy),
+                    "pg 1 process": bench.fan_out(2, policy, two=False)}
         often = bench.top(3 * args.top, by="calls")
     finally:
         starts = {id(w): os.path.getsize(w.log) for w in (fw, pw)}
@@ -480,7 +481,7 @@ def profile(cluster: Any, args: argparse.Namespace) -> None:
         pw.stop()
         pw.close()
     print("\nwhere the fan-out's threads spend their time, %d recipients (%d-card books), "
-          "policy auto; %s" % (size, args.cards, load()))
+          "policy %s; %s" % (size, args.cards, policy, load()))
     for (label, sample), world in zip(measured.items(), (fw, pw)):
         print("  %s: %.0f /s, Radicale CPU %.2f ms per delivery; busy samples:" % (
             label, sample.rate, sample.radicale_cpu / sample.deliveries * 1000))

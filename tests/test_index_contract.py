@@ -10,6 +10,7 @@ at the end that look at SQLite itself.  A second index object on the same databa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 import time
@@ -3556,3 +3557,40 @@ def test_a_book_read_again_in_parts_is_marked_until_its_last_part(backend):
     assert backend.cards.book_mtimes()["bob/contacts"] == 7
     assert backend.cards.cards_of("bob") == [first[0], rest[1], rest[0]]  # p1 replaced
     assert backend.cards.cards_with_keys("bob", [A]) == []
+
+
+def test_a_part_finished_at_once_ends_its_claims_in_the_same_statement(backend,
+                                                                       monkeypatch):
+    recipients = many(100)
+    planned(backend, *recipients)
+    now = time.time()
+    got = backend.outbox.claim("host:1:a", 100, now, 60)
+    # decided again meanwhile (the recipient answered while the round ran): its finish
+    # must not apply, but its claim ends all the same
+    backend.outbox.reopen_for("r003", "alice", [idx.OFFERED])
+    for d in got:
+        d.state = idx.OFFERED
+    counter = Statements(backend, monkeypatch)
+    backend.outbox.finish_many(got)
+    assert counter.count <= 2  # one statement per 50: finishes and claims together
+    states = {r: backend.outbox.delivery("alice", r).state for r in recipients}
+    assert states.pop("r003") == idx.PENDING
+    assert set(states.values()) == {idx.OFFERED}
+    # every claim ended: the one left pending is taken by another process at once
+    assert claimed(backend.outbox.claim("host:2:b", 200, now, 60)) == [("alice", "r003")]
+
+
+def test_a_part_finishing_one_pair_twice_gives_its_row_the_values_it_was_read_with(
+        backend):
+    planned(backend, "bob", "carol")
+    now = time.time()
+    got = backend.outbox.claim("host:1:a", 10, now, 60)
+    bob = next(d for d in got if d.recipient == "bob")
+    other = dataclasses.replace(bob, wanted_seq=bob.wanted_seq + 1, state=idx.FAILED)
+    for d in got:
+        d.state = idx.OFFERED
+    backend.outbox.finish_many(got + [other])  # the row is at bob's change, not the other
+    assert backend.outbox.delivery("alice", "bob").state == idx.OFFERED
+    assert backend.outbox.delivery("alice", "carol").state == idx.OFFERED
+    assert backend.outbox.claimants(now) == set()  # every claim ended
+

@@ -6,9 +6,11 @@
 cards, regions), the recipients' books and policies, the links, the owners'
 verified keys and earlier values, the recipients' cards carrying those keys
 with those cards' links and key holders — each in one batched query of the
-index — and then reads each card a decision may need once, straight from its
-file (:class:`.copy_files.CopyFiles`, no lock).  :meth:`Gathered.facts` hands
-one delivery's share to the pure decision as plain data.
+index — and then reads each card a decision may need once: the round's all at
+once where the writer can (:class:`.copy_rows.CopyRows`: one statement per 200
+cards, not one a card), else each straight from its file
+(:class:`.copy_files.CopyFiles`, no lock).  :meth:`Gathered.facts` hands one
+delivery's share to the pure decision as plain data.
 
 One thing here writes: a linked card that seems gone is looked at again under
 Radicale's shared lock (a MOVE or PUT under way looks the same for a moment),
@@ -19,6 +21,8 @@ as the hooks would have ended it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from radicale.log import logger
 
 from radicale_plugin import index as idx
 from radicale_plugin.consent import links as consent_links
@@ -128,12 +132,29 @@ def gather(ctx: Context, deliverer: Deliverer, deliveries: list[Delivery],
         got.holders = index.keys.holders(keys)
         got.claimed = frozenset(index.keys.claimed(keys))
     _undone(index, got, deliveries)
-    # the linked cards at once (PostgreSQL: one statement, not one a card); a card not
-    # found there is read again by itself (a book that cannot be read is told apart then)
-    early = deliverer.files.read_many(sorted({(k.book, k.href) for k in got.links.values()}))
-    for delivery in deliveries:
-        _read_cards(deliverer, got, delivery, early)
+    # every card the round's decisions may need, read at once (PostgreSQL: one statement
+    # per 200, not one a card; the files: each by itself, as cheap); a card not found
+    # there is read again by itself (a book that cannot be read is told apart then)
+    wanted = [(delivery, cards_to_read(got.facts(delivery))) for delivery in deliveries]
+    early = _read_many(deliverer, sorted({card for _, needed in wanted for card in needed}))
+    for delivery, needed in wanted:
+        _read_cards(deliverer, got, delivery, needed, early)
     return got
+
+
+def _read_many(deliverer: Deliverer, cards: list[Pair]) -> dict[Pair, Found | None]:
+    """``cards`` as the writer reads many at once; if that fails, none: each is read by
+    itself then, and a card that cannot be read fails its own delivery alone (on
+    PostgreSQL a failed statement ends the round's snapshot: its deliveries wait, and
+    are decided again in a later round)."""
+    if not cards:
+        return {}
+    try:
+        return deliverer.files.read_many(cards)
+    except Exception as e:
+        logger.debug("Fan-out: %d cards read at once failed, each alone now: %s",
+                     len(cards), e)
+        return {}
 
 
 def _undone(index: idx.SharingIndex, got: Gathered, deliveries: list[Delivery]) -> None:
@@ -153,11 +174,11 @@ def _undone(index: idx.SharingIndex, got: Gathered, deliveries: list[Delivery]) 
 
 
 def _read_cards(deliverer: Deliverer, got: Gathered, delivery: Delivery,
-                early: dict[Pair, Found | None]) -> None:
-    """Read the cards the delivery's decision may need, once each (``early``: those read
-    already)."""
+                cards: list[Pair], early: dict[Pair, Found | None]) -> None:
+    """Read ``cards``, those the delivery's decision may need (:func:`.decide.cards_to_read`),
+    once each (``early``: those read already)."""
     pair = (delivery.owner, delivery.recipient)
-    for card in cards_to_read(got.facts(delivery)):
+    for card in cards:
         if card in got.read or card in got.unreadable:
             continue
         with deliverer.files.quiet:

@@ -79,10 +79,25 @@ class SQLConsentStore(index.ConsentStore):
     def offers_of(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Offer]:
         found: dict[tuple[str, str], Offer] = {}
         for batch in batches(sorted(set(pairs))):
-            where, args = pairs_where(("owner", "recipient"), batch)
-            found.update(((r["owner"], r["recipient"]), _offer(r)) for r in self._db.rows(
-                "SELECT * FROM offers WHERE " + where, args))
+            found.update(((r["owner"], r["recipient"]), _offer(r))
+                         for r in self._db.rows(*self._offers_at(batch)))
         return found
+
+    def _offers_at(self, pairs: list[tuple[str, str]]) -> tuple[str, list[str]]:
+        """The statement reading the offers of ``pairs``, and its arguments.
+
+        PostgreSQL: each pair looked up in the primary key (a lateral join on the list).
+        As ORs of pairs, PostgreSQL planned the read by the table's last statistics: for
+        a table analyzed while small (a first fan-out of offers) 5-18 ms a part at
+        5,000-20,000 offers; pair by pair, 0.4-0.5 ms whatever the statistics.  SQLite
+        looks each OR up in the index (:func:`pairs_where`) and has no lateral join."""
+        if self._db.dialect.name != "postgresql":
+            where, args = pairs_where(("owner", "recipient"), pairs)
+            return "SELECT * FROM offers WHERE " + where, args
+        values, args = values_of(pairs)
+        return ("WITH k(o, r) AS (VALUES " + values + ") SELECT x.* FROM k JOIN LATERAL "
+                "(SELECT * FROM offers WHERE offers.owner = k.o AND offers.recipient = k.r "
+                "LIMIT 1) x ON true"), args
 
     def put_offers(self, offers: Iterable[tuple[Offer, bool]]) -> None:
         # as put_offer one after the other, in three statements for up to 50: the new ones

@@ -272,24 +272,44 @@ class SQLOutbox(index.Outbox):
         # two statements for many (the fan-out's part: 10), each row given its values
         # (the last of a delivery given twice, as one update after the other); on SQLite
         # as quick as a statement a row (UPDATE ... FROM: SQLite 3.33)
-        now = now_iso()
         rows = {(d.owner, d.recipient, d.wanted_seq): d for d in deliveries}
         for batch in batches(rows.values()):
-            values, args = values_of([(d.owner, d.recipient, d.wanted_seq, *_seen(d), d.state,
-                                       d.delivered_seq, d.error, d.due, d.delivered_at,
-                                       d.attempts) for d in batch])
-            self._db.execute(
-                "WITH v(owner, recipient, wanted_seq, seen_state, seen_queued, state, "
-                "delivered_seq, error, due, delivered_at, attempts) AS (VALUES " + values
-                + ") UPDATE deliveries SET state = v.state, delivered_seq = v.delivered_seq, "
-                "error = v.error, due = v.due, delivered_at = v.delivered_at, updated = ?, "
-                "attempts = v.attempts FROM v WHERE deliveries.owner = v.owner AND "
-                "deliveries.recipient = v.recipient AND deliveries.wanted_seq = v.wanted_seq "
-                "AND " + _AS_SEEN, args + [now])
+            self._finish_batch(batch)
+        self._delivered_meanwhile(list(rows.values()), spacing)
+
+    #: the row a finish's values are for (see _AS_SEEN)
+    _FINISHED = "deliveries.wanted_seq = v.wanted_seq AND " + _AS_SEEN
+
+    def _finish_batch(self, batch: list[Delivery], unclaim: bool = False) -> None:
+        """One statement: each delivery of ``batch`` (one row of a pair each when
+        ``unclaim``) given its values if its row is as it was read; ``unclaim``: and the
+        claim of each pair's row ended, whatever its state (:mod:`.claims`)."""
+        values, args = values_of([(d.owner, d.recipient, d.wanted_seq, *_seen(d), d.state,
+                                   d.delivered_seq, d.error, d.due, d.delivered_at,
+                                   d.attempts) for d in batch])
+        columns = ("state", "delivered_seq", "error", "due", "delivered_at", "updated",
+                   "attempts")
+        if unclaim:  # every row of the pairs; the values only where they are due
+            sets = ", ".join("%s = CASE WHEN %s THEN %s ELSE deliveries.%s END" % (
+                c, self._FINISHED, "?" if c == "updated" else "v." + c, c) for c in columns)
+            sets += ", lease_holder = NULL, lease_until = 0"
+            where = "(%s OR deliveries.lease_holder IS NOT NULL)" % self._FINISHED
+        else:
+            sets = ", ".join("%s = %s" % (c, "?" if c == "updated" else "v." + c)
+                             for c in columns)
+            where = self._FINISHED
+        self._db.execute(
+            "WITH v(owner, recipient, wanted_seq, seen_state, seen_queued, state, "
+            "delivered_seq, error, due, delivered_at, attempts) AS (VALUES " + values
+            + ") UPDATE deliveries SET " + sets + " FROM v WHERE deliveries.owner = v.owner "
+            "AND deliveries.recipient = v.recipient AND " + where, args + [now_iso()])
+
+    def _delivered_meanwhile(self, rows: list[Delivery], spacing: float) -> None:
+        """The copies written of deliveries whose rows changed meanwhile (not finished)."""
         # planned again (or stopped, withdrawn, reopened) meanwhile: that decision stays,
         # but the copy was written now: recorded, and a newer change waits out the
         # spacing (else a burst rewrites it every round)
-        for batch in batches(d for d in rows.values()
+        for batch in batches(d for d in rows
                              if d.state == index.DELIVERED and d.delivered_at):
             values, args = values_of([(d.owner, d.recipient, d.wanted_seq, *_seen(d),
                                        d.delivered_seq, d.delivered_at,
