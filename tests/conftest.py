@@ -25,7 +25,7 @@ from typing import IO, Iterator
 
 import pytest
 
-from tests.postgres import Cluster, PostgresMissing
+from tests.postgres import Cluster, running
 from tests.server import RadicaleServer
 
 #: Loosened defaults for tests of other things: everyone pre-authorised and discoverable.
@@ -53,14 +53,7 @@ def work_tree_wheel(tmp_path_factory) -> Path:
 def postgres() -> Iterator[Cluster]:
     """A throwaway PostgreSQL server for this test process (``tests/postgres.py``); a
     machine without PostgreSQL fails the tests that need it, saying how to install it."""
-    try:
-        cluster = Cluster().start()
-    except PostgresMissing as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(Cluster())
 
 
 #: The storages a module marked ``both_backends`` runs its servers on (one suite, not a copy).

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Iterator
 
 #: Where Debian puts the server's programs (one folder per major version).
 _DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
@@ -163,3 +164,17 @@ class Cluster:
             if not os.path.exists(self.folder):
                 break
             time.sleep(0.2)
+
+
+def running(cluster: Cluster) -> Iterator[Cluster]:
+    """A fixture's body: ``cluster`` started (a machine without PostgreSQL fails the test,
+    saying how to install it, never skips it), stopped after."""
+    import pytest
+    try:
+        cluster.start()
+    except PostgresMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
