@@ -62,4 +62,4 @@ imports only parts below it, and the pure ones nothing of Radicale.
                 ``__main__``: the names configurations and scripts use
 """
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
