@@ -52,6 +52,30 @@ RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailur
 _conflicts = threading.local()
 
 
+def _keep_parsed_statements() -> None:
+    """Let psycopg keep the parsed form of the fan-out's long statements too.
+
+    psycopg parses a statement's text (its ``%s``) once and keeps the result, but only for
+    statements of at most 50 parameters and 4 KiB: ORMs make ever new ``VALUES`` lists
+    that would only churn its cache (psycopg discussion 628).  A fan-out part's statements
+    have 100-550 parameters in a few fixed shapes, and parsing them again at every call
+    was a quarter of a PostgreSQL fan-out's CPU.  The limits are module settings of
+    psycopg 3 (``psycopg._queries``, 3.1 to 3.3): where they are gone, nothing changes
+    but the time."""
+    try:
+        from psycopg import _queries
+    except ImportError:
+        return
+    if hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS"):
+        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 2000)
+    if hasattr(_queries, "MAX_CACHED_STATEMENT_LENGTH"):
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH,
+                                                    256 * 1024)
+
+
+_keep_parsed_statements()
+
+
 def conflicts() -> int:
     """How many :data:`RETRYABLE` failures the calling thread has met so far: a request
     that failed after one more of them may be run again whole
