@@ -89,13 +89,13 @@ class Browser:
             expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, selector)))
 
     def wait_for_text(self, text: str, timeout: float = 15) -> None:
-        from selenium.common.exceptions import (NoSuchElementException,
-                                                StaleElementReferenceException)
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
-        # the page may be between two documents (a form just sent): look again then
-        WebDriverWait(self.driver, timeout, ignored_exceptions=(
-            StaleElementReferenceException, NoSuchElementException)).until(
-                lambda d: text in self.text())
+        # the page may be between two documents (a form just sent): look again then.  Not
+        # only a stale or missing body: Chromium may also answer "Node with given id does
+        # not belong to the document" for the body of the document being replaced
+        WebDriverWait(self.driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: text in self.text())
 
     def press_and_wait(self, press: Any, accept_confirm: bool = False) -> None:
         """Press a button of a form the page script sends; wait for the page that follows.
