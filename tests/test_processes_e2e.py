@@ -112,6 +112,23 @@ def deliveries_logged(server: RadicaleServer, since: int) -> int:
     return sum(int(n) for n in re.findall(r"Fan-out: (\d+) deliveries", said))
 
 
+def delivered_once(alice: Client, servers: tuple[RadicaleServer, RadicaleServer],
+                   logged: tuple[int, int]) -> tuple[int, ...]:
+    """Every recipient delivered, and no delivery decided by both processes (as their
+    workers' logs since ``logged`` count them); each process's share."""
+    report = settled(alice, timeout=90)
+    assert {r["user"]: r["state"] for r in report["recipients"]} == {
+        r: "delivered" for r in RECIPIENTS}
+
+    def shares() -> tuple[int, ...]:
+        return tuple(deliveries_logged(s, since) for s, since in zip(servers, logged))
+    # each worker logs what it did when the queue has run dry for it
+    wait_until(lambda: sum(shares()) >= len(RECIPIENTS), what="both workers' logs")
+    time.sleep(1)  # a round decided twice would be logged by now
+    assert sum(shares()) == len(RECIPIENTS), shares()  # no delivery decided twice
+    return shares()
+
+
 def plans_logged(*servers: RadicaleServer) -> int:
     """How many times Alice's change to everyone was planned, by all processes."""
     return sum(server.log.read_text(errors="replace").count(
@@ -135,17 +152,8 @@ def test_two_processes_share_one_fan_out_and_serve_each_recipient_once(pair):
     logged = (first.log.stat().st_size, second.log.stat().st_size)
 
     alice.api_ok("POST", "/targets", {"targets": ["user:%s" % r for r in RECIPIENTS]})
-    report = settled(alice, timeout=90)
-
-    assert {r["user"]: r["state"] for r in report["recipients"]} == {
-        r: "delivered" for r in RECIPIENTS}
-    def shares() -> tuple[int, int]:
-        return deliveries_logged(first, logged[0]), deliveries_logged(second, logged[1])
-    # each worker logs what it did when the queue has run dry for it
-    wait_until(lambda: sum(shares()) >= len(RECIPIENTS), what="both workers' logs")
-    time.sleep(1)  # a round decided twice would be logged by now
-    assert sum(shares()) == len(RECIPIENTS), shares()  # no delivery decided twice
-    assert all(shares()), shares()  # the second process took its share
+    shares = delivered_once(alice, (first, second), logged)
+    assert all(shares), shares  # the second process took its share
     one_copy_each(second)
     assert plans_logged(first, second) == 1  # the change planned by one process only
 
@@ -188,14 +196,7 @@ def test_a_write_waiting_longer_than_its_claims_keeps_them(tmp_path, postgres):
                 time.sleep(3 * float(OPTIONS["mecard_claim_lease"]))  # three leases
         finally:
             holder.close()
-        report = settled(alice, timeout=90)
-        assert {r["user"]: r["state"] for r in report["recipients"]} == {
-            r: "delivered" for r in RECIPIENTS}
-        def shares() -> tuple[int, int]:
-            return deliveries_logged(first, logged[0]), deliveries_logged(second, logged[1])
-        wait_until(lambda: sum(shares()) >= len(RECIPIENTS), what="both workers' logs")
-        time.sleep(1)
-        assert sum(shares()) == len(RECIPIENTS), shares()  # none decided twice
+        delivered_once(alice, (first, second), logged)
         one_copy_each(second)
 
 # -- duties: once across processes ---------------------------------------------------------
